@@ -1,0 +1,112 @@
+//! `ztinit.*` kernel parameters.
+//!
+//! The kernel command line is not covered by every deployment's launch
+//! measurement, so it may only set harmless knobs: log level and timeouts.
+//! Any other `ztinit.` key is an error, never ignored: a host that tries to
+//! redirect the KBS or relax a policy through the command line gets a
+//! refused boot.
+
+/// Prefix of our kernel parameters.
+pub const PREFIX: &str = "ztinit.";
+
+/// Configuration paths that the command line may set. `log` is a short alias
+/// for `boot.log_level`.
+pub const KNOBS: &[&str] = &["boot.log_level", "boot.shutdown_timeout_ms"];
+
+const ALIASES: &[(&str, &str)] = &[("log", "boot.log_level")];
+
+/// Splits a kernel command line into words, honouring double quotes as the
+/// kernel does (`key="a b"`).
+pub fn words(cmdline: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut any = false;
+    for c in cmdline.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                any = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if any {
+                    out.push(std::mem::take(&mut cur));
+                    any = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                any = true;
+            }
+        }
+    }
+    if any {
+        out.push(cur);
+    }
+    out
+}
+
+/// Our parameters as (config path, raw value), before checking them.
+pub fn params(cmdline: &str) -> Vec<(String, String)> {
+    words(cmdline)
+        .into_iter()
+        .filter_map(|w| {
+            let rest = w.strip_prefix(PREFIX)?;
+            let (k, v) = rest.split_once('=').unwrap_or((rest, ""));
+            let k = ALIASES.iter().find(|(a, _)| *a == k).map_or(k, |(_, p)| *p);
+            Some((k.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+/// Merges allowed knobs into the parsed configuration table. Returns
+/// (key, message) for every parameter that is refused.
+pub fn apply(table: &mut toml::Table, cmdline: &str) -> Vec<(String, String)> {
+    let mut refused = Vec::new();
+    for (path, raw) in params(cmdline) {
+        if !KNOBS.contains(&path.as_str()) {
+            refused.push((
+                path,
+                format!(
+                    "may not be set on the kernel command line; only {} may be set there",
+                    std::iter::once("log").chain(KNOBS.iter().copied()).collect::<Vec<_>>().join(", ")
+                ),
+            ));
+            continue;
+        }
+        if raw.is_empty() {
+            refused.push((path, "needs a value (ztinit.KEY=VALUE)".into()));
+            continue;
+        }
+        let value = typed(&raw);
+        if let Err(e) = insert(table, &path, value) {
+            refused.push((path, e));
+        }
+    }
+    refused
+}
+
+fn typed(raw: &str) -> toml::Value {
+    if let Ok(i) = raw.parse::<i64>() {
+        toml::Value::Integer(i)
+    } else if let Ok(b) = raw.parse::<bool>() {
+        toml::Value::Boolean(b)
+    } else {
+        toml::Value::String(raw.to_string())
+    }
+}
+
+fn insert(table: &mut toml::Table, path: &str, value: toml::Value) -> Result<(), String> {
+    let mut parts: Vec<&str> = path.split('.').collect();
+    let last = parts.pop().ok_or("empty key")?;
+    let mut cur = table;
+    for p in parts {
+        let entry = cur.entry(p.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = match entry {
+            toml::Value::Table(t) => t,
+            _ => return Err(format!("{p} in the baked configuration is not a table")),
+        };
+    }
+    cur.insert(last.to_string(), value);
+    Ok(())
+}

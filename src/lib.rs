@@ -1,0 +1,23 @@
+//! ztinit: a zero-trust PID 1 for confidential AI virtual machines.
+//!
+//! Each module owns one duty of the boot sequence (see `main.rs`, which reads
+//! as that sequence). Every path a module touches on the real system is a
+//! parameter with the real path as its default, so unit tests run against a
+//! temporary tree.
+
+pub mod config;
+pub mod gpu;
+pub mod kbs;
+pub mod kmsg;
+pub mod lockdown;
+pub mod modules;
+pub mod mount;
+pub mod net;
+pub mod power;
+pub mod sandbox;
+pub mod secrets;
+pub mod supervise;
+pub mod tee;
+pub mod timeline;
+pub mod version;
+pub mod volume;
