@@ -1,7 +1,9 @@
 //! CPU TEE detection and evidence.
 //!
 //! The KBS client asks an [`EvidenceProvider`] for evidence that binds the
-//! 64-byte report data it computed from the runtime data.
+//! digest it computed from the runtime data.
+
+pub mod sample;
 
 use std::fmt;
 
@@ -32,6 +34,16 @@ impl fmt::Display for TeeKind {
 /// A source of CPU attestation evidence.
 pub trait EvidenceProvider {
     fn kind(&self) -> TeeKind;
-    /// Evidence in the Trustee JSON format for this TEE, binding `report_data`.
-    fn evidence(&mut self, report_data: &[u8; 64]) -> Result<serde_json::Value, Box<dyn std::error::Error + Send + Sync>>;
+    /// Evidence in the Trustee JSON format for this TEE, binding `digest`:
+    /// the hash of the canonical runtime data (48 bytes for SHA-384, the
+    /// Trustee default). Hardware providers zero-pad it to their 64-byte
+    /// REPORT_DATA, exactly as Trustee's verifiers expect; `sample` uses it as is.
+    fn evidence(&mut self, digest: &[u8]) -> Result<serde_json::Value, TeeError>;
+}
+
+/// Why evidence could not be produced.
+#[derive(Debug, thiserror::Error)]
+pub enum TeeError {
+    #[error("report data must be at most 64 bytes, got {0}")]
+    ReportDataTooLong(usize),
 }
