@@ -9,8 +9,10 @@
 
 pub mod certs;
 pub mod evidence;
+pub mod rim;
 pub mod spdm;
 pub mod verify;
+pub mod xml;
 
 #[cfg(test)]
 mod tests;
