@@ -334,3 +334,37 @@ pub fn vbios_rim_id(project: &str, project_sku: &str, chip_sku: &str, vbios: &st
         vbios.replace('.', "").to_uppercase()
     )
 }
+
+/// Loads RIM files into reference values: each is parsed, its signature
+/// and signer chain verified to `root` at `now` when `verify` is set, and
+/// their active measurements merged (an index defined twice is an error).
+pub fn load_reference(
+    rims: &[(String, Vec<u8>)],
+    root: &Certificate,
+    now: SystemTime,
+    verify: bool,
+) -> Result<ReferenceValues, RimLoadError> {
+    let mut reference = ReferenceValues::default();
+    for (name, bytes) in rims {
+        let at = |error: RimError| RimLoadError::Rim {
+            name: name.clone(),
+            error,
+        };
+        let rim = Rim::parse(bytes).map_err(at)?;
+        if verify {
+            rim.verify_signature(root, now).map_err(at)?;
+        }
+        reference
+            .merge(rim.reference_values())
+            .map_err(|e| RimLoadError::Conflict(e.to_string()))?;
+    }
+    Ok(reference)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RimLoadError {
+    #[error("{name}: {error}")]
+    Rim { name: String, error: Box<RimError> },
+    #[error("{0}")]
+    Conflict(String),
+}
