@@ -348,7 +348,7 @@ pub fn load_reference(
     for (name, bytes) in rims {
         let at = |error: RimError| RimLoadError::Rim {
             name: name.clone(),
-            error,
+            error: Box::new(error),
         };
         let rim = Rim::parse(bytes).map_err(at)?;
         if verify {
