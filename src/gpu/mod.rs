@@ -9,6 +9,7 @@
 
 pub mod certs;
 pub mod evidence;
+pub mod protocol;
 pub mod rim;
 pub mod spdm;
 pub mod verify;
