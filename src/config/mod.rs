@@ -341,7 +341,7 @@ config_sections! {
     /// Encrypted, integrity-protected volumes.
     volumes: NotSupported,
     /// Confidential GPUs.
-    gpu: NotSupported,
+    gpu: crate::gpu::GpuConfig,
     /// Kernel modules to load.
     modules: NotSupported,
     /// Kernel hardening before launch.

@@ -6,9 +6,20 @@
 //! dev KBS. Talking to the driver is the job of the glibc helper
 //! `ztinit-gpu` (NVML cannot be loaded into a static musl PID 1), spoken to
 //! over a pipe by [`helper`].
+//!
+//! Boot flow (see `docs/gpu.md`): [`plan`] → load [`GpuPlan::modules`] →
+//! start [`bringup::persistenced_command`] and
+//! [`bringup::wait_persistenced_ready`] → [`GpuAttester::start`] → the KBS
+//! client calls [`GpuAttester::collect`] → after the KBS accepted,
+//! [`GpuAttester::set_ready`].
 
+pub mod attester;
+pub mod bringup;
 pub mod certs;
+pub mod config;
+pub mod detect;
 pub mod evidence;
+pub mod helper;
 pub mod protocol;
 pub mod rim;
 pub mod spdm;
@@ -17,3 +28,105 @@ pub mod xml;
 
 #[cfg(test)]
 mod tests;
+
+use std::path::Path;
+use std::time::Duration;
+
+pub use attester::{AttesterEnv, GpuAttester};
+pub use config::{GpuConfig, GpuMode};
+
+/// Why the GPU stage failed. Every variant stops the boot.
+#[derive(Debug, thiserror::Error)]
+pub enum GpuError {
+    #[error("PCI scan: {0}")]
+    Detect(#[from] detect::DetectError),
+    #[error("mode is \"gpu\" but no NVIDIA GPU is on the PCI bus")]
+    NoGpu,
+    #[error("{0}")]
+    Helper(#[from] helper::HelperError),
+    #[error("{0}")]
+    Persistenced(#[from] bringup::ReadinessError),
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("refused: {0}")]
+    Policy(String),
+    #[error("inventory: {0}")]
+    Inventory(String),
+    #[error("GPU {gpu} ({uuid}) evidence rejected: {reason}")]
+    Evidence {
+        gpu: u32,
+        uuid: String,
+        reason: String,
+    },
+    #[error("GPU evidence was already collected once (one attempt per GPU)")]
+    AlreadyCollected,
+    #[error("ready state requested before GPU evidence was verified and accepted")]
+    NotAttested,
+    #[error("GPUs did not report the ready state after it was set")]
+    ReadyNotSet,
+}
+
+/// What the GPU stage will do on this machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpuPlan {
+    pub detected: detect::Detected,
+    /// For the module loader, in order.
+    pub modules: Vec<bringup::ModuleLoad>,
+    /// How long to wait for nvidia-persistenced.
+    pub readiness_deadline: Duration,
+}
+
+/// Detects NVIDIA devices under `pci_devices` (normally
+/// [`detect::DEFAULT_PCI_DEVICES`]) and decides the mode: `None` means
+/// CPU-only (skip the stage).
+pub fn plan(cfg: &GpuConfig, pci_devices: &Path) -> Result<Option<GpuPlan>, GpuError> {
+    if cfg.mode == GpuMode::Cpu {
+        return Ok(None);
+    }
+    let detected = detect::detect(pci_devices)?;
+    if detected.gpus.is_empty() {
+        return match cfg.mode {
+            GpuMode::Gpu => Err(GpuError::NoGpu),
+            _ => Ok(None),
+        };
+    }
+    let n = detected.gpus.len();
+    Ok(Some(GpuPlan {
+        modules: bringup::modules(n),
+        readiness_deadline: bringup::readiness_deadline(
+            Duration::from_millis(cfg.ready_timeout_ms),
+            Duration::from_millis(cfg.ready_timeout_per_gpu_ms),
+            n,
+        ),
+        detected,
+    }))
+}
+
+#[cfg(test)]
+mod plan_tests {
+    use super::*;
+
+    #[test]
+    fn mode_follows_the_pci_bus_unless_configured() {
+        let t = tempfile::tempdir().unwrap();
+        let auto = GpuConfig::default();
+        assert_eq!(plan(&auto, t.path()).unwrap(), None);
+        let gpu = GpuConfig {
+            mode: GpuMode::Gpu,
+            ..GpuConfig::default()
+        };
+        assert!(matches!(plan(&gpu, t.path()), Err(GpuError::NoGpu)));
+        detect::tests::fake_pci(
+            t.path(),
+            &[("0000:01:00.0", "0x10de", "0x2331", "0x030200")],
+        );
+        let p = plan(&auto, t.path()).unwrap().unwrap();
+        assert_eq!(p.modules[0].params, ["NVreg_NvLinkDisable=1"]);
+        assert_eq!(p.readiness_deadline, Duration::from_secs(70));
+        let cpu = GpuConfig {
+            mode: GpuMode::Cpu,
+            ..GpuConfig::default()
+        };
+        assert_eq!(plan(&cpu, t.path()).unwrap(), None);
+    }
+}

@@ -1,0 +1,296 @@
+//! The real `ztinit-gpu` helper against the test-only fake libnvidia-ml.so.1,
+//! driven by ztinit's own client and verified by ztinit's library.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use sha2::{Digest, Sha384};
+use ztinit::gpu::evidence::{NvidiaPolicy, verify_nvidia_evidence};
+use ztinit::gpu::helper::{Helper, HelperCommand, HelperError};
+use ztinit::gpu::verify::{self, Evidence, Expected, Trust};
+use ztinit::gpu::{AttesterEnv, GpuAttester, GpuConfig, GpuError, GpuMode, certs};
+
+const HELPER: &str = env!("CARGO_BIN_EXE_ztinit-gpu");
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Builds the fake library (a cdylib no test target depends on) once.
+fn fake_lib() -> &'static Path {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "-p", "fake-nvml"])
+            .current_dir(repo())
+            .status()
+            .expect("cargo build -p fake-nvml");
+        assert!(status.success());
+        let lib = Path::new(HELPER).parent().unwrap().join("libfake_nvml.so");
+        assert!(lib.exists(), "{}", lib.display());
+        lib
+    })
+}
+
+fn test_root_pem() -> String {
+    std::fs::read_to_string(repo().join("crates/fake-nvml/testca/root.pem")).unwrap()
+}
+
+struct Fake {
+    dir: tempfile::TempDir,
+}
+
+impl Fake {
+    fn new(extra: serde_json::Value) -> Fake {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = serde_json::json!({
+            "record": dir.path().join("calls").to_str().unwrap(),
+            "ready_file": dir.path().join("ready").to_str().unwrap(),
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            cfg[k] = v.clone();
+        }
+        std::fs::write(dir.path().join("fake.json"), cfg.to_string()).unwrap();
+        Fake { dir }
+    }
+
+    fn env(&self) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+        vec![(
+            "FAKE_NVML_CONFIG".into(),
+            self.dir.path().join("fake.json").into(),
+        )]
+    }
+
+    fn calls(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("calls")).unwrap_or_default()
+    }
+
+    fn helper(&self) -> Helper {
+        Helper::spawn(&HelperCommand {
+            program: HELPER.into(),
+            nvml_library: Some(fake_lib().to_str().unwrap().into()),
+            env: self.env(),
+            timeout: Duration::from_secs(20),
+        })
+        .unwrap()
+    }
+
+    /// A guest tree with one NVIDIA GPU on the PCI bus and the test root.
+    fn guest(&self, gpus: usize) -> PathBuf {
+        let root = self.dir.path().join("guest");
+        for i in 0..gpus {
+            let d = root.join(format!("sys/bus/pci/devices/0000:0{}:00.0", i + 1));
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("vendor"), "0x10de\n").unwrap();
+            std::fs::write(d.join("device"), "0x2331\n").unwrap();
+            std::fs::write(d.join("class"), "0x030200\n").unwrap();
+        }
+        std::fs::create_dir_all(root.join("etc/ztinit")).unwrap();
+        std::fs::write(root.join("etc/ztinit/gpu-test-root.pem"), test_root_pem()).unwrap();
+        root
+    }
+}
+
+fn fake_measurement(i: u8) -> String {
+    hex::encode(Sha384::digest(format!("ztinit fake-nvml measurement {i}")))
+}
+
+fn config() -> GpuConfig {
+    let mut c = GpuConfig {
+        mode: GpuMode::Gpu,
+        helper: HELPER.into(),
+        nvml_library: fake_lib().to_str().unwrap().into(),
+        device_root: Some("/etc/ztinit/gpu-test-root.pem".into()),
+        ..GpuConfig::default()
+    };
+    c.measurements.insert("2".into(), vec![fake_measurement(2)]);
+    c.measurements
+        .insert("36".into(), vec![fake_measurement(36)]);
+    c
+}
+
+fn start(fake: &Fake, cfg: &GpuConfig, gpus: usize) -> Result<GpuAttester, GpuError> {
+    let guest = fake.guest(gpus);
+    let plan = ztinit::gpu::plan(cfg, &guest.join("sys/bus/pci/devices"))
+        .unwrap()
+        .unwrap();
+    let env = AttesterEnv {
+        files_root: guest,
+        helper_env: fake.env(),
+        now: std::time::SystemTime::now(),
+    };
+    GpuAttester::start(cfg, &plan, &env)
+}
+
+fn test_trust() -> Trust {
+    Trust {
+        root: certs::parse_pem_cert(&test_root_pem()).unwrap(),
+        now: std::time::SystemTime::now(),
+    }
+}
+
+#[test]
+fn helper_answers_every_request_against_the_fake_library() {
+    let fake = Fake::new(serde_json::json!({}));
+    let mut h = fake.helper();
+    let inv = h.inventory().unwrap();
+    assert_eq!(inv.driver_version, "550.90.07");
+    assert_eq!(inv.gpus.len(), 1);
+    assert_eq!(inv.gpus[0].arch, 9);
+    assert_eq!(inv.gpus[0].pci_bus_id, "00000000:01:00.0");
+    let cc = h.cc_settings().unwrap();
+    assert_eq!(
+        (cc.environment, cc.cc_feature, cc.devtools_mode, cc.cpu_caps),
+        (2, 1, 0, 3)
+    );
+    assert!(!h.get_ready().unwrap());
+
+    let nonce = [0x5au8; 32];
+    let (report, chain) = h.evidence(0, &nonce).unwrap();
+    let exp = Expected {
+        nonce: Some(&nonce),
+        driver_versions: &["550.90.07".into()],
+        vbios_versions: &["96.00.9F.00.01".into()],
+        reference: None,
+    };
+    let v = verify::verify_device(
+        &Evidence {
+            report: &report,
+            chain_pem: &chain,
+            arch: None,
+        },
+        &exp,
+        &test_trust(),
+    );
+    assert!(v.passed(), "{:?}", v.checks);
+    // The pinned NVIDIA root does not accept the test CA.
+    let real = verify::verify_device(
+        &Evidence {
+            report: &report,
+            chain_pem: &chain,
+            arch: None,
+        },
+        &exp,
+        &Trust::nvidia_now(),
+    );
+    assert_eq!(real.first_failure().unwrap().name, "chain");
+
+    // One attempt per GPU, enforced by the helper too.
+    match h.evidence(0, &nonce) {
+        Err(HelperError::Refused {
+            op: "evidence",
+            message,
+        }) => assert!(message.contains("already requested"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(h.set_ready().unwrap());
+    assert!(h.get_ready().unwrap());
+    h.close();
+    let calls = fake.calls();
+    assert!(
+        calls.contains(&format!(
+            "nvmlDeviceGetConfComputeGpuAttestationReport(gpu=0, nonce={})",
+            hex::encode(nonce)
+        )),
+        "{calls}"
+    );
+    assert!(
+        calls.contains("nvmlSystemSetConfComputeGpusReadyState(1)"),
+        "{calls}"
+    );
+}
+
+#[test]
+fn attester_happy_path_sets_ready_only_after_acceptance() {
+    let fake = Fake::new(serde_json::json!({}));
+    let mut a = start(&fake, &config(), 1).unwrap();
+    assert_eq!(a.name(), "nvidia");
+    assert!(matches!(a.set_ready(), Err(GpuError::NotAttested)));
+    let digest: Vec<u8> = Sha384::digest(b"{\"nonce\":\"n\",\"tee-pubkey\":{}}").to_vec();
+    let evidence = a.collect(&digest).unwrap();
+    assert!(!fake.calls().contains("SetConfComputeGpusReadyState"));
+    // What the KBS does with it.
+    let policy = NvidiaPolicy {
+        refuse_switches: true,
+        ..NvidiaPolicy::default()
+    };
+    let verdict = verify_nvidia_evidence(&evidence, Some(&digest), &policy, &test_trust()).unwrap();
+    assert!(verdict.passed(), "{:?}", verdict.first_failure());
+    assert!(matches!(
+        a.collect(&digest),
+        Err(GpuError::AlreadyCollected)
+    ));
+    a.set_ready().unwrap();
+    a.finish();
+    let calls = fake.calls();
+    assert_eq!(
+        calls
+            .matches("nvmlSystemSetConfComputeGpusReadyState(1)")
+            .count(),
+        1,
+        "{calls}"
+    );
+    assert!(!calls.contains("GpusReadyState(0)"), "{calls}");
+}
+
+#[test]
+fn two_gpus_are_each_attested_once() {
+    let fake = Fake::new(serde_json::json!({"gpus": [
+        {"uuid": "GPU-a", "vbios_version": "96.00.9F.00.01", "arch": 9, "pci_bus_id": "00000000:01:00.0"},
+        {"uuid": "GPU-b", "vbios_version": "96.00.9F.00.01", "arch": 9, "pci_bus_id": "00000000:02:00.0"}
+    ]}));
+    let mut a = start(&fake, &config(), 2).unwrap();
+    let v = a.collect(&[9u8; 48]).unwrap();
+    assert_eq!(v["device_evidence_list"].as_array().unwrap().len(), 2);
+    assert_eq!(v["device_evidence_list"][1]["uuid"], "GPU-b");
+    assert_eq!(fake.calls().matches("AttestationReport(gpu=").count(), 2);
+}
+
+#[test]
+fn devtools_mode_is_fatal_before_any_evidence() {
+    let fake = Fake::new(serde_json::json!({"devtools_mode": 1, "environment": 1}));
+    match start(&fake, &config(), 1) {
+        Err(GpuError::Policy(m)) => assert!(m.contains("devtools"), "{m}"),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("devtools accepted"),
+    }
+    let calls = fake.calls();
+    assert!(
+        !calls.contains("AttestationReport") && !calls.contains("ReadyState"),
+        "{calls}"
+    );
+}
+
+#[test]
+fn tampered_measurement_is_fatal_and_ready_is_never_set() {
+    let fake = Fake::new(serde_json::json!({"measurement_overrides": {"36": "00".repeat(48)}}));
+    let mut a = start(&fake, &config(), 1).unwrap();
+    let err = a.collect(&[1u8; 48]).unwrap_err().to_string();
+    assert!(err.starts_with("GPU 0 (GPU-00000000-0000-0000-0000-000000000000) evidence rejected: measurements: FAIL: block 36"), "{err}");
+    assert!(matches!(a.set_ready(), Err(GpuError::NotAttested)));
+    a.finish();
+    assert!(!fake.calls().contains("ReadyState"), "{}", fake.calls());
+}
+
+#[test]
+fn gpu_count_mismatch_between_pci_and_driver_is_fatal() {
+    let fake = Fake::new(serde_json::json!({}));
+    let err = start(&fake, &config(), 2).err().unwrap().to_string();
+    assert_eq!(
+        err,
+        "inventory: the driver sees 1 GPUs but 2 are on the PCI bus"
+    );
+}
+
+#[test]
+fn failed_report_is_fatal() {
+    let fake = Fake::new(serde_json::json!({"fail_report": true}));
+    let mut a = start(&fake, &config(), 1).unwrap();
+    let err = a.collect(&[1u8; 48]).unwrap_err().to_string();
+    assert!(
+        err.contains("nvmlDeviceGetConfComputeGpuAttestationReport failed"),
+        "{err}"
+    );
+}

@@ -1,0 +1,215 @@
+//! The `[gpu]` configuration section.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::certs;
+use super::rim::Rim;
+use super::verify::ReferenceValues;
+use crate::config::{Section, Validator};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum GpuMode {
+    /// `gpu` when NVIDIA GPUs are on the PCI bus, else `cpu`.
+    #[default]
+    Auto,
+    /// No GPU bring-up: GPUs (if any) stay without a driver.
+    Cpu,
+    /// GPUs are required: none found is fatal.
+    Gpu,
+}
+
+/// The multi-GPU CC mode the host must have configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum MultiGpuMode {
+    /// Single-GPU CC (each GPU attested on its own).
+    #[default]
+    None,
+    /// Hopper protected PCIe (GPUs + NVSwitches in one CVM).
+    ProtectedPcie,
+    /// Blackwell NVLink encryption.
+    Nvle,
+}
+
+impl MultiGpuMode {
+    /// NVML's `multiGpuMode` value.
+    pub fn nvml_value(self) -> u32 {
+        match self {
+            MultiGpuMode::None => 0,
+            MultiGpuMode::ProtectedPcie => 1,
+            MultiGpuMode::Nvle => 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct GpuConfig {
+    pub mode: GpuMode,
+    /// The glibc NVML helper.
+    pub helper: String,
+    /// The NVML library the helper loads.
+    pub nvml_library: String,
+    /// Deadline of each helper request.
+    pub helper_timeout_ms: u64,
+    pub persistenced: String,
+    /// Appears once nvidia-persistenced is ready.
+    pub persistenced_socket: String,
+    /// Readiness deadline: this plus `ready_timeout_per_gpu_ms` per GPU.
+    pub ready_timeout_ms: u64,
+    pub ready_timeout_per_gpu_ms: u64,
+    pub multi_gpu_mode: MultiGpuMode,
+    /// PEM of the device identity root to pin instead of NVIDIA's (test images).
+    pub device_root: Option<String>,
+    /// NVIDIA RIM files (driver and/or VBIOS) whose active measurements the
+    /// GPUs must match.
+    pub rims: Vec<String>,
+    /// Verify each RIM's XMLDSig and signer chain (to NVIDIA's RIM root, at
+    /// the guest's clock).
+    pub verify_rim_signatures: bool,
+    /// Golden measurements by SPDM block index (1-based = RIM index + 1):
+    /// accepted hex values.
+    pub measurements: BTreeMap<String, Vec<String>>,
+    /// Accepted driver / VBIOS versions (besides matching NVML's inventory).
+    pub driver_versions: Vec<String>,
+    pub vbios_versions: Vec<String>,
+    /// Lock GPU clocks to `[min, max]` MHz after attestation-independent bring-up.
+    pub locked_clocks_mhz: Option<[u32; 2]>,
+    /// Power limit in watts.
+    pub power_limit_w: Option<u32>,
+}
+
+impl Default for GpuConfig {
+    fn default() -> Self {
+        GpuConfig {
+            mode: GpuMode::Auto,
+            helper: "/usr/libexec/ztinit/ztinit-gpu".into(),
+            nvml_library: "libnvidia-ml.so.1".into(),
+            helper_timeout_ms: 60_000,
+            persistenced: super::bringup::DEFAULT_PERSISTENCED.into(),
+            persistenced_socket: super::bringup::DEFAULT_PERSISTENCED_SOCKET.into(),
+            ready_timeout_ms: 60_000,
+            ready_timeout_per_gpu_ms: 10_000,
+            multi_gpu_mode: MultiGpuMode::None,
+            device_root: None,
+            rims: Vec::new(),
+            verify_rim_signatures: true,
+            measurements: BTreeMap::new(),
+            driver_versions: Vec::new(),
+            vbios_versions: Vec::new(),
+            locked_clocks_mhz: None,
+            power_limit_w: None,
+        }
+    }
+}
+
+impl GpuConfig {
+    pub fn helper_timeout(&self) -> Duration {
+        Duration::from_millis(self.helper_timeout_ms)
+    }
+
+    /// Reference values written in the configuration (validated at load).
+    pub fn inline_reference(&self) -> Result<ReferenceValues, String> {
+        let mut rv = ReferenceValues::default();
+        for (key, values) in &self.measurements {
+            let index = parse_index(key)?;
+            let decoded = values
+                .iter()
+                .map(|v| parse_value(v))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("measurements.{key}: {e}"))?;
+            rv.insert(index, decoded, "config");
+        }
+        Ok(rv)
+    }
+}
+
+fn parse_index(key: &str) -> Result<u8, String> {
+    key.parse::<u8>()
+        .ok()
+        .filter(|&i| i >= 1)
+        .ok_or_else(|| format!("measurements.{key}: the key must be an SPDM block index 1-255"))
+}
+
+fn parse_value(v: &str) -> Result<Vec<u8>, String> {
+    match hex::decode(v) {
+        Ok(b) if !b.is_empty() && b.len() <= 64 => Ok(b),
+        _ => Err(format!("{v:?} is not 1-64 bytes of hex")),
+    }
+}
+
+impl Section for GpuConfig {
+    fn validate(&self, v: &mut Validator<'_>) {
+        v.absolute_path("helper", &self.helper);
+        v.absolute_path("persistenced", &self.persistenced);
+        v.absolute_path("persistenced_socket", &self.persistenced_socket);
+        if self.nvml_library.is_empty() || self.nvml_library.contains('\0') {
+            v.error("nvml_library", "must be a library name or absolute path");
+        }
+        v.range("helper_timeout_ms", self.helper_timeout_ms, 1_000, 600_000);
+        v.range("ready_timeout_ms", self.ready_timeout_ms, 1_000, 1_800_000);
+        v.range(
+            "ready_timeout_per_gpu_ms",
+            self.ready_timeout_per_gpu_ms,
+            0,
+            600_000,
+        );
+        if let Some(root) = &self.device_root {
+            if v.absolute_path("device_root", root) {
+                if let Some(bytes) = v.file("device_root", root) {
+                    if let Err(e) = certs::parse_pem_cert(&String::from_utf8_lossy(&bytes)) {
+                        v.error("device_root", format!("{root}: {e}"));
+                    }
+                }
+            }
+        }
+        for (i, rim) in self.rims.iter().enumerate() {
+            let key = format!("rims[{i}]");
+            if v.absolute_path(&key, rim) {
+                if let Some(bytes) = v.file(&key, rim) {
+                    if let Err(e) = Rim::parse(&bytes) {
+                        v.error(&key, format!("{rim}: {e}"));
+                    }
+                }
+            }
+        }
+        for (key, values) in &self.measurements {
+            if let Err(e) = parse_index(key) {
+                v.error("measurements", e);
+            }
+            if values.is_empty() {
+                v.error(&format!("measurements.{key}"), "lists no accepted value");
+            }
+            for value in values {
+                if let Err(e) = parse_value(value) {
+                    v.error(&format!("measurements.{key}"), e);
+                }
+            }
+        }
+        if let Some([min, max]) = self.locked_clocks_mhz {
+            if min == 0 || min > max {
+                v.error(
+                    "locked_clocks_mhz",
+                    format!("[{min}, {max}] must be [min, max] with 0 < min <= max"),
+                );
+            }
+        }
+        if let Some(w) = self.power_limit_w {
+            v.range("power_limit_w", w, 50, 2_000);
+        }
+        if self.mode == GpuMode::Cpu
+            && (!self.rims.is_empty()
+                || !self.measurements.is_empty()
+                || self.locked_clocks_mhz.is_some())
+        {
+            v.error(
+                "mode",
+                "\"cpu\" mode cannot be combined with GPU reference values or tuning",
+            );
+        }
+    }
+}
