@@ -175,68 +175,6 @@ impl Section for GpuConfig {
             }
         }
         for (key, values) in &self.measurements {
-            let index = parse_index(key)?;
-            let decoded = values
-                .iter()
-                .map(|v| parse_value(v))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("measurements.{key}: {e}"))?;
-            rv.insert(index, decoded, "config");
-        }
-        Ok(rv)
-    }
-}
-
-fn parse_index(key: &str) -> Result<u8, String> {
-    key.parse::<u8>()
-        .ok()
-        .filter(|&i| i >= 1)
-        .ok_or_else(|| format!("measurements.{key}: the key must be an SPDM block index 1-255"))
-}
-
-fn parse_value(v: &str) -> Result<Vec<u8>, String> {
-    match hex::decode(v) {
-        Ok(b) if !b.is_empty() && b.len() <= 64 => Ok(b),
-        _ => Err(format!("{v:?} is not 1-64 bytes of hex")),
-    }
-}
-
-impl Section for GpuConfig {
-    fn validate(&self, v: &mut Validator<'_>) {
-        v.absolute_path("helper", &self.helper);
-        v.absolute_path("persistenced", &self.persistenced);
-        v.absolute_path("persistenced_socket", &self.persistenced_socket);
-        if self.nvml_library.is_empty() || self.nvml_library.contains('\0') {
-            v.error("nvml_library", "must be a library name or absolute path");
-        }
-        v.range("helper_timeout_ms", self.helper_timeout_ms, 1_000, 600_000);
-        v.range("ready_timeout_ms", self.ready_timeout_ms, 1_000, 1_800_000);
-        v.range(
-            "ready_timeout_per_gpu_ms",
-            self.ready_timeout_per_gpu_ms,
-            0,
-            600_000,
-        );
-        if let Some(root) = &self.device_root {
-            if v.absolute_path("device_root", root) {
-                if let Some(bytes) = v.file("device_root", root) {
-                    if let Err(e) = certs::parse_pem_cert(&String::from_utf8_lossy(&bytes)) {
-                        v.error("device_root", format!("{root}: {e}"));
-                    }
-                }
-            }
-        }
-        for (i, rim) in self.rims.iter().enumerate() {
-            let key = format!("rims[{i}]");
-            if v.absolute_path(&key, rim) {
-                if let Some(bytes) = v.file(&key, rim) {
-                    if let Err(e) = Rim::parse(&bytes) {
-                        v.error(&key, format!("{rim}: {e}"));
-                    }
-                }
-            }
-        }
-        for (key, values) in &self.measurements {
             if let Err(e) = parse_index(key) {
                 v.error("measurements", e);
             }
