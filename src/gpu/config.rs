@@ -210,3 +210,112 @@ impl Section for GpuConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, ConfigError, NoFiles, RootFiles, Sources};
+
+    fn load_with(text: &str, files: &dyn crate::config::Files) -> Result<Config, ConfigError> {
+        let full = format!("[workload]\npath = \"/bin/app\"\n{text}");
+        Config::load(Sources {
+            origin: "ztinit.toml",
+            text: &full,
+            cmdline: None,
+            files,
+        })
+    }
+
+    fn problems(text: &str, files: &dyn crate::config::Files) -> Vec<String> {
+        match load_with(text, files) {
+            Err(ConfigError::Invalid(i)) => i
+                .iter()
+                .map(|i| format!("{}: {}", i.key, i.message))
+                .collect(),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("accepted:\n{text}"),
+        }
+    }
+
+    #[test]
+    fn full_section_loads() {
+        let c = load_with(
+            r#"
+[gpu]
+mode = "gpu"
+multi_gpu_mode = "protected-pcie"
+helper_timeout_ms = 20000
+measurements = { "10" = ["aabb", "ccdd"] }
+driver_versions = ["550.90.07"]
+locked_clocks_mhz = [1500, 1980]
+power_limit_w = 700
+"#,
+            &NoFiles,
+        )
+        .unwrap();
+        assert_eq!(c.gpu.mode, GpuMode::Gpu);
+        assert_eq!(c.gpu.multi_gpu_mode, MultiGpuMode::ProtectedPcie);
+        let rv = c.gpu.inline_reference().unwrap();
+        assert_eq!(rv.entries[&10], vec![vec![0xaa, 0xbb], vec![0xcc, 0xdd]]);
+        assert_eq!(c.gpu.locked_clocks_mhz, Some([1500, 1980]));
+        // Absent section: auto mode with NVIDIA's root.
+        let d = load_with("", &NoFiles).unwrap();
+        assert_eq!(d.gpu.mode, GpuMode::Auto);
+        assert!(d.gpu.device_root.is_none() && d.gpu.verify_rim_signatures);
+    }
+
+    #[test]
+    fn bad_values_are_reported_by_key() {
+        let p = problems(
+            r#"
+[gpu]
+helper = "relative/helper"
+helper_timeout_ms = 5
+measurements = { "0" = ["zz"], "2" = [] }
+locked_clocks_mhz = [2000, 1000]
+power_limit_w = 5
+typo = 1
+"#,
+            &NoFiles,
+        );
+        let joined = p.join("\n");
+        for needle in [
+            "gpu.helper: \"relative/helper\" must be an absolute path",
+            "gpu.helper_timeout_ms: 5 is out of range",
+            "gpu.measurements: measurements.0: the key must be an SPDM block index 1-255",
+            "gpu.measurements.0: \"zz\" is not 1-64 bytes of hex",
+            "gpu.measurements.2: lists no accepted value",
+            "gpu.locked_clocks_mhz: [2000, 1000] must be [min, max]",
+            "gpu.power_limit_w: 5 is out of range",
+            "gpu.typo: unknown key",
+        ] {
+            assert!(joined.contains(needle), "missing {needle:?} in\n{joined}");
+        }
+    }
+
+    #[test]
+    fn referenced_rims_and_root_are_checked_in_the_image() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("etc")).unwrap();
+        std::fs::write(t.path().join("etc/bad.xml"), "<a/>").unwrap();
+        std::fs::write(t.path().join("etc/root.pem"), "not pem").unwrap();
+        let files = RootFiles::new(t.path());
+        let p = problems(
+            "[gpu]\nrims = [\"/etc/bad.xml\", \"/etc/none.xml\"]\ndevice_root = \"/etc/root.pem\"\n",
+            &files,
+        );
+        let joined = p.join("\n");
+        assert!(
+            joined.contains("gpu.rims[0]: /etc/bad.xml: RIM is not a SWID tag"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("gpu.rims[1]: /etc/none.xml: no such file in the image"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("gpu.device_root: /etc/root.pem: certificate chain is not valid PEM"),
+            "{joined}"
+        );
+    }
+}

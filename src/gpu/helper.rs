@@ -363,3 +363,125 @@ fn wait_readable(fd: &ChildStdout, timeout: Duration) -> Result<bool, HelperErro
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A stand-in helper: a shell script (the real helper is tested against
+    /// the fake NVML in `crates/ztinit-gpu/tests`).
+    fn script(dir: &Path, body: &str) -> HelperCommand {
+        let p = dir.join(format!("helper-{}", body.len()));
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        HelperCommand {
+            program: p,
+            nvml_library: None,
+            env: Vec::new(),
+            timeout: Duration::from_millis(700),
+        }
+    }
+
+    use std::path::Path;
+
+    fn inventory_err(body: &str) -> HelperError {
+        let t = tempfile::tempdir().unwrap();
+        let mut h = Helper::spawn(&script(t.path(), body)).unwrap();
+        h.inventory().unwrap_err()
+    }
+
+    #[test]
+    fn crash_is_reported_with_status_and_stderr() {
+        match inventory_err("read line; echo 'nvml: boom' >&2; exit 3") {
+            HelperError::Crashed {
+                op: "inventory",
+                status,
+                stderr,
+            } => {
+                assert!(status.contains('3'), "{status}");
+                assert_eq!(stderr, ": nvml: boom");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn silence_times_out() {
+        let e = inventory_err("read line; sleep 5");
+        assert!(
+            matches!(
+                e,
+                HelperError::Timeout {
+                    op: "inventory",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn malformed_wrong_version_and_refusals() {
+        assert!(matches!(
+            inventory_err("read line; echo garbage"),
+            HelperError::Malformed {
+                op: "inventory",
+                ..
+            }
+        ));
+        assert!(matches!(
+            inventory_err(r#"read line; echo '{"v":2,"ok":{}}'"#),
+            HelperError::Version { got: 2 }
+        ));
+        assert!(matches!(
+            inventory_err(r#"read line; echo '{"v":1,"ok":{},"error":"x"}'"#),
+            HelperError::Malformed { .. }
+        ));
+        assert!(matches!(
+            inventory_err(r#"read line; echo '{"v":1,"ok":{"gpus":1}}'"#),
+            HelperError::Malformed { .. }
+        ));
+        match inventory_err(r#"read line; echo '{"v":1,"error":"no\u001b[2Jdriver"}'"#) {
+            HelperError::Refused { message, .. } => assert_eq!(message, "no [2Jdriver"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn endless_line_is_cut() {
+        let e = inventory_err("read line; head -c 400000 /dev/zero | tr '\\0' a; sleep 2");
+        assert!(
+            matches!(e, HelperError::TooLong { op: "inventory" }),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn missing_program_fails_to_spawn() {
+        let cmd = HelperCommand {
+            program: "/nonexistent/ztinit-gpu".into(),
+            nvml_library: None,
+            env: Vec::new(),
+            timeout: Duration::from_secs(1),
+        };
+        assert!(matches!(
+            Helper::spawn(&cmd),
+            Err(HelperError::Spawn { .. })
+        ));
+    }
+
+    #[test]
+    fn environment_is_clean_and_requests_are_versioned_lines() {
+        let t = tempfile::tempdir().unwrap();
+        let out = t.path().join("seen");
+        let body = format!(
+            r#"read line; echo "$line" > {0}; env | grep -v '^PWD=\|^SHLVL=\|^_=' >> {0}; echo '{{"v":1,"ok":{{"ready":true}}}}'"#,
+            out.display()
+        );
+        let mut h = Helper::spawn(&script(t.path(), &body)).unwrap();
+        assert!(h.get_ready().unwrap());
+        let seen = std::fs::read_to_string(&out).unwrap();
+        assert_eq!(seen, "{\"v\":1,\"op\":\"get-ready\"}\n");
+    }
+}
