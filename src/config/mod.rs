@@ -333,7 +333,7 @@ config_sections! {
     /// Guest networking.
     network: NetworkConfig,
     /// Accepted TEE kinds and evidence policy.
-    tee: NotSupported,
+    tee: crate::tee::TeeConfig,
     /// The Key Broker Service.
     kbs: NotSupported,
     /// Resources delivered to the workload as files.
