@@ -71,10 +71,7 @@ impl TeeConfig {
 impl Section for TeeConfig {
     fn validate(&self, v: &mut Validator<'_>) {
         if self.accept.is_empty() {
-            v.error(
-                "accept",
-                "must name at least one TEE kind (snp, tdx, sample)",
-            );
+            v.error("accept", "must name at least one TEE kind (snp, tdx, sample)");
         }
         for (i, kind) in self.accept.iter().enumerate() {
             if self.accept[..i].contains(kind) {
@@ -83,33 +80,19 @@ impl Section for TeeConfig {
         }
         let lists_sample = self.accept.contains(&TeeKind::Sample);
         if lists_sample && !self.allow_sample {
-            v.error(
-                "accept",
-                "\"sample\" proves nothing and needs allow_sample = true (development images only)",
-            );
+            v.error("accept", "\"sample\" proves nothing and needs allow_sample = true (development images only)");
         }
         if self.allow_sample && !lists_sample {
-            v.error(
-                "allow_sample",
-                "has no effect unless accept lists \"sample\"",
-            );
+            v.error("allow_sample", "has no effect unless accept lists \"sample\"");
         }
         for (i, name) in self.initdata_sections.iter().enumerate() {
             let key = format!("initdata_sections[{i}]");
             if FORBIDDEN_SECTIONS.contains(&name.as_str()) {
-                v.error(
-                    &key,
-                    format!(
-                        "[{name}] may only come from the baked configuration, never from initdata"
-                    ),
-                );
+                v.error(&key, format!("[{name}] may only come from the baked configuration, never from initdata"));
             } else if !ALLOWED_SECTIONS.contains(&name.as_str()) {
                 v.error(
                     &key,
-                    format!(
-                        "{name:?} is not a section initdata may set (allowed: {})",
-                        ALLOWED_SECTIONS.join(", ")
-                    ),
+                    format!("{name:?} is not a section initdata may set (allowed: {})", ALLOWED_SECTIONS.join(", ")),
                 );
             }
             if self.initdata_sections[..i].contains(name) {
@@ -117,10 +100,7 @@ impl Section for TeeConfig {
             }
         }
         if !self.initdata_sections.is_empty() && self.initdata == InitdataMode::Off {
-            v.error(
-                "initdata_sections",
-                "initdata = \"off\" ignores initdata, so no section can come from it",
-            );
+            v.error("initdata_sections", "initdata = \"off\" ignores initdata, so no section can come from it");
         }
     }
 }

@@ -88,9 +88,7 @@ fn provider_for(kind: TeeKind, cfg: &TeeConfig, paths: &TeePaths) -> Box<dyn Evi
         TeeKind::Snp => Box::new(SnpProvider::new(paths.clone(), cfg.allow_debug)),
         TeeKind::Tdx => Box::new(TdxProvider::new(paths.clone(), cfg.allow_debug)),
         TeeKind::Sample => {
-            log::warn!(
-                "TEE: using the sample TEE: its evidence proves nothing (development image)"
-            );
+            log::warn!("TEE: using the sample TEE: its evidence proves nothing (development image)");
             Box::new(SampleProvider)
         }
     }
@@ -98,28 +96,16 @@ fn provider_for(kind: TeeKind, cfg: &TeeConfig, paths: &TeePaths) -> Box<dyn Evi
 
 /// Picks the evidence provider for this guest.
 pub fn detect(cfg: &TeeConfig, paths: &TeePaths) -> Result<Box<dyn EvidenceProvider>, TeeError> {
-    let hardware: Vec<TeeKind> = cfg
-        .accept
-        .iter()
-        .copied()
-        .filter(|k| *k != TeeKind::Sample)
-        .collect();
+    let hardware: Vec<TeeKind> = cfg.accept.iter().copied().filter(|k| *k != TeeKind::Sample).collect();
     let sample_ok = cfg.accepts(TeeKind::Sample);
     if hardware.is_empty() {
         if sample_ok {
             return Ok(provider_for(TeeKind::Sample, cfg, paths));
         }
-        return Err(TeeError::NoTee {
-            accepted: cfg.accepted_list(),
-            found: "no TEE kind is accepted".into(),
-        });
+        return Err(TeeError::NoTee { accepted: cfg.accepted_list(), found: "no TEE kind is accepted".into() });
     }
 
-    let probe = Tsm {
-        fs: &*paths.configfs,
-        base: &paths.tsm_report,
-    }
-    .probe()?;
+    let probe = Tsm { fs: &*paths.configfs, base: &paths.tsm_report }.probe()?;
     if let Probe::Provider(name) = &probe {
         return match kind_of_provider(name) {
             Some(kind) if cfg.accepts(kind) => {
@@ -157,18 +143,12 @@ pub fn detect(cfg: &TeeConfig, paths: &TeePaths) -> Result<Box<dyn EvidenceProvi
     if sample_ok {
         return Ok(provider_for(TeeKind::Sample, cfg, paths));
     }
-    let missing: Vec<String> = hardware
-        .iter()
-        .filter_map(|k| paths.device(*k))
-        .map(|d| d.display().to_string())
-        .collect();
+    let missing: Vec<String> =
+        hardware.iter().filter_map(|k| paths.device(*k)).map(|d| d.display().to_string()).collect();
     let missing = match missing.as_slice() {
         [one] => format!("{one} is missing"),
         [init @ .., last] => format!("{} and {last} are missing", init.join(", ")),
         [] => String::new(),
     };
-    Err(TeeError::NoTee {
-        accepted: cfg.accepted_list(),
-        found: format!("{probe_text} and {missing}"),
-    })
+    Err(TeeError::NoTee { accepted: cfg.accepted_list(), found: format!("{probe_text} and {missing}") })
 }

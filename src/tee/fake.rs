@@ -44,11 +44,7 @@ pub struct FakeTsm {
 }
 
 impl FakeTsm {
-    pub fn new(
-        provider: Option<&'static str>,
-        template: Vec<u8>,
-        report_data_offset: usize,
-    ) -> Self {
+    pub fn new(provider: Option<&'static str>, template: Vec<u8>, report_data_offset: usize) -> Self {
         Self {
             real: RealConfigFs,
             provider,
@@ -75,9 +71,7 @@ impl FakeTsm {
     pub fn all_removed(&self) -> bool {
         let created = self.created.lock().unwrap();
         let removed = self.removed.lock().unwrap();
-        !created.is_empty()
-            && created.iter().all(|c| removed.contains(c))
-            && created.iter().all(|c| !c.exists())
+        !created.is_empty() && created.iter().all(|c| removed.contains(c)) && created.iter().all(|c| !c.exists())
     }
 
     fn errno(e: i32) -> io::Error {
@@ -85,11 +79,7 @@ impl FakeTsm {
     }
 
     fn generation(dir: &Path) -> u64 {
-        std::fs::read_to_string(dir.join("generation"))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
+        std::fs::read_to_string(dir.join("generation")).unwrap().trim().parse().unwrap()
     }
 }
 
@@ -108,10 +98,7 @@ impl ConfigFs for FakeTsm {
         }
         self.real.create_dir(path)?;
         self.created.lock().unwrap().push(path.to_path_buf());
-        std::fs::write(
-            path.join("provider"),
-            self.provider.map(|p| format!("{p}\n")).unwrap_or_default(),
-        )?;
+        std::fs::write(path.join("provider"), self.provider.map(|p| format!("{p}\n")).unwrap_or_default())?;
         std::fs::write(path.join("generation"), "0\n")?;
         std::fs::write(path.join("inblob"), b"")?;
         std::fs::write(path.join("outblob"), b"")?;
@@ -153,15 +140,8 @@ impl ConfigFs for FakeTsm {
         if name(path) != "inblob" {
             return Ok(());
         }
-        let bump = if self.fault == Fault::ConcurrentWriter {
-            2
-        } else {
-            1
-        };
-        std::fs::write(
-            dir.join("generation"),
-            format!("{}\n", Self::generation(dir) + bump),
-        )?;
+        let bump = if self.fault == Fault::ConcurrentWriter { 2 } else { 1 };
+        std::fs::write(dir.join("generation"), format!("{}\n", Self::generation(dir) + bump))?;
         let mut out = self.template.clone();
         if self.fault != Fault::IgnoresInblob && data.len() == 64 {
             out[self.report_data_offset..self.report_data_offset + 64].copy_from_slice(data);

@@ -26,11 +26,7 @@ pub enum GzipError {
 
 pub fn decompress(data: &[u8], limit: usize) -> Result<Vec<u8>, GzipError> {
     if data.len() < 18 || data[..2] != ID {
-        return Err(if data.get(..2) == Some(&ID[..]) {
-            GzipError::Truncated
-        } else {
-            GzipError::NotGzip
-        });
+        return Err(if data.get(..2) == Some(&ID[..]) { GzipError::Truncated } else { GzipError::NotGzip });
     }
     let (method, flags) = (data[2], data[3]);
     if method != CM_DEFLATE || flags & FRESERVED != 0 {
@@ -44,10 +40,7 @@ pub fn decompress(data: &[u8], limit: usize) -> Result<Vec<u8>, GzipError> {
     for flag in [FNAME, FCOMMENT] {
         if flags & flag != 0 {
             let rest = data.get(pos..).ok_or(GzipError::Truncated)?;
-            let nul = rest
-                .iter()
-                .position(|&b| b == 0)
-                .ok_or(GzipError::Truncated)?;
+            let nul = rest.iter().position(|&b| b == 0).ok_or(GzipError::Truncated)?;
             pos += nul + 1;
         }
     }
@@ -78,11 +71,7 @@ pub fn crc32(data: &[u8]) -> u32 {
             let mut c = i as u32;
             let mut k = 0;
             while k < 8 {
-                c = if c & 1 != 0 {
-                    0xedb8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
+                c = if c & 1 != 0 { 0xedb8_8320 ^ (c >> 1) } else { c >> 1 };
                 k += 1;
             }
             table[i] = c;
@@ -120,10 +109,7 @@ mod tests {
     #[test]
     fn round_trip_with_name_and_comment() {
         let text = b"version = \"0.1.0\"\nalgorithm = \"sha384\"\n[data]\n";
-        assert_eq!(
-            decompress(&compress_like_kata(text), 1 << 20).unwrap(),
-            text
-        );
+        assert_eq!(decompress(&compress_like_kata(text), 1 << 20).unwrap(), text);
     }
 
     #[test]
@@ -135,16 +121,10 @@ mod tests {
         let n = bad_crc.len();
         bad_crc[n - 8] ^= 1;
         assert_eq!(decompress(&bad_crc, 1 << 20), Err(GzipError::Checksum));
-        assert_eq!(
-            decompress(b"plain text, not gzip at all", 1 << 20),
-            Err(GzipError::NotGzip)
-        );
+        assert_eq!(decompress(b"plain text, not gzip at all", 1 << 20), Err(GzipError::NotGzip));
         assert_eq!(decompress(&gz[..12], 1 << 20), Err(GzipError::Truncated));
         let mut reserved = gz;
         reserved[3] |= 0x80;
-        assert_eq!(
-            decompress(&reserved, 1 << 20),
-            Err(GzipError::Unsupported(8, 0x98))
-        );
+        assert_eq!(decompress(&reserved, 1 << 20), Err(GzipError::Unsupported(8, 0x98)));
     }
 }

@@ -79,17 +79,10 @@ pub enum InitdataError {
     #[error(
         "digest {digest} ({algorithm}) does not match {field} {found}: the host launched this guest with other initdata"
     )]
-    Mismatch {
-        algorithm: &'static str,
-        digest: String,
-        field: &'static str,
-        found: String,
-    },
+    Mismatch { algorithm: &'static str, digest: String, field: &'static str, found: String },
     #[error("tee.initdata = \"required\" but no initdata disk was found in {0}")]
     Missing(String),
-    #[error(
-        "{field} is {found} but no initdata disk was found: the launch bound initdata the host did not deliver"
-    )]
+    #[error("{field} is {found} but no initdata disk was found: the launch bound initdata the host did not deliver")]
     Withheld { field: &'static str, found: String },
     #[error("\"{ZTINIT_KEY}\" is not valid TOML: {0}")]
     OverlayToml(String),
@@ -150,17 +143,12 @@ struct Document {
 impl Initdata {
     pub fn parse(bytes: Vec<u8>) -> Result<Self, InitdataError> {
         let body = String::from_utf8(bytes).map_err(|_| InitdataError::NotUtf8)?;
-        let doc: Document =
-            toml::from_str(&body).map_err(|e| InitdataError::Toml(e.message().to_string()))?;
+        let doc: Document = toml::from_str(&body).map_err(|e| InitdataError::Toml(e.message().to_string()))?;
         if doc.version != VERSION {
             return Err(InitdataError::UnsupportedVersion(doc.version));
         }
         let algorithm = Algorithm::parse(&doc.algorithm)?;
-        Ok(Self {
-            body,
-            algorithm,
-            data: doc.data,
-        })
+        Ok(Self { body, algorithm, data: doc.data })
     }
 
     /// The document text exactly as delivered (what is hashed).
@@ -190,20 +178,14 @@ impl Initdata {
     pub fn overlay(&self) -> Result<Option<toml::Table>, InitdataError> {
         self.data
             .get(ZTINIT_KEY)
-            .map(|text| {
-                text.parse::<toml::Table>()
-                    .map_err(|e| InitdataError::OverlayToml(e.message().to_string()))
-            })
+            .map(|text| text.parse::<toml::Table>().map_err(|e| InitdataError::OverlayToml(e.message().to_string())))
             .transpose()
     }
 }
 
 /// Finds Kata's initdata disk among `dev/vd*` and `dev/sd*`.
 pub fn find_device(dev: &Path) -> Result<Option<PathBuf>, InitdataError> {
-    let io_err = |source| InitdataError::Io {
-        path: dev.display().to_string(),
-        source,
-    };
+    let io_err = |source| InitdataError::Io { path: dev.display().to_string(), source };
     let mut names: Vec<String> = std::fs::read_dir(dev)
         .map_err(io_err)?
         .filter_map(|e| e.ok())
@@ -221,13 +203,9 @@ pub fn find_device(dev: &Path) -> Result<Option<PathBuf>, InitdataError> {
     match found.len() {
         0 => Ok(None),
         1 => Ok(found.pop()),
-        _ => Err(InitdataError::Ambiguous(
-            found
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-        )),
+        _ => {
+            Err(InitdataError::Ambiguous(found.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")))
+        }
     }
 }
 
@@ -242,19 +220,13 @@ fn has_magic(path: &Path) -> bool {
         return false;
     }
     let mut magic = [0u8; 8];
-    File::open(path)
-        .and_then(|mut f| f.read_exact(&mut magic))
-        .is_ok()
-        && &magic == MAGIC
+    File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && &magic == MAGIC
 }
 
 /// Reads and decompresses the document from an initdata disk.
 pub fn read_device(path: &Path) -> Result<Vec<u8>, InitdataError> {
     let at = || path.display().to_string();
-    let io_err = |source| InitdataError::Io {
-        path: path.display().to_string(),
-        source,
-    };
+    let io_err = |source| InitdataError::Io { path: path.display().to_string(), source };
     let mut file = File::open(path).map_err(io_err)?;
     let mut header = [0u8; 16];
     file.read_exact(&mut header).map_err(io_err)?;
@@ -265,14 +237,11 @@ pub fn read_device(path: &Path) -> Result<Vec<u8>, InitdataError> {
         return Err(InitdataError::BadLength { path: at(), len });
     }
     let mut compressed = Vec::new();
-    file.take(len)
-        .read_to_end(&mut compressed)
-        .map_err(io_err)?;
+    file.take(len).read_to_end(&mut compressed).map_err(io_err)?;
     if compressed.len() as u64 != len {
         return Err(InitdataError::BadLength { path: at(), len });
     }
-    gzip::decompress(&compressed, MAX_DOCUMENT)
-        .map_err(|source| InitdataError::Gzip { path: at(), source })
+    gzip::decompress(&compressed, MAX_DOCUMENT).map_err(|source| InitdataError::Gzip { path: at(), source })
 }
 
 fn field_name(kind: TeeKind) -> &'static str {
@@ -294,9 +263,7 @@ pub fn bind(
     let field = field_name(kind);
     match (host_data, initdata) {
         (None, Some(_)) => {
-            log::warn!(
-                "initdata: the {kind} TEE has no launch value to bind it to; it is only sent to the KBS"
-            );
+            log::warn!("initdata: the {kind} TEE has no launch value to bind it to; it is only sent to the KBS");
             Ok(())
         }
         (Some(found), Some(doc)) => {
@@ -312,10 +279,9 @@ pub fn bind(
             Ok(())
         }
         (_, None) if mode == InitdataMode::Required => Err(InitdataError::Missing(String::new())),
-        (Some(found), None) if found.iter().any(|&b| b != 0) => Err(InitdataError::Withheld {
-            field,
-            found: short_hex(found, 16),
-        }),
+        (Some(found), None) if found.iter().any(|&b| b != 0) => {
+            Err(InitdataError::Withheld { field, found: short_hex(found, 16) })
+        }
         (_, None) => Ok(()),
     }
 }
@@ -337,13 +303,7 @@ pub fn load(
         None => None,
     };
     let host_data = provider.host_data()?;
-    bind(
-        provider.kind(),
-        host_data.as_deref(),
-        initdata.as_ref(),
-        cfg.initdata,
-    )
-    .map_err(|e| match e {
+    bind(provider.kind(), host_data.as_deref(), initdata.as_ref(), cfg.initdata).map_err(|e| match e {
         InitdataError::Missing(_) => InitdataError::Missing(paths.dev.display().to_string()),
         other => other,
     })?;
@@ -372,8 +332,7 @@ pub fn apply_overlay(
         return Ok(Vec::new());
     };
     for section in overlay.keys() {
-        let permitted =
-            allowed.iter().any(|a| a == section) && !FORBIDDEN_SECTIONS.contains(&section.as_str());
+        let permitted = allowed.iter().any(|a| a == section) && !FORBIDDEN_SECTIONS.contains(&section.as_str());
         if !permitted {
             return Err(InitdataError::OverlaySection(section.clone()));
         }

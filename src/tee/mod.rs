@@ -116,9 +116,5 @@ pub fn pad_report_data(digest: &[u8]) -> Result<[u8; REPORT_DATA_LEN], TeeError>
 /// public measurement values (never for secrets).
 pub(crate) fn short_hex(bytes: &[u8], max: usize) -> String {
     let shown = &bytes[..bytes.len().min(max)];
-    if shown.len() < bytes.len() {
-        format!("{}…", hex::encode(shown))
-    } else {
-        hex::encode(shown)
-    }
+    if shown.len() < bytes.len() { format!("{}…", hex::encode(shown)) } else { hex::encode(shown) }
 }

@@ -81,9 +81,7 @@ pub fn check_report(
         });
     }
     if report.policy.debug_allowed() && !allow_debug {
-        return Err(SnpError::DebugPolicy {
-            policy: u64::from(report.policy),
-        });
+        return Err(SnpError::DebugPolicy { policy: u64::from(report.policy) });
     }
     Ok(())
 }
@@ -100,50 +98,32 @@ pub fn parse_cert_table(blob: &[u8]) -> Result<Option<Vec<CertTableEntry>>, SnpE
     for index in 0.. {
         let start = index * CERT_ENTRY_LEN;
         let Some(raw) = blob.get(start..start + CERT_ENTRY_LEN) else {
-            return Err(SnpError::CertTable(format!(
-                "no terminating entry within {} bytes",
-                blob.len()
-            )));
+            return Err(SnpError::CertTable(format!("no terminating entry within {} bytes", blob.len())));
         };
-        let guid: [u8; 16] = raw[..16]
-            .try_into()
-            .map_err(|_| SnpError::CertTable("short GUID".into()))?;
+        let guid: [u8; 16] = raw[..16].try_into().map_err(|_| SnpError::CertTable("short GUID".into()))?;
         let offset = u32::from_le_bytes([raw[16], raw[17], raw[18], raw[19]]) as usize;
         let length = u32::from_le_bytes([raw[20], raw[21], raw[22], raw[23]]) as usize;
         if guid == [0; 16] {
             break;
         }
         if index >= MAX_CERT_ENTRIES {
-            return Err(SnpError::CertTable(format!(
-                "more than {MAX_CERT_ENTRIES} entries"
-            )));
+            return Err(SnpError::CertTable(format!("more than {MAX_CERT_ENTRIES} entries")));
         }
-        let data = offset
-            .checked_add(length)
-            .and_then(|end| blob.get(offset..end))
-            .ok_or_else(|| {
-                SnpError::CertTable(format!(
-                    "entry {index} points at {offset}+{length}, outside the {}-byte table",
-                    blob.len()
-                ))
-            })?;
+        let data = offset.checked_add(length).and_then(|end| blob.get(offset..end)).ok_or_else(|| {
+            SnpError::CertTable(format!(
+                "entry {index} points at {offset}+{length}, outside the {}-byte table",
+                blob.len()
+            ))
+        })?;
         let uuid = uuid::Uuid::from_bytes(guid);
-        let cert_type =
-            CertType::try_from(&uuid).map_err(|e| SnpError::CertTable(e.to_string()))?;
+        let cert_type = CertType::try_from(&uuid).map_err(|e| SnpError::CertTable(e.to_string()))?;
         entries.push(CertTableEntry::new(cert_type, data.to_vec()));
     }
-    Ok(if entries.is_empty() {
-        None
-    } else {
-        Some(entries)
-    })
+    Ok(if entries.is_empty() { None } else { Some(entries) })
 }
 
 /// Trustee's `snp` evidence document.
-pub fn evidence_json(
-    report: &AttestationReport,
-    certs: Option<Vec<CertTableEntry>>,
-) -> serde_json::Value {
+pub fn evidence_json(report: &AttestationReport, certs: Option<Vec<CertTableEntry>>) -> serde_json::Value {
     serde_json::json!({ "attestation_report": report, "cert_chain": certs })
 }
 
@@ -158,14 +138,8 @@ impl SnpProvider {
         Self { paths, allow_debug }
     }
 
-    fn report(
-        &self,
-        report_data: &[u8; REPORT_DATA_LEN],
-    ) -> Result<(AttestationReport, Vec<u8>), TeeError> {
-        let tsm = Tsm {
-            fs: &*self.paths.configfs,
-            base: &self.paths.tsm_report,
-        };
+    fn report(&self, report_data: &[u8; REPORT_DATA_LEN]) -> Result<(AttestationReport, Vec<u8>), TeeError> {
+        let tsm = Tsm { fs: &*self.paths.configfs, base: &self.paths.tsm_report };
         let out = tsm.report(PROVIDER, report_data, true)?;
         let report = parse_report(&out.outblob)?;
         check_report(&report, report_data, self.allow_debug)?;

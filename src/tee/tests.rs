@@ -9,9 +9,7 @@ use super::fake::{FakeTsm, Fault};
 use super::*;
 
 pub(crate) fn data(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/tee")
-        .join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tee").join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -19,7 +17,8 @@ pub(crate) fn milan_report() -> Vec<u8> {
     hex::decode(data("report_milan.hex")).unwrap()
 }
 
-pub(crate) const MILAN_MEASUREMENT: &str = "7a1e5c266c0108dbc9bb94fa926951320940915d0aafb42464bd88b579ea158d3e1a0dc39b2c60bd95b9c480cd81841f";
+pub(crate) const MILAN_MEASUREMENT: &str =
+    "7a1e5c266c0108dbc9bb94fa926951320940915d0aafb42464bd88b579ea158d3e1a0dc39b2c60bd95b9c480cd81841f";
 const SNP_REPORT_DATA_OFFSET: usize = 0x50;
 const SNP_HOST_DATA_OFFSET: usize = 0xc0;
 /// v4: header 48 + body offset 520; v5 adds the 6-byte body descriptor.
@@ -45,11 +44,7 @@ impl Guest {
         if has_tsm {
             std::fs::create_dir_all(&paths.tsm_report).unwrap();
         }
-        Self {
-            _dir: dir,
-            paths,
-            fake,
-        }
+        Self { _dir: dir, paths, fake }
     }
 
     fn device(&self, name: &str, bytes: &[u8]) -> PathBuf {
@@ -60,23 +55,15 @@ impl Guest {
 }
 
 fn snp_guest(template: Vec<u8>, fault: Fault) -> Guest {
-    Guest::new(Some(
-        FakeTsm::new(Some("sev_guest"), template, SNP_REPORT_DATA_OFFSET).with_fault(fault),
-    ))
+    Guest::new(Some(FakeTsm::new(Some("sev_guest"), template, SNP_REPORT_DATA_OFFSET).with_fault(fault)))
 }
 
 fn tdx_guest(template: Vec<u8>, offset: usize, fault: Fault) -> Guest {
-    Guest::new(Some(
-        FakeTsm::new(Some("tdx_guest"), template, offset).with_fault(fault),
-    ))
+    Guest::new(Some(FakeTsm::new(Some("tdx_guest"), template, offset).with_fault(fault)))
 }
 
 fn cfg(accept: &[TeeKind]) -> TeeConfig {
-    TeeConfig {
-        accept: accept.to_vec(),
-        allow_sample: accept.contains(&TeeKind::Sample),
-        ..TeeConfig::default()
-    }
+    TeeConfig { accept: accept.to_vec(), allow_sample: accept.contains(&TeeKind::Sample), ..TeeConfig::default() }
 }
 
 fn digest() -> [u8; 48] {
@@ -88,11 +75,7 @@ fn digest() -> [u8; 48] {
 }
 
 fn bytes_of(v: &serde_json::Value) -> Vec<u8> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b.as_u64().unwrap() as u8)
-        .collect()
+    v.as_array().unwrap().iter().map(|b| b.as_u64().unwrap() as u8).collect()
 }
 
 /// A GHCB certificate table with one VCEK entry.
@@ -115,10 +98,7 @@ fn no_tee_names_what_was_expected_and_found() {
     let err = detect(&cfg(&[TeeKind::Snp]), &g.paths).err().unwrap();
     assert!(matches!(err, TeeError::NoTee { .. }), "{err}");
     let msg = err.to_string();
-    assert!(
-        msg.starts_with("no TEE found: accepted snp; configfs-tsm has no report provider and "),
-        "{msg}"
-    );
+    assert!(msg.starts_with("no TEE found: accepted snp; configfs-tsm has no report provider and "), "{msg}");
     assert!(msg.ends_with("/dev/sev-guest is missing"), "{msg}");
     assert!(g.fake.all_removed(), "the probe directory must be removed");
 }
@@ -126,51 +106,26 @@ fn no_tee_names_what_was_expected_and_found() {
 #[test]
 fn missing_configfs_tsm_is_named() {
     let g = Guest::new(None);
-    let msg = detect(&cfg(&[TeeKind::Snp, TeeKind::Tdx]), &g.paths)
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(
-        msg.contains("accepted snp or tdx; configfs-tsm is not available ("),
-        "{msg}"
-    );
-    assert!(
-        msg.contains("/dev/sev-guest and ") && msg.ends_with("/dev/tdx_guest are missing"),
-        "{msg}"
-    );
+    let msg = detect(&cfg(&[TeeKind::Snp, TeeKind::Tdx]), &g.paths).err().unwrap().to_string();
+    assert!(msg.contains("accepted snp or tdx; configfs-tsm is not available ("), "{msg}");
+    assert!(msg.contains("/dev/sev-guest and ") && msg.ends_with("/dev/tdx_guest are missing"), "{msg}");
 }
 
 #[test]
 fn a_guest_device_without_configfs_tsm_is_explained() {
     let g = Guest::new(None);
     g.device("sev-guest", b"");
-    let msg = detect(&cfg(&[TeeKind::Snp]), &g.paths)
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(
-        msg.contains("/dev/sev-guest is present but configfs-tsm is not available"),
-        "{msg}"
-    );
+    let msg = detect(&cfg(&[TeeKind::Snp]), &g.paths).err().unwrap().to_string();
+    assert!(msg.contains("/dev/sev-guest is present but configfs-tsm is not available"), "{msg}");
     assert!(msg.contains("CONFIG_TSM_REPORTS"), "{msg}");
 }
 
 #[test]
 fn hardware_of_another_kind_is_refused_not_used() {
-    let g = tdx_guest(
-        data("tdx_quote_5.dat"),
-        TDX_V5_REPORT_DATA_OFFSET,
-        Fault::None,
-    );
-    let err = detect(&cfg(&[TeeKind::Snp, TeeKind::Sample]), &g.paths)
-        .err()
-        .unwrap();
+    let g = tdx_guest(data("tdx_quote_5.dat"), TDX_V5_REPORT_DATA_OFFSET, Fault::None);
+    let err = detect(&cfg(&[TeeKind::Snp, TeeKind::Sample]), &g.paths).err().unwrap();
     assert!(matches!(err, TeeError::NotAccepted { .. }), "{err}");
-    assert!(
-        err.to_string()
-            .contains("TEE tdx (configfs-tsm provider tdx_guest) is not accepted"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("TEE tdx (configfs-tsm provider tdx_guest) is not accepted"), "{err}");
 }
 
 #[test]
@@ -178,52 +133,29 @@ fn hardware_wins_over_sample() {
     let g = snp_guest(milan_report(), Fault::None);
     let p = detect(&cfg(&[TeeKind::Snp, TeeKind::Sample]), &g.paths).unwrap();
     assert_eq!(p.kind(), TeeKind::Snp);
-    let g = tdx_guest(
-        data("tdx_quote_5.dat"),
-        TDX_V5_REPORT_DATA_OFFSET,
-        Fault::None,
-    );
-    assert_eq!(
-        detect(&cfg(&[TeeKind::Snp, TeeKind::Tdx]), &g.paths)
-            .unwrap()
-            .kind(),
-        TeeKind::Tdx
-    );
+    let g = tdx_guest(data("tdx_quote_5.dat"), TDX_V5_REPORT_DATA_OFFSET, Fault::None);
+    assert_eq!(detect(&cfg(&[TeeKind::Snp, TeeKind::Tdx]), &g.paths).unwrap().kind(), TeeKind::Tdx);
 }
 
 #[test]
 fn sample_only_when_allowed_and_no_hardware() {
     let g = Guest::new(Some(FakeTsm::new(None, Vec::new(), 0)));
-    assert_eq!(
-        detect(&cfg(&[TeeKind::Snp, TeeKind::Sample]), &g.paths)
-            .unwrap()
-            .kind(),
-        TeeKind::Sample
-    );
+    assert_eq!(detect(&cfg(&[TeeKind::Snp, TeeKind::Sample]), &g.paths).unwrap().kind(), TeeKind::Sample);
     // Listed but not allowed: no fallback.
     let mut c = cfg(&[TeeKind::Snp, TeeKind::Sample]);
     c.allow_sample = false;
     assert!(matches!(detect(&c, &g.paths), Err(TeeError::NoTee { .. })));
     // The only accepted kind: used even on hardware.
     let g = snp_guest(milan_report(), Fault::None);
-    assert_eq!(
-        detect(&cfg(&[TeeKind::Sample]), &g.paths).unwrap().kind(),
-        TeeKind::Sample
-    );
+    assert_eq!(detect(&cfg(&[TeeKind::Sample]), &g.paths).unwrap().kind(), TeeKind::Sample);
 }
 
 #[test]
 fn a_failing_probe_is_an_error_not_a_fallback() {
-    let g = Guest::new(Some(
-        FakeTsm::new(Some("sev_guest"), Vec::new(), 0).with_fault(Fault::MkdirErrno(libc::EACCES)),
-    ));
-    let err = detect(&cfg(&[TeeKind::Snp, TeeKind::Sample]), &g.paths)
-        .err()
-        .unwrap();
-    assert!(
-        matches!(err, TeeError::Tsm(TsmError::Io { op: "mkdir", .. })),
-        "{err}"
-    );
+    let g =
+        Guest::new(Some(FakeTsm::new(Some("sev_guest"), Vec::new(), 0).with_fault(Fault::MkdirErrno(libc::EACCES))));
+    let err = detect(&cfg(&[TeeKind::Snp, TeeKind::Sample]), &g.paths).err().unwrap();
+    assert!(matches!(err, TeeError::Tsm(TsmError::Io { op: "mkdir", .. })), "{err}");
 }
 
 // ---------------------------------------------------------------- configfs-tsm + SNP
@@ -240,40 +172,25 @@ fn snp_evidence_binds_the_digest_in_trustee_format() {
     let rd = bytes_of(&report["report_data"]);
     assert_eq!(&rd[..48], &digest());
     assert_eq!(&rd[48..], &[0u8; 16]);
-    assert_eq!(
-        hex::encode(bytes_of(&report["measurement"])),
-        MILAN_MEASUREMENT
-    );
+    assert_eq!(hex::encode(bytes_of(&report["measurement"])), MILAN_MEASUREMENT);
     assert_eq!(report["version"], 2);
     assert_eq!(report["policy"], 0x30000);
     assert_eq!(ev["cert_chain"][0]["cert_type"], "VCEK");
-    assert_eq!(
-        bytes_of(&ev["cert_chain"][0]["data"]),
-        data("vcek_milan.der")
-    );
+    assert_eq!(bytes_of(&ev["cert_chain"][0]["data"]), data("vcek_milan.der"));
     assert!(g.fake.all_removed());
 }
 
 #[test]
 fn snp_without_certificates_sends_null_cert_chain() {
     let g = snp_guest(milan_report(), Fault::None);
-    let ev = detect(&cfg(&[TeeKind::Snp]), &g.paths)
-        .unwrap()
-        .evidence(&digest())
-        .unwrap();
+    let ev = detect(&cfg(&[TeeKind::Snp]), &g.paths).unwrap().evidence(&digest()).unwrap();
     assert!(ev["cert_chain"].is_null());
 }
 
 fn snp_error(template: Vec<u8>, fault: Fault) -> TeeError {
     let g = snp_guest(template, fault);
-    let err = snp::SnpProvider::new(g.paths.clone(), false)
-        .evidence(&digest())
-        .err()
-        .unwrap();
-    assert!(
-        g.fake.all_removed(),
-        "report directory left behind after: {err}"
-    );
+    let err = snp::SnpProvider::new(g.paths.clone(), false).evidence(&digest()).err().unwrap();
+    assert!(g.fake.all_removed(), "report directory left behind after: {err}");
     err
 }
 
@@ -281,11 +198,7 @@ fn snp_error(template: Vec<u8>, fault: Fault) -> TeeError {
 fn a_concurrent_writer_is_detected_through_generation() {
     let err = snp_error(milan_report(), Fault::ConcurrentWriter);
     assert!(matches!(err, TeeError::Tsm(TsmError::Race { .. })), "{err}");
-    assert!(
-        err.to_string()
-            .contains("generation is 2 after our single write"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("generation is 2 after our single write"), "{err}");
 }
 
 #[test]
@@ -303,71 +216,40 @@ fn kernel_errnos_become_their_own_messages() {
         (libc::EBUSY, "busy (EBUSY)"),
         (libc::EINVAL, "rejected the request (EINVAL)"),
         (libc::EIO, "failed to produce the report (EIO)"),
-        (
-            libc::ETIMEDOUT,
-            "timed out waiting for the report (ETIMEDOUT)",
-        ),
+        (libc::ETIMEDOUT, "timed out waiting for the report (ETIMEDOUT)"),
         (libc::EFBIG, "larger than 32768 bytes"),
     ] {
         let err = snp_error(milan_report(), Fault::OutblobErrno(errno));
         assert!(err.to_string().contains(want), "errno {errno}: {err}");
     }
     let g = Guest::new(Some(FakeTsm::new(None, milan_report(), 0)));
-    let err = snp::SnpProvider::new(g.paths.clone(), false)
-        .evidence(&digest())
-        .err()
-        .unwrap();
-    assert_eq!(
-        err.to_string(),
-        "configfs-tsm: no provider: this guest is not running in a TEE"
-    );
+    let err = snp::SnpProvider::new(g.paths.clone(), false).evidence(&digest()).err().unwrap();
+    assert_eq!(err.to_string(), "configfs-tsm: no provider: this guest is not running in a TEE");
 }
 
 #[test]
 fn a_provider_of_another_kind_is_refused_per_request() {
     let g = tdx_guest(milan_report(), 0, Fault::None);
-    let err = snp::SnpProvider::new(g.paths.clone(), false)
-        .evidence(&digest())
-        .err()
-        .unwrap();
-    assert!(
-        err.to_string()
-            .contains("provider is tdx_guest, expected sev_guest"),
-        "{err}"
-    );
+    let err = snp::SnpProvider::new(g.paths.clone(), false).evidence(&digest()).err().unwrap();
+    assert!(err.to_string().contains("provider is tdx_guest, expected sev_guest"), "{err}");
 }
 
 #[test]
 fn truncated_oversized_and_garbled_reports_are_refused() {
     let err = snp_error(milan_report(), Fault::Truncate(1000));
-    assert!(
-        matches!(err, TeeError::Snp(SnpError::Truncated(1000))),
-        "{err}"
-    );
+    assert!(matches!(err, TeeError::Snp(SnpError::Truncated(1000))), "{err}");
     let err = snp_error(milan_report(), Fault::Extend(16));
-    assert!(
-        matches!(err, TeeError::Snp(SnpError::Oversized(1200))),
-        "{err}"
-    );
+    assert!(matches!(err, TeeError::Snp(SnpError::Oversized(1200))), "{err}");
     let err = snp_error(milan_report(), Fault::Extend(40 << 10));
-    assert!(
-        matches!(err, TeeError::Tsm(TsmError::TooLarge { .. })),
-        "{err}"
-    );
+    assert!(matches!(err, TeeError::Tsm(TsmError::TooLarge { .. })), "{err}");
     let mut v7 = milan_report();
     v7[0] = 7;
-    assert!(matches!(
-        snp_error(v7, Fault::None),
-        TeeError::Snp(SnpError::UnsupportedVersion(7))
-    ));
+    assert!(matches!(snp_error(v7, Fault::None), TeeError::Snp(SnpError::UnsupportedVersion(7))));
     // A v3 report with an unknown CPU family cannot be laid out.
     let mut garbled = milan_report();
     garbled[0] = 3;
     garbled[0x188] = 0x42;
-    assert!(matches!(
-        snp_error(garbled, Fault::None),
-        TeeError::Snp(SnpError::Malformed(_))
-    ));
+    assert!(matches!(snp_error(garbled, Fault::None), TeeError::Snp(SnpError::Malformed(_))));
     let err = snp_error(milan_report(), Fault::Truncate(0));
     assert!(matches!(err, TeeError::Tsm(TsmError::Empty(_))), "{err}");
 }
@@ -375,14 +257,8 @@ fn truncated_oversized_and_garbled_reports_are_refused() {
 #[test]
 fn a_report_that_does_not_bind_our_data_is_refused() {
     let err = snp_error(milan_report(), Fault::IgnoresInblob);
-    assert!(
-        matches!(err, TeeError::Snp(SnpError::ReportDataMismatch { .. })),
-        "{err}"
-    );
-    assert!(
-        err.to_string().contains("d447b55d197491bfe15cf298f9de9986"),
-        "{err}"
-    );
+    assert!(matches!(err, TeeError::Snp(SnpError::ReportDataMismatch { .. })), "{err}");
+    assert!(err.to_string().contains("d447b55d197491bfe15cf298f9de9986"), "{err}");
 }
 
 #[test]
@@ -390,28 +266,15 @@ fn a_debug_policy_is_refused_unless_allowed() {
     let mut debug = milan_report();
     debug[8 + 2] |= 0x08; // policy bit 19
     let err = snp_error(debug.clone(), Fault::None);
-    assert!(
-        matches!(
-            err,
-            TeeError::Snp(SnpError::DebugPolicy { policy: 0xb0000 })
-        ),
-        "{err}"
-    );
+    assert!(matches!(err, TeeError::Snp(SnpError::DebugPolicy { policy: 0xb0000 })), "{err}");
     let g = snp_guest(debug, Fault::None);
-    assert!(
-        snp::SnpProvider::new(g.paths.clone(), true)
-            .evidence(&digest())
-            .is_ok()
-    );
+    assert!(snp::SnpProvider::new(g.paths.clone(), true).evidence(&digest()).is_ok());
 }
 
 #[test]
 fn oversized_digests_are_refused_before_any_report() {
     let g = snp_guest(milan_report(), Fault::None);
-    let err = snp::SnpProvider::new(g.paths.clone(), false)
-        .evidence(&[0; 65])
-        .err()
-        .unwrap();
+    let err = snp::SnpProvider::new(g.paths.clone(), false).evidence(&[0; 65]).err().unwrap();
     assert!(matches!(err, TeeError::ReportDataTooLong(65)));
     assert!(g.fake.created.lock().unwrap().is_empty());
 }
@@ -430,13 +293,7 @@ fn certificate_tables_are_bounds_checked() {
     assert!(err.contains("outside the"), "{err}");
     let mut no_end = cert_table(&vcek)[..24].to_vec();
     no_end[16..24].copy_from_slice(&[0, 0, 0, 0, 24, 0, 0, 0]);
-    assert!(
-        snp::parse_cert_table(&no_end)
-            .err()
-            .unwrap()
-            .to_string()
-            .contains("no terminating entry")
-    );
+    assert!(snp::parse_cert_table(&no_end).err().unwrap().to_string().contains("no terminating entry"));
 }
 
 #[test]
@@ -446,10 +303,7 @@ fn real_configfs_reads_are_capped() {
     std::fs::write(&p, vec![1u8; 100]).unwrap();
     assert_eq!(tsm::RealConfigFs.read(&p, 10).unwrap().len(), 11);
     // Writes never create files: a missing attribute stays missing.
-    let err = tsm::RealConfigFs
-        .write(&dir.path().join("inblob"), &[0; 64])
-        .err()
-        .unwrap();
+    let err = tsm::RealConfigFs.write(&dir.path().join("inblob"), &[0; 64]).err().unwrap();
     assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
 }
 
@@ -459,11 +313,7 @@ use tsm::ConfigFs as _;
 
 #[test]
 fn tdx_evidence_has_quote_and_event_log() {
-    let g = tdx_guest(
-        data("tdx_quote_5.dat"),
-        TDX_V5_REPORT_DATA_OFFSET,
-        Fault::None,
-    );
+    let g = tdx_guest(data("tdx_quote_5.dat"), TDX_V5_REPORT_DATA_OFFSET, Fault::None);
     let log = data("CCEL_data_ovmf");
     std::fs::write(g.paths.acpi_tables.join("data/CCEL"), &log).unwrap();
     let mut p = detect(&cfg(&[TeeKind::Tdx]), &g.paths).unwrap();
@@ -473,114 +323,44 @@ fn tdx_evidence_has_quote_and_event_log() {
     let quote = b64.decode(ev["quote"].as_str().unwrap()).unwrap();
     let parsed = tdx::quote::parse(&quote).unwrap();
     assert_eq!(&parsed.body.report_data[..48], &digest());
-    assert_eq!(
-        b64.decode(ev["cc_eventlog"].as_str().unwrap()).unwrap(),
-        log
-    );
+    assert_eq!(b64.decode(ev["cc_eventlog"].as_str().unwrap()).unwrap(), log);
     assert!(g.fake.all_removed());
 }
 
 #[test]
 fn tdx_without_event_log_sends_null() {
-    let g = tdx_guest(
-        data("tdx_quote_5.dat"),
-        TDX_V5_REPORT_DATA_OFFSET,
-        Fault::None,
-    );
-    let ev = tdx::TdxProvider::new(g.paths.clone(), false)
-        .evidence(&digest())
-        .unwrap();
+    let g = tdx_guest(data("tdx_quote_5.dat"), TDX_V5_REPORT_DATA_OFFSET, Fault::None);
+    let ev = tdx::TdxProvider::new(g.paths.clone(), false).evidence(&digest()).unwrap();
     assert!(ev["cc_eventlog"].is_null());
 }
 
 #[test]
 fn tdx_debug_td_is_refused_unless_allowed() {
-    let g = tdx_guest(
-        data("tdx_quote_4.dat"),
-        TDX_V4_REPORT_DATA_OFFSET,
-        Fault::None,
-    );
-    let err = tdx::TdxProvider::new(g.paths.clone(), false)
-        .evidence(&digest())
-        .err()
-        .unwrap();
-    assert!(
-        matches!(
-            err,
-            TeeError::Tdx(TdxError::DebugTd {
-                attributes: 0x1000_0001
-            })
-        ),
-        "{err}"
-    );
-    assert!(
-        tdx::TdxProvider::new(g.paths.clone(), true)
-            .evidence(&digest())
-            .is_ok()
-    );
+    let g = tdx_guest(data("tdx_quote_4.dat"), TDX_V4_REPORT_DATA_OFFSET, Fault::None);
+    let err = tdx::TdxProvider::new(g.paths.clone(), false).evidence(&digest()).err().unwrap();
+    assert!(matches!(err, TeeError::Tdx(TdxError::DebugTd { attributes: 0x1000_0001 })), "{err}");
+    assert!(tdx::TdxProvider::new(g.paths.clone(), true).evidence(&digest()).is_ok());
 }
 
 #[test]
 fn tdx_quotes_that_do_not_bind_our_data_or_are_cut_are_refused() {
-    let g = tdx_guest(
-        data("tdx_quote_5.dat"),
-        TDX_V5_REPORT_DATA_OFFSET,
-        Fault::IgnoresInblob,
-    );
-    let err = tdx::TdxProvider::new(g.paths.clone(), false)
-        .evidence(&digest())
-        .err()
-        .unwrap();
-    assert!(
-        matches!(err, TeeError::Tdx(TdxError::ReportDataMismatch { .. })),
-        "{err}"
-    );
-    let g = tdx_guest(
-        data("tdx_quote_5.dat"),
-        TDX_V5_REPORT_DATA_OFFSET,
-        Fault::Truncate(600),
-    );
-    let err = tdx::TdxProvider::new(g.paths.clone(), false)
-        .evidence(&digest())
-        .err()
-        .unwrap();
-    assert!(
-        err.to_string()
-            .contains("quote is truncated: body.report_data"),
-        "{err}"
-    );
-    let g = tdx_guest(
-        data("tdx_quote_5.dat"),
-        TDX_V5_REPORT_DATA_OFFSET,
-        Fault::ConcurrentWriter,
-    );
-    let err = tdx::TdxProvider::new(g.paths.clone(), false)
-        .evidence(&digest())
-        .err()
-        .unwrap();
+    let g = tdx_guest(data("tdx_quote_5.dat"), TDX_V5_REPORT_DATA_OFFSET, Fault::IgnoresInblob);
+    let err = tdx::TdxProvider::new(g.paths.clone(), false).evidence(&digest()).err().unwrap();
+    assert!(matches!(err, TeeError::Tdx(TdxError::ReportDataMismatch { .. })), "{err}");
+    let g = tdx_guest(data("tdx_quote_5.dat"), TDX_V5_REPORT_DATA_OFFSET, Fault::Truncate(600));
+    let err = tdx::TdxProvider::new(g.paths.clone(), false).evidence(&digest()).err().unwrap();
+    assert!(err.to_string().contains("quote is truncated: body.report_data"), "{err}");
+    let g = tdx_guest(data("tdx_quote_5.dat"), TDX_V5_REPORT_DATA_OFFSET, Fault::ConcurrentWriter);
+    let err = tdx::TdxProvider::new(g.paths.clone(), false).evidence(&digest()).err().unwrap();
     assert!(matches!(err, TeeError::Tsm(TsmError::Race { .. })), "{err}");
 }
 
 #[test]
 fn oversized_event_logs_are_refused() {
-    let g = tdx_guest(
-        data("tdx_quote_5.dat"),
-        TDX_V5_REPORT_DATA_OFFSET,
-        Fault::None,
-    );
-    std::fs::write(
-        g.paths.acpi_tables.join("data/CCEL"),
-        vec![0xffu8; tdx::MAX_EVENTLOG_LEN + 1],
-    )
-    .unwrap();
-    let err = tdx::TdxProvider::new(g.paths.clone(), false)
-        .evidence(&digest())
-        .err()
-        .unwrap();
-    assert!(
-        matches!(err, TeeError::Tdx(TdxError::EventLogTooLarge { .. })),
-        "{err}"
-    );
+    let g = tdx_guest(data("tdx_quote_5.dat"), TDX_V5_REPORT_DATA_OFFSET, Fault::None);
+    std::fs::write(g.paths.acpi_tables.join("data/CCEL"), vec![0xffu8; tdx::MAX_EVENTLOG_LEN + 1]).unwrap();
+    let err = tdx::TdxProvider::new(g.paths.clone(), false).evidence(&digest()).err().unwrap();
+    assert!(matches!(err, TeeError::Tdx(TdxError::EventLogTooLarge { .. })), "{err}");
 }
 
 // ---------------------------------------------------------------- initdata
@@ -614,14 +394,9 @@ fn kata_initdata_disk_from_an_independent_gzip_is_read() {
     let g = snp_with_host_data(&sha384(&data("initdata.toml"))[..32]);
     g.device("vda", b"some other disk, not initdata");
     g.device("vdb", &data("initdata.img"));
-    assert_eq!(
-        initdata::find_device(&g.paths.dev).unwrap(),
-        Some(g.paths.dev.join("vdb"))
-    );
+    assert_eq!(initdata::find_device(&g.paths.dev).unwrap(), Some(g.paths.dev.join("vdb")));
     let mut p = detect(&cfg(&[TeeKind::Snp]), &g.paths).unwrap();
-    let doc = initdata::load(&TeeConfig::default(), &g.paths, p.as_mut())
-        .unwrap()
-        .unwrap();
+    let doc = initdata::load(&TeeConfig::default(), &g.paths, p.as_mut()).unwrap().unwrap();
     assert_eq!(doc.body().as_bytes(), data("initdata.toml"));
     assert_eq!(
         hex::encode(doc.digest()),
@@ -636,23 +411,9 @@ fn initdata_must_match_hostdata() {
     let g = snp_with_host_data(&[0xee; 32]);
     g.device("vdb", &kata_disk(DOC.as_bytes()));
     let mut p = detect(&cfg(&[TeeKind::Snp]), &g.paths).unwrap();
-    let err = initdata::load(&TeeConfig::default(), &g.paths, p.as_mut())
-        .err()
-        .unwrap();
-    assert!(
-        matches!(
-            err,
-            TeeError::Initdata(InitdataError::Mismatch {
-                field: "HOSTDATA",
-                ..
-            })
-        ),
-        "{err}"
-    );
-    assert!(
-        err.to_string().contains("does not match HOSTDATA eeeeeeee"),
-        "{err}"
-    );
+    let err = initdata::load(&TeeConfig::default(), &g.paths, p.as_mut()).err().unwrap();
+    assert!(matches!(err, TeeError::Initdata(InitdataError::Mismatch { field: "HOSTDATA", .. })), "{err}");
+    assert!(err.to_string().contains("does not match HOSTDATA eeeeeeee"), "{err}");
 }
 
 #[test]
@@ -666,109 +427,47 @@ fn initdata_binds_to_tdx_mrconfigid_with_zero_padding() {
     let g = tdx_guest(quote, TDX_V5_REPORT_DATA_OFFSET, Fault::None);
     g.device("vdc", &kata_disk(doc.as_bytes()));
     let mut p = detect(&cfg(&[TeeKind::Tdx]), &g.paths).unwrap();
-    let loaded = initdata::load(&TeeConfig::default(), &g.paths, p.as_mut())
-        .unwrap()
-        .unwrap();
+    let loaded = initdata::load(&TeeConfig::default(), &g.paths, p.as_mut()).unwrap().unwrap();
     assert_eq!(loaded.algorithm, initdata::Algorithm::Sha256);
     // The same document against an all-zero MRCONFIGID is a mismatch.
-    let g = tdx_guest(
-        data("tdx_quote_5.dat"),
-        TDX_V5_REPORT_DATA_OFFSET,
-        Fault::None,
-    );
+    let g = tdx_guest(data("tdx_quote_5.dat"), TDX_V5_REPORT_DATA_OFFSET, Fault::None);
     g.device("vdc", &kata_disk(doc.as_bytes()));
     let mut p = detect(&cfg(&[TeeKind::Tdx]), &g.paths).unwrap();
-    let err = initdata::load(&TeeConfig::default(), &g.paths, p.as_mut())
-        .err()
-        .unwrap();
-    assert!(
-        matches!(
-            err,
-            TeeError::Initdata(InitdataError::Mismatch {
-                field: "MRCONFIGID",
-                ..
-            })
-        ),
-        "{err}"
-    );
+    let err = initdata::load(&TeeConfig::default(), &g.paths, p.as_mut()).err().unwrap();
+    assert!(matches!(err, TeeError::Initdata(InitdataError::Mismatch { field: "MRCONFIGID", .. })), "{err}");
 }
 
 #[test]
 fn absent_initdata_is_fine_only_when_nothing_was_bound() {
     let g = snp_with_host_data(&[0; 32]);
     let mut p = detect(&cfg(&[TeeKind::Snp]), &g.paths).unwrap();
-    assert!(
-        initdata::load(&TeeConfig::default(), &g.paths, p.as_mut())
-            .unwrap()
-            .is_none()
-    );
-    let required = TeeConfig {
-        initdata: InitdataMode::Required,
-        ..TeeConfig::default()
-    };
-    let err = initdata::load(&required, &g.paths, p.as_mut())
-        .err()
-        .unwrap();
-    assert!(
-        matches!(err, TeeError::Initdata(InitdataError::Missing(_))),
-        "{err}"
-    );
+    assert!(initdata::load(&TeeConfig::default(), &g.paths, p.as_mut()).unwrap().is_none());
+    let required = TeeConfig { initdata: InitdataMode::Required, ..TeeConfig::default() };
+    let err = initdata::load(&required, &g.paths, p.as_mut()).err().unwrap();
+    assert!(matches!(err, TeeError::Initdata(InitdataError::Missing(_))), "{err}");
 
     let g = snp_with_host_data(&[0x11; 32]);
     let mut p = detect(&cfg(&[TeeKind::Snp]), &g.paths).unwrap();
-    let err = initdata::load(&TeeConfig::default(), &g.paths, p.as_mut())
-        .err()
-        .unwrap();
-    assert!(
-        matches!(
-            err,
-            TeeError::Initdata(InitdataError::Withheld {
-                field: "HOSTDATA",
-                ..
-            })
-        ),
-        "{err}"
-    );
-    let off = TeeConfig {
-        initdata: InitdataMode::Off,
-        ..TeeConfig::default()
-    };
-    assert!(
-        initdata::load(&off, &g.paths, p.as_mut())
-            .unwrap()
-            .is_none()
-    );
+    let err = initdata::load(&TeeConfig::default(), &g.paths, p.as_mut()).err().unwrap();
+    assert!(matches!(err, TeeError::Initdata(InitdataError::Withheld { field: "HOSTDATA", .. })), "{err}");
+    let off = TeeConfig { initdata: InitdataMode::Off, ..TeeConfig::default() };
+    assert!(initdata::load(&off, &g.paths, p.as_mut()).unwrap().is_none());
 }
 
 #[test]
 fn malformed_initdata_is_refused_with_its_reason() {
     let cases: [(&[u8], &str); 5] = [
-        (
-            b"version = \"0.2.0\"\nalgorithm = \"sha384\"\n[data]\n",
-            "version \"0.2.0\" is not supported",
-        ),
-        (
-            b"version = \"0.1.0\"\nalgorithm = \"md5\"\n[data]\n",
-            "algorithm \"md5\" is not supported",
-        ),
-        (
-            b"version = \"0.1.0\"\nalgorithm = \"sha384\"\n",
-            "missing field `data`",
-        ),
+        (b"version = \"0.2.0\"\nalgorithm = \"sha384\"\n[data]\n", "version \"0.2.0\" is not supported"),
+        (b"version = \"0.1.0\"\nalgorithm = \"md5\"\n[data]\n", "algorithm \"md5\" is not supported"),
+        (b"version = \"0.1.0\"\nalgorithm = \"sha384\"\n", "missing field `data`"),
         (b"not toml [", "not valid initdata TOML"),
-        (
-            b"version = \"0.1.0\"\nalgorithm = \"sha384\"\n[data]\nx = \"\xff\"\n",
-            "not UTF-8",
-        ),
+        (b"version = \"0.1.0\"\nalgorithm = \"sha384\"\n[data]\nx = \"\xff\"\n", "not UTF-8"),
     ];
     for (doc, want) in cases {
         let g = snp_with_host_data(&[0; 32]);
         g.device("vdb", &kata_disk(doc));
         let mut p = detect(&cfg(&[TeeKind::Snp]), &g.paths).unwrap();
-        let err = initdata::load(&TeeConfig::default(), &g.paths, p.as_mut())
-            .err()
-            .unwrap()
-            .to_string();
+        let err = initdata::load(&TeeConfig::default(), &g.paths, p.as_mut()).err().unwrap().to_string();
         assert!(err.contains(want), "{want}: {err}");
     }
     let g = snp_with_host_data(&[0; 32]);
@@ -779,48 +478,29 @@ fn malformed_initdata_is_refused_with_its_reason() {
     let mut bad_len = kata_disk(DOC.as_bytes());
     bad_len[8..16].copy_from_slice(&(u64::MAX).to_le_bytes());
     let path = g.device("vdb", &bad_len);
-    assert!(matches!(
-        initdata::read_device(&path),
-        Err(InitdataError::BadLength { .. })
-    ));
+    assert!(matches!(initdata::read_device(&path), Err(InitdataError::BadLength { .. })));
     let mut corrupt = kata_disk(DOC.as_bytes());
     corrupt[90] ^= 0xff; // inside the deflate stream
     let path = g.device("vdb", &corrupt);
-    assert!(matches!(
-        initdata::read_device(&path),
-        Err(InitdataError::Gzip { .. })
-    ));
+    assert!(matches!(initdata::read_device(&path), Err(InitdataError::Gzip { .. })));
 }
 
 #[test]
 fn initdata_settings_join_only_opened_sections() {
     let doc = initdata::Initdata::parse(DOC.as_bytes().to_vec()).unwrap();
     let mut table: toml::Table =
-        "[kbs]\nurl = \"http://baked\"\ntimeout_ms = 5\n[boot]\nlog_level = \"info\"\n"
-            .parse()
-            .unwrap();
+        "[kbs]\nurl = \"http://baked\"\ntimeout_ms = 5\n[boot]\nlog_level = \"info\"\n".parse().unwrap();
     let set = initdata::apply_overlay(&mut table, &doc, &["kbs".to_string()]).unwrap();
     assert_eq!(set, ["kbs"]);
     assert_eq!(table["kbs"]["url"].as_str(), Some("http://10.0.2.100:8080"));
-    assert_eq!(
-        table["kbs"]["timeout_ms"].as_integer(),
-        Some(5),
-        "tables merge key by key"
-    );
+    assert_eq!(table["kbs"]["timeout_ms"].as_integer(), Some(5), "tables merge key by key");
 
     let mut table = toml::Table::new();
-    let err = initdata::apply_overlay(&mut table, &doc, &[])
-        .err()
-        .unwrap();
-    assert_eq!(
-        err.to_string(),
-        "\"ztinit.toml\" sets [kbs], which tee.initdata_sections does not open to initdata"
-    );
+    let err = initdata::apply_overlay(&mut table, &doc, &[]).err().unwrap();
+    assert_eq!(err.to_string(), "\"ztinit.toml\" sets [kbs], which tee.initdata_sections does not open to initdata");
     let evil = DOC.replace("[kbs]", "[tee]\nallow_debug = true\n[kbs]");
     let doc = initdata::Initdata::parse(evil.into_bytes()).unwrap();
-    let err = initdata::apply_overlay(&mut table, &doc, &["kbs".into(), "tee".into()])
-        .err()
-        .unwrap();
+    let err = initdata::apply_overlay(&mut table, &doc, &["kbs".into(), "tee".into()]).err().unwrap();
     assert!(matches!(err, InitdataError::OverlaySection(s) if s == "tee"));
 }
 
@@ -844,41 +524,23 @@ fn tee_section_defaults_and_validation() {
     let c = crate::config::Config::default();
     assert_eq!(c.tee.accept, [TeeKind::Snp, TeeKind::Tdx]);
     assert!(!c.tee.allow_sample && !c.tee.allow_debug);
-    assert!(tee_issues("accept = [\"snp\"]\nallow_debug = true\ninitdata = \"required\"\ninitdata_sections = [\"kbs\"]\n").is_empty());
+    assert!(
+        tee_issues("accept = [\"snp\"]\nallow_debug = true\ninitdata = \"required\"\ninitdata_sections = [\"kbs\"]\n")
+            .is_empty()
+    );
     assert!(tee_issues("accept = [\"sample\"]\nallow_sample = true\n").is_empty());
     for (text, want) in [
-        (
-            "accept = [\"sample\"]\n",
-            "tee.accept: \"sample\" proves nothing and needs allow_sample = true",
-        ),
-        (
-            "allow_sample = true\n",
-            "tee.allow_sample: has no effect unless accept lists \"sample\"",
-        ),
-        (
-            "accept = []\n",
-            "tee.accept: must name at least one TEE kind",
-        ),
+        ("accept = [\"sample\"]\n", "tee.accept: \"sample\" proves nothing and needs allow_sample = true"),
+        ("allow_sample = true\n", "tee.allow_sample: has no effect unless accept lists \"sample\""),
+        ("accept = []\n", "tee.accept: must name at least one TEE kind"),
         ("accept = [\"snp\", \"snp\"]\n", "snp is listed twice"),
         ("accept = [\"sgx\"]\n", "tee.accept"),
-        (
-            "initdata_sections = [\"tee\"]\n",
-            "[tee] may only come from the baked configuration",
-        ),
-        (
-            "initdata_sections = [\"nonsense\"]\n",
-            "is not a section initdata may set",
-        ),
-        (
-            "initdata = \"off\"\ninitdata_sections = [\"kbs\"]\n",
-            "initdata = \"off\" ignores initdata",
-        ),
+        ("initdata_sections = [\"tee\"]\n", "[tee] may only come from the baked configuration"),
+        ("initdata_sections = [\"nonsense\"]\n", "is not a section initdata may set"),
+        ("initdata = \"off\"\ninitdata_sections = [\"kbs\"]\n", "initdata = \"off\" ignores initdata"),
         ("bogus = 1\n", "tee.bogus: unknown key"),
     ] {
         let issues = tee_issues(text);
-        assert!(
-            issues.iter().any(|i| i.contains(want)),
-            "{text}: {issues:?}"
-        );
+        assert!(issues.iter().any(|i| i.contains(want)), "{text}: {issues:?}");
     }
 }

@@ -106,17 +106,13 @@ pub enum TsmError {
     WrongProvider { expected: String, found: String },
     #[error("{0}: the report provider went away during the request")]
     Vanished(String),
-    #[error(
-        "{0}: busy (EBUSY): a previous request is still in flight or the write generation wrapped"
-    )]
+    #[error("{0}: busy (EBUSY): a previous request is still in flight or the write generation wrapped")]
     Busy(String),
     #[error("{0}: the provider rejected the request (EINVAL)")]
     Rejected(String),
     #[error("{0}: the TEE firmware or the host failed to produce the report (EIO)")]
     Failed(String),
-    #[error(
-        "{0}: timed out waiting for the report (ETIMEDOUT): the host quote service did not answer"
-    )]
+    #[error("{0}: timed out waiting for the report (ETIMEDOUT): the host quote service did not answer")]
     TimedOut(String),
     #[error("{what}: larger than {max} bytes")]
     TooLarge { what: String, max: usize },
@@ -193,30 +189,17 @@ impl Tsm<'_> {
     ) -> Result<Report, TsmError> {
         let provider = self.read_provider(dir)?;
         if provider != expected {
-            return Err(TsmError::WrongProvider {
-                expected: expected.to_string(),
-                found: provider,
-            });
+            return Err(TsmError::WrongProvider { expected: expected.to_string(), found: provider });
         }
         let path = dir.join("inblob");
-        self.fs
-            .write(&path, inblob)
-            .map_err(|e| classify("write", &path, e, true))?;
+        self.fs.write(&path, inblob).map_err(|e| classify("write", &path, e, true))?;
         let outblob = self.read_blob(dir, "outblob", OUTBLOB_MAX)?;
         if outblob.is_empty() {
             return Err(TsmError::Empty(dir.join("outblob").display().to_string()));
         }
-        let auxblob = if want_aux {
-            self.read_optional_blob(dir, "auxblob", AUXBLOB_MAX)?
-        } else {
-            Vec::new()
-        };
+        let auxblob = if want_aux { self.read_optional_blob(dir, "auxblob", AUXBLOB_MAX)? } else { Vec::new() };
         self.check_generation(dir, 1)?;
-        Ok(Report {
-            provider,
-            outblob,
-            auxblob,
-        })
+        Ok(Report { provider, outblob, auxblob })
     }
 
     fn create_instance(&self) -> Result<Instance<'_>, TsmError> {
@@ -224,36 +207,23 @@ impl Tsm<'_> {
         // it write into our report between our write and our read.
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let name = format!(
-            "ztinit-{}-{n}-{:016x}",
-            std::process::id(),
-            OsRng.next_u64()
-        );
+        let name = format!("ztinit-{}-{n}-{:016x}", std::process::id(), OsRng.next_u64());
         let path = self.base.join(name);
-        self.fs
-            .create_dir(&path)
-            .map_err(|e| match e.raw_os_error() {
-                Some(libc::ENOENT) => TsmError::Unavailable(self.base.display().to_string()),
-                Some(libc::ENXIO) | Some(libc::ENOTTY) => TsmError::NoProvider,
-                _ => TsmError::Io {
-                    op: "mkdir",
-                    path: path.display().to_string(),
-                    source: e,
-                },
-            })?;
+        self.fs.create_dir(&path).map_err(|e| match e.raw_os_error() {
+            Some(libc::ENOENT) => TsmError::Unavailable(self.base.display().to_string()),
+            Some(libc::ENXIO) | Some(libc::ENOTTY) => TsmError::NoProvider,
+            _ => TsmError::Io { op: "mkdir", path: path.display().to_string(), source: e },
+        })?;
         Ok(Instance { fs: self.fs, path })
     }
 
     fn read_provider(&self, dir: &Path) -> Result<String, TsmError> {
         let path = dir.join("provider");
-        let raw = self
-            .fs
-            .read(&path, 64)
-            .map_err(|e| match e.raw_os_error() {
-                // provider_show() answers ENXIO when no TEE driver registered.
-                Some(libc::ENXIO) | Some(libc::ENOTTY) => TsmError::NoProvider,
-                _ => classify("read", &path, e, false),
-            })?;
+        let raw = self.fs.read(&path, 64).map_err(|e| match e.raw_os_error() {
+            // provider_show() answers ENXIO when no TEE driver registered.
+            Some(libc::ENXIO) | Some(libc::ENOTTY) => TsmError::NoProvider,
+            _ => classify("read", &path, e, false),
+        })?;
         let text = String::from_utf8_lossy(&raw).trim().to_string();
         if text.is_empty() || raw.len() > 64 {
             return Err(TsmError::NoProvider);
@@ -263,15 +233,9 @@ impl Tsm<'_> {
 
     fn read_blob(&self, dir: &Path, name: &str, max: usize) -> Result<Vec<u8>, TsmError> {
         let path = dir.join(name);
-        let data = self
-            .fs
-            .read(&path, max)
-            .map_err(|e| classify("read", &path, e, true))?;
+        let data = self.fs.read(&path, max).map_err(|e| classify("read", &path, e, true))?;
         if data.len() > max {
-            return Err(TsmError::TooLarge {
-                what: path.display().to_string(),
-                max,
-            });
+            return Err(TsmError::TooLarge { what: path.display().to_string(), max });
         }
         Ok(data)
     }
@@ -282,27 +246,18 @@ impl Tsm<'_> {
         match self.fs.read(&path, max) {
             Err(e) if e.kind() == io::ErrorKind::NotFound && self.fs.is_dir(dir) => Ok(Vec::new()),
             Err(e) => Err(classify("read", &path, e, true)),
-            Ok(data) if data.len() > max => Err(TsmError::TooLarge {
-                what: path.display().to_string(),
-                max,
-            }),
+            Ok(data) if data.len() > max => Err(TsmError::TooLarge { what: path.display().to_string(), max }),
             Ok(data) => Ok(data),
         }
     }
 
     fn check_generation(&self, dir: &Path, writes: u64) -> Result<(), TsmError> {
         let path = dir.join("generation");
-        let raw = self
-            .fs
-            .read(&path, 32)
-            .map_err(|e| classify("read", &path, e, true))?;
+        let raw = self.fs.read(&path, 32).map_err(|e| classify("read", &path, e, true))?;
         let text = String::from_utf8_lossy(&raw).trim().to_string();
         match text.parse::<u64>() {
             Ok(g) if g == writes => Ok(()),
-            _ => Err(TsmError::Race {
-                dir: dir.display().to_string(),
-                generation: text,
-            }),
+            _ => Err(TsmError::Race { dir: dir.display().to_string(), generation: text }),
         }
     }
 }
@@ -331,23 +286,14 @@ impl Drop for Instance<'_> {
 fn classify(op: &'static str, path: &Path, e: io::Error, after_provider: bool) -> TsmError {
     let at = path.display().to_string();
     match e.raw_os_error() {
-        Some(libc::ENXIO) | Some(libc::ENOTTY) | Some(libc::ENODEV) if after_provider => {
-            TsmError::Vanished(at)
-        }
+        Some(libc::ENXIO) | Some(libc::ENOTTY) | Some(libc::ENODEV) if after_provider => TsmError::Vanished(at),
         Some(libc::ENXIO) | Some(libc::ENOTTY) => TsmError::NoProvider,
         Some(libc::ENOENT) if after_provider => TsmError::Vanished(at),
         Some(libc::EBUSY) => TsmError::Busy(at),
         Some(libc::EINVAL) => TsmError::Rejected(at),
         Some(libc::EIO) => TsmError::Failed(at),
         Some(libc::ETIMEDOUT) => TsmError::TimedOut(at),
-        Some(libc::EFBIG) => TsmError::TooLarge {
-            what: at,
-            max: OUTBLOB_MAX,
-        },
-        _ => TsmError::Io {
-            op,
-            path: at,
-            source: e,
-        },
+        Some(libc::EFBIG) => TsmError::TooLarge { what: at, max: OUTBLOB_MAX },
+        _ => TsmError::Io { op, path: at, source: e },
     }
 }

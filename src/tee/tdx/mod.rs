@@ -52,11 +52,7 @@ pub enum TdxError {
 }
 
 /// The checks made before the quote leaves the guest.
-pub fn check_quote(
-    quote: &Quote<'_>,
-    expected: &[u8; REPORT_DATA_LEN],
-    allow_debug: bool,
-) -> Result<(), TdxError> {
+pub fn check_quote(quote: &Quote<'_>, expected: &[u8; REPORT_DATA_LEN], allow_debug: bool) -> Result<(), TdxError> {
     if quote.body.report_data != *expected {
         return Err(TdxError::ReportDataMismatch {
             expected: short_hex(expected, 16),
@@ -64,9 +60,7 @@ pub fn check_quote(
         });
     }
     if quote.body.debug() && !allow_debug {
-        return Err(TdxError::DebugTd {
-            attributes: quote.body.attributes(),
-        });
+        return Err(TdxError::DebugTd { attributes: quote.body.attributes() });
     }
     Ok(())
 }
@@ -78,24 +72,15 @@ pub fn read_ccel(acpi_tables: &Path) -> Result<Option<Vec<u8>>, TdxError> {
         Ok(d) => d,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             if acpi_tables.join("CCEL").exists() {
-                log::warn!(
-                    "TDX: ACPI has a CCEL table but {} is missing: no event log",
-                    data_path.display()
-                );
+                log::warn!("TDX: ACPI has a CCEL table but {} is missing: no event log", data_path.display());
             }
             return Ok(None);
         }
         Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-            return Err(TdxError::EventLogTooLarge {
-                path: data_path.display().to_string(),
-                max: MAX_EVENTLOG_LEN,
-            });
+            return Err(TdxError::EventLogTooLarge { path: data_path.display().to_string(), max: MAX_EVENTLOG_LEN });
         }
         Err(source) => {
-            return Err(TdxError::EventLog {
-                path: data_path.display().to_string(),
-                source,
-            });
+            return Err(TdxError::EventLog { path: data_path.display().to_string(), source });
         }
     };
     check_ccel_table(&acpi_tables.join("CCEL"), data.len());
@@ -140,10 +125,7 @@ impl TdxProvider {
     }
 
     fn quote(&self, report_data: &[u8; REPORT_DATA_LEN]) -> Result<(Vec<u8>, TdReport), TeeError> {
-        let tsm = Tsm {
-            fs: &*self.paths.configfs,
-            base: &self.paths.tsm_report,
-        };
+        let tsm = Tsm { fs: &*self.paths.configfs, base: &self.paths.tsm_report };
         let out = tsm.report(PROVIDER, report_data, false)?;
         let parsed = quote::parse(&out.outblob).map_err(TdxError::from)?;
         check_quote(&parsed, report_data, self.allow_debug)?;

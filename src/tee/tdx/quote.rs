@@ -38,12 +38,7 @@ pub const QE_REPORT_LEN: usize = 384;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QuoteError {
     #[error("quote is truncated: {what} needs {need} bytes at offset {at}, {have} left")]
-    Truncated {
-        what: &'static str,
-        at: usize,
-        need: usize,
-        have: usize,
-    },
+    Truncated { what: &'static str, at: usize, need: usize, have: usize },
     #[error("quote is oversized: {0} bytes (at most {MAX_QUOTE_LEN})")]
     Oversized(usize),
     #[error("quote version {0} is not supported (4 or 5)")]
@@ -55,11 +50,7 @@ pub enum QuoteError {
     #[error("v5 body type {0} is not a TD report (2 = TDX 1.0, 3 = TDX 1.5)")]
     UnsupportedBodyType(u16),
     #[error("v5 body type {body_type} declares {size} bytes, expected {expected}")]
-    BodySize {
-        body_type: u16,
-        size: u32,
-        expected: usize,
-    },
+    BodySize { body_type: u16, size: u32, expected: usize },
     #[error("certification data type {0} is not supported (expected {1})")]
     CertDataType(u16, u16),
 }
@@ -146,12 +137,7 @@ impl<'a> Reader<'a> {
     fn take(&mut self, need: usize, what: &'static str) -> Result<&'a [u8], QuoteError> {
         let have = self.buf.len() - self.pos;
         if need > have {
-            return Err(QuoteError::Truncated {
-                what,
-                at: self.pos,
-                need,
-                have,
-            });
+            return Err(QuoteError::Truncated { what, at: self.pos, need, have });
         }
         let out = &self.buf[self.pos..self.pos + need];
         self.pos += need;
@@ -210,11 +196,7 @@ pub fn parse(bytes: &[u8]) -> Result<Quote<'_>, QuoteError> {
             other => return Err(QuoteError::UnsupportedBodyType(other)),
         };
         if size as usize != expected {
-            return Err(QuoteError::BodySize {
-                body_type,
-                size,
-                expected,
-            });
+            return Err(QuoteError::BodySize { body_type, size, expected });
         }
         kind
     };
@@ -248,19 +230,11 @@ fn parse_body(r: &mut Reader<'_>, kind: BodyKind) -> Result<TdReport, QuoteError
     let mr_config_id = r.array("body.mr_config_id")?;
     let mr_owner = r.array("body.mr_owner")?;
     let mr_owner_config = r.array("body.mr_owner_config")?;
-    let rtmr = [
-        r.array("body.rtmr0")?,
-        r.array("body.rtmr1")?,
-        r.array("body.rtmr2")?,
-        r.array("body.rtmr3")?,
-    ];
+    let rtmr = [r.array("body.rtmr0")?, r.array("body.rtmr1")?, r.array("body.rtmr2")?, r.array("body.rtmr3")?];
     let report_data = r.array("body.report_data")?;
     let (tee_tcb_svn2, mr_servicetd) = match kind {
         BodyKind::Tdx10 => (None, None),
-        BodyKind::Tdx15 => (
-            Some(r.array("body.tee_tcb_svn2")?),
-            Some(r.array("body.mr_servicetd")?),
-        ),
+        BodyKind::Tdx15 => (Some(r.array("body.tee_tcb_svn2")?), Some(r.array("body.mr_servicetd")?)),
     };
     Ok(TdReport {
         tee_tcb_svn,
@@ -302,13 +276,6 @@ impl<'a> Quote<'a> {
         }
         let chain_len = q.u32("PCK chain size")? as usize;
         let pck_chain = q.take(chain_len, "PCK chain")?;
-        Ok(SignatureData {
-            signature,
-            attestation_key,
-            qe_report,
-            qe_report_signature,
-            qe_auth_data,
-            pck_chain,
-        })
+        Ok(SignatureData { signature, attestation_key, qe_report, qe_report_signature, qe_auth_data, pck_chain })
     }
 }

@@ -72,11 +72,9 @@ pub fn replay(log: &[u8]) -> Result<Replayed, String> {
         let mut sha384 = None;
         for _ in 0..count {
             let alg = r.u16("digest algorithm")?;
-            let size = algorithms
-                .iter()
-                .find(|(a, _)| *a == alg)
-                .map(|(_, s)| *s)
-                .ok_or_else(|| format!("event {events} uses algorithm {alg:#06x} that the Spec ID event does not list"))?;
+            let size = algorithms.iter().find(|(a, _)| *a == alg).map(|(_, s)| *s).ok_or_else(|| {
+                format!("event {events} uses algorithm {alg:#06x} that the Spec ID event does not list")
+            })?;
             let digest = r.take(size, "digest")?;
             if alg == ALG_SHA384 {
                 sha384 = Some(digest);
@@ -91,10 +89,7 @@ pub fn replay(log: &[u8]) -> Result<Replayed, String> {
         let slot = match index {
             1..=4 => (index - 1) as usize,
             _ => {
-                return Err(format!(
-                    "event {} extends MR index {index}, not an RTMR",
-                    events - 1
-                ));
+                return Err(format!("event {} extends MR index {index}, not an RTMR", events - 1));
             }
         };
         let digest = sha384.ok_or_else(|| format!("event {} has no SHA-384 digest", events - 1))?;
@@ -112,10 +107,7 @@ fn spec_id_event(r: &mut Reader<'_>) -> Result<Vec<(u16, usize)>, String> {
     let event_type = r.u32("first event type")?;
     r.take(20, "first event SHA-1 digest")?;
     let size = r.u32("first event size")? as usize;
-    let mut e = Reader {
-        buf: r.take(size, "Spec ID event")?,
-        pos: 0,
-    };
+    let mut e = Reader { buf: r.take(size, "Spec ID event")?, pos: 0 };
     if event_type != EV_NO_ACTION || e.take(16, "Spec ID signature")? != SPEC_ID_SIGNATURE {
         return Err("the first event is not a Spec ID Event03".into());
     }
@@ -124,7 +116,5 @@ fn spec_id_event(r: &mut Reader<'_>) -> Result<Vec<(u16, usize)>, String> {
     if n == 0 || n > MAX_ALGORITHMS {
         return Err(format!("Spec ID event lists {n} algorithms"));
     }
-    (0..n)
-        .map(|_| Ok((e.u16("algorithm id")?, usize::from(e.u16("digest size")?))))
-        .collect()
+    (0..n).map(|_| Ok((e.u16("algorithm id")?, usize::from(e.u16("digest size")?)))).collect()
 }

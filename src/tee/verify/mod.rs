@@ -22,6 +22,9 @@ pub mod eventlog;
 pub mod snp;
 pub mod tdx;
 
+#[cfg(test)]
+mod tests;
+
 use super::{REPORT_DATA_LEN, TeeKind, short_hex};
 
 pub use snp::SnpPolicy;
@@ -33,18 +36,12 @@ pub use tdx::TdxPolicy;
 pub enum VerifyError {
     #[error("{tee} evidence is malformed: {reason}")]
     Malformed { tee: &'static str, reason: String },
-    #[error(
-        "report data mismatch: the evidence binds {found}, the runtime data hashes to {expected}"
-    )]
+    #[error("report data mismatch: the evidence binds {found}, the runtime data hashes to {expected}")]
     ReportDataMismatch { expected: String, found: String },
     #[error("runtime-data digest of {0} bytes is longer than the 64 bytes of report data")]
     DigestTooLong(usize),
     #[error("init-data mismatch: {field} is {found}, the init-data digest is {expected}")]
-    InitDataMismatch {
-        field: &'static str,
-        expected: String,
-        found: String,
-    },
+    InitDataMismatch { field: &'static str, expected: String, found: String },
     #[error("debug is allowed ({0}): refused by policy")]
     Debug(String),
     #[error("{field} {found} is not an accepted reference value")]
@@ -97,20 +94,13 @@ pub fn verify_sample(
     allow: bool,
 ) -> Result<serde_json::Value, VerifyError> {
     use base64::Engine;
-    let malformed = |reason: &str| VerifyError::Malformed {
-        tee: "sample",
-        reason: reason.to_string(),
-    };
+    let malformed = |reason: &str| VerifyError::Malformed { tee: "sample", reason: reason.to_string() };
     if !allow {
         return Err(malformed("the sample TEE is not accepted by this KBS"));
     }
-    let rd = evidence
-        .get("report_data")
-        .and_then(|v| v.as_str())
-        .ok_or_else(|| malformed("no report_data string"))?;
-    let rd = base64::engine::general_purpose::STANDARD
-        .decode(rd)
-        .map_err(|_| malformed("report_data is not base64"))?;
+    let rd = evidence.get("report_data").and_then(|v| v.as_str()).ok_or_else(|| malformed("no report_data string"))?;
+    let rd =
+        base64::engine::general_purpose::STANDARD.decode(rd).map_err(|_| malformed("report_data is not base64"))?;
     if rd != report_data_digest {
         return Err(VerifyError::ReportDataMismatch {
             expected: short_hex(report_data_digest, 16),
@@ -137,11 +127,7 @@ fn check_report_data(found: &[u8], digest: &[u8]) -> Result<(), VerifyError> {
 }
 
 /// init-data digest regularised to the field (truncate or zero-pad).
-fn check_init_data(
-    field: &'static str,
-    found: &[u8],
-    init_data_digest: Option<&[u8]>,
-) -> Result<(), VerifyError> {
+fn check_init_data(field: &'static str, found: &[u8], init_data_digest: Option<&[u8]>) -> Result<(), VerifyError> {
     let Some(digest) = init_data_digest else {
         return Ok(());
     };
@@ -160,7 +146,5 @@ fn check_init_data(
 /// Parses fixed-size hex reference values (`"7a1e…"`).
 pub fn parse_hex<const N: usize>(text: &str) -> Result<[u8; N], String> {
     let bytes = hex::decode(text.trim()).map_err(|e| format!("{text:?}: {e}"))?;
-    bytes
-        .try_into()
-        .map_err(|b: Vec<u8>| format!("{text:?}: {} bytes, expected {N}", b.len()))
+    bytes.try_into().map_err(|b: Vec<u8>| format!("{text:?}: {} bytes, expected {N}", b.len()))
 }

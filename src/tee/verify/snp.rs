@@ -53,13 +53,7 @@ pub struct Tcb {
 
 impl From<&TcbVersion> for Tcb {
     fn from(t: &TcbVersion) -> Self {
-        Self {
-            bootloader: t.bootloader,
-            tee: t.tee,
-            snp: t.snp,
-            microcode: t.microcode,
-            fmc: t.fmc,
-        }
+        Self { bootloader: t.bootloader, tee: t.tee, snp: t.snp, microcode: t.microcode, fmc: t.fmc }
     }
 }
 
@@ -80,10 +74,7 @@ struct Evidence {
 }
 
 fn malformed(reason: impl Into<String>) -> VerifyError {
-    VerifyError::Malformed {
-        tee: "snp",
-        reason: reason.into(),
-    }
+    VerifyError::Malformed { tee: "snp", reason: reason.into() }
 }
 
 /// Verifies Trustee `snp` evidence; returns its claims.
@@ -98,49 +89,32 @@ pub fn verify(
 
     let min = policy.min_report_version.max(*SUPPORTED_VERSIONS.start());
     if report.version < min || report.version > *SUPPORTED_VERSIONS.end() {
-        return Err(VerifyError::ReportVersion {
-            found: report.version,
-            min,
-        });
+        return Err(VerifyError::ReportVersion { found: report.version, min });
     }
     // The signature covers the binary report; rebuilding it also proves that
     // the JSON describes a report this crate can lay out.
     let mut raw = Vec::with_capacity(REPORT_LEN);
-    report
-        .write_bytes(&mut raw)
-        .map_err(|e| malformed(format!("cannot rebuild the binary report: {e}")))?;
+    report.write_bytes(&mut raw).map_err(|e| malformed(format!("cannot rebuild the binary report: {e}")))?;
 
     check_report_data(&report.report_data.0, report_data_digest)?;
     check_init_data("HOSTDATA", &report.host_data.0, init_data_digest)?;
     if report.policy.debug_allowed() && !policy.allow_debug {
-        return Err(VerifyError::Debug(format!(
-            "guest policy {:#x} has bit 19 set",
-            u64::from(report.policy)
-        )));
+        return Err(VerifyError::Debug(format!("guest policy {:#x} has bit 19 set", u64::from(report.policy))));
     }
     if report.vmpl != 0 {
         return Err(VerifyError::Vmpl(report.vmpl));
     }
     if !policy.measurements.is_empty() && !policy.measurements.contains(&report.measurement.0) {
-        return Err(VerifyError::ReferenceValue {
-            field: "measurement",
-            found: hex::encode(report.measurement.0),
-        });
+        return Err(VerifyError::ReferenceValue { field: "measurement", found: hex::encode(report.measurement.0) });
     }
     let reported = Tcb::from(&report.reported_tcb);
-    if let Some(min_tcb) = &policy.min_tcb {
-        if !reported.at_least(min_tcb) {
-            return Err(VerifyError::Tcb(format!(
-                "{reported:?} is below the minimum {min_tcb:?}"
-            )));
-        }
+    if let Some(min_tcb) = &policy.min_tcb
+        && !reported.at_least(min_tcb)
+    {
+        return Err(VerifyError::Tcb(format!("{reported:?} is below the minimum {min_tcb:?}")));
     }
 
-    let signer = verify_signature(
-        report,
-        ev.cert_chain.as_deref().unwrap_or(&[]),
-        &policy.endorsement_keys,
-    )?;
+    let signer = verify_signature(report, ev.cert_chain.as_deref().unwrap_or(&[]), &policy.endorsement_keys)?;
     check_vek_extensions(&signer, report)?;
 
     Ok(serde_json::json!({
@@ -200,10 +174,7 @@ fn amd_chains(kind: VekKind) -> Vec<(&'static str, std::io::Result<ca::Chain>)> 
                 VekKind::Vcek => ask,
                 VekKind::Vlek => Certificate::from_pem(asvk),
             };
-            (
-                name,
-                ark.and_then(|ark| signer.map(|ask| ca::Chain { ark, ask })),
-            )
+            (name, ark.and_then(|ark| signer.map(|ask| ca::Chain { ark, ask })))
         })
         .collect()
 }
@@ -219,9 +190,7 @@ fn verify_signature(
         0 => VekKind::Vcek,
         1 => VekKind::Vlek,
         other => {
-            return Err(VerifyError::Signature(format!(
-                "the report is not signed (signing key {other})"
-            )));
+            return Err(VerifyError::Signature(format!("the report is not signed (signing key {other})")));
         }
     };
     let mut candidates: Vec<Vec<u8>> = chain
@@ -247,32 +216,20 @@ fn verify_signature(
         };
         for (product, ca_chain) in amd_chains(wanted) {
             let Ok(ca_chain) = ca_chain else { continue };
-            let full = Chain {
-                ca: ca_chain,
-                vek: vek.clone(),
-            };
+            let full = Chain { ca: ca_chain, vek: vek.clone() };
             if let Err(e) = (&full).verify() {
                 if matches!(last, VerifyError::NoVek | VerifyError::Chain(_)) {
-                    last = VerifyError::Chain(format!(
-                        "{} does not chain to an AMD root: {e}",
-                        wanted.name()
-                    ));
+                    last = VerifyError::Chain(format!("{} does not chain to an AMD root: {e}", wanted.name()));
                 }
                 continue;
             }
             match (&full, report).verify() {
                 Ok(()) => {
-                    return Ok(Signer {
-                        kind: wanted,
-                        product,
-                        der,
-                    });
+                    return Ok(Signer { kind: wanted, product, der });
                 }
                 Err(e) => {
-                    last = VerifyError::Signature(format!(
-                        "{} ({product}) does not sign this report: {e}",
-                        wanted.name()
-                    ))
+                    last =
+                        VerifyError::Signature(format!("{} ({product}) does not sign this report: {e}", wanted.name()))
                 }
             }
         }
@@ -290,20 +247,14 @@ const OID_HWID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.370
 /// The VCEK is derived for one TCB and one chip: its extensions must name
 /// the `reported_tcb` and `chip_id` of the report (a VLEK has no hwID).
 fn check_vek_extensions(signer: &Signer, report: &AttestationReport) -> Result<(), VerifyError> {
-    let cert = x509_cert::Certificate::from_der(&signer.der)
-        .map_err(|e| VerifyError::Chain(e.to_string()))?;
+    let cert = x509_cert::Certificate::from_der(&signer.der).map_err(|e| VerifyError::Chain(e.to_string()))?;
     let exts = cert.tbs_certificate.extensions.unwrap_or_default();
-    let value = |oid: ObjectIdentifier| {
-        exts.iter()
-            .find(|e| e.extn_id == oid)
-            .map(|e| e.extn_value.as_bytes().to_vec())
-    };
+    let value =
+        |oid: ObjectIdentifier| exts.iter().find(|e| e.extn_id == oid).map(|e| e.extn_value.as_bytes().to_vec());
     let spl = |oid: ObjectIdentifier, name: &str| -> Result<Option<u8>, VerifyError> {
         value(oid)
             .map(|v| {
-                u8::from_der(&v).map_err(|e| {
-                    VerifyError::Tcb(format!("{} extension {name}: {e}", signer.kind.name()))
-                })
+                u8::from_der(&v).map_err(|e| VerifyError::Tcb(format!("{} extension {name}: {e}", signer.kind.name())))
             })
             .transpose()
     };
@@ -328,12 +279,9 @@ fn check_vek_extensions(signer: &Signer, report: &AttestationReport) -> Result<(
             return Err(VerifyError::Tcb("VCEK has no hwID extension".into()));
         };
         // Current VCEKs wrap hwID in an OCTET STRING; old ones hold the raw bytes.
-        let hwid = OctetString::from_der(&hwid)
-            .map(|o| o.as_bytes().to_vec())
-            .unwrap_or(hwid);
+        let hwid = OctetString::from_der(&hwid).map(|o| o.as_bytes().to_vec()).unwrap_or(hwid);
         let chip = &report.chip_id.0;
-        let matches =
-            chip.get(..hwid.len()) == Some(&hwid[..]) && chip[hwid.len()..].iter().all(|&b| b == 0);
+        let matches = chip.get(..hwid.len()) == Some(&hwid[..]) && chip[hwid.len()..].iter().all(|&b| b == 0);
         if !matches {
             return Err(VerifyError::Tcb(format!(
                 "VCEK hwID {} is not the report's chip_id {}",

@@ -14,8 +14,7 @@ use crate::tee::tdx::{MAX_EVENTLOG_LEN, TdReport};
 
 /// SHA-256 of the DER of Intel's SGX Root CA, the last certificate of every
 /// PCK chain (valid 2018-05-21 → 2049-12-31).
-pub const INTEL_SGX_ROOT_CA_SHA256: &str =
-    "44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3";
+pub const INTEL_SGX_ROOT_CA_SHA256: &str = "44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3";
 /// Intel's QE vendor ID in the quote header.
 pub const INTEL_QE_VENDOR_ID: &str = "939a7233f79c4ca9940a0db3957f0607";
 /// MRSIGNER and ISVPRODID of Intel's TD Quoting Enclave (Intel PCS
@@ -61,10 +60,7 @@ struct Evidence {
 }
 
 fn malformed(reason: impl Into<String>) -> VerifyError {
-    VerifyError::Malformed {
-        tee: "tdx",
-        reason: reason.into(),
-    }
+    VerifyError::Malformed { tee: "tdx", reason: reason.into() }
 }
 
 /// Verifies Trustee `tdx` evidence; returns its claims.
@@ -77,24 +73,16 @@ pub fn verify(
     let ev = Evidence::deserialize(evidence).map_err(|e| malformed(e.to_string()))?;
     // Bound the base64 before decoding it.
     if ev.quote.len() > MAX_QUOTE_LEN * 4 / 3 + 4 {
-        return Err(malformed(format!(
-            "quote of {} base64 characters is too large",
-            ev.quote.len()
-        )));
+        return Err(malformed(format!("quote of {} base64 characters is too large", ev.quote.len())));
     }
-    let raw = STANDARD
-        .decode(&ev.quote)
-        .map_err(|e| malformed(format!("quote is not base64: {e}")))?;
+    let raw = STANDARD.decode(&ev.quote).map_err(|e| malformed(format!("quote is not base64: {e}")))?;
     let quote = quote::parse(&raw).map_err(|e| malformed(e.to_string()))?;
     let body = &quote.body;
 
     check_report_data(&body.report_data, report_data_digest)?;
     check_init_data("MRCONFIGID", &body.mr_config_id, init_data_digest)?;
     if body.debug() && !policy.allow_debug {
-        return Err(VerifyError::Debug(format!(
-            "TD attributes {:#x} have DEBUG set",
-            body.attributes()
-        )));
+        return Err(VerifyError::Debug(format!("TD attributes {:#x} have DEBUG set", body.attributes())));
     }
     check_reference_values(body, policy)?;
     if policy.verify_signature {
@@ -124,39 +112,25 @@ pub fn verify(
 
 fn check_reference_values(body: &TdReport, policy: &TdxPolicy) -> Result<(), VerifyError> {
     if !policy.mrtd.is_empty() && !policy.mrtd.contains(&body.mr_td) {
-        return Err(VerifyError::ReferenceValue {
-            field: "MRTD",
-            found: hex::encode(body.mr_td),
-        });
+        return Err(VerifyError::ReferenceValue { field: "MRTD", found: hex::encode(body.mr_td) });
     }
     const RTMR: [&str; 4] = ["RTMR0", "RTMR1", "RTMR2", "RTMR3"];
     for (i, expected) in policy.rtmr.iter().enumerate() {
         if expected.is_some_and(|e| e != body.rtmr[i]) {
-            return Err(VerifyError::ReferenceValue {
-                field: RTMR[i],
-                found: hex::encode(body.rtmr[i]),
-            });
+            return Err(VerifyError::ReferenceValue { field: RTMR[i], found: hex::encode(body.rtmr[i]) });
         }
     }
     if policy.mr_config_id.is_some_and(|e| e != body.mr_config_id) {
-        return Err(VerifyError::ReferenceValue {
-            field: "MRCONFIGID",
-            found: hex::encode(body.mr_config_id),
-        });
+        return Err(VerifyError::ReferenceValue { field: "MRCONFIGID", found: hex::encode(body.mr_config_id) });
     }
     Ok(())
 }
 
 fn replay(log_b64: &str, body: &TdReport) -> Result<usize, VerifyError> {
     if log_b64.len() > MAX_EVENTLOG_LEN * 4 / 3 + 4 {
-        return Err(VerifyError::EventLog(format!(
-            "{} base64 characters is too large",
-            log_b64.len()
-        )));
+        return Err(VerifyError::EventLog(format!("{} base64 characters is too large", log_b64.len())));
     }
-    let log = STANDARD
-        .decode(log_b64)
-        .map_err(|e| VerifyError::EventLog(format!("not base64: {e}")))?;
+    let log = STANDARD.decode(log_b64).map_err(|e| VerifyError::EventLog(format!("not base64: {e}")))?;
     let replayed = eventlog::replay(&log).map_err(VerifyError::EventLog)?;
     for (i, rtmr) in replayed.rtmr.iter().enumerate() {
         if *rtmr != body.rtmr[i] {
@@ -177,22 +151,17 @@ fn signature_error(what: impl Into<String>) -> VerifyError {
 /// Quote signature → attestation key → QE report → PCK leaf → Intel root.
 fn verify_quote_signature(quote: &Quote<'_>) -> Result<(), VerifyError> {
     if hex::encode(quote.qe_vendor_id) != INTEL_QE_VENDOR_ID {
-        return Err(signature_error(format!(
-            "QE vendor {} is not Intel",
-            hex::encode(quote.qe_vendor_id)
-        )));
+        return Err(signature_error(format!("QE vendor {} is not Intel", hex::encode(quote.qe_vendor_id))));
     }
-    let sig = quote
-        .signature_data()
-        .map_err(|e| malformed(e.to_string()))?;
+    let sig = quote.signature_data().map_err(|e| malformed(e.to_string()))?;
 
     let mut sec1 = [0u8; 65];
     sec1[0] = 4;
     sec1[1..].copy_from_slice(sig.attestation_key);
-    let att_key = VerifyingKey::from_sec1_bytes(&sec1)
-        .map_err(|_| signature_error("attestation key is not a P-256 point"))?;
-    let quote_sig = Signature::from_slice(sig.signature)
-        .map_err(|_| signature_error("quote signature is malformed"))?;
+    let att_key =
+        VerifyingKey::from_sec1_bytes(&sec1).map_err(|_| signature_error("attestation key is not a P-256 point"))?;
+    let quote_sig =
+        Signature::from_slice(sig.signature).map_err(|_| signature_error("quote signature is malformed"))?;
     att_key
         .verify(quote.signed, &quote_sig)
         .map_err(|_| signature_error("the attestation key does not sign this quote"))?;
@@ -203,15 +172,10 @@ fn verify_quote_signature(quote: &Quote<'_>) -> Result<(), VerifyError> {
     h.update(sig.attestation_key);
     h.update(sig.qe_auth_data);
     let expected: [u8; 32] = h.finalize().into();
-    if qe.len() != QE_REPORT_LEN || qe[320..352] != expected || qe[352..384].iter().any(|&b| b != 0)
-    {
-        return Err(signature_error(
-            "QE report data does not bind the attestation key",
-        ));
+    if qe.len() != QE_REPORT_LEN || qe[320..352] != expected || qe[352..384].iter().any(|&b| b != 0) {
+        return Err(signature_error("QE report data does not bind the attestation key"));
     }
-    if hex::encode(&qe[128..160]) != TD_QE_MRSIGNER
-        || u16::from_le_bytes([qe[256], qe[257]]) != TD_QE_ISVPRODID
-    {
+    if hex::encode(&qe[128..160]) != TD_QE_MRSIGNER || u16::from_le_bytes([qe[256], qe[257]]) != TD_QE_ISVPRODID {
         return Err(signature_error("the quoting enclave is not Intel's TD QE"));
     }
 
@@ -219,9 +183,7 @@ fn verify_quote_signature(quote: &Quote<'_>) -> Result<(), VerifyError> {
     let leaf_key = p256_key(&chain[0])?;
     let qe_sig = Signature::from_slice(sig.qe_report_signature)
         .map_err(|_| signature_error("QE report signature is malformed"))?;
-    leaf_key
-        .verify(qe, &qe_sig)
-        .map_err(|_| signature_error("the PCK certificate does not sign the QE report"))?;
+    leaf_key.verify(qe, &qe_sig).map_err(|_| signature_error("the PCK certificate does not sign the QE report"))?;
     Ok(())
 }
 
@@ -237,39 +199,23 @@ fn p256_key(cert: &x509_cert::Certificate) -> Result<VerifyingKey, VerifyError> 
 fn pck_chain(pem: &[u8]) -> Result<Vec<x509_cert::Certificate>, VerifyError> {
     let chain_err = |m: String| VerifyError::Chain(m);
     let end = pem.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
-    let certs = x509_cert::Certificate::load_pem_chain(&pem[..end])
-        .map_err(|e| chain_err(format!("PCK chain: {e}")))?;
+    let certs =
+        x509_cert::Certificate::load_pem_chain(&pem[..end]).map_err(|e| chain_err(format!("PCK chain: {e}")))?;
     if certs.len() < 2 || certs.len() > 4 {
-        return Err(chain_err(format!(
-            "PCK chain has {} certificates",
-            certs.len()
-        )));
+        return Err(chain_err(format!("PCK chain has {} certificates", certs.len())));
     }
     for (i, cert) in certs.iter().enumerate() {
         let issuer = certs.get(i + 1).unwrap_or(cert);
         let key = p256_key(issuer)?;
-        let tbs = cert
-            .tbs_certificate
-            .to_der()
-            .map_err(|e| chain_err(e.to_string()))?;
+        let tbs = cert.tbs_certificate.to_der().map_err(|e| chain_err(e.to_string()))?;
         let sig = p256::ecdsa::Signature::from_der(cert.signature.raw_bytes())
             .map_err(|_| chain_err(format!("certificate {i} has no ECDSA signature")))?;
-        key.verify(&tbs, &sig).map_err(|_| {
-            chain_err(format!(
-                "certificate {i} of the PCK chain is not signed by its issuer"
-            ))
-        })?;
+        key.verify(&tbs, &sig)
+            .map_err(|_| chain_err(format!("certificate {i} of the PCK chain is not signed by its issuer")))?;
     }
-    let root = certs
-        .last()
-        .map(|c| c.to_der())
-        .transpose()
-        .map_err(|e| chain_err(e.to_string()))?
-        .unwrap_or_default();
+    let root = certs.last().map(|c| c.to_der()).transpose().map_err(|e| chain_err(e.to_string()))?.unwrap_or_default();
     if hex::encode(Sha256::digest(&root)) != INTEL_SGX_ROOT_CA_SHA256 {
-        return Err(chain_err(
-            "the PCK chain does not end at Intel's SGX Root CA".into(),
-        ));
+        return Err(chain_err("the PCK chain does not end at Intel's SGX Root CA".into()));
     }
     Ok(certs)
 }
