@@ -54,6 +54,11 @@ impl TeeKind {
             TeeKind::Tdx => "tdx",
         }
     }
+
+    /// The kind of a Trustee `tee` name (`"snp"`, `"tdx"`, `"sample"`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [TeeKind::Sample, TeeKind::Snp, TeeKind::Tdx].into_iter().find(|k| k.as_str() == name)
+    }
 }
 
 impl fmt::Display for TeeKind {

@@ -439,6 +439,8 @@ fn an_event_log_that_does_not_replay_to_the_quote_is_refused() {
 #[test]
 fn dispatch_and_sample() {
     use crate::tee::TeeKind;
+    assert_eq!(TeeKind::from_name("tdx"), Some(TeeKind::Tdx));
+    assert_eq!(TeeKind::from_name("SNP"), None);
     let policy = Policy::default();
     assert!(verify(TeeKind::Snp, &milan_evidence(), &milan_digest(), None, &policy).is_ok());
     let sample = serde_json::json!({"svn": "1", "report_data": STANDARD.encode([5u8; 48])});
