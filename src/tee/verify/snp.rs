@@ -7,6 +7,7 @@ use serde::Deserialize;
 use sev::certs::snp::{Certificate, Chain, Verifiable, builtin, ca};
 use sev::firmware::guest::AttestationReport;
 use sev::firmware::host::{CertTableEntry, CertType, TcbVersion};
+use sha2::Digest;
 
 use super::{VerifyError, check_init_data, check_report_data};
 use crate::tee::short_hex;
@@ -154,22 +155,40 @@ struct Signer {
     der: Vec<u8>,
 }
 
-/// AMD's CA chains, from the `sev` crate's built-in ARK/ASK and the ASVKs
-/// (VLEK signing keys) published in the same AMD bundles.
+/// SHA-256 of the DER of AMD's root keys (ARK), Milan, Genoa, Turin: the
+/// built-in certificates must be these, whatever the dependency ships.
+pub const AMD_ARK_SHA256: [(&str, &str); 3] = [
+    ("Milan", "69d063b45344d26a2e94e1f4210de49ef555308287d4c174445c95639a540bcd"),
+    ("Genoa", "4c6598d19c18719c5dfd4a7d335f674e5bfe1d8f800cea2cf270c10d103db2f1"),
+    ("Turin", "1f084161a44bb6d93778a904877d4819cafa5d05ef4193b2ded9dd9c73dd3f6a"),
+];
+
+/// AMD's CA chains, from the `sev` crate's built-in ARK/ASK (ARKs checked
+/// against [`AMD_ARK_SHA256`]) and the ASVKs (VLEK signing keys) published
+/// in the same AMD bundles.
 fn amd_chains(kind: VekKind) -> Vec<(&'static str, std::io::Result<ca::Chain>)> {
-    const ASVK: [(&str, &[u8]); 3] = [
-        ("Milan", include_bytes!("amd/milan_asvk.pem")),
-        ("Genoa", include_bytes!("amd/genoa_asvk.pem")),
-        ("Turin", include_bytes!("amd/turin_asvk.pem")),
+    const ASVK: [&[u8]; 3] = [
+        include_bytes!("amd/milan_asvk.pem"),
+        include_bytes!("amd/genoa_asvk.pem"),
+        include_bytes!("amd/turin_asvk.pem"),
     ];
     let arks = [
-        ("Milan", builtin::milan::ark(), builtin::milan::ask()),
-        ("Genoa", builtin::genoa::ark(), builtin::genoa::ask()),
-        ("Turin", builtin::turin::ark(), builtin::turin::ask()),
+        (builtin::milan::ark(), builtin::milan::ask()),
+        (builtin::genoa::ark(), builtin::genoa::ask()),
+        (builtin::turin::ark(), builtin::turin::ask()),
     ];
     arks.into_iter()
         .zip(ASVK)
-        .map(|((name, ark, ask), (_, asvk))| {
+        .zip(AMD_ARK_SHA256)
+        .map(|(((ark, ask), asvk), (name, pin))| {
+            let ark = ark.and_then(|ark| {
+                let der = ark.to_der()?;
+                if hex::encode(sha2::Sha256::digest(der)) == pin {
+                    Ok(ark)
+                } else {
+                    Err(std::io::Error::other(format!("built-in {name} ARK is not AMD's")))
+                }
+            });
             let signer = match kind {
                 VekKind::Vcek => ask,
                 VekKind::Vlek => Certificate::from_pem(asvk),

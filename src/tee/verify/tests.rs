@@ -451,3 +451,16 @@ fn dispatch_and_sample() {
     let err = verify(TeeKind::Sample, &sample, &[6; 48], None, &allow).unwrap_err();
     assert!(matches!(err, VerifyError::ReportDataMismatch { .. }));
 }
+
+#[test]
+fn the_built_in_amd_roots_are_the_pinned_ones() {
+    use sev::certs::snp::builtin;
+    use sha2::{Digest, Sha256};
+    // Pins from the samples' MANIFEST.md.
+    let arks = [builtin::milan::ark(), builtin::genoa::ark(), builtin::turin::ark()];
+    for ((name, pin), ark) in snp::AMD_ARK_SHA256.iter().zip(arks) {
+        let der = ark.unwrap().to_der().unwrap();
+        assert_eq!(hex::encode(Sha256::digest(der)), *pin, "{name}");
+    }
+    assert_eq!(snp::AMD_ARK_SHA256[0].1, "69d063b45344d26a2e94e1f4210de49ef555308287d4c174445c95639a540bcd");
+}
