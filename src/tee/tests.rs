@@ -521,9 +521,12 @@ fn tee_issues(text: &str) -> Vec<String> {
 
 #[test]
 fn tee_section_defaults_and_validation() {
-    let c = crate::config::Config::default();
-    assert_eq!(c.tee.accept, [TeeKind::Snp, TeeKind::Tdx]);
-    assert!(!c.tee.allow_sample && !c.tee.allow_debug);
+    // Absent: no TEE is required (until [kbs] asks for attestation).
+    assert!(crate::config::Config::default().tee.is_none());
+    assert!(crate::config::Config::default().effective_tee().is_none());
+    let t = TeeConfig::default();
+    assert_eq!(t.accept, [TeeKind::Snp, TeeKind::Tdx]);
+    assert!(!t.allow_sample && !t.allow_debug);
     assert!(
         tee_issues("accept = [\"snp\"]\nallow_debug = true\ninitdata = \"required\"\ninitdata_sections = [\"kbs\"]\n")
             .is_empty()
