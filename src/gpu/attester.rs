@@ -30,17 +30,11 @@ pub fn check_cc_settings(s: &CcSettings, cfg: &GpuConfig) -> Result<(), GpuError
             1 => "simulation",
             _ => "unknown",
         };
-        return refuse(format!(
-            "GPU CC environment is {env} ({}), not production",
-            s.environment
-        ));
+        return refuse(format!("GPU CC environment is {env} ({}), not production", s.environment));
     }
     let want = cfg.multi_gpu_mode.nvml_value();
     if s.multi_gpu_mode != want {
-        return refuse(format!(
-            "GPU multi-GPU CC mode is {} but the configuration expects {want}",
-            s.multi_gpu_mode
-        ));
+        return refuse(format!("GPU multi-GPU CC mode is {} but the configuration expects {want}", s.multi_gpu_mode));
     }
     // With protected PCIe on, the driver reports the CC feature as off.
     if s.cc_feature != 1 && s.multi_gpu_mode != 1 {
@@ -50,10 +44,7 @@ pub fn check_cc_settings(s: &CcSettings, cfg: &GpuConfig) -> Result<(), GpuError
         return refuse("no CC-capable GPU according to the driver".into());
     }
     if !matches!(s.cpu_caps, 2..=4) {
-        return refuse(format!(
-            "driver does not see a confidential CPU (SEV-SNP or TDX); cpuCaps = {}",
-            s.cpu_caps
-        ));
+        return refuse(format!("driver does not see a confidential CPU (SEV-SNP or TDX); cpuCaps = {}", s.cpu_caps));
     }
     Ok(())
 }
@@ -71,11 +62,7 @@ pub struct AttesterEnv {
 
 impl Default for AttesterEnv {
     fn default() -> Self {
-        AttesterEnv {
-            files_root: PathBuf::from("/"),
-            helper_env: Vec::new(),
-            now: SystemTime::now(),
-        }
+        AttesterEnv { files_root: PathBuf::from("/"), helper_env: Vec::new(), now: SystemTime::now() }
     }
 }
 
@@ -112,17 +99,10 @@ impl GpuAttester {
     /// Starts the helper, checks inventory against the PCI scan and the CC
     /// settings against policy, applies optional tuning, and prepares the
     /// trust anchor and reference values. Ready state must still be 0.
-    pub fn start(
-        cfg: &GpuConfig,
-        plan: &GpuPlan,
-        env: &AttesterEnv,
-    ) -> Result<GpuAttester, GpuError> {
+    pub fn start(cfg: &GpuConfig, plan: &GpuPlan, env: &AttesterEnv) -> Result<GpuAttester, GpuError> {
         let root = match &cfg.device_root {
-            Some(p) => certs::parse_pem_cert(&String::from_utf8_lossy(&read_guest_file(
-                &env.files_root,
-                p,
-            )?))
-            .map_err(|e| GpuError::Config(format!("{p}: {e}")))?,
+            Some(p) => certs::parse_pem_cert(&String::from_utf8_lossy(&read_guest_file(&env.files_root, p)?))
+                .map_err(|e| GpuError::Config(format!("{p}: {e}")))?,
             None => certs::nvidia_device_root(),
         };
         let mut reference = cfg.inline_reference().map_err(GpuError::Config)?;
@@ -131,16 +111,9 @@ impl GpuAttester {
             .iter()
             .map(|p| Ok((p.clone(), read_guest_file(&env.files_root, p)?)))
             .collect::<Result<Vec<_>, GpuError>>()?;
-        let from_rims = rim::load_reference(
-            &rim_files,
-            &certs::nvidia_rim_root(),
-            env.now,
-            cfg.verify_rim_signatures,
-        )
-        .map_err(|e| GpuError::Config(format!("RIM: {e}")))?;
-        reference
-            .merge(from_rims)
-            .map_err(|e| GpuError::Config(e.to_string()))?;
+        let from_rims = rim::load_reference(&rim_files, &certs::nvidia_rim_root(), env.now, cfg.verify_rim_signatures)
+            .map_err(|e| GpuError::Config(format!("RIM: {e}")))?;
+        reference.merge(from_rims).map_err(|e| GpuError::Config(e.to_string()))?;
 
         let mut helper = Helper::spawn(&HelperCommand {
             program: PathBuf::from(&cfg.helper),
@@ -167,18 +140,12 @@ impl GpuAttester {
         let settings = helper.cc_settings()?;
         check_cc_settings(&settings, cfg)?;
         if helper.get_ready()? {
-            return Err(GpuError::Policy(
-                "GPUs already accept work before attestation".into(),
-            ));
+            return Err(GpuError::Policy("GPUs already accept work before attestation".into()));
         }
         if cfg.locked_clocks_mhz.is_some() || cfg.power_limit_w.is_some() {
             for g in &inventory.gpus {
                 let clocks = cfg.locked_clocks_mhz.map(|[a, b]| (a, b));
-                helper.tune(
-                    g.index,
-                    clocks,
-                    cfg.power_limit_w.map(|w| w.saturating_mul(1000)),
-                )?;
+                helper.tune(g.index, clocks, cfg.power_limit_w.map(|w| w.saturating_mul(1000)))?;
             }
         }
         log::info!(
@@ -241,11 +208,7 @@ impl GpuAttester {
                 reference: Some(&self.reference),
             };
             let verdict = verify::verify_device(
-                &Evidence {
-                    report: &report,
-                    chain_pem: &chain_pem,
-                    arch,
-                },
+                &Evidence { report: &report, chain_pem: &chain_pem, arch },
                 &expected,
                 &self.trust,
             );
@@ -253,19 +216,11 @@ impl GpuAttester {
                 log::debug!("gpu {}: {c}", g.index);
             }
             if let Some(failure) = verdict.first_failure() {
-                return Err(GpuError::Evidence {
-                    gpu: g.index,
-                    uuid: g.uuid.clone(),
-                    reason: failure.to_string(),
-                });
+                return Err(GpuError::Evidence { gpu: g.index, uuid: g.uuid.clone(), reason: failure.to_string() });
             }
             // Configured version lists are an extra constraint on top of NVML's.
             for (what, list, got) in [
-                (
-                    "driver",
-                    &self.driver_versions,
-                    &self.inventory.driver_version,
-                ),
+                ("driver", &self.driver_versions, &self.inventory.driver_version),
                 ("VBIOS", &self.vbios_versions, &g.vbios_version),
             ] {
                 if !list.is_empty() && !list.iter().any(|v| v.eq_ignore_ascii_case(got)) {
@@ -300,10 +255,7 @@ impl GpuAttester {
             return Err(GpuError::ReadyNotSet);
         }
         self.state = State::Ready;
-        log::info!(
-            "gpu: {} GPU(s) set ready after attestation",
-            self.inventory.gpus.len()
-        );
+        log::info!("gpu: {} GPU(s) set ready after attestation", self.inventory.gpus.len());
         Ok(())
     }
 
@@ -327,14 +279,7 @@ mod tests {
     use crate::gpu::config::MultiGpuMode;
 
     fn prod() -> CcSettings {
-        CcSettings {
-            environment: 2,
-            cc_feature: 1,
-            devtools_mode: 0,
-            multi_gpu_mode: 0,
-            cpu_caps: 3,
-            gpus_caps: 1,
-        }
+        CcSettings { environment: 2, cc_feature: 1, devtools_mode: 0, multi_gpu_mode: 0, cpu_caps: 3, gpus_caps: 1 }
     }
 
     fn refused(s: CcSettings, cfg: &GpuConfig) -> String {
@@ -348,79 +293,16 @@ mod tests {
     fn cc_policy_accepts_production_and_refuses_each_deviation() {
         let cfg = GpuConfig::default();
         check_cc_settings(&prod(), &cfg).unwrap();
-        assert!(
-            refused(
-                CcSettings {
-                    devtools_mode: 1,
-                    ..prod()
-                },
-                &cfg
-            )
-            .contains("devtools mode is on")
-        );
+        assert!(refused(CcSettings { devtools_mode: 1, ..prod() }, &cfg).contains("devtools mode is on"));
         assert_eq!(
-            refused(
-                CcSettings {
-                    environment: 1,
-                    ..prod()
-                },
-                &cfg
-            ),
+            refused(CcSettings { environment: 1, ..prod() }, &cfg),
             "GPU CC environment is simulation (1), not production"
         );
-        assert!(
-            refused(
-                CcSettings {
-                    cc_feature: 0,
-                    ..prod()
-                },
-                &cfg
-            )
-            .contains("CC feature is off")
-        );
-        assert!(
-            refused(
-                CcSettings {
-                    multi_gpu_mode: 1,
-                    cc_feature: 0,
-                    ..prod()
-                },
-                &cfg
-            )
-            .contains("expects 0")
-        );
-        assert!(
-            refused(
-                CcSettings {
-                    cpu_caps: 1,
-                    ..prod()
-                },
-                &cfg
-            )
-            .contains("cpuCaps = 1")
-        );
-        assert!(
-            refused(
-                CcSettings {
-                    gpus_caps: 0,
-                    ..prod()
-                },
-                &cfg
-            )
-            .contains("no CC-capable GPU")
-        );
-        let ppcie = GpuConfig {
-            multi_gpu_mode: MultiGpuMode::ProtectedPcie,
-            ..GpuConfig::default()
-        };
-        check_cc_settings(
-            &CcSettings {
-                multi_gpu_mode: 1,
-                cc_feature: 0,
-                ..prod()
-            },
-            &ppcie,
-        )
-        .unwrap();
+        assert!(refused(CcSettings { cc_feature: 0, ..prod() }, &cfg).contains("CC feature is off"));
+        assert!(refused(CcSettings { multi_gpu_mode: 1, cc_feature: 0, ..prod() }, &cfg).contains("expects 0"));
+        assert!(refused(CcSettings { cpu_caps: 1, ..prod() }, &cfg).contains("cpuCaps = 1"));
+        assert!(refused(CcSettings { gpus_caps: 0, ..prod() }, &cfg).contains("no CC-capable GPU"));
+        let ppcie = GpuConfig { multi_gpu_mode: MultiGpuMode::ProtectedPcie, ..GpuConfig::default() };
+        check_cc_settings(&CcSettings { multi_gpu_mode: 1, cc_feature: 0, ..prod() }, &ppcie).unwrap();
     }
 }

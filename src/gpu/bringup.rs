@@ -20,20 +20,11 @@ pub struct ModuleLoad {
 /// `nvidia` then `nvidia-uvm`. NVLink is disabled for a single GPU (as
 /// NVIDIA's NVRC does): there is no peer, and link training only costs time.
 pub fn modules(gpu_count: usize) -> Vec<ModuleLoad> {
-    let mut nvidia = ModuleLoad {
-        name: "nvidia",
-        params: Vec::new(),
-    };
+    let mut nvidia = ModuleLoad { name: "nvidia", params: Vec::new() };
     if gpu_count == 1 {
         nvidia.params.push("NVreg_NvLinkDisable=1".into());
     }
-    vec![
-        nvidia,
-        ModuleLoad {
-            name: "nvidia-uvm",
-            params: Vec::new(),
-        },
-    ]
+    vec![nvidia, ModuleLoad { name: "nvidia-uvm", params: Vec::new() }]
 }
 
 /// The daemon command: UVM persistence keeps `nvidia-uvm` state too.
@@ -76,10 +67,7 @@ pub fn wait_persistenced_ready(
             return Err(ReadinessError::Exited);
         }
         if start.elapsed() >= deadline {
-            return Err(ReadinessError::Timeout(
-                deadline.as_secs(),
-                socket.display().to_string(),
-            ));
+            return Err(ReadinessError::Timeout(deadline.as_secs(), socket.display().to_string()));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -100,10 +88,7 @@ mod tests {
     fn nvlink_is_disabled_only_for_one_gpu() {
         assert_eq!(modules(1)[0].params, ["NVreg_NvLinkDisable=1"]);
         assert!(modules(8)[0].params.is_empty());
-        assert_eq!(
-            modules(2).iter().map(|m| m.name).collect::<Vec<_>>(),
-            ["nvidia", "nvidia-uvm"]
-        );
+        assert_eq!(modules(2).iter().map(|m| m.name).collect::<Vec<_>>(), ["nvidia", "nvidia-uvm"]);
     }
 
     #[test]
@@ -115,10 +100,7 @@ mod tests {
     #[test]
     fn persistenced_args() {
         let c = persistenced_command(Path::new("/usr/bin/nvidia-persistenced"));
-        let args: Vec<_> = c
-            .get_args()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
+        let args: Vec<_> = c.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
         assert_eq!(args, ["--verbose", "--uvm-persistence-mode"]);
     }
 
@@ -129,11 +111,7 @@ mod tests {
         let err = wait_persistenced_ready(&sock, Duration::from_secs(5), || false).unwrap_err();
         assert!(matches!(err, ReadinessError::Exited));
         let err = wait_persistenced_ready(&sock, Duration::from_millis(120), || true).unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("nvidia-persistenced not ready after 0 s"),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("nvidia-persistenced not ready after 0 s"), "{err}");
         let s2 = sock.clone();
         let h = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(100));

@@ -41,31 +41,15 @@ pub enum CertError {
     #[error("certificate chain holds only the root, no device certificate")]
     OnlyRoot,
     #[error("certificate {index} ({subject}) is not issued by the next certificate ({issuer})")]
-    IssuerMismatch {
-        index: usize,
-        subject: String,
-        issuer: String,
-    },
+    IssuerMismatch { index: usize, subject: String, issuer: String },
     #[error("certificate {index} ({subject}): signature does not verify with its issuer's key")]
     BadSignature { index: usize, subject: String },
     #[error("certificate {index} ({subject}): unsupported algorithm {what}")]
-    Unsupported {
-        index: usize,
-        subject: String,
-        what: String,
-    },
+    Unsupported { index: usize, subject: String, what: String },
     #[error("certificate {index} ({subject}) issues certificates but is not a CA")]
     NotCa { index: usize, subject: String },
-    #[error(
-        "certificate {index} ({subject}) is not valid at {now}: valid {not_before} to {not_after}"
-    )]
-    Expired {
-        index: usize,
-        subject: String,
-        now: String,
-        not_before: String,
-        not_after: String,
-    },
+    #[error("certificate {index} ({subject}) is not valid at {now}: valid {not_before} to {not_after}")]
+    Expired { index: usize, subject: String, now: String, not_before: String, not_after: String },
     #[error("chain does not end at the pinned root {root} (it ends at {last})")]
     UntrustedRoot { root: String, last: String },
 }
@@ -86,9 +70,7 @@ pub fn parse_pem_cert(pem: &str) -> Result<Certificate, CertError> {
     let mut certs = parse_pem_chain(pem.as_bytes())?;
     match certs.len() {
         1 => Ok(certs.remove(0)),
-        n => Err(CertError::Parse(format!(
-            "expected one certificate, found {n}"
-        ))),
+        n => Err(CertError::Parse(format!("expected one certificate, found {n}"))),
     }
 }
 
@@ -98,11 +80,7 @@ pub fn parse_der_cert(der: &[u8]) -> Result<Certificate, CertError> {
 
 pub fn subject(cert: &Certificate) -> String {
     let s = cert.tbs_certificate.subject.to_string();
-    if s.is_empty() {
-        "<empty subject>".into()
-    } else {
-        s
-    }
+    if s.is_empty() { "<empty subject>".into() } else { s }
 }
 
 /// Verifies `chain` (leaf first) up to `root` at time `now`.
@@ -110,11 +88,7 @@ pub fn subject(cert: &Certificate) -> String {
 /// The chain may end with a copy of the root (as NVML returns it) or with
 /// the certificate the root issued; either way trust comes only from the
 /// pinned root, never from the chain's own last certificate.
-pub fn verify_chain(
-    chain: &[Certificate],
-    root: &Certificate,
-    now: SystemTime,
-) -> Result<(), CertError> {
+pub fn verify_chain(chain: &[Certificate], root: &Certificate, now: SystemTime) -> Result<(), CertError> {
     if chain.is_empty() {
         return Err(CertError::Empty);
     }
@@ -136,10 +110,7 @@ pub fn verify_chain(
             if last.tbs_certificate.issuer != root.tbs_certificate.subject
                 || last.tbs_certificate.issuer == last.tbs_certificate.subject
             {
-                return Err(CertError::UntrustedRoot {
-                    root: subject(root),
-                    last: subject(last),
-                });
+                return Err(CertError::UntrustedRoot { root: subject(root), last: subject(last) });
             }
             path.push(root);
         }
@@ -152,17 +123,10 @@ pub fn verify_chain(
             break;
         };
         if cert.tbs_certificate.issuer != issuer.tbs_certificate.subject {
-            return Err(CertError::IssuerMismatch {
-                index,
-                subject: subject(cert),
-                issuer: subject(issuer),
-            });
+            return Err(CertError::IssuerMismatch { index, subject: subject(cert), issuer: subject(issuer) });
         }
         if !is_ca(issuer) {
-            return Err(CertError::NotCa {
-                index: index + 1,
-                subject: subject(issuer),
-            });
+            return Err(CertError::NotCa { index: index + 1, subject: subject(issuer) });
         }
         verify_signed_by(index, cert, issuer)?;
     }
@@ -199,43 +163,25 @@ fn is_ca(cert: &Certificate) -> bool {
     };
     exts.iter()
         .filter(|e| e.extn_id == BASIC_CONSTRAINTS)
-        .any(|e| {
-            x509_cert::ext::pkix::BasicConstraints::from_der(e.extn_value.as_bytes())
-                .is_ok_and(|bc| bc.ca)
-        })
+        .any(|e| x509_cert::ext::pkix::BasicConstraints::from_der(e.extn_value.as_bytes()).is_ok_and(|bc| bc.ca))
 }
 
 /// The P-384 public key of a certificate.
 pub fn p384_key(index: usize, cert: &Certificate) -> Result<VerifyingKey, CertError> {
     let spki = &cert.tbs_certificate.subject_public_key_info;
-    let unsupported = |what: String| CertError::Unsupported {
-        index,
-        subject: subject(cert),
-        what,
-    };
+    let unsupported = |what: String| CertError::Unsupported { index, subject: subject(cert), what };
     if spki.algorithm.oid != ID_EC_PUBLIC_KEY {
         return Err(unsupported(format!("key {}", spki.algorithm.oid)));
     }
-    let curve = spki
-        .algorithm
-        .parameters
-        .as_ref()
-        .and_then(|p| p.decode_as::<ObjectIdentifier>().ok());
+    let curve = spki.algorithm.parameters.as_ref().and_then(|p| p.decode_as::<ObjectIdentifier>().ok());
     if curve != Some(SECP384R1) {
         return Err(unsupported("curve (not P-384)".into()));
     }
-    let point = spki
-        .subject_public_key
-        .as_bytes()
-        .ok_or_else(|| unsupported("key encoding".into()))?;
+    let point = spki.subject_public_key.as_bytes().ok_or_else(|| unsupported("key encoding".into()))?;
     VerifyingKey::from_sec1_bytes(point).map_err(|_| unsupported("P-384 point".into()))
 }
 
-fn verify_signed_by(
-    index: usize,
-    cert: &Certificate,
-    issuer: &Certificate,
-) -> Result<(), CertError> {
+fn verify_signed_by(index: usize, cert: &Certificate, issuer: &Certificate) -> Result<(), CertError> {
     if cert.signature_algorithm.oid != ECDSA_WITH_SHA384 {
         return Err(CertError::Unsupported {
             index,
@@ -244,14 +190,8 @@ fn verify_signed_by(
         });
     }
     let key = p384_key(index + 1, issuer)?;
-    let tbs = cert
-        .tbs_certificate
-        .to_der()
-        .map_err(|e| CertError::Parse(e.to_string()))?;
-    let bad = || CertError::BadSignature {
-        index,
-        subject: subject(cert),
-    };
+    let tbs = cert.tbs_certificate.to_der().map_err(|e| CertError::Parse(e.to_string()))?;
+    let bad = || CertError::BadSignature { index, subject: subject(cert) };
     let sig_bytes = cert.signature.as_bytes().ok_or_else(bad)?;
     let sig = Signature::from_der(sig_bytes).map_err(|_| bad())?;
     key.verify(&tbs, &sig).map_err(|_| bad())
@@ -323,8 +263,7 @@ fn tlv(data: &[u8]) -> Option<(u8, &[u8], &[u8])> {
 pub fn nvidia_device_root() -> Certificate {
     // The embedded root is a constant checked by a unit test; failing here
     // would be a build defect, not input.
-    parse_pem_cert(NVIDIA_DEVICE_ROOT_PEM)
-        .unwrap_or_else(|e| panic!("embedded NVIDIA device root: {e}"))
+    parse_pem_cert(NVIDIA_DEVICE_ROOT_PEM).unwrap_or_else(|e| panic!("embedded NVIDIA device root: {e}"))
 }
 
 /// The pinned NVIDIA RIM signing root.

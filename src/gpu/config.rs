@@ -152,12 +152,7 @@ impl Section for GpuConfig {
         }
         v.range("helper_timeout_ms", self.helper_timeout_ms, 1_000, 600_000);
         v.range("ready_timeout_ms", self.ready_timeout_ms, 1_000, 1_800_000);
-        v.range(
-            "ready_timeout_per_gpu_ms",
-            self.ready_timeout_per_gpu_ms,
-            0,
-            600_000,
-        );
+        v.range("ready_timeout_per_gpu_ms", self.ready_timeout_per_gpu_ms, 0, 600_000);
         if let Some(root) = &self.device_root
             && v.absolute_path("device_root", root)
             && let Some(bytes) = v.file("device_root", root)
@@ -190,23 +185,15 @@ impl Section for GpuConfig {
         if let Some([min, max]) = self.locked_clocks_mhz
             && (min == 0 || min > max)
         {
-            v.error(
-                "locked_clocks_mhz",
-                format!("[{min}, {max}] must be [min, max] with 0 < min <= max"),
-            );
+            v.error("locked_clocks_mhz", format!("[{min}, {max}] must be [min, max] with 0 < min <= max"));
         }
         if let Some(w) = self.power_limit_w {
             v.range("power_limit_w", w, 50, 2_000);
         }
         if self.mode == GpuMode::Cpu
-            && (!self.rims.is_empty()
-                || !self.measurements.is_empty()
-                || self.locked_clocks_mhz.is_some())
+            && (!self.rims.is_empty() || !self.measurements.is_empty() || self.locked_clocks_mhz.is_some())
         {
-            v.error(
-                "mode",
-                "\"cpu\" mode cannot be combined with GPU reference values or tuning",
-            );
+            v.error("mode", "\"cpu\" mode cannot be combined with GPU reference values or tuning");
         }
     }
 }
@@ -218,20 +205,12 @@ mod tests {
 
     fn load_with(text: &str, files: &dyn crate::config::Files) -> Result<Config, ConfigError> {
         let full = format!("[workload]\npath = \"/bin/app\"\n{text}");
-        Config::load(Sources {
-            origin: "ztinit.toml",
-            text: &full,
-            cmdline: None,
-            files,
-        })
+        Config::load(Sources { origin: "ztinit.toml", text: &full, cmdline: None, files })
     }
 
     fn problems(text: &str, files: &dyn crate::config::Files) -> Vec<String> {
         match load_with(text, files) {
-            Err(ConfigError::Invalid(i)) => i
-                .iter()
-                .map(|i| format!("{}: {}", i.key, i.message))
-                .collect(),
+            Err(ConfigError::Invalid(i)) => i.iter().map(|i| format!("{}: {}", i.key, i.message)).collect(),
             Err(e) => panic!("{e}"),
             Ok(_) => panic!("accepted:\n{text}"),
         }
@@ -300,22 +279,11 @@ typo = 1
         std::fs::write(t.path().join("etc/bad.xml"), "<a/>").unwrap();
         std::fs::write(t.path().join("etc/root.pem"), "not pem").unwrap();
         let files = RootFiles::new(t.path());
-        let p = problems(
-            "[gpu]\nrims = [\"/etc/bad.xml\", \"/etc/none.xml\"]\ndevice_root = \"/etc/root.pem\"\n",
-            &files,
-        );
+        let p =
+            problems("[gpu]\nrims = [\"/etc/bad.xml\", \"/etc/none.xml\"]\ndevice_root = \"/etc/root.pem\"\n", &files);
         let joined = p.join("\n");
-        assert!(
-            joined.contains("gpu.rims[0]: /etc/bad.xml: RIM is not a SWID tag"),
-            "{joined}"
-        );
-        assert!(
-            joined.contains("gpu.rims[1]: /etc/none.xml: no such file in the image"),
-            "{joined}"
-        );
-        assert!(
-            joined.contains("gpu.device_root: /etc/root.pem: certificate chain is not valid PEM"),
-            "{joined}"
-        );
+        assert!(joined.contains("gpu.rims[0]: /etc/bad.xml: RIM is not a SWID tag"), "{joined}");
+        assert!(joined.contains("gpu.rims[1]: /etc/none.xml: no such file in the image"), "{joined}");
+        assert!(joined.contains("gpu.device_root: /etc/root.pem: certificate chain is not valid PEM"), "{joined}");
     }
 }

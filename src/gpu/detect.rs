@@ -50,19 +50,13 @@ pub fn detect(pci_devices: &Path) -> Result<Detected, DetectError> {
         // No PCI bus at all (e.g. a microVM without PCI): no GPUs.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Detected::default()),
         Err(source) => {
-            return Err(DetectError::List {
-                path: pci_devices.display().to_string(),
-                source,
-            });
+            return Err(DetectError::List { path: pci_devices.display().to_string(), source });
         }
     };
     let mut found = Detected::default();
     let mut names: Vec<String> = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|source| DetectError::List {
-            path: pci_devices.display().to_string(),
-            source,
-        })?;
+        let entry = entry.map_err(|source| DetectError::List { path: pci_devices.display().to_string(), source })?;
         names.push(entry.file_name().to_string_lossy().into_owned());
     }
     names.sort();
@@ -79,11 +73,7 @@ pub fn detect(pci_devices: &Path) -> Result<Detected, DetectError> {
             _ => continue,
         };
         let device_id = read_hex(&dir.join("device"))?;
-        let dev = PciDevice {
-            bdf,
-            device_id,
-            kind,
-        };
+        let dev = PciDevice { bdf, device_id, kind };
         match kind {
             DeviceKind::Gpu => found.gpus.push(dev),
             DeviceKind::NvSwitch => found.switches.push(dev),
@@ -96,15 +86,10 @@ pub fn detect(pci_devices: &Path) -> Result<Detected, DetectError> {
 }
 
 fn read_hex(path: &PathBuf) -> Result<u32, DetectError> {
-    let err = |reason: String| DetectError::Attribute {
-        path: path.display().to_string(),
-        reason,
-    };
+    let err = |reason: String| DetectError::Attribute { path: path.display().to_string(), reason };
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
     let t = text.trim();
-    let digits = t
-        .strip_prefix("0x")
-        .ok_or_else(|| err(format!("{t:?} is not 0x-prefixed hex")))?;
+    let digits = t.strip_prefix("0x").ok_or_else(|| err(format!("{t:?} is not 0x-prefixed hex")))?;
     if digits.is_empty() || digits.len() > 8 {
         return Err(err(format!("{t:?} is not a 32-bit hex value")));
     }

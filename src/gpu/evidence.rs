@@ -76,11 +76,8 @@ impl NvidiaEvidence {
     /// Accepts Trustee's object or NVAT's array.
     pub fn from_value(value: &serde_json::Value) -> Result<NvidiaEvidence, EvidenceError> {
         let parsed = if value.is_array() {
-            serde_json::from_value::<Vec<DeviceEntry>>(value.clone()).map(|device_evidence_list| {
-                NvidiaEvidence {
-                    device_evidence_list,
-                }
-            })
+            serde_json::from_value::<Vec<DeviceEntry>>(value.clone())
+                .map(|device_evidence_list| NvidiaEvidence { device_evidence_list })
         } else {
             serde_json::from_value::<NvidiaEvidence>(value.clone())
         };
@@ -107,9 +104,7 @@ pub enum EvidenceError {
     Arch { index: usize, arch: String },
     #[error("device {index}: evidence is neither hex nor base64")]
     Report { index: usize },
-    #[error(
-        "device {index}: certificate is not base64 of a PEM chain of at most {MAX_CHAIN_PEM} bytes"
-    )]
+    #[error("device {index}: certificate is not base64 of a PEM chain of at most {MAX_CHAIN_PEM} bytes")]
     Certificate { index: usize },
     #[error("device {index}: nonce field is not 32 bytes of hex")]
     Nonce { index: usize },
@@ -128,12 +123,8 @@ pub struct DecodedDevice {
 
 impl DeviceEntry {
     pub fn decode(&self, index: usize) -> Result<DecodedDevice, EvidenceError> {
-        let arch = Arch::parse(&self.arch).ok_or_else(|| EvidenceError::Arch {
-            index,
-            arch: self.arch.clone(),
-        })?;
-        let report = spdm::decode_report_text(self.evidence.as_bytes())
-            .ok_or(EvidenceError::Report { index })?;
+        let arch = Arch::parse(&self.arch).ok_or_else(|| EvidenceError::Arch { index, arch: self.arch.clone() })?;
+        let report = spdm::decode_report_text(self.evidence.as_bytes()).ok_or(EvidenceError::Report { index })?;
         let chain_pem = B64
             .decode(self.certificate.trim())
             .ok()
@@ -143,20 +134,10 @@ impl DeviceEntry {
             None => None,
             Some(n) => {
                 let bytes = hex::decode(n.trim()).map_err(|_| EvidenceError::Nonce { index })?;
-                Some(
-                    bytes
-                        .try_into()
-                        .map_err(|_| EvidenceError::Nonce { index })?,
-                )
+                Some(bytes.try_into().map_err(|_| EvidenceError::Nonce { index })?)
             }
         };
-        Ok(DecodedDevice {
-            arch,
-            uuid: self.uuid.clone(),
-            report,
-            chain_pem,
-            nonce,
-        })
+        Ok(DecodedDevice { arch, uuid: self.uuid.clone(), report, chain_pem, nonce })
     }
 }
 
@@ -187,9 +168,7 @@ impl NvidiaVerdict {
 
     /// `"<device label>: <check line>"` for the first failure.
     pub fn first_failure(&self) -> Option<String> {
-        self.devices
-            .iter()
-            .find_map(|(label, v)| v.first_failure().map(|c| format!("{label}: {c}")))
+        self.devices.iter().find_map(|(label, v)| v.first_failure().map(|c| format!("{label}: {c}")))
     }
 
     /// Claims in Trustee's local-verifier shape, one entry per device.
@@ -229,31 +208,17 @@ pub fn verify_nvidia_evidence(
         let d = entry.decode(index)?;
         let label = format!("device {index} ({} {})", d.arch, d.uuid);
         let expected = Expected {
-            nonce: nonce.as_ref().or(if device_digest.is_none() {
-                d.nonce.as_ref()
-            } else {
-                None
-            }),
+            nonce: nonce.as_ref().or(if device_digest.is_none() { d.nonce.as_ref() } else { None }),
             driver_versions: &policy.driver_versions,
             vbios_versions: &policy.vbios_versions,
-            reference: if d.arch.is_gpu() {
-                Some(&policy.reference)
-            } else {
-                None
-            },
+            reference: if d.arch.is_gpu() { Some(&policy.reference) } else { None },
         };
-        let evidence = Evidence {
-            report: &d.report,
-            chain_pem: &d.chain_pem,
-            arch: Some(d.arch),
-        };
+        let evidence = Evidence { report: &d.report, chain_pem: &d.chain_pem, arch: Some(d.arch) };
         let mut verdict = verify::verify_device(&evidence, &expected, trust);
         if policy.refuse_switches && !d.arch.is_gpu() {
             verdict.checks.push(verify::Check {
                 name: "policy",
-                outcome: verify::Outcome::Fail(
-                    "NVSwitch evidence is not accepted by this policy".into(),
-                ),
+                outcome: verify::Outcome::Fail("NVSwitch evidence is not accepted by this policy".into()),
             });
         }
         devices.push((label, verdict));

@@ -15,9 +15,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::de::DeserializeOwned;
 
-use super::protocol::{
-    self, CcSettings, EvidenceReply, Inventory, Op, ReadyReply, Request, Response, TuneReply,
-};
+use super::protocol::{self, CcSettings, EvidenceReply, Inventory, Op, ReadyReply, Request, Response, TuneReply};
 
 /// Bytes of the helper's stderr kept for error messages.
 const STDERR_TAIL: usize = 2048;
@@ -33,22 +31,12 @@ pub enum HelperError {
     #[error("GPU helper did not answer {op} within {secs} s")]
     Timeout { op: &'static str, secs: u64 },
     #[error("GPU helper exited during {op} ({status}){stderr}")]
-    Crashed {
-        op: &'static str,
-        status: String,
-        stderr: String,
-    },
-    #[error(
-        "GPU helper sent a line longer than {} bytes during {op}",
-        protocol::MAX_LINE
-    )]
+    Crashed { op: &'static str, status: String, stderr: String },
+    #[error("GPU helper sent a line longer than {} bytes during {op}", protocol::MAX_LINE)]
     TooLong { op: &'static str },
     #[error("GPU helper sent a malformed response to {op}: {reason}")]
     Malformed { op: &'static str, reason: String },
-    #[error(
-        "GPU helper speaks protocol version {got}, expected {}",
-        protocol::VERSION
-    )]
+    #[error("GPU helper speaks protocol version {got}, expected {}", protocol::VERSION)]
     Version { got: u32 },
     #[error("GPU helper: {op} failed: {message}")]
     Refused { op: &'static str, message: String },
@@ -85,21 +73,15 @@ impl Helper {
             c.arg("--nvml").arg(lib);
         }
         c.env_clear().envs(cmd.env.iter().map(|(k, v)| (k, v)));
-        c.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = c.spawn().map_err(|source| HelperError::Spawn {
-            path: cmd.program.display().to_string(),
-            source,
-        })?;
+        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child =
+            c.spawn().map_err(|source| HelperError::Spawn { path: cmd.program.display().to_string(), source })?;
         let (Some(stdin), Some(stdout), Some(mut stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(HelperError::Io(std::io::Error::other(
-                "helper pipes missing",
-            )));
+            return Err(HelperError::Io(std::io::Error::other("helper pipes missing")));
         };
         // Drain stderr so the helper cannot block on it; keep only a tail.
         let stderr_tail = Arc::new(Mutex::new(Vec::new()));
@@ -117,21 +99,13 @@ impl Helper {
                 }
             }
         });
-        Ok(Helper {
-            child,
-            stdin: Some(stdin),
-            stdout,
-            buf: Vec::new(),
-            timeout: cmd.timeout,
-            stderr_tail,
-        })
+        Ok(Helper { child, stdin: Some(stdin), stdout, buf: Vec::new(), timeout: cmd.timeout, stderr_tail })
     }
 
     /// Sends one request and returns the `ok` value.
     pub fn call(&mut self, op: Op) -> Result<serde_json::Value, HelperError> {
         let name = op_name(&op);
-        let mut line = serde_json::to_vec(&Request::new(op))
-            .map_err(|e| HelperError::Io(std::io::Error::other(e)))?;
+        let mut line = serde_json::to_vec(&Request::new(op)).map_err(|e| HelperError::Io(std::io::Error::other(e)))?;
         line.push(b'\n');
         let written = match self.stdin.as_mut() {
             Some(stdin) => stdin.write_all(&line).and_then(|()| stdin.flush()),
@@ -141,33 +115,22 @@ impl Helper {
             return Err(self.crashed(name));
         }
         let line = self.read_line(name)?;
-        let resp: Response = serde_json::from_slice(&line).map_err(|e| HelperError::Malformed {
-            op: name,
-            reason: e.to_string(),
-        })?;
+        let resp: Response =
+            serde_json::from_slice(&line).map_err(|e| HelperError::Malformed { op: name, reason: e.to_string() })?;
         if resp.v != protocol::VERSION {
             return Err(HelperError::Version { got: resp.v });
         }
         match (resp.ok, resp.error) {
             (Some(v), None) => Ok(v),
-            (None, Some(message)) => Err(HelperError::Refused {
-                op: name,
-                message: printable(&message),
-            }),
-            _ => Err(HelperError::Malformed {
-                op: name,
-                reason: "neither exactly one of ok and error".into(),
-            }),
+            (None, Some(message)) => Err(HelperError::Refused { op: name, message: printable(&message) }),
+            _ => Err(HelperError::Malformed { op: name, reason: "neither exactly one of ok and error".into() }),
         }
     }
 
     fn typed<T: DeserializeOwned>(&mut self, op: Op) -> Result<T, HelperError> {
         let name = op_name(&op);
         let v = self.call(op)?;
-        serde_json::from_value(v).map_err(|e| HelperError::Malformed {
-            op: name,
-            reason: e.to_string(),
-        })
+        serde_json::from_value(v).map_err(|e| HelperError::Malformed { op: name, reason: e.to_string() })
     }
 
     pub fn inventory(&mut self) -> Result<Inventory, HelperError> {
@@ -179,19 +142,9 @@ impl Helper {
     }
 
     /// Report and PEM chain of GPU `gpu` over `nonce`.
-    pub fn evidence(
-        &mut self,
-        gpu: u32,
-        nonce: &[u8; 32],
-    ) -> Result<(Vec<u8>, Vec<u8>), HelperError> {
-        let reply: EvidenceReply = self.typed(Op::Evidence {
-            gpu,
-            nonce: hex::encode(nonce),
-        })?;
-        let malformed = |what: &str| HelperError::Malformed {
-            op: "evidence",
-            reason: format!("{what} is not base64"),
-        };
+    pub fn evidence(&mut self, gpu: u32, nonce: &[u8; 32]) -> Result<(Vec<u8>, Vec<u8>), HelperError> {
+        let reply: EvidenceReply = self.typed(Op::Evidence { gpu, nonce: hex::encode(nonce) })?;
+        let malformed = |what: &str| HelperError::Malformed { op: "evidence", reason: format!("{what} is not base64") };
         if reply.gpu != gpu {
             return Err(HelperError::Malformed {
                 op: "evidence",
@@ -199,9 +152,7 @@ impl Helper {
             });
         }
         let report = B64.decode(&reply.report).map_err(|_| malformed("report"))?;
-        let chain = B64
-            .decode(&reply.cert_chain)
-            .map_err(|_| malformed("cert_chain"))?;
+        let chain = B64.decode(&reply.cert_chain).map_err(|_| malformed("cert_chain"))?;
         Ok((report, chain))
     }
 
@@ -211,11 +162,7 @@ impl Helper {
         locked_clocks_mhz: Option<(u32, u32)>,
         power_limit_mw: Option<u32>,
     ) -> Result<(), HelperError> {
-        let _: TuneReply = self.typed(Op::Tune {
-            gpu,
-            locked_clocks_mhz,
-            power_limit_mw,
-        })?;
+        let _: TuneReply = self.typed(Op::Tune { gpu, locked_clocks_mhz, power_limit_mw })?;
         Ok(())
     }
 
@@ -244,10 +191,7 @@ impl Helper {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() || !wait_readable(&self.stdout, left)? {
                 self.kill();
-                return Err(HelperError::Timeout {
-                    op,
-                    secs: self.timeout.as_secs(),
-                });
+                return Err(HelperError::Timeout { op, secs: self.timeout.as_secs() });
             }
             let mut chunk = [0u8; 16 * 1024];
             let n = match self.stdout.read(&mut chunk) {
@@ -282,16 +226,8 @@ impl Helper {
                 Err(_) => break,
             }
         }
-        let tail = self
-            .stderr_tail
-            .lock()
-            .map(|t| printable(&String::from_utf8_lossy(&t)))
-            .unwrap_or_default();
-        let stderr = if tail.trim().is_empty() {
-            String::new()
-        } else {
-            format!(": {}", tail.trim())
-        };
+        let tail = self.stderr_tail.lock().map(|t| printable(&String::from_utf8_lossy(&t))).unwrap_or_default();
+        let stderr = if tail.trim().is_empty() { String::new() } else { format!(": {}", tail.trim()) };
         HelperError::Crashed { op, status, stderr }
     }
 
@@ -340,11 +276,7 @@ fn op_name(op: &Op) -> &'static str {
 /// One line of printable text at most 300 characters long (helper output
 /// ends up in console messages).
 fn printable(s: &str) -> String {
-    let one: String = s
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(300)
-        .collect();
+    let one: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).take(300).collect();
     one
 }
 
@@ -375,12 +307,7 @@ mod tests {
         let p = dir.join(format!("helper-{}", body.len()));
         std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-        HelperCommand {
-            program: p,
-            nvml_library: None,
-            env: Vec::new(),
-            timeout: Duration::from_millis(700),
-        }
+        HelperCommand { program: p, nvml_library: None, env: Vec::new(), timeout: Duration::from_millis(700) }
     }
 
     use std::path::Path;
@@ -394,11 +321,7 @@ mod tests {
     #[test]
     fn crash_is_reported_with_status_and_stderr() {
         match inventory_err("read line; echo 'nvml: boom' >&2; exit 3") {
-            HelperError::Crashed {
-                op: "inventory",
-                status,
-                stderr,
-            } => {
+            HelperError::Crashed { op: "inventory", status, stderr } => {
                 assert!(status.contains('3'), "{status}");
                 assert_eq!(stderr, ": nvml: boom");
             }
@@ -409,39 +332,18 @@ mod tests {
     #[test]
     fn silence_times_out() {
         let e = inventory_err("read line; sleep 5");
-        assert!(
-            matches!(
-                e,
-                HelperError::Timeout {
-                    op: "inventory",
-                    ..
-                }
-            ),
-            "{e:?}"
-        );
+        assert!(matches!(e, HelperError::Timeout { op: "inventory", .. }), "{e:?}");
     }
 
     #[test]
     fn malformed_wrong_version_and_refusals() {
-        assert!(matches!(
-            inventory_err("read line; echo garbage"),
-            HelperError::Malformed {
-                op: "inventory",
-                ..
-            }
-        ));
-        assert!(matches!(
-            inventory_err(r#"read line; echo '{"v":2,"ok":{}}'"#),
-            HelperError::Version { got: 2 }
-        ));
+        assert!(matches!(inventory_err("read line; echo garbage"), HelperError::Malformed { op: "inventory", .. }));
+        assert!(matches!(inventory_err(r#"read line; echo '{"v":2,"ok":{}}'"#), HelperError::Version { got: 2 }));
         assert!(matches!(
             inventory_err(r#"read line; echo '{"v":1,"ok":{},"error":"x"}'"#),
             HelperError::Malformed { .. }
         ));
-        assert!(matches!(
-            inventory_err(r#"read line; echo '{"v":1,"ok":{"gpus":1}}'"#),
-            HelperError::Malformed { .. }
-        ));
+        assert!(matches!(inventory_err(r#"read line; echo '{"v":1,"ok":{"gpus":1}}'"#), HelperError::Malformed { .. }));
         match inventory_err(r#"read line; echo '{"v":1,"error":"no\u001b[2Jdriver"}'"#) {
             HelperError::Refused { message, .. } => assert_eq!(message, "no [2Jdriver"),
             other => panic!("{other:?}"),
@@ -451,10 +353,7 @@ mod tests {
     #[test]
     fn endless_line_is_cut() {
         let e = inventory_err("read line; head -c 400000 /dev/zero | tr '\\0' a; sleep 2");
-        assert!(
-            matches!(e, HelperError::TooLong { op: "inventory" }),
-            "{e:?}"
-        );
+        assert!(matches!(e, HelperError::TooLong { op: "inventory" }), "{e:?}");
     }
 
     #[test]
@@ -465,10 +364,7 @@ mod tests {
             env: Vec::new(),
             timeout: Duration::from_secs(1),
         };
-        assert!(matches!(
-            Helper::spawn(&cmd),
-            Err(HelperError::Spawn { .. })
-        ));
+        assert!(matches!(Helper::spawn(&cmd), Err(HelperError::Spawn { .. })));
     }
 
     #[test]

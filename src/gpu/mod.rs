@@ -53,11 +53,7 @@ pub enum GpuError {
     #[error("inventory: {0}")]
     Inventory(String),
     #[error("GPU {gpu} ({uuid}) evidence rejected: {reason}")]
-    Evidence {
-        gpu: u32,
-        uuid: String,
-        reason: String,
-    },
+    Evidence { gpu: u32, uuid: String, reason: String },
     #[error("GPU evidence was already collected once (one attempt per GPU)")]
     AlreadyCollected,
     #[error("ready state requested before GPU evidence was verified and accepted")]
@@ -111,22 +107,13 @@ mod plan_tests {
         let t = tempfile::tempdir().unwrap();
         let auto = GpuConfig::default();
         assert_eq!(plan(&auto, t.path()).unwrap(), None);
-        let gpu = GpuConfig {
-            mode: GpuMode::Gpu,
-            ..GpuConfig::default()
-        };
+        let gpu = GpuConfig { mode: GpuMode::Gpu, ..GpuConfig::default() };
         assert!(matches!(plan(&gpu, t.path()), Err(GpuError::NoGpu)));
-        detect::tests::fake_pci(
-            t.path(),
-            &[("0000:01:00.0", "0x10de", "0x2331", "0x030200")],
-        );
+        detect::tests::fake_pci(t.path(), &[("0000:01:00.0", "0x10de", "0x2331", "0x030200")]);
         let p = plan(&auto, t.path()).unwrap().unwrap();
         assert_eq!(p.modules[0].params, ["NVreg_NvLinkDisable=1"]);
         assert_eq!(p.readiness_deadline, Duration::from_secs(70));
-        let cpu = GpuConfig {
-            mode: GpuMode::Cpu,
-            ..GpuConfig::default()
-        };
+        let cpu = GpuConfig { mode: GpuMode::Cpu, ..GpuConfig::default() };
         assert_eq!(plan(&cpu, t.path()).unwrap(), None);
     }
 }

@@ -60,18 +60,10 @@ pub struct Response {
 
 impl Response {
     pub fn ok(value: serde_json::Value) -> Response {
-        Response {
-            v: VERSION,
-            ok: Some(value),
-            error: None,
-        }
+        Response { v: VERSION, ok: Some(value), error: None }
     }
     pub fn error(message: impl Into<String>) -> Response {
-        Response {
-            v: VERSION,
-            ok: None,
-            error: Some(message.into()),
-        }
+        Response { v: VERSION, ok: None, error: Some(message.into()) }
     }
 }
 

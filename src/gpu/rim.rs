@@ -23,10 +23,8 @@ const DSIG_NS: &str = "http://www.w3.org/2000/09/xmldsig#";
 const C14N11: &str = "http://www.w3.org/2006/12/xml-c14n11";
 const ENVELOPED: &str = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
 const ECDSA_SHA384: &str = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384";
-const SHA384_URIS: [&str; 2] = [
-    "http://www.w3.org/2001/04/xmldsig-more#sha384",
-    "http://www.w3.org/2001/04/xmlenc#sha384",
-];
+const SHA384_URIS: [&str; 2] =
+    ["http://www.w3.org/2001/04/xmldsig-more#sha384", "http://www.w3.org/2001/04/xmlenc#sha384"];
 /// NVIDIA RIMs have 64 measurement slots; refuse absurd files.
 const MAX_MEASUREMENTS: usize = 256;
 const MAX_ALTERNATIVES: usize = 16;
@@ -41,9 +39,7 @@ pub enum RimError {
     SignatureFormat(String),
     #[error("RIM signer chain: {0}")]
     Chain(#[from] CertError),
-    #[error(
-        "RIM content digest does not match its signature's reference (the file was modified after signing)"
-    )]
+    #[error("RIM content digest does not match its signature's reference (the file was modified after signing)")]
     DigestMismatch,
     #[error("RIM signature does not verify with the key of {0}")]
     BadSignature(String),
@@ -93,24 +89,11 @@ impl Rim {
         }
         let tag_id = root.attr("tagId").unwrap_or_default().to_string();
         let meta = root.child("Meta").ok_or_else(|| fmt("no Meta element"))?;
-        let version = meta
-            .attr("colloquialVersion")
-            .ok_or_else(|| fmt("Meta has no colloquialVersion"))?
-            .to_string();
-        let product = meta
-            .attr("product")
-            .or(root.attr("name"))
-            .unwrap_or_default()
-            .to_string();
+        let version = meta.attr("colloquialVersion").ok_or_else(|| fmt("Meta has no colloquialVersion"))?.to_string();
+        let product = meta.attr("product").or(root.attr("name")).unwrap_or_default().to_string();
         // VBIOS versions have five dotted hex parts; driver versions fewer.
-        let kind = if version.split('.').count() == 5 {
-            RimKind::Vbios
-        } else {
-            RimKind::Driver
-        };
-        let payload = root
-            .child("Payload")
-            .ok_or_else(|| fmt("no Payload element"))?;
+        let kind = if version.split('.').count() == 5 { RimKind::Vbios } else { RimKind::Driver };
+        let payload = root.child("Payload").ok_or_else(|| fmt("no Payload element"))?;
         let mut measurements = Vec::new();
         for r in payload.elements().filter(|e| e.local_name() == "Resource") {
             if r.attr("type") != Some("Measurement") {
@@ -124,20 +107,10 @@ impl Rim {
         let mut seen = std::collections::BTreeSet::new();
         for m in &measurements {
             if !seen.insert(m.index) {
-                return Err(RimError::Format(format!(
-                    "measurement index {} appears twice",
-                    m.index
-                )));
+                return Err(RimError::Format(format!("measurement index {} appears twice", m.index)));
             }
         }
-        Ok(Rim {
-            tag_id,
-            product,
-            version,
-            kind,
-            measurements,
-            root,
-        })
+        Ok(Rim { tag_id, product, version, kind, measurements, root })
     }
 
     /// Golden values of the active measurements, keyed by SPDM block index.
@@ -153,17 +126,10 @@ impl Rim {
     }
 
     fn signature(&self) -> Result<&Element, RimError> {
-        let mut sigs = self
-            .root
-            .elements()
-            .filter(|e| e.local_name() == "Signature");
-        let sig = sigs
-            .next()
-            .ok_or_else(|| RimError::SignatureFormat("no Signature element".into()))?;
+        let mut sigs = self.root.elements().filter(|e| e.local_name() == "Signature");
+        let sig = sigs.next().ok_or_else(|| RimError::SignatureFormat("no Signature element".into()))?;
         if sigs.next().is_some() {
-            return Err(RimError::SignatureFormat(
-                "more than one Signature element".into(),
-            ));
+            return Err(RimError::SignatureFormat("more than one Signature element".into()));
         }
         Ok(sig)
     }
@@ -176,10 +142,7 @@ impl Rim {
             .and_then(|k| k.child("X509Data"))
             .ok_or_else(|| RimError::SignatureFormat("no KeyInfo/X509Data".into()))?;
         let mut chain = Vec::new();
-        for c in data
-            .elements()
-            .filter(|e| e.local_name() == "X509Certificate")
-        {
+        for c in data.elements().filter(|e| e.local_name() == "X509Certificate") {
             let der = decode_b64(&c.text())
                 .ok_or_else(|| RimError::SignatureFormat("X509Certificate is not base64".into()))?;
             chain.push(certs::parse_der_cert(&der)?);
@@ -197,58 +160,38 @@ impl Rim {
     /// (reference digest over the canonical document without the signature,
     /// and the ECDSA signature over the canonical SignedInfo). Returns the
     /// signer's subject.
-    pub fn verify_signature(
-        &self,
-        root: &Certificate,
-        now: SystemTime,
-    ) -> Result<String, RimError> {
+    pub fn verify_signature(&self, root: &Certificate, now: SystemTime) -> Result<String, RimError> {
         let chain = self.signer_chain()?;
         certs::verify_chain(&chain, root, now)?;
         let sig = self.signature()?;
         let dsig_fmt = |m: &str| RimError::SignatureFormat(m.to_string());
         let ds_prefix = sig.prefix();
         let ns_ok = sig.attrs.iter().any(|(n, v)| {
-            v == DSIG_NS
-                && (n == "xmlns" && ds_prefix.is_empty()
-                    || n.strip_prefix("xmlns:") == Some(ds_prefix))
+            v == DSIG_NS && (n == "xmlns" && ds_prefix.is_empty() || n.strip_prefix("xmlns:") == Some(ds_prefix))
         });
         if !ns_ok {
             return Err(dsig_fmt("Signature is not in the XMLDSig namespace"));
         }
-        let signed_info = sig
-            .child("SignedInfo")
-            .ok_or_else(|| dsig_fmt("no SignedInfo"))?;
-        let alg = |e: Option<&Element>| {
-            e.and_then(|e| e.attr("Algorithm"))
-                .unwrap_or_default()
-                .to_string()
-        };
+        let signed_info = sig.child("SignedInfo").ok_or_else(|| dsig_fmt("no SignedInfo"))?;
+        let alg = |e: Option<&Element>| e.and_then(|e| e.attr("Algorithm")).unwrap_or_default().to_string();
         if alg(signed_info.child("CanonicalizationMethod")) != C14N11 {
             return Err(dsig_fmt("SignedInfo canonicalization is not C14N 1.1"));
         }
         if alg(signed_info.child("SignatureMethod")) != ECDSA_SHA384 {
             return Err(dsig_fmt("signature method is not ecdsa-sha384"));
         }
-        let mut refs = signed_info
-            .elements()
-            .filter(|e| e.local_name() == "Reference");
+        let mut refs = signed_info.elements().filter(|e| e.local_name() == "Reference");
         let reference = refs.next().ok_or_else(|| dsig_fmt("no Reference"))?;
         if refs.next().is_some() {
             return Err(dsig_fmt("more than one Reference"));
         }
         if reference.attr("URI") != Some("") {
-            return Err(dsig_fmt(
-                "Reference does not cover the whole document (URI=\"\")",
-            ));
+            return Err(dsig_fmt("Reference does not cover the whole document (URI=\"\")"));
         }
-        let transforms: Vec<String> = reference
-            .child("Transforms")
-            .map(|t| t.elements().map(|e| alg(Some(e))).collect())
-            .unwrap_or_default();
+        let transforms: Vec<String> =
+            reference.child("Transforms").map(|t| t.elements().map(|e| alg(Some(e))).collect()).unwrap_or_default();
         if transforms != [ENVELOPED, C14N11] {
-            return Err(dsig_fmt(
-                "Reference transforms are not enveloped-signature + C14N 1.1",
-            ));
+            return Err(dsig_fmt("Reference transforms are not enveloped-signature + C14N 1.1"));
         }
         if !SHA384_URIS.contains(&alg(reference.child("DigestMethod")).as_str()) {
             return Err(dsig_fmt("digest method is not SHA-384"));
@@ -258,13 +201,11 @@ impl Rim {
             .and_then(|d| decode_b64(&d.text()))
             .ok_or_else(|| dsig_fmt("DigestValue is not base64"))?;
 
-        let canonical_doc = xml::canonicalize(&self.root, &[], &|e| std::ptr::eq(e, sig))
-            .map_err(|m| dsig_fmt(&m))?;
+        let canonical_doc = xml::canonicalize(&self.root, &[], &|e| std::ptr::eq(e, sig)).map_err(|m| dsig_fmt(&m))?;
         if Sha384::digest(canonical_doc.as_bytes())[..] != digest_value[..] {
             return Err(RimError::DigestMismatch);
         }
-        let canonical_si = xml::canonicalize(signed_info, &[&self.root, sig], &|_| false)
-            .map_err(|m| dsig_fmt(&m))?;
+        let canonical_si = xml::canonicalize(signed_info, &[&self.root, sig], &|_| false).map_err(|m| dsig_fmt(&m))?;
         let sig_bytes = sig
             .child("SignatureValue")
             .and_then(|s| decode_b64(&s.text()))
@@ -273,25 +214,20 @@ impl Rim {
         let bad = || RimError::BadSignature(certs::subject(signer));
         let signature = Signature::from_slice(&sig_bytes).map_err(|_| bad())?;
         let key = certs::p384_key(0, signer)?;
-        key.verify(canonical_si.as_bytes(), &signature)
-            .map_err(|_| bad())?;
+        key.verify(canonical_si.as_bytes(), &signature).map_err(|_| bad())?;
         Ok(certs::subject(signer))
     }
 }
 
 fn parse_measurement(r: &Element) -> Result<RimMeasurement, RimError> {
     let fmt = |m: String| RimError::Format(m);
-    let index: u16 = r
-        .attr("index")
-        .and_then(|i| i.parse().ok())
-        .ok_or_else(|| fmt("Resource without a numeric index".into()))?;
+    let index: u16 =
+        r.attr("index").and_then(|i| i.parse().ok()).ok_or_else(|| fmt("Resource without a numeric index".into()))?;
     let active = match r.attr("active") {
         Some("True" | "true") => true,
         Some("False" | "false") => false,
         _ => {
-            return Err(fmt(format!(
-                "measurement {index}: active is not True/False"
-            )));
+            return Err(fmt(format!("measurement {index}: active is not True/False")));
         }
     };
     let count: usize = r
@@ -307,18 +243,11 @@ fn parse_measurement(r: &Element) -> Result<RimMeasurement, RimError> {
             .and_then(|h| hex::decode(h).ok())
             .ok_or_else(|| fmt(format!("measurement {index}: Hash{i} missing or not hex")))?;
         if h.len() != size {
-            return Err(fmt(format!(
-                "measurement {index}: Hash{i} is {} bytes, size says {size}",
-                h.len()
-            )));
+            return Err(fmt(format!("measurement {index}: Hash{i} is {} bytes, size says {size}", h.len())));
         }
         alternatives.push(h);
     }
-    Ok(RimMeasurement {
-        index,
-        active,
-        alternatives,
-    })
+    Ok(RimMeasurement { index, active, alternatives })
 }
 
 fn decode_b64(text: &str) -> Option<Vec<u8>> {
@@ -329,10 +258,7 @@ fn decode_b64(text: &str) -> Option<Vec<u8>> {
 /// The RIM service ID of a GPU's VBIOS RIM (NVIDIA's naming), from the
 /// report's opaque project/SKU fields.
 pub fn vbios_rim_id(project: &str, project_sku: &str, chip_sku: &str, vbios: &str) -> String {
-    format!(
-        "NV_GPU_VBIOS_{project}_{project_sku}_{chip_sku}_{}",
-        vbios.replace('.', "").to_uppercase()
-    )
+    format!("NV_GPU_VBIOS_{project}_{project_sku}_{chip_sku}_{}", vbios.replace('.', "").to_uppercase())
 }
 
 /// Loads RIM files into reference values: each is parsed, its signature
@@ -346,17 +272,12 @@ pub fn load_reference(
 ) -> Result<ReferenceValues, RimLoadError> {
     let mut reference = ReferenceValues::default();
     for (name, bytes) in rims {
-        let at = |error: RimError| RimLoadError::Rim {
-            name: name.clone(),
-            error: Box::new(error),
-        };
+        let at = |error: RimError| RimLoadError::Rim { name: name.clone(), error: Box::new(error) };
         let rim = Rim::parse(bytes).map_err(at)?;
         if verify {
             rim.verify_signature(root, now).map_err(at)?;
         }
-        reference
-            .merge(rim.reference_values())
-            .map_err(|e| RimLoadError::Conflict(e.to_string()))?;
+        reference.merge(rim.reference_values()).map_err(|e| RimLoadError::Conflict(e.to_string()))?;
     }
     Ok(reference)
 }

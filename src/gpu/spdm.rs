@@ -67,19 +67,11 @@ pub enum SpdmError {
     #[error("response is not SPDM 1.1 MEASUREMENTS (version {version:#04x}, code {code:#04x})")]
     BadResponse { version: u8, code: u8 },
     #[error("measurement record is {record} bytes but its {blocks} blocks take {used}")]
-    RecordLength {
-        record: usize,
-        blocks: usize,
-        used: usize,
-    },
+    RecordLength { record: usize, blocks: usize, used: usize },
     #[error("measurement block {0} is not a DMTF measurement")]
     NotDmtf(u8),
     #[error("measurement block {index}: value size {value} does not fit its block size {block}")]
-    BlockSize {
-        index: u8,
-        value: usize,
-        block: usize,
-    },
+    BlockSize { index: u8, value: usize, block: usize },
     #[error("measurement block index {0} appears twice")]
     DuplicateBlock(u8),
     #[error("opaque data field {field} claims {len} bytes, only {left} left")]
@@ -125,10 +117,7 @@ struct Reader<'a> {
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], SpdmError> {
         let end = self.pos.checked_add(n).ok_or(SpdmError::Truncated(what))?;
-        let s = self
-            .buf
-            .get(self.pos..end)
-            .ok_or(SpdmError::Truncated(what))?;
+        let s = self.buf.get(self.pos..end).ok_or(SpdmError::Truncated(what))?;
         self.pos = end;
         Ok(s)
     }
@@ -211,8 +200,7 @@ impl Report {
     /// The VBIOS version (opaque field 6) formatted as NVML prints it,
     /// e.g. `96.00.9F.00.01`.
     pub fn vbios_version(&self) -> Option<String> {
-        self.opaque(opaque::VBIOS_VERSION)
-            .and_then(format_vbios_version)
+        self.opaque(opaque::VBIOS_VERSION).and_then(format_vbios_version)
     }
 
     /// FWID of the firmware that signed the report (opaque field 20), absent
@@ -244,10 +232,7 @@ impl Report {
 }
 
 fn parse_blocks(record: &[u8], blocks: usize) -> Result<Vec<Measurement>, SpdmError> {
-    let mut r = Reader {
-        buf: record,
-        pos: 0,
-    };
+    let mut r = Reader { buf: record, pos: 0 };
     let mut out: Vec<Measurement> = Vec::with_capacity(blocks);
     for _ in 0..blocks {
         let index = r.u8("measurement block index")?;
@@ -261,28 +246,16 @@ fn parse_blocks(record: &[u8], blocks: usize) -> Result<Vec<Measurement>, SpdmEr
         let value_type = b.u8("DMTF value type")?;
         let value_len = usize::from(b.u16("DMTF value size")?);
         if value_len + 3 != size {
-            return Err(SpdmError::BlockSize {
-                index,
-                value: value_len,
-                block: size,
-            });
+            return Err(SpdmError::BlockSize { index, value: value_len, block: size });
         }
         let value = b.take(value_len, "DMTF value")?.to_vec();
         if out.iter().any(|m| m.index == index) {
             return Err(SpdmError::DuplicateBlock(index));
         }
-        out.push(Measurement {
-            index,
-            value_type,
-            value,
-        });
+        out.push(Measurement { index, value_type, value });
     }
     if r.pos != record.len() {
-        return Err(SpdmError::RecordLength {
-            record: record.len(),
-            blocks,
-            used: r.pos,
-        });
+        return Err(SpdmError::RecordLength { record: record.len(), blocks, used: r.pos });
     }
     Ok(out)
 }
@@ -294,9 +267,7 @@ fn parse_opaque(data: &[u8]) -> Result<BTreeMap<u16, Vec<u8>>, SpdmError> {
         let field = r.u16("opaque field type")?;
         let len = usize::from(r.u16("opaque field length")?);
         let left = data.len() - r.pos;
-        let value = r
-            .take(len, "opaque field")
-            .map_err(|_| SpdmError::OpaqueField { field, len, left })?;
+        let value = r.take(len, "opaque field").map_err(|_| SpdmError::OpaqueField { field, len, left })?;
         if out.insert(field, value.to_vec()).is_some() {
             return Err(SpdmError::DuplicateOpaque(field));
         }
@@ -318,11 +289,7 @@ fn format_vbios_version(data: &[u8]) -> Option<String> {
         return None;
     }
     let half = data.len() / 2;
-    let mut parts: Vec<String> = data[..half]
-        .iter()
-        .rev()
-        .map(|b| format!("{b:02X}"))
-        .collect();
+    let mut parts: Vec<String> = data[..half].iter().rev().map(|b| format!("{b:02X}")).collect();
     parts.push(format!("{:02X}", data[half]));
     Some(parts.join("."))
 }
@@ -331,11 +298,7 @@ fn format_vbios_version(data: &[u8]) -> Option<String> {
 /// base64 (NVAT, current Trustee evidence); surrounding whitespace is ignored.
 pub fn decode_report_text(text: &[u8]) -> Option<Vec<u8>> {
     use base64::Engine;
-    let t: Vec<u8> = text
-        .iter()
-        .copied()
-        .filter(|b| !b.is_ascii_whitespace())
-        .collect();
+    let t: Vec<u8> = text.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
     if t.is_empty() {
         return None;
     }

@@ -7,9 +7,7 @@ use super::spdm::{self, Report};
 use super::verify::{self, Evidence, Expected, Outcome, Trust};
 
 pub(crate) fn sample(rel: &str) -> Vec<u8> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/gpu")
-        .join(rel);
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/gpu").join(rel);
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
@@ -19,16 +17,11 @@ pub(crate) fn report(rel: &str) -> Vec<u8> {
 
 fn trust() -> Trust {
     // Fixed time: the samples' device chains are valid to 9999.
-    Trust {
-        root: certs::nvidia_device_root(),
-        now: certs::unix(1_780_000_000),
-    }
+    Trust { root: certs::nvidia_device_root(), now: certs::unix(1_780_000_000) }
 }
 
 fn outcome<'a>(v: &'a verify::DeviceVerdict, name: &str) -> &'a Outcome {
-    &v.check(name)
-        .unwrap_or_else(|| panic!("no check {name}"))
-        .outcome
+    &v.check(name).unwrap_or_else(|| panic!("no check {name}")).outcome
 }
 
 fn fail_text(v: &verify::DeviceVerdict, name: &str) -> String {
@@ -44,14 +37,8 @@ fn trustee_hopper_report_parses_like_trustee_claims() {
     let claims: serde_json::Value =
         serde_json::from_slice(&sample("trustee/hopperAttestationReport-claims.txt")).unwrap();
     assert_eq!(r.driver_version().as_deref(), Some("550.90.07"));
-    assert_eq!(
-        r.vbios_version().unwrap().to_lowercase(),
-        claims["config"]["vbios_version"].as_str().unwrap()
-    );
-    assert_eq!(
-        hex::encode(r.fwid().unwrap()),
-        claims["config"]["fwid"].as_str().unwrap()
-    );
+    assert_eq!(r.vbios_version().unwrap().to_lowercase(), claims["config"]["vbios_version"].as_str().unwrap());
+    assert_eq!(hex::encode(r.fwid().unwrap()), claims["config"]["fwid"].as_str().unwrap());
     assert_eq!(r.project().as_deref(), Some("1010"));
     assert_eq!(r.project_sku().as_deref(), Some("0200"));
     assert_eq!(r.chip_sku().as_deref(), Some("882"));
@@ -66,12 +53,7 @@ fn trustee_hopper_report_parses_like_trustee_claims() {
 #[test]
 fn valid_hex_reports_verify() {
     let cases = [
-        (
-            "trustee/hopperAttestationReport.txt",
-            "trustee/hopper_cert_chain_case1.txt",
-            "550.90.07",
-            "96.00.9F.00.01",
-        ),
+        ("trustee/hopperAttestationReport.txt", "trustee/hopper_cert_chain_case1.txt", "550.90.07", "96.00.9F.00.01"),
         (
             "nvat/sample_attestation_data/gpu/hopperAttestationReport.txt",
             "nvat/sample_attestation_data/gpu/hopperCertChain.txt",
@@ -96,11 +78,7 @@ fn valid_hex_reports_verify() {
         let chain = sample(chain);
         let parsed = Report::parse(&raw).unwrap();
         let nonce = parsed.request_nonce;
-        let ev = Evidence {
-            report: &raw,
-            chain_pem: &chain,
-            arch: None,
-        };
+        let ev = Evidence { report: &raw, chain_pem: &chain, arch: None };
         let exp = Expected {
             nonce: Some(&nonce),
             driver_versions: &[driver.to_string()],
@@ -115,19 +93,8 @@ fn valid_hex_reports_verify() {
 fn verify_pair(rep: &str, chain: &str, nonce: Option<&[u8; 32]>) -> verify::DeviceVerdict {
     let raw = report(rep);
     let chain = sample(chain);
-    let ev = Evidence {
-        report: &raw,
-        chain_pem: &chain,
-        arch: None,
-    };
-    verify::verify_device(
-        &ev,
-        &Expected {
-            nonce,
-            ..Default::default()
-        },
-        &trust(),
-    )
+    let ev = Evidence { report: &raw, chain_pem: &chain, arch: None };
+    verify::verify_device(&ev, &Expected { nonce, ..Default::default() }, &trust())
 }
 
 const TRUSTEE_REPORT: &str = "trustee/hopperAttestationReport.txt";
@@ -139,11 +106,7 @@ fn invalid_signature_fails_on_signature_only() {
         "nvat/sample_attestation_data/gpu/hopperCertChain.txt",
         None,
     );
-    assert!(
-        fail_text(&v, "signature").contains("does not verify with the key of"),
-        "{:?}",
-        v.checks
-    );
+    assert!(fail_text(&v, "signature").contains("does not verify with the key of"), "{:?}", v.checks);
     assert!(matches!(outcome(&v, "chain"), Outcome::Pass(_)));
     assert_eq!(v.first_failure().unwrap().name, "signature");
 }
@@ -151,51 +114,28 @@ fn invalid_signature_fails_on_signature_only() {
 #[test]
 fn chain_of_root_only_fails() {
     let v = verify_pair(TRUSTEE_REPORT, "trustee/hopper_cert_chain_case2.txt", None);
-    assert!(
-        fail_text(&v, "chain").contains("only the root"),
-        "{:?}",
-        v.checks
-    );
+    assert!(fail_text(&v, "chain").contains("only the root"), "{:?}", v.checks);
     assert!(!v.passed());
 }
 
 #[test]
 fn chain_without_leaf_fails_signature_and_fwid() {
     let v = verify_pair(TRUSTEE_REPORT, "trustee/hopper_cert_chain_case4.txt", None);
-    assert!(
-        fail_text(&v, "signature").contains("GH100 A01 GSP BROM"),
-        "{:?}",
-        v.checks
-    );
-    assert!(
-        fail_text(&v, "fwid").contains("carries no FWID extension"),
-        "{:?}",
-        v.checks
-    );
+    assert!(fail_text(&v, "signature").contains("GH100 A01 GSP BROM"), "{:?}", v.checks);
+    assert!(fail_text(&v, "fwid").contains("carries no FWID extension"), "{:?}", v.checks);
 }
 
 #[test]
 fn chain_to_a_foreign_root_fails() {
     let raw = report(TRUSTEE_REPORT);
     let chain = sample("trustee/hopper_cert_chain_case1.txt");
-    let foreign = Trust {
-        root: certs::nvidia_rim_root(),
-        now: certs::unix(1_780_000_000),
-    };
+    let foreign = Trust { root: certs::nvidia_rim_root(), now: certs::unix(1_780_000_000) };
     let v = verify::verify_device(
-        &Evidence {
-            report: &raw,
-            chain_pem: &chain,
-            arch: None,
-        },
+        &Evidence { report: &raw, chain_pem: &chain, arch: None },
         &Expected::default(),
         &foreign,
     );
-    assert!(
-        fail_text(&v, "chain").contains("does not end at the pinned root"),
-        "{:?}",
-        v.checks
-    );
+    assert!(fail_text(&v, "chain").contains("does not end at the pinned root"), "{:?}", v.checks);
 }
 
 #[test]
@@ -203,39 +143,18 @@ fn chain_outside_validity_fails_with_injected_clock() {
     let raw = report(TRUSTEE_REPORT);
     let chain = sample("trustee/hopper_cert_chain_case1.txt");
     // 2019: before every certificate of the chain.
-    let early = Trust {
-        root: certs::nvidia_device_root(),
-        now: certs::unix(1_560_000_000),
-    };
-    let v = verify::verify_device(
-        &Evidence {
-            report: &raw,
-            chain_pem: &chain,
-            arch: None,
-        },
-        &Expected::default(),
-        &early,
-    );
-    assert!(
-        fail_text(&v, "chain").contains("is not valid at 2019"),
-        "{:?}",
-        v.checks
-    );
+    let early = Trust { root: certs::nvidia_device_root(), now: certs::unix(1_560_000_000) };
+    let v =
+        verify::verify_device(&Evidence { report: &raw, chain_pem: &chain, arch: None }, &Expected::default(), &early);
+    assert!(fail_text(&v, "chain").contains("is not valid at 2019"), "{:?}", v.checks);
 }
 
 #[test]
 fn wrong_nonce_fails() {
     let wrong = [0x42u8; 32];
-    let v = verify_pair(
-        TRUSTEE_REPORT,
-        "trustee/hopper_cert_chain_case1.txt",
-        Some(&wrong),
-    );
+    let v = verify_pair(TRUSTEE_REPORT, "trustee/hopper_cert_chain_case1.txt", Some(&wrong));
     let reason = fail_text(&v, "nonce");
-    assert!(
-        reason.contains("931d8dd0") && reason.contains(&hex::encode(wrong)),
-        "{reason}"
-    );
+    assert!(reason.contains("931d8dd0") && reason.contains(&hex::encode(wrong)), "{reason}");
     assert_eq!(v.first_failure().unwrap().name, "nonce");
 }
 
@@ -251,19 +170,11 @@ fn tampered_measurement_breaks_the_signature() {
     raw[pos] ^= 0x01;
     let chain = sample("trustee/hopper_cert_chain_case1.txt");
     let v = verify::verify_device(
-        &Evidence {
-            report: &raw,
-            chain_pem: &chain,
-            arch: None,
-        },
+        &Evidence { report: &raw, chain_pem: &chain, arch: None },
         &Expected::default(),
         &trust(),
     );
-    assert!(
-        fail_text(&v, "signature").contains("does not verify"),
-        "{:?}",
-        v.checks
-    );
+    assert!(fail_text(&v, "signature").contains("does not verify"), "{:?}", v.checks);
 }
 
 #[test]
@@ -274,19 +185,8 @@ fn measurement_differing_from_reference_fails() {
     reference.insert(2, vec![r.measurement(2).unwrap().value.clone()], "config");
     reference.insert(3, vec![vec![0u8; 48]], "config");
     let chain = sample("trustee/hopper_cert_chain_case1.txt");
-    let exp = Expected {
-        reference: Some(&reference),
-        ..Default::default()
-    };
-    let v = verify::verify_device(
-        &Evidence {
-            report: &raw,
-            chain_pem: &chain,
-            arch: None,
-        },
-        &exp,
-        &trust(),
-    );
+    let exp = Expected { reference: Some(&reference), ..Default::default() };
+    let v = verify::verify_device(&Evidence { report: &raw, chain_pem: &chain, arch: None }, &exp, &trust());
     let reason = fail_text(&v, "measurements");
     assert!(reason.starts_with("block 3 (RIM index 2) is "), "{reason}");
     assert!(reason.contains("config expects 0000"), "{reason}");
@@ -296,39 +196,18 @@ fn measurement_differing_from_reference_fails() {
 fn declared_arch_must_match_the_certificate() {
     let raw = report(TRUSTEE_REPORT);
     let chain = sample("trustee/hopper_cert_chain_case1.txt");
-    let ev = Evidence {
-        report: &raw,
-        chain_pem: &chain,
-        arch: Some(verify::Arch::Blackwell),
-    };
+    let ev = Evidence { report: &raw, chain_pem: &chain, arch: Some(verify::Arch::Blackwell) };
     let v = verify::verify_device(&ev, &Expected::default(), &trust());
-    assert_eq!(
-        fail_text(&v, "arch"),
-        "declared BLACKWELL but the device certificate is HOPPER"
-    );
+    assert_eq!(fail_text(&v, "arch"), "declared BLACKWELL but the device certificate is HOPPER");
 }
 
 #[test]
 fn driver_version_mismatch_fails() {
     let raw = report(TRUSTEE_REPORT);
     let chain = sample("trustee/hopper_cert_chain_case1.txt");
-    let exp = Expected {
-        driver_versions: &["550.90.08".to_string()],
-        ..Default::default()
-    };
-    let v = verify::verify_device(
-        &Evidence {
-            report: &raw,
-            chain_pem: &chain,
-            arch: None,
-        },
-        &exp,
-        &trust(),
-    );
-    assert_eq!(
-        fail_text(&v, "driver-version"),
-        "report says driver 550.90.07, expected 550.90.08"
-    );
+    let exp = Expected { driver_versions: &["550.90.08".to_string()], ..Default::default() };
+    let v = verify::verify_device(&Evidence { report: &raw, chain_pem: &chain, arch: None }, &exp, &trust());
+    assert_eq!(fail_text(&v, "driver-version"), "report says driver 550.90.07, expected 550.90.08");
 }
 
 #[test]
@@ -373,17 +252,11 @@ fn trustee_format_round_trip_binds_the_device_digest() {
     // A 48-byte digest whose first 32 bytes are the report's nonce.
     let mut digest = nonce.to_vec();
     digest.extend_from_slice(&[7u8; 16]);
-    let ok =
-        verify_nvidia_evidence(&value, Some(&digest), &NvidiaPolicy::default(), &trust()).unwrap();
+    let ok = verify_nvidia_evidence(&value, Some(&digest), &NvidiaPolicy::default(), &trust()).unwrap();
     assert!(ok.passed(), "{:?}", ok.first_failure());
     digest[0] ^= 1;
-    let bad =
-        verify_nvidia_evidence(&value, Some(&digest), &NvidiaPolicy::default(), &trust()).unwrap();
-    assert!(
-        bad.first_failure().unwrap().contains("nonce: FAIL"),
-        "{:?}",
-        bad.first_failure()
-    );
+    let bad = verify_nvidia_evidence(&value, Some(&digest), &NvidiaPolicy::default(), &trust()).unwrap();
+    assert!(bad.first_failure().unwrap().contains("nonce: FAIL"), "{:?}", bad.first_failure());
 }
 
 mod rims {
@@ -403,25 +276,13 @@ mod rims {
     const VBIOS_MISMATCH: &str =
         "nvat/testdata/sample_rims/NV_GPU_VBIOS_1010_0200_882_96005E0001_measurement_mismatch.xml";
     const DRIVER_550: &str = "nvat/testdata/NV_GPU_DRIVER_GH100_550.144.03.xml";
-    const DRIVER_EXPIRED: &str =
-        "nvat/testdata/sample_rims/NV_GPU_DRIVER_GH100_570.124.03_expired.xml";
+    const DRIVER_EXPIRED: &str = "nvat/testdata/sample_rims/NV_GPU_DRIVER_GH100_570.124.03_expired.xml";
 
     fn verify_with(reference: &verify::ReferenceValues) -> verify::DeviceVerdict {
         let raw = report(NVAT_REPORT);
         let chain = sample("nvat/sample_attestation_data/gpu/hopperCertChain.txt");
-        let exp = Expected {
-            reference: Some(reference),
-            ..Default::default()
-        };
-        verify::verify_device(
-            &Evidence {
-                report: &raw,
-                chain_pem: &chain,
-                arch: None,
-            },
-            &exp,
-            &trust(),
-        )
+        let exp = Expected { reference: Some(reference), ..Default::default() };
+        verify::verify_device(&Evidence { report: &raw, chain_pem: &chain, arch: None }, &exp, &trust())
     }
 
     #[test]
@@ -432,10 +293,7 @@ mod rims {
         let rv = r.reference_values();
         assert_eq!(rv.entries.len(), 12);
         let v = verify_with(&rv);
-        assert_eq!(
-            *outcome(&v, "measurements"),
-            Outcome::Pass("12 reference measurements match".into())
-        );
+        assert_eq!(*outcome(&v, "measurements"), Outcome::Pass("12 reference measurements match".into()));
         // The RIM ID derived from the report names this RIM.
         let rep = v.report.unwrap();
         let id = crate::gpu::rim::vbios_rim_id(
@@ -453,10 +311,7 @@ mod rims {
         let v = verify_with(&r.reference_values());
         let reason = fail_text(&v, "measurements");
         assert!(reason.starts_with("block 10 (RIM index 9) is "), "{reason}");
-        assert!(
-            reason.contains("VBIOS RIM 96.00.5E.00.01 expects"),
-            "{reason}"
-        );
+        assert!(reason.contains("VBIOS RIM 96.00.5E.00.01 expects"), "{reason}");
         assert!(!reason.contains("more"), "only index 9 differs: {reason}");
     }
 
@@ -470,15 +325,11 @@ mod rims {
             "nvtrust/Driver_RIM_test_no_gpu.swidtag",
             "nvtrust/1010_0200_882_96005E0001_test_no_gpu.swidtag",
         ] {
-            let signer = rim(f)
-                .verify_signature(&rim_root(), t2024)
-                .unwrap_or_else(|e| panic!("{f}: {e}"));
+            let signer = rim(f).verify_signature(&rim_root(), t2024).unwrap_or_else(|e| panic!("{f}: {e}"));
             assert!(signer.contains("RIM"), "{f}: {signer}");
         }
         // The 550.144.03 driver RIM's signer is valid to 2026-12-30.
-        rim(DRIVER_550)
-            .verify_signature(&rim_root(), certs::unix(1_780_000_000))
-            .unwrap();
+        rim(DRIVER_550).verify_signature(&rim_root(), certs::unix(1_780_000_000)).unwrap();
     }
 
     #[test]
@@ -486,52 +337,34 @@ mod rims {
         // nvtrust's PROD VBIOS RIM: L4 signer valid 2023-06-23..2025-06-22.
         let after = certs::unix(1_767_225_600); // 2026-01-01
         match rim(VBIOS_PROD).verify_signature(&rim_root(), after) {
-            Err(RimError::Chain(certs::CertError::Expired {
-                index: 0, subject, ..
-            })) => {
+            Err(RimError::Chain(certs::CertError::Expired { index: 0, subject, .. })) => {
                 assert!(subject.contains("HCC RIM L4 Signer"), "{subject}")
             }
             other => panic!("{other:?}"),
         }
         // NVAT's expired driver RIM: signer valid 2025-01-01..2025-01-02.
         match rim(DRIVER_EXPIRED).verify_signature(&rim_root(), certs::unix(1_767_225_600)) {
-            Err(RimError::Chain(certs::CertError::Expired {
-                index: 0,
-                not_after,
-                ..
-            })) => {
+            Err(RimError::Chain(certs::CertError::Expired { index: 0, not_after, .. })) => {
                 assert!(not_after.starts_with("2025-01-02"), "{not_after}")
             }
             other => panic!("{other:?}"),
         }
         // Inside its validity its content digest still does not match.
         let inside = certs::unix(1_735_732_800); // 2025-01-01T12:00Z
-        assert_eq!(
-            rim(DRIVER_EXPIRED)
-                .verify_signature(&rim_root(), inside)
-                .unwrap_err(),
-            RimError::DigestMismatch
-        );
+        assert_eq!(rim(DRIVER_EXPIRED).verify_signature(&rim_root(), inside).unwrap_err(), RimError::DigestMismatch);
     }
 
     #[test]
     fn rim_with_wrong_chain_or_root_fails() {
         let t = certs::unix(1_704_067_200);
-        let err = rim("nvat/testdata/incorrect_cert_chain_driver_rim.xml")
-            .verify_signature(&rim_root(), t)
-            .unwrap_err();
+        let err =
+            rim("nvat/testdata/incorrect_cert_chain_driver_rim.xml").verify_signature(&rim_root(), t).unwrap_err();
         assert!(matches!(err, RimError::Chain(_)), "{err}");
-        let wrong_root = certs::parse_pem_cert(
-            std::str::from_utf8(&sample("nvat/testdata/incorrect_rim_root.crt")).unwrap(),
-        )
-        .unwrap();
-        let err = rim(VBIOS_PROD)
-            .verify_signature(&wrong_root, t)
-            .unwrap_err();
-        assert!(
-            matches!(err, RimError::Chain(certs::CertError::UntrustedRoot { .. })),
-            "{err}"
-        );
+        let wrong_root =
+            certs::parse_pem_cert(std::str::from_utf8(&sample("nvat/testdata/incorrect_rim_root.crt")).unwrap())
+                .unwrap();
+        let err = rim(VBIOS_PROD).verify_signature(&wrong_root, t).unwrap_err();
+        assert!(matches!(err, RimError::Chain(certs::CertError::UntrustedRoot { .. })), "{err}");
     }
 
     #[test]
@@ -550,13 +383,7 @@ mod rims {
     fn driver_and_vbios_rims_do_not_overlap() {
         let mut rv = rim(DRIVER_550).reference_values();
         rv.merge(rim(VBIOS_PROD).reference_values()).unwrap();
-        let err = rv
-            .clone()
-            .merge(rim(VBIOS_MISMATCH).reference_values())
-            .unwrap_err();
-        assert!(
-            err.to_string().contains("VBIOS RIM 96.00.5E.00.01"),
-            "{err}"
-        );
+        let err = rv.clone().merge(rim(VBIOS_MISMATCH).reference_values()).unwrap_err();
+        assert!(err.to_string().contains("VBIOS RIM 96.00.5E.00.01"), "{err}");
     }
 }

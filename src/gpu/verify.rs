@@ -47,10 +47,7 @@ impl Arch {
     /// LF`, `GB100 ...`, `LS10 ...`).
     pub fn of_leaf(cert: &Certificate) -> Option<Arch> {
         let subject = certs::subject(cert);
-        let cn = subject
-            .split(',')
-            .find_map(|p| p.trim().strip_prefix("CN="))?
-            .trim();
+        let cn = subject.split(',').find_map(|p| p.trim().strip_prefix("CN="))?.trim();
         if cn.starts_with("GH1") {
             Some(Arch::Hopper)
         } else if cn.starts_with("GB1") || cn.starts_with("GB2") {
@@ -101,11 +98,7 @@ impl ReferenceValues {
         for (index, values) in other.entries {
             let source = other.sources.get(&index).cloned().unwrap_or_default();
             if let Some(first) = self.sources.get(&index) {
-                return Err(ReferenceConflict {
-                    index,
-                    first: first.clone(),
-                    second: source,
-                });
+                return Err(ReferenceConflict { index, first: first.clone(), second: source });
             }
             self.entries.insert(index, values);
             self.sources.insert(index, source);
@@ -154,18 +147,12 @@ pub struct DeviceVerdict {
 
 impl DeviceVerdict {
     pub fn passed(&self) -> bool {
-        !self.checks.is_empty()
-            && self
-                .checks
-                .iter()
-                .all(|c| !matches!(c.outcome, Outcome::Fail(_)))
+        !self.checks.is_empty() && self.checks.iter().all(|c| !matches!(c.outcome, Outcome::Fail(_)))
     }
 
     /// The first failed check, for a one-line error.
     pub fn first_failure(&self) -> Option<&Check> {
-        self.checks
-            .iter()
-            .find(|c| matches!(c.outcome, Outcome::Fail(_)))
+        self.checks.iter().find(|c| matches!(c.outcome, Outcome::Fail(_)))
     }
 
     pub fn check(&self, name: &str) -> Option<&Check> {
@@ -187,10 +174,7 @@ pub struct Trust {
 impl Trust {
     /// The pinned NVIDIA device root at the current time.
     pub fn nvidia_now() -> Trust {
-        Trust {
-            root: certs::nvidia_device_root(),
-            now: SystemTime::now(),
-        }
+        Trust { root: certs::nvidia_device_root(), now: SystemTime::now() }
     }
 }
 
@@ -218,30 +202,13 @@ pub struct Expected<'a> {
 }
 
 /// Runs every check on one device's evidence.
-pub fn verify_device(
-    evidence: &Evidence<'_>,
-    expected: &Expected<'_>,
-    trust: &Trust,
-) -> DeviceVerdict {
-    let mut v = DeviceVerdict {
-        checks: Vec::new(),
-        report: None,
-        arch: evidence.arch,
-    };
+pub fn verify_device(evidence: &Evidence<'_>, expected: &Expected<'_>, trust: &Trust) -> DeviceVerdict {
+    let mut v = DeviceVerdict { checks: Vec::new(), report: None, arch: evidence.arch };
     let report = match Report::parse(evidence.report) {
         Ok(r) => {
-            let trailing = if r.trailing > 0 {
-                format!(", {} bytes after the signature", r.trailing)
-            } else {
-                String::new()
-            };
-            v.push(
-                "parse",
-                Outcome::Pass(format!(
-                    "{} measurement blocks{trailing}",
-                    r.measurements.len()
-                )),
-            );
+            let trailing =
+                if r.trailing > 0 { format!(", {} bytes after the signature", r.trailing) } else { String::new() };
+            v.push("parse", Outcome::Pass(format!("{} measurement blocks{trailing}", r.measurements.len())));
             r
         }
         Err(e) => {
@@ -260,30 +227,20 @@ pub fn verify_device(
     // Architecture: what the collector declared must be what the chain names.
     let leaf_arch = leaf.and_then(Arch::of_leaf);
     match (evidence.arch, leaf_arch) {
-        (Some(d), Some(l)) if d != l => v.push(
-            "arch",
-            Outcome::Fail(format!("declared {d} but the device certificate is {l}")),
-        ),
+        (Some(d), Some(l)) if d != l => {
+            v.push("arch", Outcome::Fail(format!("declared {d} but the device certificate is {l}")))
+        }
         (_, Some(l)) => {
             v.arch = Some(l);
             v.push("arch", Outcome::Pass(l.to_string()))
         }
-        (Some(d), None) => v.push(
-            "arch",
-            Outcome::Fail(format!(
-                "declared {d}, device certificate names no known architecture"
-            )),
-        ),
-        (None, None) => v.push(
-            "arch",
-            Outcome::Fail("device certificate names no known architecture".into()),
-        ),
+        (Some(d), None) => {
+            v.push("arch", Outcome::Fail(format!("declared {d}, device certificate names no known architecture")))
+        }
+        (None, None) => v.push("arch", Outcome::Fail("device certificate names no known architecture".into())),
     }
 
-    v.push(
-        "signature",
-        signature_outcome(&report, evidence.report, leaf),
-    );
+    v.push("signature", signature_outcome(&report, evidence.report, leaf));
     v.push("fwid", fwid_outcome(&report, leaf));
 
     let nonce = match expected.nonce {
@@ -298,39 +255,16 @@ pub fn verify_device(
     v.push("nonce", nonce);
 
     let is_switch = v.arch == Some(Arch::Ls10);
-    v.push(
-        "driver-version",
-        version_outcome(
-            "driver",
-            report.driver_version(),
-            expected.driver_versions,
-            is_switch,
-        ),
-    );
-    v.push(
-        "vbios-version",
-        version_outcome(
-            "VBIOS",
-            report.vbios_version(),
-            expected.vbios_versions,
-            is_switch,
-        ),
-    );
-    v.push(
-        "measurements",
-        measurements_outcome(&report, expected.reference),
-    );
+    v.push("driver-version", version_outcome("driver", report.driver_version(), expected.driver_versions, is_switch));
+    v.push("vbios-version", version_outcome("VBIOS", report.vbios_version(), expected.vbios_versions, is_switch));
+    v.push("measurements", measurements_outcome(&report, expected.reference));
     v.report = Some(report);
     v
 }
 
 fn chain_outcome(chain: &[Certificate], trust: &Trust) -> Outcome {
     match certs::verify_chain(chain, &trust.root, trust.now) {
-        Ok(()) => Outcome::Pass(format!(
-            "{} certificates to pinned root {}",
-            chain.len(),
-            certs::subject(&trust.root)
-        )),
+        Ok(()) => Outcome::Pass(format!("{} certificates to pinned root {}", chain.len(), certs::subject(&trust.root))),
         Err(e @ CertError::OnlyRoot) => Outcome::Fail(e.to_string()),
         Err(e) => Outcome::Fail(e.to_string()),
     }
@@ -349,10 +283,7 @@ fn signature_outcome(report: &Report, raw: &[u8], leaf: Option<&Certificate>) ->
     };
     match key.verify(&raw[..report.signed_len], &sig) {
         Ok(()) => Outcome::Pass(format!("ECDSA P-384 by {}", certs::subject(leaf))),
-        Err(_) => Outcome::Fail(format!(
-            "report signature does not verify with the key of {}",
-            certs::subject(leaf)
-        )),
+        Err(_) => Outcome::Fail(format!("report signature does not verify with the key of {}", certs::subject(leaf))),
     }
 }
 
@@ -364,10 +295,7 @@ fn fwid_outcome(report: &Report, leaf: Option<&Certificate>) -> Outcome {
         return Outcome::Fail("no device certificate to compare the FWID with".into());
     };
     match certs::leaf_fwid(leaf) {
-        None => Outcome::Fail(format!(
-            "{} carries no FWID extension",
-            certs::subject(leaf)
-        )),
+        None => Outcome::Fail(format!("{} carries no FWID extension", certs::subject(leaf))),
         Some(cert_fwid) if cert_fwid == report_fwid => Outcome::Pass(hex::encode(report_fwid)),
         Some(cert_fwid) => Outcome::Fail(format!(
             "report FWID {} differs from the certificate's {}",
@@ -377,23 +305,13 @@ fn fwid_outcome(report: &Report, leaf: Option<&Certificate>) -> Outcome {
     }
 }
 
-fn version_outcome(
-    what: &str,
-    reported: Option<String>,
-    accepted: &[String],
-    is_switch: bool,
-) -> Outcome {
+fn version_outcome(what: &str, reported: Option<String>, accepted: &[String], is_switch: bool) -> Outcome {
     match reported {
         None if is_switch => Outcome::Skip(format!("switches report no {what} version")),
         None => Outcome::Fail(format!("report carries no {what} version")),
-        Some(r) if accepted.is_empty() => {
-            Outcome::Skip(format!("report says {r}; no expected version given"))
-        }
+        Some(r) if accepted.is_empty() => Outcome::Skip(format!("report says {r}; no expected version given")),
         Some(r) if accepted.iter().any(|e| r.eq_ignore_ascii_case(e.trim())) => Outcome::Pass(r),
-        Some(r) => Outcome::Fail(format!(
-            "report says {what} {r}, expected {}",
-            accepted.join(" or ")
-        )),
+        Some(r) => Outcome::Fail(format!("report says {what} {r}, expected {}", accepted.join(" or "))),
     }
 }
 
@@ -412,48 +330,31 @@ fn measurements_outcome(report: &Report, reference: Option<&ReferenceValues>) ->
             continue;
         }
         compared += 1;
-        let source = reference
-            .sources
-            .get(&index)
-            .map(String::as_str)
-            .unwrap_or("reference");
+        let source = reference.sources.get(&index).map(String::as_str).unwrap_or("reference");
         match report.measurement(index) {
-            None => mismatches.push(format!(
-                "block {index} (RIM index {}) missing from the report ({source})",
-                index - 1
-            )),
+            None => {
+                mismatches.push(format!("block {index} (RIM index {}) missing from the report ({source})", index - 1))
+            }
             Some(m) if alternatives.iter().any(|a| a == &m.value) => {}
             Some(m) => mismatches.push(format!(
                 "block {index} (RIM index {}) is {} but {source} expects {}",
                 index - 1,
                 hex::encode(&m.value),
-                alternatives
-                    .iter()
-                    .map(hex::encode)
-                    .collect::<Vec<_>>()
-                    .join(" or ")
+                alternatives.iter().map(hex::encode).collect::<Vec<_>>().join(" or ")
             )),
         }
     }
     if mismatches.is_empty() {
         Outcome::Pass(format!("{compared} reference measurements match"))
     } else {
-        let more = if mismatches.len() > 1 {
-            format!(" (and {} more)", mismatches.len() - 1)
-        } else {
-            String::new()
-        };
+        let more = if mismatches.len() > 1 { format!(" (and {} more)", mismatches.len() - 1) } else { String::new() };
         Outcome::Fail(format!("{}{more}", mismatches[0]))
     }
 }
 
 /// All report measurements as Trustee's claims name them (1-based index → hex).
 pub fn measurement_claims(report: &Report) -> BTreeMap<String, String> {
-    report
-        .measurements
-        .iter()
-        .map(|m| (m.index.to_string(), hex::encode(&m.value)))
-        .collect()
+    report.measurements.iter().map(|m| (m.index.to_string(), hex::encode(&m.value))).collect()
 }
 
 /// The nonce an SPDM request carries for a device digest: Trustee's

@@ -45,10 +45,7 @@ impl Element {
 
     /// An attribute by its local name (whatever its prefix).
     pub fn attr(&self, local_name: &str) -> Option<&str> {
-        self.attrs
-            .iter()
-            .find(|(n, _)| !is_ns_decl(n) && local(n) == local_name)
-            .map(|(_, v)| v.as_str())
+        self.attrs.iter().find(|(n, _)| !is_ns_decl(n) && local(n) == local_name).map(|(_, v)| v.as_str())
     }
 
     pub fn elements(&self) -> impl Iterator<Item = &Element> {
@@ -77,11 +74,7 @@ impl Element {
     /// Namespace declarations made on this element (prefix "" = default).
     fn ns_decls(&self) -> impl Iterator<Item = (&str, &str)> {
         self.attrs.iter().filter_map(|(n, v)| {
-            if n == "xmlns" {
-                Some(("", v.as_str()))
-            } else {
-                n.strip_prefix("xmlns:").map(|p| (p, v.as_str()))
-            }
+            if n == "xmlns" { Some(("", v.as_str())) } else { n.strip_prefix("xmlns:").map(|p| (p, v.as_str())) }
         })
     }
 }
@@ -97,15 +90,10 @@ fn is_ns_decl(name: &str) -> bool {
 /// Parses a document and returns its root element.
 pub fn parse(input: &[u8]) -> Result<Element, XmlError> {
     if input.len() > MAX_XML_BYTES {
-        return Err(XmlError {
-            offset: 0,
-            message: format!("larger than {MAX_XML_BYTES} bytes"),
-        });
+        return Err(XmlError { offset: 0, message: format!("larger than {MAX_XML_BYTES} bytes") });
     }
-    let text = std::str::from_utf8(input).map_err(|e| XmlError {
-        offset: e.valid_up_to(),
-        message: "not UTF-8".into(),
-    })?;
+    let text =
+        std::str::from_utf8(input).map_err(|e| XmlError { offset: e.valid_up_to(), message: "not UTF-8".into() })?;
     // XML end-of-line handling before anything else.
     let text = text.replace("\r\n", "\n").replace('\r', "\n");
     let mut p = Parser { s: &text, pos: 0 };
@@ -126,10 +114,7 @@ struct Parser<'a> {
 
 impl<'a> Parser<'a> {
     fn err<T>(&self, message: &str) -> Result<T, XmlError> {
-        Err(XmlError {
-            offset: self.pos,
-            message: message.to_string(),
-        })
+        Err(XmlError { offset: self.pos, message: message.to_string() })
     }
     fn rest(&self) -> &'a str {
         &self.s[self.pos..]
@@ -220,11 +205,7 @@ impl<'a> Parser<'a> {
             self.skip_ws();
             if self.starts("/>") {
                 self.pos += 2;
-                return Ok(Element {
-                    name,
-                    attrs,
-                    children: Vec::new(),
-                });
+                return Ok(Element { name, attrs, children: Vec::new() });
             }
             if self.starts(">") {
                 self.pos += 1;
@@ -272,11 +253,7 @@ impl<'a> Parser<'a> {
                 if !text.is_empty() {
                     children.push(Node::Text(std::mem::take(&mut text)));
                 }
-                return Ok(Element {
-                    name,
-                    attrs,
-                    children,
-                });
+                return Ok(Element { name, attrs, children });
             } else if self.starts("<!--") {
                 self.pos += 4;
                 self.until("-->")?;
@@ -401,10 +378,7 @@ fn write_element(
         }
         let uri = match n.split_once(':') {
             None => String::new(),
-            Some((p, _)) => scope
-                .get(p)
-                .cloned()
-                .ok_or_else(|| format!("undeclared prefix {p:?}"))?,
+            Some((p, _)) => scope.get(p).cloned().ok_or_else(|| format!("undeclared prefix {p:?}"))?,
         };
         attrs.push((uri, local(n), n, v));
     }
@@ -499,10 +473,7 @@ mod tests {
         assert_eq!(c14n(doc), "<r xmlns:p=\"u:p\"><p:s><p:t></p:t></p:s></r>");
         let root = parse(doc.as_bytes()).unwrap();
         let s = root.child("s").unwrap();
-        assert_eq!(
-            canonicalize(s, &[&root], &|_| false).unwrap(),
-            "<p:s xmlns:p=\"u:p\"><p:t></p:t></p:s>"
-        );
+        assert_eq!(canonicalize(s, &[&root], &|_| false).unwrap(), "<p:s xmlns:p=\"u:p\"><p:t></p:t></p:s>");
     }
 
     #[test]

@@ -45,11 +45,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
     let mut a = Args::default();
     let mut it = args.iter();
     while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
+        let mut value = || it.next().cloned().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
             "--report" => a.report = Some(value()?),
             "--chain" => a.chain = Some(value()?),
@@ -59,13 +55,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             "--rim" => a.rims.push(value()?),
             "--root" => a.root = Some(value()?),
             "--rim-root" => a.rim_root = Some(value()?),
-            "--time" => {
-                a.time = Some(
-                    value()?
-                        .parse()
-                        .map_err(|_| "--time takes seconds since the epoch")?,
-                )
-            }
+            "--time" => a.time = Some(value()?.parse().map_err(|_| "--time takes seconds since the epoch")?),
             "--driver" => a.driver.push(value()?),
             "--vbios" => a.vbios.push(value()?),
             "-h" | "--help" => return Err(USAGE.into()),
@@ -108,13 +98,11 @@ fn run_inner(args: &[String], lines: &mut Vec<String>) -> Result<i32, String> {
     let a = parse_args(args)?;
     let now = a.time.map(certs::unix).unwrap_or_else(SystemTime::now);
     let root = match &a.root {
-        Some(p) => certs::parse_pem_cert(&String::from_utf8_lossy(&read(p)?))
-            .map_err(|e| format!("{p}: {e}"))?,
+        Some(p) => certs::parse_pem_cert(&String::from_utf8_lossy(&read(p)?)).map_err(|e| format!("{p}: {e}"))?,
         None => certs::nvidia_device_root(),
     };
     let rim_root = match &a.rim_root {
-        Some(p) => certs::parse_pem_cert(&String::from_utf8_lossy(&read(p)?))
-            .map_err(|e| format!("{p}: {e}"))?,
+        Some(p) => certs::parse_pem_cert(&String::from_utf8_lossy(&read(p)?)).map_err(|e| format!("{p}: {e}"))?,
         None => certs::nvidia_rim_root(),
     };
     let trust = Trust { root, now };
@@ -145,30 +133,20 @@ fn run_inner(args: &[String], lines: &mut Vec<String>) -> Result<i32, String> {
 
     let nonce: Option<[u8; 32]> = match (&a.nonce, &a.digest) {
         (Some(_), Some(_)) => return Err("give --nonce or --digest, not both".into()),
-        (Some(n), None) => Some(
-            hex_arg("--nonce", n)?
-                .try_into()
-                .map_err(|_| "--nonce must be 32 bytes")?,
-        ),
+        (Some(n), None) => Some(hex_arg("--nonce", n)?.try_into().map_err(|_| "--nonce must be 32 bytes")?),
         (None, Some(d)) => Some(verify::nonce_from_digest(&hex_arg("--digest", d)?)),
         (None, None) => None,
     };
 
     if let Some(path) = &a.evidence {
-        let value: serde_json::Value =
-            serde_json::from_slice(&read(path)?).map_err(|e| format!("{path}: {e}"))?;
+        let value: serde_json::Value = serde_json::from_slice(&read(path)?).map_err(|e| format!("{path}: {e}"))?;
         // A composite `{"nvidia": ...}` as the KBS receives it is accepted too.
         let value = value.get("nvidia").cloned().unwrap_or(value);
-        let policy = NvidiaPolicy {
-            reference,
-            driver_versions: a.driver,
-            vbios_versions: a.vbios,
-            refuse_switches: false,
-        };
+        let policy =
+            NvidiaPolicy { reference, driver_versions: a.driver, vbios_versions: a.vbios, refuse_switches: false };
         let digest_for_policy = nonce.map(|n| n.to_vec());
-        let verdict =
-            evidence::verify_nvidia_evidence(&value, digest_for_policy.as_deref(), &policy, &trust)
-                .map_err(|e| format!("{path}: {e}"))?;
+        let verdict = evidence::verify_nvidia_evidence(&value, digest_for_policy.as_deref(), &policy, &trust)
+            .map_err(|e| format!("{path}: {e}"))?;
         for (label, v) in &verdict.devices {
             for c in &v.checks {
                 lines.push(format!("{label}: {c}"));
@@ -177,8 +155,7 @@ fn run_inner(args: &[String], lines: &mut Vec<String>) -> Result<i32, String> {
         failed |= !verdict.passed();
     } else {
         let (rp, cp) = (a.report.unwrap_or_default(), a.chain.unwrap_or_default());
-        let raw = spdm::decode_report_text(&read(&rp)?)
-            .ok_or_else(|| format!("{rp}: neither hex nor base64"))?;
+        let raw = spdm::decode_report_text(&read(&rp)?).ok_or_else(|| format!("{rp}: neither hex nor base64"))?;
         let chain = read(&cp)?;
         if !chain.windows(10).any(|w| w == b"-----BEGIN") {
             return Err(format!("{cp}: not a PEM certificate chain"));
@@ -189,23 +166,12 @@ fn run_inner(args: &[String], lines: &mut Vec<String>) -> Result<i32, String> {
             vbios_versions: &a.vbios,
             reference: Some(&reference),
         };
-        let v = verify::verify_device(
-            &Evidence {
-                report: &raw,
-                chain_pem: &chain,
-                arch: None,
-            },
-            &expected,
-            &trust,
-        );
+        let v = verify::verify_device(&Evidence { report: &raw, chain_pem: &chain, arch: None }, &expected, &trust);
         for c in &v.checks {
             lines.push(c.to_string());
         }
         failed |= !v.passed();
-        failed |= v
-            .checks
-            .iter()
-            .any(|c| matches!(c.outcome, Outcome::Fail(_)));
+        failed |= v.checks.iter().any(|c| matches!(c.outcome, Outcome::Fail(_)));
     }
     Ok(if failed { INVALID } else { VALID })
 }
@@ -227,27 +193,15 @@ mod tests {
     }
 
     fn run_with(args: &[&str]) -> (i32, Vec<String>) {
-        let args: Vec<String> = args
-            .iter()
-            .map(|a| {
-                if a.contains('/') && !a.starts_with('-') {
-                    data(a)
-                } else {
-                    a.to_string()
-                }
-            })
-            .collect();
+        let args: Vec<String> =
+            args.iter().map(|a| if a.contains('/') && !a.starts_with('-') { data(a) } else { a.to_string() }).collect();
         run(&args)
     }
 
     fn expect(code: i32, args: &[&str], needle: &str) {
         let (got, lines) = run_with(args);
         assert_eq!(got, code, "{args:?}:\n{}", lines.join("\n"));
-        assert!(
-            lines.iter().any(|l| l.contains(needle)),
-            "{args:?}: no line with {needle:?}:\n{}",
-            lines.join("\n")
-        );
+        assert!(lines.iter().any(|l| l.contains(needle)), "{args:?}: no line with {needle:?}:\n{}", lines.join("\n"));
     }
 
     const T: &str = "1780000000";
@@ -273,12 +227,7 @@ mod tests {
         );
         expect(
             VALID,
-            &[
-                "--report",
-                "trustee/hopperAttestationReport.txt",
-                "--chain",
-                "nvtrust/hopperCertChain.txt",
-            ],
+            &["--report", "trustee/hopperAttestationReport.txt", "--chain", "nvtrust/hopperCertChain.txt"],
             "signature: ok",
         );
         expect(
@@ -323,22 +272,12 @@ mod tests {
         );
         expect(
             INVALID,
-            &[
-                "--report",
-                "trustee/hopperAttestationReport.txt",
-                "--chain",
-                "trustee/hopper_cert_chain_case2.txt",
-            ],
+            &["--report", "trustee/hopperAttestationReport.txt", "--chain", "trustee/hopper_cert_chain_case2.txt"],
             "chain: FAIL: certificate chain holds only the root",
         );
         expect(
             INVALID,
-            &[
-                "--report",
-                "trustee/hopperAttestationReport.txt",
-                "--chain",
-                "trustee/hopper_cert_chain_case4.txt",
-            ],
+            &["--report", "trustee/hopperAttestationReport.txt", "--chain", "trustee/hopper_cert_chain_case4.txt"],
             "fwid: FAIL",
         );
         expect(
@@ -355,12 +294,7 @@ mod tests {
         );
         expect(
             INVALID,
-            &[
-                "--report",
-                "trustee/hopperAttestationReport.txt",
-                "--chain",
-                "trustee/hopper_signing_cert.pem",
-            ],
+            &["--report", "trustee/hopperAttestationReport.txt", "--chain", "trustee/hopper_signing_cert.pem"],
             "chain: FAIL",
         );
     }
@@ -376,19 +310,10 @@ mod tests {
         ] {
             expect(VALID, &["--evidence", f], "signature: ok");
         }
-        expect(
-            VALID,
-            &["--evidence", "nvat/common-test-data/multi_gpu_hopper.json"],
-            "device 3 (HOPPER",
-        );
+        expect(VALID, &["--evidence", "nvat/common-test-data/multi_gpu_hopper.json"], "device 3 (HOPPER");
         expect(
             INVALID,
-            &[
-                "--evidence",
-                "nvat/common-test-data/hopper_evidence.json",
-                "--nonce",
-                &"11".repeat(32),
-            ],
+            &["--evidence", "nvat/common-test-data/hopper_evidence.json", "--nonce", &"11".repeat(32)],
             "nonce: FAIL",
         );
     }
@@ -415,16 +340,7 @@ mod tests {
         // After it: the expired signer makes the verdict invalid.
         expect(
             INVALID,
-            &[
-                "--report",
-                rep,
-                "--chain",
-                chain,
-                "--rim",
-                "nvtrust/1010_0200_882_96005E0001_PROD.swidtag",
-                "--time",
-                T,
-            ],
+            &["--report", rep, "--chain", chain, "--rim", "nvtrust/1010_0200_882_96005E0001_PROD.swidtag", "--time", T],
             "HCC RIM L4 Signer",
         );
         expect(
@@ -491,43 +407,16 @@ mod tests {
     fn unusable_input_exits_2() {
         expect(
             UNUSABLE,
-            &[
-                "--report",
-                "trustee/missing.txt",
-                "--chain",
-                "trustee/hopper_cert_chain_case1.txt",
-            ],
+            &["--report", "trustee/missing.txt", "--chain", "trustee/hopper_cert_chain_case1.txt"],
             "unusable input",
         );
         expect(
             UNUSABLE,
-            &[
-                "--report",
-                "trustee/hopper_cert_chain_case1.txt",
-                "--chain",
-                "trustee/hopper_cert_chain_case1.txt",
-            ],
+            &["--report", "trustee/hopper_cert_chain_case1.txt", "--chain", "trustee/hopper_cert_chain_case1.txt"],
             "neither hex nor base64",
         );
-        expect(
-            UNUSABLE,
-            &["--evidence", "nvtrust/verifier_RIM_root.pem"],
-            "unusable input",
-        );
-        expect(
-            UNUSABLE,
-            &["--report", "trustee/hopperAttestationReport.txt"],
-            "give --report and --chain",
-        );
-        expect(
-            UNUSABLE,
-            &[
-                "--evidence",
-                "nvat/common-test-data/hopper_evidence.json",
-                "--nonce",
-                "zz",
-            ],
-            "not hex",
-        );
+        expect(UNUSABLE, &["--evidence", "nvtrust/verifier_RIM_root.pem"], "unusable input");
+        expect(UNUSABLE, &["--report", "trustee/hopperAttestationReport.txt"], "give --report and --chain");
+        expect(UNUSABLE, &["--evidence", "nvat/common-test-data/hopper_evidence.json", "--nonce", "zz"], "not hex");
     }
 }

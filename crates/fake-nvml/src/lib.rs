@@ -95,14 +95,10 @@ impl Default for Config {
 fn config() -> &'static Config {
     static CONFIG: OnceLock<Config> = OnceLock::new();
     CONFIG.get_or_init(|| {
-        let path =
-            std::env::var("FAKE_NVML_CONFIG").unwrap_or_else(|_| "/etc/fake-nvml.json".into());
+        let path = std::env::var("FAKE_NVML_CONFIG").unwrap_or_else(|_| "/etc/fake-nvml.json".into());
         match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                record(
-                    &Config::default().record,
-                    &format!("bad config {path}: {e}"),
-                );
+                record(&Config::default().record, &format!("bad config {path}: {e}"));
                 Config::default()
             }),
             Err(_) => Config::default(),
@@ -114,11 +110,7 @@ static RECORD_LOCK: Mutex<()> = Mutex::new(());
 
 fn record(path: &str, line: &str) {
     let _guard = RECORD_LOCK.lock();
-    if let Ok(mut f) = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(path)
-    {
+    if let Ok(mut f) = std::fs::OpenOptions::new().append(true).create(true).open(path) {
         let _ = f.write_all(format!("fake-nvml: {line}\n").as_bytes());
     }
 }
@@ -153,19 +145,12 @@ unsafe fn put_str(s: &str, buf: *mut c_char, len: c_uint) -> sys::nvmlReturn_t {
 }
 
 fn read_ready() -> u32 {
-    std::fs::read_to_string(&config().ready_file)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
+    std::fs::read_to_string(&config().ready_file).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
 }
 
 /// The measurement value of 1-based block `index`.
 fn measurement(index: u8) -> Vec<u8> {
-    if let Some(v) = config()
-        .measurement_overrides
-        .get(&index)
-        .and_then(|h| hex::decode(h).ok())
-    {
+    if let Some(v) = config().measurement_overrides.get(&index).and_then(|h| hex::decode(h).ok()) {
         return v;
     }
     Sha384::digest(format!("ztinit fake-nvml measurement {index}")).to_vec()
@@ -173,10 +158,7 @@ fn measurement(index: u8) -> Vec<u8> {
 
 /// NVIDIA's opaque VBIOS encoding of `96.00.9F.00.01`.
 fn vbios_bytes(v: &str) -> [u8; 8] {
-    let parts: Vec<u8> = v
-        .split('.')
-        .filter_map(|p| u8::from_str_radix(p, 16).ok())
-        .collect();
+    let parts: Vec<u8> = v.split('.').filter_map(|p| u8::from_str_radix(p, 16).ok()).collect();
     let mut out = [0u8; 8];
     if parts.len() == 5 {
         out[0] = parts[3];
@@ -263,10 +245,7 @@ pub extern "C" fn nvmlErrorString(_r: sys::nvmlReturn_t) -> *const c_char {
 /// # Safety
 /// NVML contract: `version` is valid for `length` bytes.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn nvmlSystemGetDriverVersion(
-    version: *mut c_char,
-    length: c_uint,
-) -> sys::nvmlReturn_t {
+pub unsafe extern "C" fn nvmlSystemGetDriverVersion(version: *mut c_char, length: c_uint) -> sys::nvmlReturn_t {
     // SAFETY: forwarded caller contract.
     unsafe { put_str(&config().driver_version, version, length) }
 }
@@ -412,9 +391,7 @@ pub unsafe extern "C" fn nvmlSystemGetConfComputeCapabilities(
 /// # Safety
 /// NVML contract: valid out-pointer.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn nvmlSystemGetConfComputeGpusReadyState(
-    state: *mut c_uint,
-) -> sys::nvmlReturn_t {
+pub unsafe extern "C" fn nvmlSystemGetConfComputeGpusReadyState(state: *mut c_uint) -> sys::nvmlReturn_t {
     if state.is_null() {
         return INVALID_ARGUMENT;
     }
@@ -455,10 +432,7 @@ pub unsafe extern "C" fn nvmlDeviceGetConfComputeGpuAttestationReport(
     }
     // SAFETY: non-null pointer to the caller's struct.
     let r = unsafe { &mut *report };
-    rec(&format!(
-        "nvmlDeviceGetConfComputeGpuAttestationReport(gpu={index}, nonce={})",
-        hex::encode(r.nonce)
-    ));
+    rec(&format!("nvmlDeviceGetConfComputeGpuAttestationReport(gpu={index}, nonce={})", hex::encode(r.nonce)));
     if config().fail_report {
         return UNKNOWN;
     }
@@ -506,30 +480,20 @@ pub extern "C" fn nvmlDeviceSetGpuLockedClocks(
     let Some((index, _)) = gpu_of(device) else {
         return INVALID_ARGUMENT;
     };
-    rec(&format!(
-        "nvmlDeviceSetGpuLockedClocks(gpu={index}, min={min}, max={max})"
-    ));
+    rec(&format!("nvmlDeviceSetGpuLockedClocks(gpu={index}, min={min}, max={max})"));
     if min > max { INVALID_ARGUMENT } else { SUCCESS }
 }
 
 #[unsafe(no_mangle)]
-pub extern "C" fn nvmlDeviceSetPowerManagementLimit(
-    device: sys::nvmlDevice_t,
-    limit: c_uint,
-) -> sys::nvmlReturn_t {
+pub extern "C" fn nvmlDeviceSetPowerManagementLimit(device: sys::nvmlDevice_t, limit: c_uint) -> sys::nvmlReturn_t {
     let Some((index, _)) = gpu_of(device) else {
         return INVALID_ARGUMENT;
     };
-    rec(&format!(
-        "nvmlDeviceSetPowerManagementLimit(gpu={index}, limit={limit})"
-    ));
+    rec(&format!("nvmlDeviceSetPowerManagementLimit(gpu={index}, limit={limit})"));
     SUCCESS
 }
 
 #[unsafe(no_mangle)]
-pub extern "C" fn nvmlDeviceGetMemoryInfo(
-    _d: sys::nvmlDevice_t,
-    _m: *mut std::ffi::c_void,
-) -> sys::nvmlReturn_t {
+pub extern "C" fn nvmlDeviceGetMemoryInfo(_d: sys::nvmlDevice_t, _m: *mut std::ffi::c_void) -> sys::nvmlReturn_t {
     NOT_SUPPORTED
 }

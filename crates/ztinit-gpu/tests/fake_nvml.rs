@@ -57,10 +57,7 @@ impl Fake {
     }
 
     fn env(&self) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
-        vec![(
-            "FAKE_NVML_CONFIG".into(),
-            self.dir.path().join("fake.json").into(),
-        )]
+        vec![("FAKE_NVML_CONFIG".into(), self.dir.path().join("fake.json").into())]
     }
 
     fn calls(&self) -> String {
@@ -106,29 +103,19 @@ fn config() -> GpuConfig {
         ..GpuConfig::default()
     };
     c.measurements.insert("2".into(), vec![fake_measurement(2)]);
-    c.measurements
-        .insert("36".into(), vec![fake_measurement(36)]);
+    c.measurements.insert("36".into(), vec![fake_measurement(36)]);
     c
 }
 
 fn start(fake: &Fake, cfg: &GpuConfig, gpus: usize) -> Result<GpuAttester, GpuError> {
     let guest = fake.guest(gpus);
-    let plan = ztinit::gpu::plan(cfg, &guest.join("sys/bus/pci/devices"))
-        .unwrap()
-        .unwrap();
-    let env = AttesterEnv {
-        files_root: guest,
-        helper_env: fake.env(),
-        now: std::time::SystemTime::now(),
-    };
+    let plan = ztinit::gpu::plan(cfg, &guest.join("sys/bus/pci/devices")).unwrap().unwrap();
+    let env = AttesterEnv { files_root: guest, helper_env: fake.env(), now: std::time::SystemTime::now() };
     GpuAttester::start(cfg, &plan, &env)
 }
 
 fn test_trust() -> Trust {
-    Trust {
-        root: certs::parse_pem_cert(&test_root_pem()).unwrap(),
-        now: std::time::SystemTime::now(),
-    }
+    Trust { root: certs::parse_pem_cert(&test_root_pem()).unwrap(), now: std::time::SystemTime::now() }
 }
 
 #[test]
@@ -141,10 +128,7 @@ fn helper_answers_every_request_against_the_fake_library() {
     assert_eq!(inv.gpus[0].arch, 9);
     assert_eq!(inv.gpus[0].pci_bus_id, "00000000:01:00.0");
     let cc = h.cc_settings().unwrap();
-    assert_eq!(
-        (cc.environment, cc.cc_feature, cc.devtools_mode, cc.cpu_caps),
-        (2, 1, 0, 3)
-    );
+    assert_eq!((cc.environment, cc.cc_feature, cc.devtools_mode, cc.cpu_caps), (2, 1, 0, 3));
     assert!(!h.get_ready().unwrap());
 
     let nonce = [0x5au8; 32];
@@ -155,34 +139,18 @@ fn helper_answers_every_request_against_the_fake_library() {
         vbios_versions: &["96.00.9F.00.01".into()],
         reference: None,
     };
-    let v = verify::verify_device(
-        &Evidence {
-            report: &report,
-            chain_pem: &chain,
-            arch: None,
-        },
-        &exp,
-        &test_trust(),
-    );
+    let v = verify::verify_device(&Evidence { report: &report, chain_pem: &chain, arch: None }, &exp, &test_trust());
     assert!(v.passed(), "{:?}", v.checks);
     // The pinned NVIDIA root does not accept the test CA.
-    let real = verify::verify_device(
-        &Evidence {
-            report: &report,
-            chain_pem: &chain,
-            arch: None,
-        },
-        &exp,
-        &Trust::nvidia_now(),
-    );
+    let real =
+        verify::verify_device(&Evidence { report: &report, chain_pem: &chain, arch: None }, &exp, &Trust::nvidia_now());
     assert_eq!(real.first_failure().unwrap().name, "chain");
 
     // One attempt per GPU, enforced by the helper too.
     match h.evidence(0, &nonce) {
-        Err(HelperError::Refused {
-            op: "evidence",
-            message,
-        }) => assert!(message.contains("already requested"), "{message}"),
+        Err(HelperError::Refused { op: "evidence", message }) => {
+            assert!(message.contains("already requested"), "{message}")
+        }
         other => panic!("{other:?}"),
     }
     assert!(h.set_ready().unwrap());
@@ -190,16 +158,10 @@ fn helper_answers_every_request_against_the_fake_library() {
     h.close();
     let calls = fake.calls();
     assert!(
-        calls.contains(&format!(
-            "nvmlDeviceGetConfComputeGpuAttestationReport(gpu=0, nonce={})",
-            hex::encode(nonce)
-        )),
+        calls.contains(&format!("nvmlDeviceGetConfComputeGpuAttestationReport(gpu=0, nonce={})", hex::encode(nonce))),
         "{calls}"
     );
-    assert!(
-        calls.contains("nvmlSystemSetConfComputeGpusReadyState(1)"),
-        "{calls}"
-    );
+    assert!(calls.contains("nvmlSystemSetConfComputeGpusReadyState(1)"), "{calls}");
 }
 
 #[test]
@@ -212,26 +174,14 @@ fn attester_happy_path_sets_ready_only_after_acceptance() {
     let evidence = a.collect(&digest).unwrap();
     assert!(!fake.calls().contains("SetConfComputeGpusReadyState"));
     // What the KBS does with it.
-    let policy = NvidiaPolicy {
-        refuse_switches: true,
-        ..NvidiaPolicy::default()
-    };
+    let policy = NvidiaPolicy { refuse_switches: true, ..NvidiaPolicy::default() };
     let verdict = verify_nvidia_evidence(&evidence, Some(&digest), &policy, &test_trust()).unwrap();
     assert!(verdict.passed(), "{:?}", verdict.first_failure());
-    assert!(matches!(
-        a.collect(&digest),
-        Err(GpuError::AlreadyCollected)
-    ));
+    assert!(matches!(a.collect(&digest), Err(GpuError::AlreadyCollected)));
     a.set_ready().unwrap();
     a.finish();
     let calls = fake.calls();
-    assert_eq!(
-        calls
-            .matches("nvmlSystemSetConfComputeGpusReadyState(1)")
-            .count(),
-        1,
-        "{calls}"
-    );
+    assert_eq!(calls.matches("nvmlSystemSetConfComputeGpusReadyState(1)").count(), 1, "{calls}");
     assert!(!calls.contains("GpusReadyState(0)"), "{calls}");
 }
 
@@ -257,10 +207,7 @@ fn devtools_mode_is_fatal_before_any_evidence() {
         Ok(_) => panic!("devtools accepted"),
     }
     let calls = fake.calls();
-    assert!(
-        !calls.contains("AttestationReport") && !calls.contains("ReadyState"),
-        "{calls}"
-    );
+    assert!(!calls.contains("AttestationReport") && !calls.contains("ReadyState"), "{calls}");
 }
 
 #[test]
@@ -268,7 +215,12 @@ fn tampered_measurement_is_fatal_and_ready_is_never_set() {
     let fake = Fake::new(serde_json::json!({"measurement_overrides": {"36": "00".repeat(48)}}));
     let mut a = start(&fake, &config(), 1).unwrap();
     let err = a.collect(&[1u8; 48]).unwrap_err().to_string();
-    assert!(err.starts_with("GPU 0 (GPU-00000000-0000-0000-0000-000000000000) evidence rejected: measurements: FAIL: block 36"), "{err}");
+    assert!(
+        err.starts_with(
+            "GPU 0 (GPU-00000000-0000-0000-0000-000000000000) evidence rejected: measurements: FAIL: block 36"
+        ),
+        "{err}"
+    );
     assert!(matches!(a.set_ready(), Err(GpuError::NotAttested)));
     a.finish();
     assert!(!fake.calls().contains("ReadyState"), "{}", fake.calls());
@@ -278,10 +230,7 @@ fn tampered_measurement_is_fatal_and_ready_is_never_set() {
 fn gpu_count_mismatch_between_pci_and_driver_is_fatal() {
     let fake = Fake::new(serde_json::json!({}));
     let err = start(&fake, &config(), 2).err().unwrap().to_string();
-    assert_eq!(
-        err,
-        "inventory: the driver sees 1 GPUs but 2 are on the PCI bus"
-    );
+    assert_eq!(err, "inventory: the driver sees 1 GPUs but 2 are on the PCI bus");
 }
 
 #[test]
@@ -289,8 +238,5 @@ fn failed_report_is_fatal() {
     let fake = Fake::new(serde_json::json!({"fail_report": true}));
     let mut a = start(&fake, &config(), 1).unwrap();
     let err = a.collect(&[1u8; 48]).unwrap_err().to_string();
-    assert!(
-        err.contains("nvmlDeviceGetConfComputeGpuAttestationReport failed"),
-        "{err}"
-    );
+    assert!(err.contains("nvmlDeviceGetConfComputeGpuAttestationReport failed"), "{err}");
 }
