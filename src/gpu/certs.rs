@@ -157,7 +157,7 @@ pub fn format_time(t: SystemTime) -> String {
     }
 }
 
-fn is_ca(cert: &Certificate) -> bool {
+pub fn is_ca(cert: &Certificate) -> bool {
     let Some(exts) = &cert.tbs_certificate.extensions else {
         return false;
     };

@@ -187,6 +187,12 @@ impl Section for GpuConfig {
         {
             v.error("locked_clocks_mhz", format!("[{min}, {max}] must be [min, max] with 0 < min <= max"));
         }
+        if self.multi_gpu_mode == MultiGpuMode::ProtectedPcie {
+            // PPCIe trusts NVSwitches too, whose evidence comes through NSCQ,
+            // which the helper does not speak: accepting it would leave them
+            // unattested.
+            v.error("multi_gpu_mode", "\"protected-pcie\" is not supported yet (NVSwitch attestation is missing)");
+        }
         if let Some(w) = self.power_limit_w {
             v.range("power_limit_w", w, 50, 2_000);
         }
@@ -222,7 +228,7 @@ mod tests {
             r#"
 [gpu]
 mode = "gpu"
-multi_gpu_mode = "protected-pcie"
+multi_gpu_mode = "nvle"
 helper_timeout_ms = 20000
 measurements = { "10" = ["aabb", "ccdd"] }
 driver_versions = ["550.90.07"]
@@ -233,7 +239,7 @@ power_limit_w = 700
         )
         .unwrap();
         assert_eq!(c.gpu.mode, GpuMode::Gpu);
-        assert_eq!(c.gpu.multi_gpu_mode, MultiGpuMode::ProtectedPcie);
+        assert_eq!(c.gpu.multi_gpu_mode, MultiGpuMode::Nvle);
         let rv = c.gpu.inline_reference().unwrap();
         assert_eq!(rv.entries[&10], vec![vec![0xaa, 0xbb], vec![0xcc, 0xdd]]);
         assert_eq!(c.gpu.locked_clocks_mhz, Some([1500, 1980]));
@@ -253,6 +259,7 @@ helper_timeout_ms = 5
 measurements = { "0" = ["zz"], "2" = [] }
 locked_clocks_mhz = [2000, 1000]
 power_limit_w = 5
+multi_gpu_mode = "protected-pcie"
 typo = 1
 "#,
             &NoFiles,
@@ -267,6 +274,7 @@ typo = 1
             "gpu.locked_clocks_mhz: [2000, 1000] must be [min, max]",
             "gpu.power_limit_w: 5 is out of range",
             "gpu.typo: unknown key",
+            "gpu.multi_gpu_mode: \"protected-pcie\" is not supported yet",
         ] {
             assert!(joined.contains(needle), "missing {needle:?} in\n{joined}");
         }

@@ -123,6 +123,7 @@ fn chain_without_leaf_fails_signature_and_fwid() {
     let v = verify_pair(TRUSTEE_REPORT, "trustee/hopper_cert_chain_case4.txt", None);
     assert!(fail_text(&v, "signature").contains("GH100 A01 GSP BROM"), "{:?}", v.checks);
     assert!(fail_text(&v, "fwid").contains("carries no FWID extension"), "{:?}", v.checks);
+    assert!(fail_text(&v, "chain").contains("GH100 A01 GSP BROM") && fail_text(&v, "chain").contains("is a CA"));
 }
 
 #[test]

@@ -220,6 +220,12 @@ pub fn verify_device(evidence: &Evidence<'_>, expected: &Expected<'_>, trust: &T
     let chain = certs::parse_pem_chain(evidence.chain_pem);
     let leaf = chain.as_ref().ok().and_then(|c| c.first());
     match &chain {
+        // A CA certificate in the leaf position (e.g. a chain missing its
+        // leaf) never signs reports.
+        Ok(c) if c.len() > 1 && certs::is_ca(&c[0]) => v.push(
+            "chain",
+            Outcome::Fail(format!("first certificate {} is a CA, not a device leaf", certs::subject(&c[0]))),
+        ),
         Ok(c) => v.push("chain", chain_outcome(c, trust)),
         Err(e) => v.push("chain", Outcome::Fail(e.to_string())),
     }
