@@ -50,6 +50,12 @@ impl MultiGpuMode {
 #[serde(default)]
 pub struct GpuConfig {
     pub mode: GpuMode,
+    /// Where NVIDIA PCI functions are looked for (test images point this at
+    /// a baked fake tree; hiding GPUs only leaves them without a driver).
+    pub pci_devices: String,
+    /// Load `nvidia`/`nvidia-uvm` and start nvidia-persistenced. `false`
+    /// only where the driver is already up (test images with the fake NVML).
+    pub load_driver: bool,
     /// The glibc NVML helper.
     pub helper: String,
     /// The NVML library the helper loads.
@@ -87,6 +93,8 @@ impl Default for GpuConfig {
     fn default() -> Self {
         GpuConfig {
             mode: GpuMode::Auto,
+            pci_devices: super::detect::DEFAULT_PCI_DEVICES.into(),
+            load_driver: true,
             helper: "/usr/libexec/ztinit/ztinit-gpu".into(),
             nvml_library: "libnvidia-ml.so.1".into(),
             helper_timeout_ms: 60_000,
@@ -144,6 +152,7 @@ fn parse_value(v: &str) -> Result<Vec<u8>, String> {
 
 impl Section for GpuConfig {
     fn validate(&self, v: &mut Validator<'_>) {
+        v.absolute_path("pci_devices", &self.pci_devices);
         v.absolute_path("helper", &self.helper);
         v.absolute_path("persistenced", &self.persistenced);
         v.absolute_path("persistenced_socket", &self.persistenced_socket);

@@ -66,20 +66,26 @@ pub enum GpuError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GpuPlan {
     pub detected: detect::Detected,
-    /// For the module loader, in order.
+    /// For the module loader, in order (empty when `load_driver = false`).
     pub modules: Vec<bringup::ModuleLoad>,
+    /// Start nvidia-persistenced and wait for it (`load_driver`).
+    pub start_persistenced: bool,
     /// How long to wait for nvidia-persistenced.
     pub readiness_deadline: Duration,
 }
 
-/// Detects NVIDIA devices under `pci_devices` (normally
-/// [`detect::DEFAULT_PCI_DEVICES`]) and decides the mode: `None` means
-/// CPU-only (skip the stage).
-pub fn plan(cfg: &GpuConfig, pci_devices: &Path) -> Result<Option<GpuPlan>, GpuError> {
+/// Detects NVIDIA devices under `root` + `[gpu] pci_devices` (normally
+/// `/sys/bus/pci/devices`) and decides the mode: `None` means CPU-only
+/// (skip the stage).
+pub fn plan(cfg: &GpuConfig, root: &Path) -> Result<Option<GpuPlan>, GpuError> {
+    let pci_devices = root.join(cfg.pci_devices.trim_start_matches('/'));
     if cfg.mode == GpuMode::Cpu {
         return Ok(None);
     }
-    let detected = detect::detect(pci_devices)?;
+    let detected = detect::detect(&pci_devices)?;
+    if !detected.switches.is_empty() {
+        log::warn!("gpu: {} NVSwitch function(s) present; NVSwitches are not attested", detected.switches.len());
+    }
     if detected.gpus.is_empty() {
         return match cfg.mode {
             GpuMode::Gpu => Err(GpuError::NoGpu),
@@ -88,7 +94,8 @@ pub fn plan(cfg: &GpuConfig, pci_devices: &Path) -> Result<Option<GpuPlan>, GpuE
     }
     let n = detected.gpus.len();
     Ok(Some(GpuPlan {
-        modules: bringup::modules(n),
+        modules: if cfg.load_driver { bringup::modules(n) } else { Vec::new() },
+        start_persistenced: cfg.load_driver,
         readiness_deadline: bringup::readiness_deadline(
             Duration::from_millis(cfg.ready_timeout_ms),
             Duration::from_millis(cfg.ready_timeout_per_gpu_ms),
@@ -109,11 +116,18 @@ mod plan_tests {
         assert_eq!(plan(&auto, t.path()).unwrap(), None);
         let gpu = GpuConfig { mode: GpuMode::Gpu, ..GpuConfig::default() };
         assert!(matches!(plan(&gpu, t.path()), Err(GpuError::NoGpu)));
-        detect::tests::fake_pci(t.path(), &[("0000:01:00.0", "0x10de", "0x2331", "0x030200")]);
+        let pci = t.path().join("sys/bus/pci/devices");
+        detect::tests::fake_pci(&pci, &[("0000:01:00.0", "0x10de", "0x2331", "0x030200")]);
         let p = plan(&auto, t.path()).unwrap().unwrap();
         assert_eq!(p.modules[0].params, ["NVreg_NvLinkDisable=1"]);
+        assert!(p.start_persistenced);
         assert_eq!(p.readiness_deadline, Duration::from_secs(70));
         let cpu = GpuConfig { mode: GpuMode::Cpu, ..GpuConfig::default() };
         assert_eq!(plan(&cpu, t.path()).unwrap(), None);
+        // A test image: fake PCI tree elsewhere, driver already "up".
+        detect::tests::fake_pci(&t.path().join("etc/fake-pci"), &[("0000:01:00.0", "0x10de", "0x2331", "0x030200")]);
+        let test = GpuConfig { pci_devices: "/etc/fake-pci".into(), load_driver: false, ..GpuConfig::default() };
+        let p = plan(&test, t.path()).unwrap().unwrap();
+        assert!(p.modules.is_empty() && !p.start_persistenced);
     }
 }
