@@ -60,6 +60,44 @@ pub enum GpuError {
     NotAttested,
     #[error("GPUs did not report the ready state after it was set")]
     ReadyNotSet,
+    #[error("driver: {0}")]
+    Driver(String),
+}
+
+/// What the GPU stage needs from the rest of ztinit: the module loader and
+/// the supervisor (which owns the daemon and reaps it).
+pub trait DriverHooks {
+    /// Loads the modules in order, with their parameters.
+    fn load_modules(&mut self, modules: &[bringup::ModuleLoad]) -> Result<(), String>;
+    /// Starts and supervises `cmd`; returns a probe telling whether it still runs.
+    fn start_persistenced(&mut self, cmd: std::process::Command) -> Result<Box<dyn FnMut() -> bool>, String>;
+}
+
+/// The whole GPU stage up to evidence: plan, driver, daemon readiness,
+/// helper, policy. `Ok(None)`: CPU-only boot. The returned attester is
+/// handed to the KBS client (`collect`), and `set_ready` is called after
+/// the KBS accepted.
+pub fn bring_up(
+    cfg: &GpuConfig,
+    root: &Path,
+    hooks: &mut dyn DriverHooks,
+    env: &AttesterEnv,
+) -> Result<Option<GpuAttester>, GpuError> {
+    let Some(plan) = plan(cfg, root)? else {
+        return Ok(None);
+    };
+    log::info!("gpu: {} GPU(s) on the PCI bus", plan.detected.gpus.len());
+    if !plan.modules.is_empty() {
+        hooks.load_modules(&plan.modules).map_err(GpuError::Driver)?;
+    }
+    if plan.start_persistenced {
+        let program = Path::new(&cfg.persistenced);
+        let alive = hooks.start_persistenced(bringup::persistenced_command(program)).map_err(GpuError::Driver)?;
+        let socket = root.join(cfg.persistenced_socket.trim_start_matches('/'));
+        let took = bringup::wait_persistenced_ready(&socket, plan.readiness_deadline, alive)?;
+        log::info!("gpu: nvidia-persistenced ready after {} ms", took.as_millis());
+    }
+    GpuAttester::start(cfg, &plan, env).map(Some)
 }
 
 /// What the GPU stage will do on this machine.

@@ -240,3 +240,56 @@ fn failed_report_is_fatal() {
     let err = a.collect(&[1u8; 48]).unwrap_err().to_string();
     assert!(err.contains("nvmlDeviceGetConfComputeGpuAttestationReport failed"), "{err}");
 }
+
+/// The whole stage as main runs it, with stand-ins for the module loader and
+/// the supervisor.
+#[test]
+fn bring_up_loads_modules_waits_for_the_daemon_then_starts_the_attester() {
+    struct Hooks {
+        root: PathBuf,
+        modules: Vec<String>,
+        daemon: Vec<String>,
+    }
+    impl ztinit::gpu::DriverHooks for Hooks {
+        fn load_modules(&mut self, modules: &[ztinit::gpu::bringup::ModuleLoad]) -> Result<(), String> {
+            self.modules = modules.iter().map(|m| format!("{} {}", m.name, m.params.join(" "))).collect();
+            Ok(())
+        }
+        fn start_persistenced(&mut self, cmd: Command) -> Result<Box<dyn FnMut() -> bool>, String> {
+            self.daemon = std::iter::once(cmd.get_program())
+                .chain(cmd.get_args())
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            let sock = self.root.join("run/nvidia-persistenced/socket");
+            std::fs::create_dir_all(sock.parent().unwrap()).unwrap();
+            std::fs::write(sock, b"").unwrap();
+            Ok(Box::new(|| true))
+        }
+    }
+    let fake = Fake::new(serde_json::json!({}));
+    let guest = fake.guest(1);
+    let mut hooks = Hooks { root: guest.clone(), modules: Vec::new(), daemon: Vec::new() };
+    let env = AttesterEnv { files_root: guest.clone(), helper_env: fake.env(), now: std::time::SystemTime::now() };
+    let mut a = ztinit::gpu::bring_up(&config(), &guest, &mut hooks, &env).unwrap().unwrap();
+    assert_eq!(hooks.modules, ["nvidia NVreg_NvLinkDisable=1", "nvidia-uvm "]);
+    assert_eq!(hooks.daemon, ["/usr/bin/nvidia-persistenced", "--verbose", "--uvm-persistence-mode"]);
+    a.collect(&[3u8; 48]).unwrap();
+    a.set_ready().unwrap();
+
+    // A daemon that dies is fatal before the helper ever runs.
+    struct Dying;
+    impl ztinit::gpu::DriverHooks for Dying {
+        fn load_modules(&mut self, _: &[ztinit::gpu::bringup::ModuleLoad]) -> Result<(), String> {
+            Ok(())
+        }
+        fn start_persistenced(&mut self, _: Command) -> Result<Box<dyn FnMut() -> bool>, String> {
+            Ok(Box::new(|| false))
+        }
+    }
+    let fake2 = Fake::new(serde_json::json!({}));
+    let guest2 = fake2.guest(1);
+    let env2 = AttesterEnv { files_root: guest2.clone(), helper_env: fake2.env(), now: std::time::SystemTime::now() };
+    let err = ztinit::gpu::bring_up(&config(), &guest2, &mut Dying, &env2).err().unwrap().to_string();
+    assert_eq!(err, "nvidia-persistenced exited before it was ready");
+    assert!(!fake2.calls().contains("nvmlInit"));
+}
