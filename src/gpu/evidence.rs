@@ -225,3 +225,83 @@ pub fn verify_nvidia_evidence(
     }
     Ok(NvidiaVerdict { devices })
 }
+
+/// The dev KBS's `nvidia` device verifier, ready to wrap in its `Verifier`
+/// trait: `tee() = "nvidia"`, `verify(evidence, report_data, _)` =
+/// [`NvidiaVerifier::verify`].
+#[derive(Debug, Clone)]
+pub struct NvidiaVerifier {
+    pub policy: NvidiaPolicy,
+    /// The pinned device root (NVIDIA's unless a test policy pins another).
+    pub root: x509_cert::Certificate,
+}
+
+/// The `nvidia` part of a relying party's policy file (TOML or JSON).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NvidiaPolicyFile {
+    /// Reference values by SPDM block index (1-based): accepted hex values.
+    pub measurements: std::collections::BTreeMap<String, Vec<String>>,
+    pub driver_versions: Vec<String>,
+    pub vbios_versions: Vec<String>,
+    pub refuse_switches: bool,
+    /// PEM of a device root to pin instead of NVIDIA's (test KBS only).
+    pub device_root_pem: Option<String>,
+}
+
+impl NvidiaVerifier {
+    pub fn from_policy(file: &NvidiaPolicyFile) -> Result<NvidiaVerifier, String> {
+        let mut reference = ReferenceValues::default();
+        for (key, values) in &file.measurements {
+            let index =
+                key.parse::<u8>().ok().filter(|&i| i >= 1).ok_or_else(|| {
+                    format!("nvidia policy: measurement key {key:?} is not an SPDM block index 1-255")
+                })?;
+            let decoded = values
+                .iter()
+                .map(|v| hex::decode(v).map_err(|_| format!("nvidia policy: measurement {key}: {v:?} is not hex")))
+                .collect::<Result<Vec<_>, _>>()?;
+            reference.insert(index, decoded, "policy");
+        }
+        let root = match &file.device_root_pem {
+            Some(pem) => super::certs::parse_pem_cert(pem).map_err(|e| format!("nvidia policy: device root: {e}"))?,
+            None => super::certs::nvidia_device_root(),
+        };
+        Ok(NvidiaVerifier {
+            policy: NvidiaPolicy {
+                reference,
+                driver_versions: file.driver_versions.clone(),
+                vbios_versions: file.vbios_versions.clone(),
+                refuse_switches: file.refuse_switches,
+            },
+            root,
+        })
+    }
+
+    /// Verifies the `nvidia` additional evidence bound to `report_data` (the
+    /// device digest the KBS computed from `{nonce, tee-pubkey}`) at the
+    /// current time; returns Trustee-style claims or the first failure as
+    /// one line.
+    pub fn verify(&self, evidence: &serde_json::Value, report_data: &[u8]) -> Result<serde_json::Value, String> {
+        self.verify_at(evidence, report_data, std::time::SystemTime::now())
+    }
+
+    pub fn verify_at(
+        &self,
+        evidence: &serde_json::Value,
+        report_data: &[u8],
+        now: std::time::SystemTime,
+    ) -> Result<serde_json::Value, String> {
+        if report_data.len() < NONCE_LEN {
+            return Err(format!("nvidia: device report data is {} bytes, fewer than 32", report_data.len()));
+        }
+        let trust = Trust { root: self.root.clone(), now };
+        let verdict = verify_nvidia_evidence(evidence, Some(report_data), &self.policy, &trust)
+            .map_err(|e| format!("nvidia: {e}"))?;
+        match verdict.first_failure() {
+            Some(failure) => Err(format!("nvidia: {failure}")),
+            None if verdict.passed() => Ok(verdict.claims()),
+            None => Err("nvidia: no device verified".into()),
+        }
+    }
+}

@@ -388,3 +388,38 @@ mod rims {
         assert!(err.to_string().contains("VBIOS RIM 96.00.5E.00.01"), "{err}");
     }
 }
+
+#[test]
+fn kbs_verifier_applies_its_policy() {
+    use super::evidence::{CollectedDevice, NvidiaEvidence, NvidiaPolicyFile, NvidiaVerifier};
+    let raw = report(TRUSTEE_REPORT);
+    let parsed = Report::parse(&raw).unwrap();
+    let m2 = hex::encode(&parsed.measurement(2).unwrap().value);
+    let dev = CollectedDevice {
+        arch: verify::Arch::Hopper,
+        uuid: "GPU-1".into(),
+        report: raw,
+        chain_pem: sample("trustee/hopper_cert_chain_case1.txt"),
+    };
+    let value = NvidiaEvidence::from_devices(&[dev]).to_value();
+    let mut digest = parsed.request_nonce.to_vec();
+    digest.extend_from_slice(&[0u8; 16]);
+    let policy: NvidiaPolicyFile = toml::from_str(&format!(
+        "driver_versions = [\"550.90.07\"]\nmeasurements = {{ \"2\" = [\"{m2}\"] }}\nrefuse_switches = true\n"
+    ))
+    .unwrap();
+    let v = NvidiaVerifier::from_policy(&policy).unwrap();
+    let claims = v.verify_at(&value, &digest, certs::unix(1_780_000_000)).unwrap();
+    assert_eq!(claims[0]["driver_version"], "550.90.07");
+    assert_eq!(claims[0]["measurements"]["2"], m2.as_str());
+
+    let strict: NvidiaPolicyFile = toml::from_str("vbios_versions = [\"96.00.00.00.00\"]").unwrap();
+    let err = NvidiaVerifier::from_policy(&strict)
+        .unwrap()
+        .verify_at(&value, &digest, certs::unix(1_780_000_000))
+        .unwrap_err();
+    assert!(err.starts_with("nvidia: device 0 (HOPPER GPU-1): vbios-version: FAIL"), "{err}");
+    let err = v.verify_at(&value, &[0u8; 48], certs::unix(1_780_000_000)).unwrap_err();
+    assert!(err.contains("nonce: FAIL"), "{err}");
+    assert!(toml::from_str::<NvidiaPolicyFile>("typo = 1").is_err());
+}
