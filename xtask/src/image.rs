@@ -19,7 +19,8 @@ use crate::manifest::{self, BuildRef, Compression, DeviceType, Loaded, MUSL_TARG
 use crate::util;
 
 /// Programs that make an image interactive; refused unless `debug = true`.
-const SHELLS: &[&str] = &["sh", "bash", "ash", "dash", "busybox", "zsh", "ksh", "mksh", "csh", "tcsh", "fish", "toybox"];
+const SHELLS: &[&str] =
+    &["sh", "bash", "ash", "dash", "busybox", "zsh", "ksh", "mksh", "csh", "tcsh", "fish", "toybox"];
 /// Symlink hops followed when the config check reads a file.
 const MAX_LINK_HOPS: usize = 16;
 
@@ -65,18 +66,32 @@ pub fn cmd(args: &[String]) -> Result<()> {
     let mut manifest = None;
     let mut out = None;
     let mut list = false;
+    let mut inspect = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--manifest" => manifest = Some(PathBuf::from(it.next().context("--manifest needs a path")?)),
             "--out" => out = Some(PathBuf::from(it.next().context("--out needs a path")?)),
             "--list" => list = true,
+            "--inspect" => inspect = Some(PathBuf::from(it.next().context("--inspect needs a path")?)),
             "-h" | "--help" => {
-                println!("usage: cargo xtask image --manifest rootfs/NAME.toml [--out PATH] [--list]");
+                println!(
+                    "usage: cargo xtask image --manifest rootfs/NAME.toml [--out PATH] [--list]\n\
+                     \x20      cargo xtask image --inspect IMAGE.cpio   (lists an uncompressed image)"
+                );
                 return Ok(());
             }
             other => bail!("image: unknown argument {other:?} (see --help)"),
         }
+    }
+    if let Some(path) = inspect {
+        let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let members = cpio::parse(&bytes)
+            .map_err(|e| anyhow::anyhow!("{}: {e} (compressed images cannot be inspected)", path.display()))?;
+        for m in members {
+            println!("{:06o} {:>5}:{:<5} {:>10} /{}", m.mode, m.uid, m.gid, m.data.len(), m.name);
+        }
+        return Ok(());
     }
     let manifest = manifest.context("image: --manifest is required")?;
     if out.is_none() && !list {
@@ -114,7 +129,8 @@ pub fn resolve(m: &Loaded) -> Result<Tree> {
         tree.add(&path, Node::File(Data::Host(bin.clone())), 0o755, 0, 0, "ztinit")?;
     }
     if let Some((c, source)) = &m.config {
-        let text = std::fs::read(source).with_context(|| format!("{shown}: cannot read config {}", source.display()))?;
+        let text =
+            std::fs::read(source).with_context(|| format!("{shown}: cannot read config {}", source.display()))?;
         let path = c.path.clone().unwrap_or_else(|| ztinit::config::DEFAULT_PATH.into());
         tree.add(&path, Node::File(Data::Bytes(text)), 0o400, 0, 0, &format!("config {}", source.display()))?;
     }
@@ -160,7 +176,8 @@ pub fn resolve(m: &Loaded) -> Result<Tree> {
     if let Some((c, source)) = &m.config {
         let guest = c.path.clone().unwrap_or_else(|| ztinit::config::DEFAULT_PATH.into());
         if c.check {
-            check_config(&tree, &guest).with_context(|| format!("{shown}: baked config {} is invalid", source.display()))?;
+            check_config(&tree, &guest)
+                .with_context(|| format!("{shown}: baked config {} is invalid", source.display()))?;
         } else {
             println!("image: not checking {} (config check = false)", source.display());
         }
@@ -199,7 +216,13 @@ fn build_binaries(m: &Loaded) -> Result<BTreeMap<BuildRef, PathBuf>> {
     for r in refs {
         let path = util::target_dir().join(&r.target).join("release").join(&r.bin);
         if !path.is_file() {
-            bail!("{}: package {} has no binary {} (looked for {})", m.path.display(), r.package, r.bin, path.display());
+            bail!(
+                "{}: package {} has no binary {} (looked for {})",
+                m.path.display(),
+                r.package,
+                r.bin,
+                path.display()
+            );
         }
         out.insert(r, path);
     }
@@ -213,7 +236,8 @@ pub fn cargo_build_release(target: &str, packages: &BTreeSet<String>) -> Result<
     for p in packages {
         cmd.args(["-p", p]);
     }
-    util::run(&mut cmd).with_context(|| format!("building {} for {target}", packages.iter().cloned().collect::<Vec<_>>().join(", ")))
+    util::run(&mut cmd)
+        .with_context(|| format!("building {} for {target}", packages.iter().cloned().collect::<Vec<_>>().join(", ")))
 }
 
 fn add_modules(m: &Loaded, tree: &mut Tree) -> Result<()> {
@@ -249,14 +273,35 @@ fn add_modules(m: &Loaded, tree: &mut Tree) -> Result<()> {
         if !host.is_file() {
             bail!("{} listed in modules.dep but missing", host.display());
         }
-        tree.add(&format!("{guest_dir}/{path}"), Node::File(Data::Host(host)), 0o644, 0, 0, &format!("module {}", module_name(path)))?;
+        tree.add(
+            &format!("{guest_dir}/{path}"),
+            Node::File(Data::Host(host)),
+            0o644,
+            0,
+            0,
+            &format!("module {}", module_name(path)),
+        )?;
         let list = deps.get(path).map(|d| d.join(" ")).unwrap_or_default();
         dep_out.push_str(&format!("{path}:{}{list}\n", if list.is_empty() { "" } else { " " }));
     }
-    tree.add(&format!("{guest_dir}/modules.dep"), Node::File(Data::Bytes(dep_out.into_bytes())), 0o644, 0, 0, "generated modules.dep")?;
+    tree.add(
+        &format!("{guest_dir}/modules.dep"),
+        Node::File(Data::Bytes(dep_out.into_bytes())),
+        0o644,
+        0,
+        0,
+        "generated modules.dep",
+    )?;
     let builtin = moddir.join("modules.builtin");
     if builtin.is_file() {
-        tree.add(&format!("{guest_dir}/modules.builtin"), Node::File(Data::Host(builtin)), 0o644, 0, 0, "modules.builtin")?;
+        tree.add(
+            &format!("{guest_dir}/modules.builtin"),
+            Node::File(Data::Host(builtin)),
+            0o644,
+            0,
+            0,
+            "modules.builtin",
+        )?;
     }
     Ok(())
 }
@@ -320,9 +365,9 @@ impl ztinit::config::Files for ImageFiles<'_> {
                 }
                 Some(Entry { node: Node::File(data), .. }) => {
                     return match read_data(data) {
-                        Ok(b) if b.len() as u64 > ztinit::config::MAX_REFERENCED_FILE_BYTES => {
-                            FileLookup::Error(format!("larger than {} bytes", ztinit::config::MAX_REFERENCED_FILE_BYTES))
-                        }
+                        Ok(b) if b.len() as u64 > ztinit::config::MAX_REFERENCED_FILE_BYTES => FileLookup::Error(
+                            format!("larger than {} bytes", ztinit::config::MAX_REFERENCED_FILE_BYTES),
+                        ),
                         Ok(b) => FileLookup::Found(b),
                         Err(e) => FileLookup::Error(format!("{e:#}")),
                     };
@@ -480,11 +525,17 @@ fn is_busybox(path: &Path) -> bool {
 }
 
 fn perm_string(perm: u32) -> String {
-    let mut s = String::new();
+    let mut s: Vec<char> = Vec::new();
     for (i, c) in "rwxrwxrwx".chars().enumerate() {
         s.push(if perm & (1 << (8 - i)) != 0 { c } else { '-' });
     }
-    s
+    // setuid, setgid, sticky replace the x of their triple, as ls shows them.
+    for (bit, idx, set, unset) in [(0o4000, 2, 's', 'S'), (0o2000, 5, 's', 'S'), (0o1000, 8, 't', 'T')] {
+        if perm & bit != 0 {
+            s[idx] = if s[idx] == 'x' { set } else { unset };
+        }
+    }
+    s.into_iter().collect()
 }
 
 /// Encodes the tree as newc (optionally zstd-compressed) into `out`.

@@ -40,7 +40,8 @@ pub fn parse_fragment(name: &str, text: &str) -> Result<Vec<Request>> {
     let mut out = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
-        let at = |symbol: &str, want| Request { symbol: symbol.to_string(), want, fragment: name.to_string(), line: i + 1 };
+        let at =
+            |symbol: &str, want| Request { symbol: symbol.to_string(), want, fragment: name.to_string(), line: i + 1 };
         if line.is_empty() {
             continue;
         }

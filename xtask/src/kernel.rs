@@ -27,8 +27,20 @@ const SOURCE_PACKAGE: &str = "linux-source-6.12";
 const SOURCE_TARBALL: &str = "/usr/src/linux-source-6.12.tar.xz";
 const SOURCE_DIR: &str = "linux-source-6.12";
 /// Host packages the kernel build needs.
-const BUILD_DEBS: &[&str] =
-    &["linux-source-6.12", "flex", "bison", "libelf-dev", "libssl-dev", "bc", "gcc", "make", "libc6-dev", "xz-utils", "zstd", "kmod"];
+const BUILD_DEBS: &[&str] = &[
+    "linux-source-6.12",
+    "flex",
+    "bison",
+    "libelf-dev",
+    "libssl-dev",
+    "bc",
+    "gcc",
+    "make",
+    "libc6-dev",
+    "xz-utils",
+    "zstd",
+    "kmod",
+];
 /// Bump when the build procedure changes in a way that changes the output.
 const RECIPE: &str = "ztinit-kernel-recipe-1";
 /// Fixed build identity so the same inputs give the same kernel.
@@ -52,9 +64,6 @@ pub struct Kernel {
 impl Kernel {
     pub fn bzimage(&self) -> PathBuf {
         self.dir.join("bzImage")
-    }
-    pub fn config(&self) -> PathBuf {
-        self.dir.join("config")
     }
     /// `lib/modules/RELEASE` of this kernel (holds `modules.dep`).
     pub fn modules_dir(&self) -> PathBuf {
@@ -105,15 +114,6 @@ pub fn ensure(profile: &str) -> Result<Kernel> {
     ensure_with(profile, &[])
 }
 
-/// The kernel of a profile if it is already in the cache.
-pub fn cached(profile: &str) -> Result<Option<Kernel>> {
-    let inputs = match Inputs::gather(profile, &[]) {
-        Ok(i) => i,
-        Err(_) => return Ok(None),
-    };
-    load_cached(&inputs)
-}
-
 fn ensure_with(profile: &str, extra: &[PathBuf]) -> Result<Kernel> {
     ensure_host_packages()?;
     let inputs = Inputs::gather(profile, extra)?;
@@ -127,7 +127,9 @@ fn ensure_with(profile: &str, extra: &[PathBuf]) -> Result<Kernel> {
 fn ensure_host_packages() -> Result<()> {
     util::ensure_debs(BUILD_DEBS, "building the guest kernel")?;
     if !Path::new(SOURCE_TARBALL).is_file() {
-        bail!("{SOURCE_PACKAGE} is installed but {SOURCE_TARBALL} is missing; reinstall it: apt-get install --reinstall {SOURCE_PACKAGE}");
+        bail!(
+            "{SOURCE_PACKAGE} is installed but {SOURCE_TARBALL} is missing; reinstall it: apt-get install --reinstall {SOURCE_PACKAGE}"
+        );
     }
     Ok(())
 }
@@ -147,15 +149,17 @@ impl Inputs {
         let mut fragments = Vec::new();
         for name in &def.fragments {
             let path = dir.join(format!("{name}.conf"));
-            let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read fragment {}", path.display()))?;
+            let text =
+                std::fs::read_to_string(&path).with_context(|| format!("cannot read fragment {}", path.display()))?;
             fragments.push((format!("{name}.conf"), text));
         }
         for path in extra {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read fragment {}", path.display()))?;
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("cannot read fragment {}", path.display()))?;
             fragments.push((path.display().to_string(), text));
         }
-        let source_version = util::deb_version(SOURCE_PACKAGE)
-            .with_context(|| format!("{SOURCE_PACKAGE} is not installed"))?;
+        let source_version =
+            util::deb_version(SOURCE_PACKAGE).with_context(|| format!("{SOURCE_PACKAGE} is not installed"))?;
         let mut h = Sha256::new();
         for part in [RECIPE, profile, &source_version] {
             h.update(part.as_bytes());
@@ -182,7 +186,8 @@ fn load_cached(inputs: &Inputs) -> Result<Option<Kernel>> {
     let Ok(text) = std::fs::read_to_string(&meta) else {
         return Ok(None);
     };
-    let mut k: Kernel = serde_json::from_str(&text).with_context(|| format!("{}: corrupt; delete it", meta.display()))?;
+    let mut k: Kernel =
+        serde_json::from_str(&text).with_context(|| format!("{}: corrupt; delete it", meta.display()))?;
     k.dir = dir;
     if !k.bzimage().is_file() || !k.modules_dir().join("modules.dep").is_file() {
         return Ok(None);
@@ -211,7 +216,12 @@ fn build(inputs: &Inputs) -> Result<Kernel> {
     }
     let allconfig = out.join("ztinit.fragment");
     util::write_atomic(&allconfig, merged.render().as_bytes())?;
-    println!("kernel: configuring {} profile from {} fragments ({} options)", inputs.profile, inputs.fragments.len(), merged.requests.len());
+    println!(
+        "kernel: configuring {} profile from {} fragments ({} options)",
+        inputs.profile,
+        inputs.fragments.len(),
+        merged.requests.len()
+    );
     let jobs = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let mut make = make_cmd(&src, &out, jobs);
     make.arg(format!("KCONFIG_ALLCONFIG={}", allconfig.display())).arg("allnoconfig");
@@ -380,7 +390,8 @@ fn make_with_progress(cmd: &mut Command, log: &Path, expected: Option<usize>) ->
                 if elapsed >= next {
                     next += PROGRESS_EVERY;
                     let n = units.load(Ordering::Relaxed);
-                    let pct = expected.map(|e| format!(" of ~{e} ({}%)", (n * 100 / e.max(1)).min(99))).unwrap_or_default();
+                    let pct =
+                        expected.map(|e| format!(" of ~{e} ({}%)", (n * 100 / e.max(1)).min(99))).unwrap_or_default();
                     println!("kernel: [{}] {n}{pct} units compiled", fmt_duration(elapsed));
                 }
             }

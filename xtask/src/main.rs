@@ -3,22 +3,32 @@
 //! Each subcommand lives in its own module and takes the remaining
 //! arguments; add a new one with one line in the match below.
 
+mod bench;
 mod cpio;
+mod demo;
 mod e2e;
 mod elf;
 mod image;
 mod kconfig;
 mod kernel;
 mod manifest;
+mod prereq;
 mod qemu;
 mod relay;
+mod test;
 mod util;
 
 use anyhow::Result;
 
-const USAGE: &str = "usage: cargo xtask <command> [args]
+const USAGE: &str = "usage: cargo xtask <command> [args]   (each command has --help)
 commands:
-  kernel [--profile production|test] [--fragment PATH]   build or find the cached guest kernel";
+  test [--no-unit] [SCENARIO...]      the full test suite: prerequisites, cargo test, QEMU scenarios
+  demo                                boot the demo image and summarise the boot
+  bench [--runs N]                    boot timings and sizes; writes target/bench.json
+  kernel [--profile production|test]  build or find the cached guest kernel; prints the bzImage path
+  image --manifest M [--out P] [--list]   build a reproducible initramfs from rootfs/M.toml
+  qemu --image P [--kernel K] [--append A] [--disk D[:ro]] [--forward PORT]   boot interactively
+  e2e [--list] [SCENARIO...]          only the QEMU scenarios of tests/e2e/";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -38,6 +48,10 @@ fn dispatch(args: &[String]) -> Result<()> {
         "image" => image::cmd(rest),
         "qemu" => qemu::cmd(rest),
         "e2e" => e2e::cmd(rest),
+        "test" => test::cmd(rest),
+        "demo" => demo::cmd(rest),
+        "bench" => bench::cmd(rest),
+        // Hidden: QEMU's guestfwd runs it once per guest connection.
         "relay" => relay::cmd(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");

@@ -213,9 +213,8 @@ fn merge(path: &Path, out: &mut Loaded, stack: &mut Vec<PathBuf>) -> Result<()> 
     for inc in &m.include {
         merge(&dir.join(inc), out, stack)?;
     }
-    let abs = |s: &str| -> String {
-        if s.starts_with('/') { s.to_string() } else { dir.join(s).display().to_string() }
-    };
+    let abs =
+        |s: &str| -> String { if s.starts_with('/') { s.to_string() } else { dir.join(s).display().to_string() } };
     // Later files (the including manifest) override scalar options.
     if let Some(d) = m.image.debug {
         out.debug = d;

@@ -346,7 +346,14 @@ mod tests {
         let mut s = Spec::new("/k".into(), "/i".into());
         s.forward_port = Some(4242);
         let shown = util::show(&s.command().unwrap());
-        for want in ["-no-reboot", "panic=-1", "isa-debug-exit,iobase=0xf4,iosize=0x04", "restrict=on", "guestfwd=tcp:10.0.2.100:8080-cmd:", "relay 127.0.0.1:4242"] {
+        for want in [
+            "-no-reboot",
+            "panic=-1",
+            "isa-debug-exit,iobase=0xf4,iosize=0x04",
+            "restrict=on",
+            "guestfwd=tcp:10.0.2.100:8080-cmd:",
+            "relay 127.0.0.1:4242",
+        ] {
             assert!(shown.contains(want), "{want} missing from {shown}");
         }
     }
