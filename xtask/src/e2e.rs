@@ -124,10 +124,10 @@ pub fn load(path: &Path) -> Result<Scenario> {
 pub fn parse(name: &str, text: &str) -> Result<Scenario> {
     let mut s: Scenario = toml::from_str(text)?;
     s.name = name.to_string();
-    if let ExpectedExit::Named(n) = &s.exit {
-        if n != "poweroff" {
-            bail!("exit = {n:?}: use a number (isa-debug-exit value) or \"poweroff\"");
-        }
+    if let ExpectedExit::Named(n) = &s.exit
+        && n != "poweroff"
+    {
+        bail!("exit = {n:?}: use a number (isa-debug-exit value) or \"poweroff\"");
     }
     if s.service.iter().filter(|sv| sv.forward == Some(true)).count() > 1 {
         bail!("only one service can be forwarded to the guest");

@@ -134,6 +134,7 @@ pub fn resolve(m: &Loaded) -> Result<Tree> {
         let path = c.path.clone().unwrap_or_else(|| ztinit::config::DEFAULT_PATH.into());
         tree.add(&path, Node::File(Data::Bytes(text)), 0o400, 0, 0, &format!("config {}", source.display()))?;
     }
+    let mut elf_copies: BTreeMap<PathBuf, String> = BTreeMap::new();
     for f in &m.files {
         let origin = format!("[[file]] {}", f.path);
         let (host, data) = match (&f.source, &f.build, &f.text) {
@@ -150,7 +151,18 @@ pub fn resolve(m: &Loaded) -> Result<Tree> {
                 let sysroot = PathBuf::from(f.sysroot.as_deref().unwrap_or("/"));
                 for dep in elf::closure(host, &f.path, &sysroot).with_context(|| format!("{shown}: {origin}"))? {
                     let from = format!("ELF dependency of {}", f.path);
-                    tree.add_or_same(&dep.guest_path, Node::File(Data::Host(dep.host_path)), 0o755, 0, 0, &from)?;
+                    // One copy per host file: a second name for it (ld.so is
+                    // both PT_INTERP in /lib64 and libc's DT_NEEDED) is a link.
+                    let canonical = dep.host_path.canonicalize().unwrap_or_else(|_| dep.host_path.clone());
+                    let node = match elf_copies.get(&canonical) {
+                        Some(first) if first != &dep.guest_path => Node::Symlink(first.clone()),
+                        _ => {
+                            elf_copies.insert(canonical, dep.guest_path.clone());
+                            Node::File(Data::Host(dep.host_path))
+                        }
+                    };
+                    let perm = if matches!(node, Node::Symlink(_)) { 0o777 } else { 0o755 };
+                    tree.add_or_same(&dep.guest_path, node, perm, 0, 0, &from)?;
                 }
             }
         }
@@ -423,10 +435,13 @@ impl Tree {
     /// directories named by more than one manifest).
     fn add_or_same(&mut self, path: &str, node: Node, perm: u32, uid: u32, gid: u32, origin: &str) -> Result<()> {
         let key = validate_guest_path(path)?;
-        if let Some(old) = self.entries.get(&key) {
-            if old.node == node && old.perm == perm && old.uid == uid && old.gid == gid {
-                return Ok(());
-            }
+        if let Some(old) = self.entries.get(&key)
+            && old.node == node
+            && old.perm == perm
+            && old.uid == uid
+            && old.gid == gid
+        {
+            return Ok(());
         }
         self.add(path, node, perm, uid, gid, origin)
     }

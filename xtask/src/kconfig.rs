@@ -89,10 +89,10 @@ pub struct Merged {
 impl Merged {
     pub fn add(&mut self, requests: Vec<Request>) {
         for r in requests {
-            if let Some(old) = self.requests.insert(r.symbol.clone(), r.clone()) {
-                if old.want != r.want {
-                    self.overrides.push((old, r));
-                }
+            if let Some(old) = self.requests.insert(r.symbol.clone(), r.clone())
+                && old.want != r.want
+            {
+                self.overrides.push((old, r));
             }
         }
     }

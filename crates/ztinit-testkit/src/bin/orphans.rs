@@ -69,12 +69,11 @@ fn count_zombies() -> std::io::Result<usize> {
             continue;
         }
         // The state follows the last ')' (the command name may hold any byte).
-        if let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) {
-            if let Some((_, rest)) = stat.rsplit_once(')') {
-                if rest.trim_start().starts_with('Z') {
-                    n += 1;
-                }
-            }
+        if let Ok(stat) = std::fs::read_to_string(entry.path().join("stat"))
+            && let Some((_, rest)) = stat.rsplit_once(')')
+            && rest.trim_start().starts_with('Z')
+        {
+            n += 1;
         }
     }
     Ok(n)
