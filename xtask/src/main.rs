@@ -7,6 +7,7 @@ mod bench;
 mod cpio;
 mod demo;
 mod e2e;
+mod echo_server;
 mod elf;
 mod image;
 mod kconfig;
@@ -53,6 +54,8 @@ fn dispatch(args: &[String]) -> Result<()> {
         "bench" => bench::cmd(rest),
         // Hidden: QEMU's guestfwd runs it once per guest connection.
         "relay" => relay::cmd(rest),
+        // Hidden: the host service of the `network` scenario.
+        "echo-server" => echo_server::cmd(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())
