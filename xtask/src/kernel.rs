@@ -3,8 +3,8 @@
 //!
 //! Layout under the cache directory (`~/.cache/ztinit`, `ZTINIT_CACHE_DIR`):
 //! - `src/VERSION/linux-source-6.12/`: the extracted source, shared;
-//! - `build/VERSION-PROFILE/`: the `O=` build tree, kept for incremental
-//!   rebuilds when a fragment changes;
+//! - `build/VERSION/`: the `O=` build tree, shared by the profiles and kept
+//!   for incremental rebuilds (a changed fragment or another profile);
 //! - `kernel/HASH/`: the result: `bzImage`, `config`, `modules/lib/modules/
 //!   RELEASE/` (with `modules.dep`) and `kernel.json`.
 
@@ -82,27 +82,39 @@ struct Inputs {
     source_version: String,
     /// (name, text), in merge order.
     fragments: Vec<(String, String)>,
+    /// Fragments beyond the profile's (`--fragment`).
+    extra: bool,
     hash: String,
 }
 
 pub fn cmd(args: &[String]) -> Result<()> {
     let mut profile = DEFAULT_PROFILE.to_string();
     let mut extra = Vec::new();
+    let mut config_only = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--profile" => profile = it.next().context("--profile needs a value (production|test)")?.clone(),
             "--fragment" => extra.push(PathBuf::from(it.next().context("--fragment needs a path")?)),
+            "--config-only" => config_only = true,
             "-h" | "--help" => {
                 println!(
-                    "usage: cargo xtask kernel [--profile production|test] [--fragment PATH]...\n\
+                    "usage: cargo xtask kernel [--profile production|test] [--fragment PATH]... [--config-only]\n\
                      Builds (or finds in the cache) the guest kernel; prints the bzImage path.\n\
+                     --config-only stops after checking that every requested option is in the .config.\n\
                      Default profile: {DEFAULT_PROFILE}. Cache: $ZTINIT_CACHE_DIR or ~/.cache/ztinit."
                 );
                 return Ok(());
             }
             other => bail!("kernel: unknown argument {other:?} (see --help)"),
         }
+    }
+    if config_only {
+        ensure_host_packages()?;
+        let inputs = Inputs::gather(&profile, &extra)?;
+        let (_, out) = configure(&inputs)?;
+        println!("{}", out.join(".config").display());
+        return Ok(());
     }
     let kernel = ensure_with(&profile, &extra)?;
     println!("{}", kernel.bzimage().display());
@@ -172,7 +184,7 @@ impl Inputs {
             h.update([0]);
         }
         let hash = hex::encode(&h.finalize()[..8]);
-        Ok(Inputs { profile: profile.to_string(), source_version, fragments, hash })
+        Ok(Inputs { profile: profile.to_string(), source_version, fragments, extra: !extra.is_empty(), hash })
     }
 }
 
@@ -195,12 +207,21 @@ fn load_cached(inputs: &Inputs) -> Result<Option<Kernel>> {
     Ok(Some(k))
 }
 
-fn build(inputs: &Inputs) -> Result<Kernel> {
-    let started = Instant::now();
+/// Configures the profile's build tree and checks the result; returns the
+/// source and build directories.
+fn configure(inputs: &Inputs) -> Result<(PathBuf, PathBuf)> {
     let cache = util::cache_dir()?;
     let src = extract_source(&cache, &inputs.source_version)?;
-    let out = cache.join("build").join(format!("{}-{}", inputs.source_version, inputs.profile));
+    // One build tree per source version, shared by the profiles (they differ
+    // in a few options, so switching is an incremental build); extra
+    // fragments get their own tree so trying one never disturbs it.
+    let tree = match inputs.extra {
+        false => inputs.source_version.clone(),
+        true => format!("{}-extra-{}", inputs.source_version, inputs.hash),
+    };
+    let out = cache.join("build").join(tree);
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    lock_tree(&out)?;
 
     // Configure: allnoconfig with the merged fragments as KCONFIG_ALLCONFIG,
     // so everything not asked for stays off.
@@ -210,8 +231,8 @@ fn build(inputs: &Inputs) -> Result<Kernel> {
     }
     for (old, new) in &merged.overrides {
         println!(
-            "kernel: note: CONFIG_{}{} ({}) overrides{} ({})",
-            new.symbol, new.want, new.fragment, old.want, old.fragment
+            "kernel: note: {} sets CONFIG_{}{} over {}'s CONFIG_{}{}",
+            new.fragment, new.symbol, new.want, old.fragment, old.symbol, old.want
         );
     }
     let allconfig = out.join("ztinit.fragment");
@@ -239,6 +260,14 @@ fn build(inputs: &Inputs) -> Result<Kernel> {
         bail!(msg);
     }
     println!("kernel: all {} requested options are in the final .config", merged.requests.len());
+    Ok((src, out))
+}
+
+fn build(inputs: &Inputs) -> Result<Kernel> {
+    let started = Instant::now();
+    let cache = util::cache_dir()?;
+    let (src, out) = configure(inputs)?;
+    let jobs = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
 
     // Build with progress.
     let units_file = out.join("ztinit-units");
@@ -303,6 +332,30 @@ fn build(inputs: &Inputs) -> Result<Kernel> {
         util::human_size(size)
     );
     Ok(kernel)
+}
+
+/// Takes an exclusive lock on a build tree for the life of this process, so
+/// two builds never share one tree at the same time.
+fn lock_tree(out: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let path = out.with_extension("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    // SAFETY: flock on a file descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        println!("kernel: waiting for another build of {} to finish", out.display());
+        // SAFETY: as above, blocking this time.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            bail!("cannot lock {}: {}", path.display(), std::io::Error::last_os_error());
+        }
+    }
+    // Held until the process exits.
+    std::mem::forget(file);
+    Ok(())
 }
 
 fn make_cmd(src: &Path, out: &Path, jobs: usize) -> Command {
