@@ -117,6 +117,13 @@ pub fn cmd(args: &[String]) -> Result<()> {
         return Ok(());
     }
     let kernel = ensure_with(&profile, &extra)?;
+    println!(
+        "kernel: {} kernel {} ({}), cached in {}",
+        kernel.profile,
+        kernel.release,
+        kernel.hash,
+        kernel.dir.display()
+    );
     println!("{}", kernel.bzimage().display());
     Ok(())
 }
@@ -130,7 +137,6 @@ fn ensure_with(profile: &str, extra: &[PathBuf]) -> Result<Kernel> {
     ensure_host_packages()?;
     let inputs = Inputs::gather(profile, extra)?;
     if let Some(k) = load_cached(&inputs)? {
-        println!("kernel: cached {} kernel {} ({})", k.profile, k.release, k.hash);
         return Ok(k);
     }
     build(&inputs)
