@@ -302,8 +302,11 @@ pub fn cmd(args: &[String]) -> Result<()> {
     eprintln!("qemu: {}", util::show(&cmd));
     // Interactive: the console is this terminal (stdin included).
     let status = cmd.status().with_context(|| format!("cannot start {QEMU}"))?;
-    let outcome = decode(status, "", "");
-    eprintln!("qemu: exited with {status} -> {outcome}");
+    // The console went to the terminal, so rc 0 cannot be told apart here.
+    match (status.code(), decode(status, "", "")) {
+        (Some(0), _) => eprintln!("qemu: exited with status 0: power-off, reboot or kernel panic (see the console)"),
+        (_, outcome) => eprintln!("qemu: exited with {status} -> {outcome}"),
+    }
     match status.code() {
         Some(0) => Ok(()),
         Some(rc) => std::process::exit(rc),
