@@ -40,10 +40,30 @@ fn main() {
     let digest = h.finalize();
     let input_hash: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
 
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    println!("cargo:rerun-if-changed=.git/index");
+    // Rebuild when HEAD moves (a commit or a checkout). Ask git where its
+    // files are: in a worktree `.git` is a file, and a rerun-if-changed path
+    // that does not exist makes cargo rebuild every time. The index is not
+    // watched: `git status` above refreshes it, which would also rebuild
+    // every time; the watched sources already cover "dirty".
+    for path in ["HEAD", "packed-refs"] {
+        if let Some(p) = git(root, &["rev-parse", "--git-path", path]) {
+            watch_if_exists(root, &p);
+        }
+    }
+    if let Some(head_ref) = git(root, &["symbolic-ref", "-q", "HEAD"])
+        && let Some(p) = git(root, &["rev-parse", "--git-path", &head_ref])
+    {
+        watch_if_exists(root, &p);
+    }
     println!("cargo:rustc-env=ZTINIT_GIT_REV={rev}{}", if dirty { "-dirty" } else { "" });
     println!("cargo:rustc-env=ZTINIT_INPUT_HASH={input_hash}");
+}
+
+fn watch_if_exists(root: &Path, path: &str) {
+    let full = root.join(path);
+    if full.exists() {
+        println!("cargo:rerun-if-changed={}", full.display());
+    }
 }
 
 fn git(root: &Path, args: &[&str]) -> Option<String> {

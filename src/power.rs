@@ -76,6 +76,9 @@ pub fn end(outcome: Outcome) -> ! {
             _ => 1,
         });
     }
+    // Console writes only queue bytes in the tty; wait until the UART has
+    // sent them, or the last lines (the workload's exit) die with the VM.
+    let _ = rustix::termios::tcdrain(std::io::stderr());
     rustix::fs::sync();
     if DEBUG_EXIT.load(Ordering::SeqCst) {
         debug_exit(outcome.debug_exit_value());

@@ -1,0 +1,524 @@
+//! The QEMU end-to-end harness: every `tests/e2e/*.toml` is one scenario
+//! (see docs/testing.md). Each scenario's image is built once per run, host
+//! services are started on free loopback ports, the VM boots with a
+//! timeout, and the console log (`target/e2e/NAME.log`) is checked for the
+//! expected markers, the forbidden strings and the isa-debug-exit value.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+use crate::image;
+use crate::kernel;
+use crate::qemu::{self, Outcome};
+use crate::util;
+
+/// Strings that fail every scenario.
+const ALWAYS_FORBIDDEN: &[&str] = &["Kernel panic", "BUG: kernel", "Oops:"];
+const DEFAULT_TIMEOUT_S: u64 = 120;
+const SERVICE_READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    #[serde(skip)]
+    pub name: String,
+    pub description: String,
+    /// Image manifest, relative to the workspace root.
+    pub manifest: String,
+    /// Kernel profile (default "test").
+    pub kernel: Option<String>,
+    /// Extra kernel command-line words.
+    #[serde(default)]
+    pub append: Vec<String>,
+    pub timeout_s: Option<u64>,
+    pub memory_mib: Option<u32>,
+    /// Expected end: a number is the isa-debug-exit value, "poweroff" a clean
+    /// ACPI power-off.
+    pub exit: ExpectedExit,
+    /// Console substrings that must appear, in this order.
+    #[serde(default)]
+    pub expect: Vec<String>,
+    /// Console substrings that must not appear.
+    #[serde(default)]
+    pub forbid: Vec<String>,
+    /// Files whose every non-empty line must not appear (e.g. a secret's hex
+    /// and base64 forms written by a prepare step).
+    #[serde(default)]
+    pub forbid_files: Vec<String>,
+    #[serde(default)]
+    pub prepare: Vec<Prepare>,
+    #[serde(default)]
+    pub service: Vec<Service>,
+    #[serde(default)]
+    pub disk: Vec<DiskDef>,
+}
+
+#[derive(Debug, Deserialize, Clone, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum ExpectedExit {
+    Value(u8),
+    Named(String),
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Prepare {
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    pub name: String,
+    pub command: Vec<String>,
+    /// Workspace packages to `cargo build` (debug, host) before starting.
+    #[serde(default)]
+    pub build: Vec<String>,
+    /// A line the service prints when it is ready; without it the harness
+    /// waits until the port accepts connections.
+    pub ready: Option<String>,
+    /// Relay the guest's 10.0.2.100:8080 to this service (default: true
+    /// when it is the only service).
+    pub forward: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct DiskDef {
+    /// Existing file (placeholders allowed), or created when `size_mib` is given.
+    pub path: Option<String>,
+    pub size_mib: Option<u64>,
+    #[serde(default)]
+    pub readonly: bool,
+}
+
+pub fn scenario_dir() -> PathBuf {
+    util::workspace_root().join("tests/e2e")
+}
+
+pub fn load_all() -> Result<Vec<Scenario>> {
+    let dir = scenario_dir();
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    paths.sort();
+    paths.iter().map(|p| load(p)).collect()
+}
+
+pub fn load(path: &Path) -> Result<Scenario> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let name = path.file_stem().and_then(|n| n.to_str()).unwrap_or("scenario");
+    parse(name, &text).with_context(|| format!("{}: invalid scenario", path.display()))
+}
+
+/// A scenario from TOML text (see docs/testing.md for the keys).
+pub fn parse(name: &str, text: &str) -> Result<Scenario> {
+    let mut s: Scenario = toml::from_str(text)?;
+    s.name = name.to_string();
+    if let ExpectedExit::Named(n) = &s.exit
+        && n != "poweroff"
+    {
+        bail!("exit = {n:?}: use a number (isa-debug-exit value) or \"poweroff\"");
+    }
+    if s.service.iter().filter(|sv| sv.forward == Some(true)).count() > 1 {
+        bail!("only one service can be forwarded to the guest");
+    }
+    Ok(s)
+}
+
+/// `cargo xtask e2e [NAME...]`: run scenarios (all when none is named).
+pub fn cmd(args: &[String]) -> Result<()> {
+    if args.iter().any(|a| a == "--list") {
+        for s in load_all()? {
+            println!("{:<20} {}", s.name, s.description);
+        }
+        return Ok(());
+    }
+    if let Some(bad) = args.iter().find(|a| a.starts_with('-')) {
+        bail!("e2e: unknown option {bad} (usage: cargo xtask e2e [--list] [NAME...])");
+    }
+    run_selected(args)
+}
+
+pub fn run_selected(names: &[String]) -> Result<()> {
+    let all = load_all()?;
+    let selected: Vec<Scenario> = if names.is_empty() {
+        all
+    } else {
+        let mut v = Vec::new();
+        for n in names {
+            match all.iter().find(|s| &s.name == n) {
+                Some(s) => v.push(s.clone()),
+                None => bail!("no scenario {n:?} in {}", scenario_dir().display()),
+            }
+        }
+        v
+    };
+    if selected.is_empty() {
+        bail!("no scenarios in {}", scenario_dir().display());
+    }
+    let mut images = ImageCache::default();
+    let mut results = Vec::new();
+    for s in &selected {
+        println!("e2e: {} - {}", s.name, s.description);
+        let started = Instant::now();
+        let failures = match run_one(s, &mut images) {
+            Ok(f) => f,
+            Err(e) => vec![format!("{e:#}")],
+        };
+        let verdict = if failures.is_empty() { "PASS" } else { "FAIL" };
+        println!("e2e: {verdict} {} ({})", s.name, kernel::fmt_duration(started.elapsed()));
+        for f in &failures {
+            println!("e2e:     {f}");
+        }
+        results.push((s.name.clone(), failures));
+    }
+    let failed: Vec<&String> = results.iter().filter(|(_, f)| !f.is_empty()).map(|(n, _)| n).collect();
+    println!("e2e: {} passed, {} failed (logs in {})", results.len() - failed.len(), failed.len(), e2e_dir().display());
+    if !failed.is_empty() {
+        bail!("e2e scenarios failed: {}", failed.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "));
+    }
+    Ok(())
+}
+
+pub fn e2e_dir() -> PathBuf {
+    util::target_dir().join("e2e")
+}
+
+/// Images built during this run, by manifest.
+#[derive(Default)]
+pub struct ImageCache {
+    built: BTreeMap<String, PathBuf>,
+}
+
+impl ImageCache {
+    pub fn get(&mut self, manifest: &str) -> Result<PathBuf> {
+        if let Some(p) = self.built.get(manifest) {
+            return Ok(p.clone());
+        }
+        let stem = manifest.trim_end_matches(".toml").replace('/', "-");
+        let out = e2e_dir().join("images").join(format!("{stem}.cpio"));
+        let b = image::build(&util::workspace_root().join(manifest), &out)?;
+        println!("e2e: image {manifest}: {} entries, {}", b.entries, util::human_size(b.size));
+        self.built.insert(manifest.to_string(), out.clone());
+        Ok(out)
+    }
+}
+
+/// What one boot of a scenario gave.
+pub struct Report {
+    pub outcome: Outcome,
+    pub console: String,
+    pub wall: Duration,
+    pub log: PathBuf,
+    /// Every failed check (empty: pass).
+    pub failures: Vec<String>,
+}
+
+/// Runs one scenario; returns the list of failed checks.
+fn run_one(s: &Scenario, images: &mut ImageCache) -> Result<Vec<String>> {
+    let r = run_scenario(s, images, false, None)?;
+    println!("e2e:   {} in {} (log {})", r.outcome, kernel::fmt_duration(r.wall), r.log.display());
+    Ok(r.failures)
+}
+
+/// Boots a scenario once: image, prepare steps, services, disks, QEMU,
+/// checks. `echo` streams the console to stdout; `log_name` overrides the
+/// log file name (default `target/e2e/NAME.log`).
+pub fn run_scenario(s: &Scenario, images: &mut ImageCache, echo: bool, log_name: Option<&str>) -> Result<Report> {
+    let kernel = kernel::ensure(s.kernel.as_deref().unwrap_or("test"))?;
+    let image = images.get(&s.manifest)?;
+    let scratch = e2e_dir().join(&s.name);
+    if scratch.exists() {
+        std::fs::remove_dir_all(&scratch).with_context(|| format!("cannot clean {}", scratch.display()))?;
+    }
+    std::fs::create_dir_all(&scratch)?;
+    let mut vars = Vars::new(&scratch, &kernel.bzimage(), &image)?;
+    for p in &s.prepare {
+        let argv = vars.expand_all(&p.command)?;
+        let (prog, rest) = argv.split_first().context("prepare: empty command")?;
+        util::run(Command::new(prog).args(rest).current_dir(util::workspace_root()))
+            .with_context(|| format!("prepare step of {}", s.name))?;
+    }
+    // Ports first, so services can name each other's.
+    for sv in &s.service {
+        vars.ports.insert(sv.name.clone(), free_port()?);
+    }
+    let mut running = Running::default();
+    let mut forward = None;
+    for sv in &s.service {
+        let port = vars.ports[&sv.name];
+        running.start(sv, &vars, port, &e2e_dir().join(format!("{}.{}.log", s.name, sv.name)))?;
+        if sv.forward.unwrap_or(s.service.len() == 1) {
+            forward = Some(port);
+        }
+    }
+    let mut spec = qemu::Spec::new(kernel.bzimage(), image);
+    spec.append = vars.expand_all(&s.append)?;
+    spec.forward_port = forward;
+    if let Some(m) = s.memory_mib {
+        spec.memory_mib = m;
+    }
+    for (i, d) in s.disk.iter().enumerate() {
+        let path = match (&d.path, d.size_mib) {
+            (Some(p), None) => PathBuf::from(vars.expand(p)?),
+            (p, Some(size)) => {
+                let path = match p {
+                    Some(p) => PathBuf::from(vars.expand(p)?),
+                    None => scratch.join(format!("disk{i}.img")),
+                };
+                let f = std::fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+                f.set_len(size << 20)?;
+                path
+            }
+            (None, None) => bail!("{}: [[disk]] {i} needs path or size_mib", s.name),
+        };
+        spec.disks.push(qemu::Disk { path, readonly: d.readonly });
+    }
+    let timeout = Duration::from_secs(s.timeout_s.unwrap_or(DEFAULT_TIMEOUT_S));
+    let log = e2e_dir().join(format!("{}.log", log_name.unwrap_or(&s.name)));
+    let run = qemu::run_captured(&spec, timeout, &log, echo)?;
+    running.stop();
+    let mut forbidden: Vec<String> =
+        ALWAYS_FORBIDDEN.iter().map(|s| s.to_string()).chain(s.forbid.iter().cloned()).collect();
+    for f in &s.forbid_files {
+        let path = vars.expand(f)?;
+        let text = std::fs::read_to_string(&path).with_context(|| format!("forbid_files: cannot read {path}"))?;
+        forbidden.extend(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string));
+    }
+    let failures = check(&run.outcome, &run.console, &s.exit, &s.expect, &forbidden);
+    Ok(Report { outcome: run.outcome, console: run.console, wall: run.wall, log, failures })
+}
+
+/// Every way the run differs from the expectation.
+pub fn check(
+    outcome: &Outcome,
+    console: &str,
+    exit: &ExpectedExit,
+    expect: &[String],
+    forbid: &[String],
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    match (exit, outcome) {
+        (ExpectedExit::Value(want), Outcome::DebugExit(got)) if want == got => {}
+        (ExpectedExit::Named(_), Outcome::PoweredOff) => {}
+        (ExpectedExit::Value(want), got) => failures
+            .push(format!("expected isa-debug-exit value {want}{}, got: {got}", qemu::describe_exit_value(*want))),
+        (ExpectedExit::Named(_), got) => failures.push(format!("expected a clean power-off, got: {got}")),
+    }
+    let mut from = 0;
+    for marker in expect {
+        match console[from..].find(marker.as_str()) {
+            Some(i) => from += i + marker.len(),
+            None if console.contains(marker.as_str()) => failures.push(format!("marker out of order: {marker:?}")),
+            None => failures.push(format!("missing marker: {marker:?}")),
+        }
+    }
+    for f in forbid {
+        if console.contains(f.as_str()) {
+            failures.push(format!("forbidden string on the console: {f:?}"));
+        }
+    }
+    failures
+}
+
+/// Placeholder values for scenario strings.
+struct Vars {
+    fixed: BTreeMap<&'static str, String>,
+    ports: BTreeMap<String, u16>,
+}
+
+impl Vars {
+    fn new(scratch: &Path, kernel: &Path, image: &Path) -> Result<Self> {
+        let mut fixed = BTreeMap::new();
+        fixed.insert("workspace", util::workspace_root().display().to_string());
+        fixed.insert("target", util::target_dir().display().to_string());
+        fixed.insert("scratch", scratch.display().to_string());
+        fixed.insert("kernel", kernel.display().to_string());
+        fixed.insert("image", image.display().to_string());
+        fixed.insert("xtask", std::env::current_exe()?.display().to_string());
+        Ok(Vars { fixed, ports: BTreeMap::new() })
+    }
+
+    /// `{name}`; `{port}` is the current service's port (`{port.NAME}` any's).
+    fn expand_with(&self, s: &str, own_port: Option<u16>) -> Result<String> {
+        let mut out = String::new();
+        let mut rest = s;
+        while let Some(start) = rest.find('{') {
+            out.push_str(&rest[..start]);
+            let end = rest[start..].find('}').with_context(|| format!("unclosed placeholder in {s:?}"))? + start;
+            let key = &rest[start + 1..end];
+            let value = match key {
+                "port" => {
+                    own_port.map(|p| p.to_string()).with_context(|| format!("{{port}} outside a service in {s:?}"))?
+                }
+                k if k.starts_with("port.") => self
+                    .ports
+                    .get(&k[5..])
+                    .map(|p| p.to_string())
+                    .with_context(|| format!("no service {:?} for {s:?}", &k[5..]))?,
+                k => self.fixed.get(k).cloned().with_context(|| format!("unknown placeholder {{{k}}} in {s:?}"))?,
+            };
+            out.push_str(&value);
+            rest = &rest[end + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
+    fn expand(&self, s: &str) -> Result<String> {
+        self.expand_with(s, None)
+    }
+
+    fn expand_all(&self, v: &[String]) -> Result<Vec<String>> {
+        v.iter().map(|s| self.expand(s)).collect()
+    }
+}
+
+fn free_port() -> Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0").context("cannot bind a loopback port")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// Host services of one scenario; stopped (by pid) when dropped.
+#[derive(Default)]
+struct Running {
+    children: Vec<(String, Child)>,
+}
+
+impl Running {
+    fn start(&mut self, sv: &Service, vars: &Vars, port: u16, log: &Path) -> Result<()> {
+        if !sv.build.is_empty() {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut c = Command::new(cargo);
+            c.current_dir(util::workspace_root()).arg("build");
+            for p in &sv.build {
+                c.args(["-p", p]);
+            }
+            util::run(&mut c).with_context(|| format!("building service {}", sv.name))?;
+        }
+        let argv: Vec<String> = sv.command.iter().map(|a| vars.expand_with(a, Some(port))).collect::<Result<_>>()?;
+        let (prog, rest) = argv.split_first().with_context(|| format!("service {}: empty command", sv.name))?;
+        let out = std::fs::File::create(log)?;
+        let child = Command::new(prog)
+            .args(rest)
+            .current_dir(util::workspace_root())
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("cannot start service {} ({prog})", sv.name))?;
+        self.children.push((sv.name.clone(), child));
+        let deadline = Instant::now() + SERVICE_READY_TIMEOUT;
+        loop {
+            let (_, child) = self.children.last_mut().context("service vanished")?;
+            if let Some(status) = child.try_wait()? {
+                bail!("service {} exited before it was ready ({status}); log: {}", sv.name, log.display());
+            }
+            let ready = match &sv.ready {
+                Some(line) => {
+                    let mut text = String::new();
+                    std::fs::File::open(log)?.read_to_string(&mut text)?;
+                    text.contains(line.as_str())
+                }
+                None => TcpStream::connect(("127.0.0.1", port)).is_ok(),
+            };
+            if ready {
+                println!("e2e:   service {} ready on 127.0.0.1:{port}", sv.name);
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "service {} not ready after {}s; log: {}",
+                    sv.name,
+                    SERVICE_READY_TIMEOUT.as_secs(),
+                    log.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn stop(&mut self) {
+        for (_, child) in &mut self.children {
+            // SAFETY: signals a child process this harness started, by pid.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        for (_, child) in &mut self.children {
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.children.clear();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn every_checked_scenario_file_parses() {
+        let all = load_all().unwrap();
+        assert!(all.iter().any(|s| s.name == "exit-status"), "scenario files missing");
+        for s in &all {
+            assert!(util::workspace_root().join(&s.manifest).is_file(), "{}: no manifest {}", s.name, s.manifest);
+        }
+    }
+
+    #[test]
+    fn exit_value_and_markers_are_both_required() {
+        let console = "a\nztinit: workload exited status=3\n";
+        let ok = check(&Outcome::DebugExit(3), console, &ExpectedExit::Value(3), &strings(&["a", "status=3"]), &[]);
+        assert!(ok.is_empty(), "{ok:?}");
+        let wrong_value = check(&Outcome::DebugExit(0), console, &ExpectedExit::Value(3), &[], &[]);
+        assert!(wrong_value[0].contains("expected isa-debug-exit value 3"), "{wrong_value:?}");
+        let missing = check(&Outcome::DebugExit(3), console, &ExpectedExit::Value(3), &strings(&["nope"]), &[]);
+        assert!(missing[0].contains("missing marker"), "{missing:?}");
+        let order = check(&Outcome::DebugExit(3), console, &ExpectedExit::Value(3), &strings(&["status=3", "a"]), &[]);
+        assert!(order[0].contains("out of order"), "{order:?}");
+    }
+
+    #[test]
+    fn a_panic_or_hang_never_passes() {
+        let panic = check(&Outcome::Panicked, "Kernel panic", &ExpectedExit::Value(3), &[], &strings(ALWAYS_FORBIDDEN));
+        assert_eq!(panic.len(), 2, "{panic:?}");
+        let hang =
+            check(&Outcome::TimedOut(Duration::from_secs(1)), "", &ExpectedExit::Named("poweroff".into()), &[], &[]);
+        assert!(hang[0].contains("timed out"), "{hang:?}");
+    }
+
+    #[test]
+    fn placeholders_expand_and_unknown_ones_fail() {
+        let v = Vars::new(Path::new("/s"), Path::new("/k"), Path::new("/i")).unwrap();
+        assert_eq!(v.expand("{scratch}/x").unwrap(), "/s/x");
+        assert_eq!(v.expand_with("127.0.0.1:{port}", Some(5)).unwrap(), "127.0.0.1:5");
+        assert!(v.expand("{nope}").is_err());
+        assert!(v.expand("{port}").is_err());
+    }
+}

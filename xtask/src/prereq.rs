@@ -1,0 +1,57 @@
+//! Host prerequisites of the build and the tests: installed when we are
+//! root, otherwise named with the exact command to run.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::manifest::MUSL_TARGET;
+use crate::util;
+
+/// Debian packages: QEMU, the musl C toolchain (ring's C code), zstd for
+/// compressed images, and everything the kernel build needs.
+pub const DEBS: &[&str] = &[
+    "qemu-system-x86",
+    "musl-tools",
+    "zstd",
+    "cpio",
+    "linux-source-6.12",
+    "flex",
+    "bison",
+    "libelf-dev",
+    "libssl-dev",
+    "bc",
+    "gcc",
+    "make",
+    "libc6-dev",
+    "xz-utils",
+    "kmod",
+];
+
+pub fn ensure() -> Result<()> {
+    let missing: Vec<&str> = DEBS.iter().copied().filter(|p| util::deb_version(p).is_none()).collect();
+    if missing.is_empty() {
+        println!("prereq: host packages present ({})", DEBS.len());
+    } else {
+        util::ensure_debs(DEBS, "the ztinit build and QEMU tests")?;
+    }
+    ensure_rust_target(MUSL_TARGET)
+}
+
+fn ensure_rust_target(target: &str) -> Result<()> {
+    let sysroot = util::output(Command::new("rustc").args(["--print", "sysroot"])).context("cannot run rustc")?;
+    let lib = Path::new(sysroot.trim()).join("lib/rustlib").join(target).join("lib");
+    if lib.is_dir() {
+        println!("prereq: Rust target {target} present");
+        return Ok(());
+    }
+    if !util::have_program("rustup") {
+        bail!(
+            "the Rust standard library for {target} is missing and rustup is not installed; install it for your toolchain"
+        );
+    }
+    println!("prereq: installing the Rust target {target} (rustup target add {target})");
+    util::run(Command::new("rustup").args(["target", "add", target]))
+        .with_context(|| format!("run `rustup target add {target}` by hand"))
+}

@@ -1,0 +1,363 @@
+//! `cargo xtask qemu`: boot a kernel + initramfs under QEMU the way the
+//! tests do, and the runner the harness, demo and bench share.
+//!
+//! TCG unless `ZTINIT_QEMU_ACCEL=kvm`; serial console on stdio;
+//! `-no-reboot` + `panic=-1` so a kernel panic ends QEMU instead of hanging
+//! (with rc 0, which is why rc 0 alone never counts as success);
+//! isa-debug-exit at 0xf4; user networking with `restrict=on` and one
+//! guest forward 10.0.2.100:8080 -> a host loopback port through
+//! `xtask relay`.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::kernel;
+use crate::util;
+
+/// Where the guest reaches the forwarded host service.
+pub const GUEST_FORWARD: &str = "10.0.2.100:8080";
+/// Base kernel command line of every boot.
+pub const BASE_APPEND: &[&str] = &["console=ttyS0", "panic=-1", "quiet", "loglevel=4"];
+const QEMU: &str = "qemu-system-x86_64";
+
+#[derive(Debug, Clone)]
+pub struct Disk {
+    pub path: PathBuf,
+    pub readonly: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    /// Added after [`BASE_APPEND`].
+    pub append: Vec<String>,
+    pub disks: Vec<Disk>,
+    /// Host loopback port the guest's 10.0.2.100:8080 is relayed to.
+    pub forward_port: Option<u16>,
+    pub memory_mib: u32,
+    pub cpus: u32,
+}
+
+impl Spec {
+    pub fn new(kernel: PathBuf, initrd: PathBuf) -> Self {
+        Spec { kernel, initrd, append: Vec::new(), disks: Vec::new(), forward_port: None, memory_mib: 512, cpus: 2 }
+    }
+
+    pub fn command(&self) -> Result<Command> {
+        let mut c = Command::new(QEMU);
+        let accel = std::env::var("ZTINIT_QEMU_ACCEL").unwrap_or_else(|_| "tcg".into());
+        match accel.as_str() {
+            "tcg" => c.args(["-accel", "tcg"]),
+            "kvm" => c.args(["-accel", "kvm", "-cpu", "host"]),
+            other => bail!("ZTINIT_QEMU_ACCEL={other:?}: use tcg (default) or kvm"),
+        };
+        let mut append: Vec<String> = BASE_APPEND.iter().map(|s| s.to_string()).collect();
+        append.extend(self.append.iter().cloned());
+        c.args(["-machine", "q35", "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"])
+            .args(["-m", &format!("{}M", self.memory_mib), "-smp", &self.cpus.to_string()])
+            .args(["-serial", "stdio"])
+            .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
+            .arg("-kernel")
+            .arg(&self.kernel)
+            .arg("-initrd")
+            .arg(&self.initrd)
+            .arg("-append")
+            .arg(append.join(" "));
+        let mut netdev = "user,id=net0,restrict=on".to_string();
+        if let Some(port) = self.forward_port {
+            let exe = std::env::current_exe().context("cannot locate the xtask binary for the relay")?;
+            let exe = exe.display().to_string();
+            if exe.contains(['\'', ',']) {
+                bail!("the xtask binary path {exe:?} cannot be used in a QEMU guestfwd command");
+            }
+            // QEMU runs the command through /bin/sh once per guest connection.
+            netdev.push_str(&format!(",guestfwd=tcp:{GUEST_FORWARD}-cmd:'{exe}' relay 127.0.0.1:{port}"));
+        }
+        c.args(["-netdev", &netdev, "-device", "virtio-net-pci,netdev=net0"]);
+        c.args(["-device", "virtio-rng-pci"]);
+        for (i, d) in self.disks.iter().enumerate() {
+            let p = d.path.display().to_string();
+            if p.contains(',') {
+                bail!("disk path {p:?} contains a comma, which QEMU's -drive cannot take");
+            }
+            c.arg("-drive").arg(format!(
+                "file={p},if=virtio,format=raw,id=disk{i}{}",
+                if d.readonly { ",readonly=on" } else { "" }
+            ));
+        }
+        Ok(c)
+    }
+}
+
+/// How a boot ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The guest wrote `value` to isa-debug-exit (QEMU rc = value*2+1).
+    DebugExit(u8),
+    /// rc 0 after the kernel powered off (ACPI S5).
+    PoweredOff,
+    /// rc 0 after a kernel panic (panic=-1 + -no-reboot).
+    Panicked,
+    /// rc 0 after a reboot request.
+    Rebooted,
+    /// QEMU ended some other way (bad arguments, crash...).
+    QemuFailed(String),
+    TimedOut(Duration),
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::DebugExit(v) => write!(f, "isa-debug-exit value {v}{}", describe_exit_value(*v)),
+            Outcome::PoweredOff => f.write_str("VM powered off"),
+            Outcome::Panicked => f.write_str("kernel panic"),
+            Outcome::Rebooted => f.write_str("VM rebooted (QEMU -no-reboot exit)"),
+            Outcome::QemuFailed(why) => write!(f, "QEMU failed: {why}"),
+            Outcome::TimedOut(d) => write!(f, "timed out after {}", kernel::fmt_duration(*d)),
+        }
+    }
+}
+
+/// The meaning of a value under ztinit's convention (COMMON.md).
+pub fn describe_exit_value(v: u8) -> String {
+    match v {
+        0..=63 => format!(" (workload exit status {v})"),
+        64..=125 => format!(" (workload killed by signal {})", v - 64),
+        126 => " (ztinit FATAL)".into(),
+        127 => " (ztinit panic)".into(),
+        _ => String::new(),
+    }
+}
+
+/// Decodes QEMU's exit status plus what the console said.
+pub fn decode(status: ExitStatus, console: &str, stderr: &str) -> Outcome {
+    use std::os::unix::process::ExitStatusExt;
+    match status.code() {
+        Some(0) if console.contains("Kernel panic") => Outcome::Panicked,
+        Some(0) if console.contains("reboot: Power down") => Outcome::PoweredOff,
+        Some(0) if console.contains("reboot: Restarting system") => Outcome::Rebooted,
+        Some(0) => Outcome::QemuFailed("rc 0 without a power-off, reboot or panic message on the console".into()),
+        // rc 1 is also QEMU's own failure code; its stderr tells them apart.
+        Some(1) if stderr.lines().any(is_qemu_error) => Outcome::QemuFailed(first_error(stderr)),
+        Some(rc) if rc % 2 == 1 && rc <= 255 => Outcome::DebugExit((rc >> 1) as u8),
+        Some(rc) => Outcome::QemuFailed(format!("rc {rc}: {}", first_error(stderr))),
+        None => Outcome::QemuFailed(format!("killed by signal {}", status.signal().unwrap_or(0))),
+    }
+}
+
+fn is_qemu_error(line: &str) -> bool {
+    line.starts_with("qemu-system-x86_64:") && !line.contains("warning:")
+}
+
+fn first_error(stderr: &str) -> String {
+    stderr.lines().find(|l| is_qemu_error(l)).unwrap_or_else(|| stderr.lines().last().unwrap_or("")).to_string()
+}
+
+/// The result of one captured boot.
+pub struct Run {
+    pub outcome: Outcome,
+    pub console: String,
+    pub wall: Duration,
+}
+
+/// Boots `spec`, keeping the console in `log` (and echoing it when `echo`),
+/// killing QEMU after `timeout`.
+pub fn run_captured(spec: &Spec, timeout: Duration, log: &Path, echo: bool) -> Result<Run> {
+    let mut cmd = spec.command()?;
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut log_file = std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
+    writeln!(log_file, "# {}", util::show(&cmd))?;
+    let started = Instant::now();
+    use std::os::unix::process::CommandExt;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group, so a timeout also ends the relays it started.
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("cannot start {QEMU} (apt-get install qemu-system-x86)"))?;
+    let console = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let log_file = Arc::new(Mutex::new(log_file));
+    let out_reader = {
+        let mut stdout = child.stdout.take().context("no QEMU stdout")?;
+        let console = Arc::clone(&console);
+        let log_file = Arc::clone(&log_file);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut c) = console.lock() {
+                    c.extend_from_slice(&buf[..n]);
+                }
+                if let Ok(mut f) = log_file.lock() {
+                    let _ = f.write_all(&buf[..n]);
+                }
+                if echo {
+                    let mut so = std::io::stdout().lock();
+                    let _ = so.write_all(&buf[..n]);
+                    let _ = so.flush();
+                }
+            }
+        })
+    };
+    let err_reader = {
+        let mut stderr = child.stderr.take().context("no QEMU stderr")?;
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stderr.read_to_string(&mut s);
+            s
+        })
+    };
+    let status = wait_with_deadline(&mut child, timeout)?;
+    let _ = out_reader.join();
+    let stderr = err_reader.join().unwrap_or_default();
+    let wall = started.elapsed();
+    let console = String::from_utf8_lossy(&console.lock().map(|c| c.clone()).unwrap_or_default()).into_owned();
+    let outcome = match status {
+        Some(s) => decode(s, &console, &stderr),
+        None => Outcome::TimedOut(timeout),
+    };
+    if let Ok(mut f) = log_file.lock() {
+        if !stderr.trim().is_empty() {
+            let _ = writeln!(f, "\n# QEMU stderr:\n{}", stderr.trim_end());
+        }
+        let _ = writeln!(f, "\n# outcome: {outcome} (wall {})", kernel::fmt_duration(wall));
+    }
+    Ok(Run { outcome, console, wall })
+}
+
+/// Waits for the child; after the deadline kills its process group and
+/// returns `None`.
+fn wait_with_deadline(child: &mut Child, timeout: Duration) -> Result<Option<ExitStatus>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        if Instant::now() >= deadline {
+            let pgid = child.id() as i32;
+            // SAFETY: signals the process group we created for this QEMU.
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+            let _ = child.wait();
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn cmd(args: &[String]) -> Result<()> {
+    let mut image = None;
+    let mut kernel_path = None;
+    let mut spec_append = Vec::new();
+    let mut disks = Vec::new();
+    let mut forward = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut val = || it.next().with_context(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--image" => image = Some(PathBuf::from(val()?)),
+            "--kernel" => kernel_path = Some(PathBuf::from(val()?)),
+            "--append" => spec_append.extend(val()?.split_whitespace().map(str::to_string)),
+            "--disk" => {
+                let v = val()?;
+                let (path, readonly) = match v.strip_suffix(":ro") {
+                    Some(p) => (p, true),
+                    None => (v.as_str(), false),
+                };
+                disks.push(Disk { path: PathBuf::from(path), readonly });
+            }
+            "--forward" => forward = Some(val()?.parse::<u16>().context("--forward takes a host port number")?),
+            "-h" | "--help" => {
+                println!(
+                    "usage: cargo xtask qemu --image PATH [--kernel PATH] [--append 'ARGS'] [--disk PATH[:ro]]... [--forward PORT]\n\
+                     Boots under QEMU (TCG; ZTINIT_QEMU_ACCEL=kvm for KVM) with the console on stdio.\n\
+                     Default kernel: the cached test kernel. --forward relays guest {GUEST_FORWARD} to 127.0.0.1:PORT."
+                );
+                return Ok(());
+            }
+            other => bail!("qemu: unknown argument {other:?} (see --help)"),
+        }
+    }
+    let image = image.context("qemu: --image is required")?;
+    let kernel_path = match kernel_path {
+        Some(k) => k,
+        None => kernel::ensure(kernel::DEFAULT_PROFILE)?.bzimage(),
+    };
+    let mut spec = Spec::new(kernel_path, image);
+    spec.append = spec_append;
+    spec.disks = disks;
+    spec.forward_port = forward;
+    let mut cmd = spec.command()?;
+    eprintln!("qemu: {}", util::show(&cmd));
+    // Interactive: the console is this terminal (stdin included).
+    let status = cmd.status().with_context(|| format!("cannot start {QEMU}"))?;
+    // The console went to the terminal, so rc 0 cannot be told apart here.
+    match (status.code(), decode(status, "", "")) {
+        (Some(0), _) => eprintln!("qemu: exited with status 0: power-off, reboot or kernel panic (see the console)"),
+        (_, outcome) => eprintln!("qemu: exited with {status} -> {outcome}"),
+    }
+    match status.code() {
+        Some(0) => Ok(()),
+        Some(rc) => std::process::exit(rc),
+        None => bail!("QEMU was killed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    fn rc(code: i32) -> ExitStatus {
+        ExitStatus::from_raw(code << 8)
+    }
+
+    #[test]
+    fn decodes_debug_exit_values() {
+        assert_eq!(decode(rc(7), "", ""), Outcome::DebugExit(3));
+        assert_eq!(decode(rc(253), "", ""), Outcome::DebugExit(126));
+        assert_eq!(decode(rc(1), "", "qemu-system-x86_64: warning: x\n"), Outcome::DebugExit(0));
+    }
+
+    #[test]
+    fn rc_zero_is_never_a_debug_exit() {
+        assert_eq!(decode(rc(0), "Kernel panic - not syncing: Attempted to kill init!", ""), Outcome::Panicked);
+        assert_eq!(decode(rc(0), "reboot: Power down\n", ""), Outcome::PoweredOff);
+        assert!(matches!(decode(rc(0), "", ""), Outcome::QemuFailed(_)));
+    }
+
+    #[test]
+    fn qemu_errors_are_not_exit_value_zero() {
+        let o = decode(rc(1), "", "qemu-system-x86_64: -drive x: Could not open\n");
+        assert!(matches!(o, Outcome::QemuFailed(ref s) if s.contains("Could not open")), "{o:?}");
+        assert!(matches!(decode(rc(2), "", ""), Outcome::QemuFailed(_)));
+    }
+
+    #[test]
+    fn command_has_the_safety_switches() {
+        let mut s = Spec::new("/k".into(), "/i".into());
+        s.forward_port = Some(4242);
+        let shown = util::show(&s.command().unwrap());
+        for want in [
+            "-no-reboot",
+            "panic=-1",
+            "isa-debug-exit,iobase=0xf4,iosize=0x04",
+            "restrict=on",
+            "guestfwd=tcp:10.0.2.100:8080-cmd:",
+            "relay 127.0.0.1:4242",
+        ] {
+            assert!(shown.contains(want), "{want} missing from {shown}");
+        }
+    }
+}
