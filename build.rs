@@ -12,20 +12,8 @@ fn main() {
     let root = Path::new(&root);
 
     let rev = git(root, &["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
-    let dirty = git(
-        root,
-        &[
-            "status",
-            "--porcelain",
-            "--untracked-files=no",
-            "--",
-            "src",
-            "Cargo.toml",
-            "Cargo.lock",
-            "build.rs",
-        ],
-    )
-    .is_some_and(|s| !s.is_empty());
+    let dirty = git(root, &["status", "--porcelain", "--untracked-files=no", "--", "src", "Cargo.toml", "Cargo.lock", "build.rs"])
+        .is_some_and(|s| !s.is_empty());
 
     // Hash of the sources that make up the binary, in a fixed order with
     // paths relative to the crate root.
@@ -51,29 +39,17 @@ fn main() {
 
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/index");
-    println!(
-        "cargo:rustc-env=ZTINIT_GIT_REV={rev}{}",
-        if dirty { "-dirty" } else { "" }
-    );
+    println!("cargo:rustc-env=ZTINIT_GIT_REV={rev}{}", if dirty { "-dirty" } else { "" });
     println!("cargo:rustc-env=ZTINIT_INPUT_HASH={input_hash}");
 }
 
 fn git(root: &Path, args: &[&str]) -> Option<String> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(root)
-        .args(args)
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    let out = Command::new("git").arg("-C").arg(root).args(args).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 fn collect(root: &Path, dir: &Path, out: &mut Vec<String>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
     for e in entries.flatten() {
         let p = e.path();
         if p.is_dir() {

@@ -69,10 +69,7 @@ pub fn apply(table: &mut toml::Table, cmdline: &str) -> Vec<(String, String)> {
                 path,
                 format!(
                     "may not be set on the kernel command line; only {} may be set there",
-                    std::iter::once("log")
-                        .chain(KNOBS.iter().copied())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    std::iter::once("log").chain(KNOBS.iter().copied()).collect::<Vec<_>>().join(", ")
                 ),
             ));
             continue;
@@ -104,9 +101,7 @@ fn insert(table: &mut toml::Table, path: &str, value: toml::Value) -> Result<(),
     let last = parts.pop().ok_or("empty key")?;
     let mut cur = table;
     for p in parts {
-        let entry = cur
-            .entry(p.to_string())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let entry = cur.entry(p.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
         cur = match entry {
             toml::Value::Table(t) => t,
             _ => return Err(format!("{p} in the baked configuration is not a table")),

@@ -21,10 +21,7 @@ pub fn line_of(src: &str, path: &str) -> Option<usize> {
             continue;
         }
         if let Some(inner) = line.strip_prefix("[[").and_then(|l| l.strip_suffix("]]")) {
-            let mut header: Vec<Seg> = inner
-                .split('.')
-                .map(|s| Seg::Key(unquote(s.trim())))
-                .collect();
+            let mut header: Vec<Seg> = inner.split('.').map(|s| Seg::Key(unquote(s.trim()))).collect();
             let count = match aot_counts.iter_mut().find(|(h, _)| *h == header) {
                 Some((_, c)) => {
                     *c += 1;
@@ -41,10 +38,7 @@ pub fn line_of(src: &str, path: &str) -> Option<usize> {
             continue;
         }
         if let Some(inner) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            table = inner
-                .split('.')
-                .map(|s| Seg::Key(unquote(s.trim())))
-                .collect();
+            table = inner.split('.').map(|s| Seg::Key(unquote(s.trim()))).collect();
             consider(&segments, &table, line_no, &mut best);
             continue;
         }
@@ -80,9 +74,7 @@ fn split_path(path: &str) -> Vec<Seg> {
             out.push(Seg::Key(rest[..open].to_string()));
             rest = &rest[open..];
             while let Some(stripped) = rest.strip_prefix('[') {
-                let Some(close) = stripped.find(']') else {
-                    break;
-                };
+                let Some(close) = stripped.find(']') else { break };
                 if let Ok(i) = stripped[..close].parse() {
                     out.push(Seg::Index(i));
                 }
@@ -115,11 +107,7 @@ fn strip_comment(line: &str) -> &str {
 
 /// 1-based line of a byte offset.
 pub fn line_of_offset(src: &str, offset: usize) -> usize {
-    src.as_bytes()[..offset.min(src.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
+    src.as_bytes()[..offset.min(src.len())].iter().filter(|&&b| b == b'\n').count() + 1
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
-pub use sections::{BootConfig, LogLevel, NetworkConfig, NetworkMode, OnExit, WorkloadConfig};
+pub use sections::{BootConfig, LaunchMode, LogLevel, NetworkConfig, NetworkMode, OnExit, WorkloadConfig};
 
 /// Where the baked configuration lives in the image.
 pub const DEFAULT_PATH: &str = "/etc/ztinit.toml";
@@ -184,11 +184,7 @@ pub struct Validator<'a> {
 
 impl<'a> Validator<'a> {
     fn new(prefix: String, pending: &'a mut Vec<Pending>, files: &'a dyn Files) -> Self {
-        Self {
-            prefix,
-            pending,
-            files,
-        }
+        Self { prefix, pending, files }
     }
 
     fn join(&self, key: &str) -> String {
@@ -203,31 +199,19 @@ impl<'a> Validator<'a> {
     /// Records a problem with `key` (relative to this validator; "" is the section itself).
     pub fn error(&mut self, key: &str, message: impl fmt::Display) {
         let path = self.join(key);
-        self.pending.push(Pending {
-            origin: PendingOrigin::File,
-            path,
-            message: message.to_string(),
-        });
+        self.pending.push(Pending { origin: PendingOrigin::File, path, message: message.to_string() });
     }
 
     /// A validator for a nested table.
     pub fn at(&mut self, key: &str) -> Validator<'_> {
         let prefix = self.join(key);
-        Validator {
-            prefix,
-            pending: self.pending,
-            files: self.files,
-        }
+        Validator { prefix, pending: self.pending, files: self.files }
     }
 
     /// A validator for one entry of an array.
     pub fn index(&mut self, i: usize) -> Validator<'_> {
         let prefix = format!("{}[{i}]", self.prefix);
-        Validator {
-            prefix,
-            pending: self.pending,
-            files: self.files,
-        }
+        Validator { prefix, pending: self.pending, files: self.files }
     }
 
     /// True when no problem has been recorded anywhere so far.
@@ -247,10 +231,7 @@ impl<'a> Validator<'a> {
             && !path.contains('\0')
             && !path.split('/').any(|c| c == ".." || c == ".");
         if !ok {
-            self.error(
-                key,
-                format!("{path:?} must be an absolute path without . or .. components"),
-            );
+            self.error(key, format!("{path:?} must be an absolute path without . or .. components"));
         }
         ok
     }
@@ -366,7 +347,7 @@ config_sections! {
     /// Kernel hardening before launch.
     lockdown: NotSupported,
     /// Workload sandbox (seccomp, Landlock, capabilities).
-    sandbox: NotSupported,
+    sandbox: crate::sandbox::SandboxConfig,
 }
 
 fn parse_section<T: Section>(
@@ -382,11 +363,7 @@ fn parse_section<T: Section>(
         serde_ignored::deserialize(de, |path| unknown.push(ignored_path(name, &path)))
     };
     for path in unknown {
-        pending.push(Pending {
-            origin: PendingOrigin::File,
-            path,
-            message: "unknown key".into(),
-        });
+        pending.push(Pending { origin: PendingOrigin::File, path, message: "unknown key".into() });
     }
     match result {
         Ok(section) => {
@@ -396,11 +373,7 @@ fn parse_section<T: Section>(
         }
         Err(e) => {
             let path = tracked_path(name, &track.path());
-            pending.push(Pending {
-                origin: PendingOrigin::File,
-                path,
-                message: clean_serde_message(&e.to_string()),
-            });
+            pending.push(Pending { origin: PendingOrigin::File, path, message: clean_serde_message(&e.to_string()) });
             None
         }
     }
@@ -420,9 +393,7 @@ fn ignored_path(section: &str, path: &serde_ignored::Path<'_>) -> String {
                 out.push('.');
                 out.push_str(key);
             }
-            Path::Some { parent }
-            | Path::NewtypeStruct { parent }
-            | Path::NewtypeVariant { parent } => walk(parent, out),
+            Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => walk(parent, out),
         }
     }
     let mut out = section.to_string();
@@ -486,11 +457,7 @@ impl Config {
         };
         if let Some(cmdline) = src.cmdline {
             for (path, message) in cmdline::apply(&mut table, cmdline) {
-                pending.push(Pending {
-                    origin: PendingOrigin::Cmdline,
-                    path,
-                    message,
-                });
+                pending.push(Pending { origin: PendingOrigin::Cmdline, path, message });
             }
         }
         let config = build(table, &mut pending, src.files);
@@ -522,21 +489,11 @@ impl Config {
     }
 
     /// Reads the baked file and the kernel command line from the running system.
-    pub fn load_from_system(
-        path: &Path,
-        cmdline_path: &Path,
-        files: &dyn Files,
-    ) -> Result<Config, ConfigError> {
+    pub fn load_from_system(path: &Path, cmdline_path: &Path, files: &dyn Files) -> Result<Config, ConfigError> {
         let read = |p: &Path, max| {
             read_capped(p, max).map_err(|source| match source.kind() {
-                std::io::ErrorKind::InvalidData => ConfigError::TooLarge {
-                    path: p.display().to_string(),
-                    max,
-                },
-                _ => ConfigError::Read {
-                    path: p.display().to_string(),
-                    source,
-                },
+                std::io::ErrorKind::InvalidData => ConfigError::TooLarge { path: p.display().to_string(), max },
+                _ => ConfigError::Read { path: p.display().to_string(), source },
             })
         };
         let text = read(path, MAX_CONFIG_BYTES)?;
@@ -547,12 +504,7 @@ impl Config {
         let cmdline = read(cmdline_path, 64 << 10)?;
         let cmdline = String::from_utf8_lossy(&cmdline).into_owned();
         let origin = path.display().to_string();
-        Config::load(Sources {
-            origin: &origin,
-            text: &text,
-            cmdline: Some(&cmdline),
-            files,
-        })
+        Config::load(Sources { origin: &origin, text: &text, cmdline: Some(&cmdline), files })
     }
 
     /// Rules that span sections.

@@ -75,13 +75,9 @@ impl Section for BootConfig {
         if let Some(h) = &self.hostname {
             let ok = !h.is_empty()
                 && h.len() <= 64
-                && h.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+                && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
             if !ok {
-                v.error(
-                    "hostname",
-                    format!("{h:?} is not a valid hostname (1-64 of a-z, 0-9, '-', '.')"),
-                );
+                v.error("hostname", format!("{h:?} is not a valid hostname (1-64 of a-z, 0-9, '-', '.')"));
             }
         }
     }
@@ -149,26 +145,14 @@ impl Section for WorkloadConfig {
         for (k, val) in &self.env {
             let key_ok = !k.is_empty() && !k.contains('=') && !k.contains('\0');
             if !key_ok || val.contains('\0') {
-                v.error(
-                    &format!("env.{k}"),
-                    "environment names must be non-empty without '=' or NUL; values without NUL",
-                );
+                v.error(&format!("env.{k}"), "environment names must be non-empty without '=' or NUL; values without NUL");
             }
             if k == "CREDENTIALS_DIRECTORY" {
-                v.error(
-                    &format!("env.{k}"),
-                    "is set by ztinit when secrets are delivered",
-                );
+                v.error(&format!("env.{k}"), "is set by ztinit when secrets are delivered");
             }
         }
         if self.supplementary_groups.len() > 64 {
             v.error("supplementary_groups", "at most 64 groups");
-        }
-        if self.mode == LaunchMode::Handoff {
-            v.error(
-                "mode",
-                "\"handoff\" is not supported yet by this ztinit build",
-            );
         }
     }
 }
@@ -218,18 +202,11 @@ pub fn parse_cidr(s: &str) -> Option<(Ipv4Addr, u8)> {
 impl Section for NetworkConfig {
     fn validate(&self, v: &mut Validator<'_>) {
         let valid_ifname = |n: &str| {
-            !n.is_empty()
-                && n.len() < 16
-                && n.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            !n.is_empty() && n.len() < 16 && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
         };
         match self.mode {
             NetworkMode::None => {
-                for (key, set) in [
-                    ("interface", !self.interface.is_empty()),
-                    ("address", !self.address.is_empty()),
-                    ("gateway", self.gateway.is_some()),
-                ] {
+                for (key, set) in [("interface", !self.interface.is_empty()), ("address", !self.address.is_empty()), ("gateway", self.gateway.is_some())] {
                     if set {
                         v.error(key, "has no effect with mode = \"none\"");
                     }
@@ -237,54 +214,32 @@ impl Section for NetworkConfig {
             }
             NetworkMode::Static => {
                 if !valid_ifname(&self.interface) {
-                    v.error(
-                        "interface",
-                        format!("{:?} is not a valid interface name", self.interface),
-                    );
+                    v.error("interface", format!("{:?} is not a valid interface name", self.interface));
                 }
                 match parse_cidr(&self.address) {
-                    Some((addr, _))
-                        if addr.is_unspecified() || addr.is_broadcast() || addr.is_multicast() =>
-                    {
+                    Some((addr, _)) if addr.is_unspecified() || addr.is_broadcast() || addr.is_multicast() => {
                         v.error("address", format!("{addr} cannot be an interface address"))
                     }
                     Some(_) => {}
-                    None => v.error(
-                        "address",
-                        format!(
-                            "{:?} is not an IPv4 address with prefix, e.g. \"10.0.2.15/24\"",
-                            self.address
-                        ),
-                    ),
+                    None => v.error("address", format!("{:?} is not an IPv4 address with prefix, e.g. \"10.0.2.15/24\"", self.address)),
                 }
                 if let Some(g) = &self.gateway {
                     match (g.parse::<Ipv4Addr>(), parse_cidr(&self.address)) {
                         (Err(_), _) => v.error("gateway", format!("{g:?} is not an IPv4 address")),
-                        (Ok(gw), Some((addr, prefix))) if !same_subnet(gw, addr, prefix) => v
-                            .error(
-                                "gateway",
-                                format!("{gw} is not on the subnet of {}", self.address),
-                            ),
+                        (Ok(gw), Some((addr, prefix))) if !same_subnet(gw, addr, prefix) => {
+                            v.error("gateway", format!("{gw} is not on the subnet of {}", self.address))
+                        }
                         _ => {}
                     }
                 }
             }
             NetworkMode::Kernel => {
                 if !self.interface.is_empty() && !valid_ifname(&self.interface) {
-                    v.error(
-                        "interface",
-                        format!("{:?} is not a valid interface name", self.interface),
-                    );
+                    v.error("interface", format!("{:?} is not a valid interface name", self.interface));
                 }
-                for (key, set) in [
-                    ("address", !self.address.is_empty()),
-                    ("gateway", self.gateway.is_some()),
-                ] {
+                for (key, set) in [("address", !self.address.is_empty()), ("gateway", self.gateway.is_some())] {
                     if set {
-                        v.error(
-                            key,
-                            "is set by the kernel's ip= autoconfiguration with mode = \"kernel\"",
-                        );
+                        v.error(key, "is set by the kernel's ip= autoconfiguration with mode = \"kernel\"");
                     }
                 }
             }
@@ -293,10 +248,6 @@ impl Section for NetworkConfig {
 }
 
 fn same_subnet(a: Ipv4Addr, b: Ipv4Addr, prefix: u8) -> bool {
-    let mask = if prefix == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(prefix))
-    };
+    let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix)) };
     u32::from(a) & mask == u32::from(b) & mask
 }

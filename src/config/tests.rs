@@ -1,12 +1,7 @@
 use super::*;
 
 fn load(text: &str, cmdline: Option<&str>) -> Result<Config, ConfigError> {
-    Config::load(Sources {
-        origin: "ztinit.toml",
-        text,
-        cmdline,
-        files: &NoFiles,
-    })
+    Config::load(Sources { origin: "ztinit.toml", text, cmdline, files: &NoFiles })
 }
 
 fn issues(text: &str, cmdline: Option<&str>) -> Vec<Issue> {
@@ -33,10 +28,7 @@ fn minimal_config_loads_with_defaults() {
 fn the_documented_example_is_valid() {
     let text = include_str!("../../docs/ztinit.example.toml");
     let c = load(text, None).unwrap_or_else(|e| panic!("{:?}", e.issues()));
-    assert_eq!(
-        c.network.address(),
-        Some(("10.0.2.15".parse().unwrap(), 24))
-    );
+    assert_eq!(c.network.address(), Some(("10.0.2.15".parse().unwrap(), 24)));
 }
 
 #[test]
@@ -66,10 +58,7 @@ fn unknown_sections_are_reported() {
 
 #[test]
 fn wrong_types_name_the_key() {
-    let i = issues(
-        &format!("{MINIMAL}[boot]\nshutdown_timeout_ms = \"soon\"\n"),
-        None,
-    );
+    let i = issues(&format!("{MINIMAL}[boot]\nshutdown_timeout_ms = \"soon\"\n"), None);
     assert_eq!(i[0].key, "boot.shutdown_timeout_ms");
     assert_eq!(i[0].line, Some(4));
     assert!(i[0].message.contains("invalid type"), "{}", i[0].message);
@@ -84,10 +73,7 @@ fn bad_enum_values_name_the_key() {
 
 #[test]
 fn out_of_range_values_are_refused() {
-    let i = issues(
-        &format!("{MINIMAL}[boot]\nshutdown_timeout_ms = 9999999\n"),
-        None,
-    );
+    let i = issues(&format!("{MINIMAL}[boot]\nshutdown_timeout_ms = 9999999\n"), None);
     assert_eq!(i[0].key, "boot.shutdown_timeout_ms");
     assert!(i[0].message.contains("out of range"));
 }
@@ -100,8 +86,7 @@ fn negative_numbers_for_unsigned_fields_are_refused() {
 
 #[test]
 fn errors_in_several_sections_are_all_reported() {
-    let text =
-        "[workload]\npath = \"relative\"\n[boot]\non_exit = 3\n[network]\nmode = \"static\"\n";
+    let text = "[workload]\npath = \"relative\"\n[boot]\non_exit = 3\n[network]\nmode = \"static\"\n";
     let i = issues(text, None);
     let keys: Vec<_> = i.iter().map(|i| i.key.as_str()).collect();
     assert!(keys.contains(&"workload.path"));
@@ -120,14 +105,10 @@ fn syntax_errors_carry_a_line() {
 
 #[test]
 fn unimplemented_sections_are_refused_not_ignored() {
-    for section in ["tee", "kbs", "gpu", "modules", "lockdown", "sandbox"] {
+    for section in ["tee", "kbs", "gpu"] {
         let i = issues(&format!("{MINIMAL}[{section}]\nx = 1\n"), None);
         assert_eq!(i[0].key, section);
-        assert!(
-            i[0].message.contains("not supported yet"),
-            "{section}: {}",
-            i[0].message
-        );
+        assert!(i[0].message.contains("not supported yet"), "{section}: {}", i[0].message);
     }
     let i = issues(&format!("{MINIMAL}[[volumes]]\nname = \"m\"\n"), None);
     assert!(i[0].message.contains("not supported yet"));
@@ -135,15 +116,9 @@ fn unimplemented_sections_are_refused_not_ignored() {
 
 #[test]
 fn environment_names_are_checked() {
-    let i = issues(
-        "[workload]\npath = \"/bin/app\"\nenv = { \"A=B\" = \"x\" }\n",
-        None,
-    );
+    let i = issues("[workload]\npath = \"/bin/app\"\nenv = { \"A=B\" = \"x\" }\n", None);
     assert_eq!(i[0].key, "workload.env.A=B");
-    let i = issues(
-        "[workload]\npath = \"/bin/app\"\nenv = { CREDENTIALS_DIRECTORY = \"/x\" }\n",
-        None,
-    );
+    let i = issues("[workload]\npath = \"/bin/app\"\nenv = { CREDENTIALS_DIRECTORY = \"/x\" }\n", None);
     assert!(i[0].message.contains("set by ztinit"));
 }
 
@@ -152,49 +127,27 @@ fn static_network_is_checked() {
     let base = "[workload]\npath = \"/a\"\n[network]\nmode = \"static\"\ninterface = \"eth0\"\n";
     let i = issues(&format!("{base}address = \"10.0.2.15\"\n"), None);
     assert_eq!(i[0].key, "network.address");
-    let i = issues(
-        &format!("{base}address = \"10.0.2.15/24\"\ngateway = \"10.0.3.1\"\n"),
-        None,
-    );
+    let i = issues(&format!("{base}address = \"10.0.2.15/24\"\ngateway = \"10.0.3.1\"\n"), None);
     assert_eq!(i[0].key, "network.gateway");
-    assert!(
-        load(
-            &format!("{base}address = \"10.0.2.15/24\"\ngateway = \"10.0.2.2\"\n"),
-            None
-        )
-        .is_ok()
-    );
-    let i = issues(
-        "[workload]\npath = \"/a\"\n[network]\ninterface = \"eth0\"\n",
-        None,
-    );
+    assert!(load(&format!("{base}address = \"10.0.2.15/24\"\ngateway = \"10.0.2.2\"\n"), None).is_ok());
+    let i = issues("[workload]\npath = \"/a\"\n[network]\ninterface = \"eth0\"\n", None);
     assert!(i[0].message.contains("no effect"));
 }
 
 #[test]
 fn cmdline_may_set_harmless_knobs() {
-    let c = load(
-        MINIMAL,
-        Some("console=ttyS0 ztinit.log=debug ztinit.boot.shutdown_timeout_ms=100 quiet"),
-    )
-    .unwrap();
+    let c = load(MINIMAL, Some("console=ttyS0 ztinit.log=debug ztinit.boot.shutdown_timeout_ms=100 quiet")).unwrap();
     assert_eq!(c.boot.log_level, LogLevel::Debug);
     assert_eq!(c.boot.shutdown_timeout_ms, 100);
 }
 
 #[test]
 fn cmdline_may_not_set_security_relevant_keys() {
-    let i = issues(
-        MINIMAL,
-        Some("ztinit.workload.path=/bin/sh ztinit.kbs.url=http://evil"),
-    );
+    let i = issues(MINIMAL, Some("ztinit.workload.path=/bin/sh ztinit.kbs.url=http://evil"));
     assert_eq!(i.len(), 2);
     assert_eq!(i[0].origin, Origin::Cmdline);
     assert_eq!(i[0].key, "ztinit.workload.path");
-    assert!(
-        i[0].message
-            .contains("may not be set on the kernel command line")
-    );
+    assert!(i[0].message.contains("may not be set on the kernel command line"));
     assert_eq!(i[1].key, "ztinit.kbs.url");
 }
 
@@ -211,13 +164,10 @@ fn cmdline_values_are_validated_like_the_file() {
 #[test]
 fn cmdline_words_honour_quotes() {
     assert_eq!(cmdline::words("a=\"b c\" d  e"), vec!["a=b c", "d", "e"]);
-    assert_eq!(
-        cmdline::params("x ztinit.log=info -- ztinit.log=debug"),
-        vec![
-            ("boot.log_level".to_string(), "info".to_string()),
-            ("boot.log_level".to_string(), "debug".to_string())
-        ]
-    );
+    assert_eq!(cmdline::params("x ztinit.log=info -- ztinit.log=debug"), vec![
+        ("boot.log_level".to_string(), "info".to_string()),
+        ("boot.log_level".to_string(), "debug".to_string())
+    ]);
 }
 
 #[test]
@@ -225,44 +175,18 @@ fn referenced_files_are_checked_when_available() {
     let dir = tempfile::tempdir().unwrap();
     let files = RootFiles::new(dir.path());
     let text = "[workload]\npath = \"/bin/app\"\n";
-    let err = Config::load(Sources {
-        origin: "c.toml",
-        text,
-        cmdline: None,
-        files: &files,
-    })
-    .unwrap_err();
-    assert!(
-        err.to_string().contains("no such file in the image"),
-        "{err}"
-    );
+    let err = Config::load(Sources { origin: "c.toml", text, cmdline: None, files: &files }).unwrap_err();
+    assert!(err.to_string().contains("no such file in the image"), "{err}");
     std::fs::create_dir_all(dir.path().join("bin")).unwrap();
     std::fs::write(dir.path().join("bin/app"), b"#!/bin/sh\n").unwrap();
-    let err = Config::load(Sources {
-        origin: "c.toml",
-        text,
-        cmdline: None,
-        files: &files,
-    })
-    .unwrap_err();
+    let err = Config::load(Sources { origin: "c.toml", text, cmdline: None, files: &files }).unwrap_err();
     assert!(err.to_string().contains("not an ELF"), "{err}");
     std::fs::write(dir.path().join("bin/app"), b"\x7fELF....").unwrap();
-    assert!(
-        Config::load(Sources {
-            origin: "c.toml",
-            text,
-            cmdline: None,
-            files: &files
-        })
-        .is_ok()
-    );
+    assert!(Config::load(Sources { origin: "c.toml", text, cmdline: None, files: &files }).is_ok());
 }
 
 #[test]
 fn issue_display_names_file_line_and_key() {
     let i = issues("[workload]\npath = \"/bin/app\"\nbogus = 1\n", None);
-    assert_eq!(
-        i[0].to_string(),
-        "ztinit.toml:3: workload.bogus: unknown key"
-    );
+    assert_eq!(i[0].to_string(), "ztinit.toml:3: workload.bogus: unknown key");
 }

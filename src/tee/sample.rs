@@ -33,9 +33,7 @@ mod tests {
         let digest = [7u8; 48];
         let ev = SampleProvider.evidence(&digest).unwrap();
         assert_eq!(ev["svn"], "1");
-        let rd = STANDARD
-            .decode(ev["report_data"].as_str().unwrap())
-            .unwrap();
+        let rd = STANDARD.decode(ev["report_data"].as_str().unwrap()).unwrap();
         assert_eq!(rd, digest);
     }
 

@@ -24,7 +24,8 @@ use seccompiler::{
 
 use super::{Action, Condition, Op, Profile, SeccompError, Width, syscalls};
 
-const BPF_LD_W_ABS: u16 = 0x00 | 0x00 | 0x20;
+/// BPF_LD | BPF_W | BPF_ABS.
+const BPF_LD_W_ABS: u16 = 0x20;
 const BPF_JMP_JA: u16 = 0x05;
 const BPF_JMP_JEQ_K: u16 = 0x05 | 0x10;
 const BPF_JMP_JGE_K: u16 = 0x05 | 0x30;
@@ -91,9 +92,10 @@ impl Program {
         self
     }
 
-    /// True when some exit of the program kills or traps.
+    /// True when a rule of the profile kills or traps (the prologue's kill
+    /// of foreign architectures does not count).
     pub fn has_fatal_actions(&self) -> bool {
-        self.insns.iter().any(|ins| {
+        self.insns.iter().skip(PROLOGUE_LEN).any(|ins| {
             let action = ins.k & SECCOMP_RET_ACTION_FULL;
             ins.code == BPF_RET_K
                 && (action == SECCOMP_RET_KILL_PROCESS
@@ -102,6 +104,9 @@ impl Program {
         })
     }
 }
+
+/// Length of [`prologue`].
+const PROLOGUE_LEN: usize = 6;
 
 fn stmt(code: u16, k: u32) -> sock_filter {
     sock_filter {
@@ -166,12 +171,12 @@ fn add_to_group(group: &mut Group, profile: &str, rule: &super::Rule) -> Result<
         .map(|c| condition(profile, rule.syscall, c))
         .collect::<Result<Vec<_>, _>>()?;
     let compiled = SeccompRule::new(conds).map_err(|e| bad_rule(profile, rule.syscall, e))?;
-    match group
+    // `None` means already unconditional: nothing to add.
+    if let Some(rules) = group
         .entry(rule.syscall)
         .or_insert_with(|| Some(Vec::new()))
     {
-        Some(rules) => rules.push(compiled),
-        None => {} // already unconditional
+        rules.push(compiled);
     }
     Ok(())
 }
@@ -197,7 +202,28 @@ fn build(
         TargetArch::x86_64,
     )
     .map_err(backend)?;
-    filter.try_into().map_err(backend)
+    let mut program: BpfProgram = filter.try_into().map_err(backend)?;
+    // seccompiler starts every filter with its own architecture check; our
+    // prologue does that once for the whole program. Nothing jumps to these
+    // three instructions (BPF jumps go forward), so they can go.
+    let arch_check = [
+        (BPF_LD_W_ABS, 4),
+        (BPF_JMP_JEQ_K, AUDIT_ARCH_X86_64),
+        (BPF_RET_K, SECCOMP_RET_KILL_PROCESS),
+    ];
+    let starts_with_check = program.len() > 3
+        && program
+            .iter()
+            .zip(arch_check)
+            .all(|(ins, (code, k))| ins.code == code && ins.k == k);
+    if !starts_with_check {
+        return Err(SeccompError::Backend {
+            profile: profile.to_string(),
+            reason: "unexpected program layout from seccompiler".into(),
+        });
+    }
+    program.drain(..3);
+    Ok(program)
 }
 
 /// Compiles a profile to one program.

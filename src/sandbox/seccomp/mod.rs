@@ -218,3 +218,6 @@ pub enum SeccompError {
     #[error("{profile}: {reason}")]
     Backend { profile: String, reason: String },
 }
+
+#[cfg(test)]
+mod kernel_tests;
