@@ -343,9 +343,9 @@ config_sections! {
     /// Confidential GPUs.
     gpu: NotSupported,
     /// Kernel modules to load.
-    modules: NotSupported,
+    modules: crate::modules::ModulesConfig,
     /// Kernel hardening before launch.
-    lockdown: NotSupported,
+    lockdown: crate::lockdown::LockdownConfig,
     /// Workload sandbox (seccomp, Landlock, capabilities).
     sandbox: crate::sandbox::SandboxConfig,
 }
