@@ -41,12 +41,7 @@ pub struct LockdownConfig {
 
 impl Default for LockdownConfig {
     fn default() -> Self {
-        Self {
-            ptrace_scope: 2,
-            io_uring_disabled: 2,
-            perf_event_paranoid: 3,
-            read_only_root: ReadOnlyRoot::Auto,
-        }
+        Self { ptrace_scope: 2, io_uring_disabled: 2, perf_event_paranoid: 3, read_only_root: ReadOnlyRoot::Auto }
     }
 }
 
@@ -74,11 +69,7 @@ pub enum LockdownError {
         source: std::io::Error,
     },
     #[error("{knob}: wrote {wanted}, the kernel reports {got:?}")]
-    Mismatch {
-        knob: String,
-        wanted: String,
-        got: String,
-    },
+    Mismatch { knob: String, wanted: String, got: String },
     #[error("read-only root: {0}")]
     ReadOnlyRoot(std::io::Error),
 }
@@ -102,9 +93,7 @@ impl RootRemount for KernelRemount {
         rustix::mount::mount_remount("/", MountFlags::BIND | MountFlags::RDONLY, "")?;
         let st = rustix::fs::statvfs("/")?;
         if !st.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY) {
-            return Err(std::io::Error::other(
-                "statvfs still reports the root writable",
-            ));
+            return Err(std::io::Error::other("statvfs still reports the root writable"));
         }
         Ok(())
     }
@@ -117,14 +106,8 @@ pub fn knobs(cfg: &LockdownConfig) -> Vec<(&'static str, String)> {
         ("kernel/dmesg_restrict", "1".into()),
         ("kernel/unprivileged_bpf_disabled", "1".into()),
         ("kernel/kexec_load_disabled", "1".into()),
-        (
-            "kernel/io_uring_disabled",
-            cfg.io_uring_disabled.to_string(),
-        ),
-        (
-            "kernel/perf_event_paranoid",
-            cfg.perf_event_paranoid.to_string(),
-        ),
+        ("kernel/io_uring_disabled", cfg.io_uring_disabled.to_string()),
+        ("kernel/perf_event_paranoid", cfg.perf_event_paranoid.to_string()),
         ("kernel/yama/ptrace_scope", cfg.ptrace_scope.to_string()),
         ("fs/suid_dumpable", "0".into()),
         ("kernel/modules_disabled", "1".into()),
@@ -140,11 +123,7 @@ pub struct Applied {
 }
 
 /// Applies the lockdown. `proc_sys` is `/proc/sys` at boot.
-pub fn apply(
-    cfg: &LockdownConfig,
-    proc_sys: &Path,
-    root: &dyn RootRemount,
-) -> Result<Applied, LockdownError> {
+pub fn apply(cfg: &LockdownConfig, proc_sys: &Path, root: &dyn RootRemount) -> Result<Applied, LockdownError> {
     let mut applied = Applied::default();
     for (knob, value) in knobs(cfg) {
         let path: PathBuf = proc_sys.join(knob);
@@ -160,8 +139,7 @@ pub fn apply(
     applied.root_read_only = match cfg.read_only_root {
         ReadOnlyRoot::Off => false,
         ReadOnlyRoot::Required => {
-            root.remount_read_only()
-                .map_err(LockdownError::ReadOnlyRoot)?;
+            root.remount_read_only().map_err(LockdownError::ReadOnlyRoot)?;
             true
         }
         ReadOnlyRoot::Auto => match root.remount_read_only() {
@@ -172,15 +150,7 @@ pub fn apply(
             }
         },
     };
-    log::info!(
-        "lockdown: {}{}",
-        applied.set.join(" "),
-        if applied.root_read_only {
-            " root=ro"
-        } else {
-            ""
-        }
-    );
+    log::info!("lockdown: {}{}", applied.set.join(" "), if applied.root_read_only { " root=ro" } else { "" });
     Ok(applied)
 }
 
@@ -190,22 +160,12 @@ fn write_and_check(path: &Path, name: &str, value: &str) -> Result<(), LockdownE
         let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
         f.write_all(format!("{value}\n").as_bytes())
     };
-    write().map_err(|source| LockdownError::Write {
-        knob: name.to_string(),
-        value: value.to_string(),
-        source,
-    })?;
-    let got = crate::config::read_capped(path, 4096).map_err(|source| LockdownError::Read {
-        knob: name.to_string(),
-        source,
-    })?;
+    write().map_err(|source| LockdownError::Write { knob: name.to_string(), value: value.to_string(), source })?;
+    let got = crate::config::read_capped(path, 4096)
+        .map_err(|source| LockdownError::Read { knob: name.to_string(), source })?;
     let got = String::from_utf8_lossy(&got).trim().to_string();
     if got != value {
-        return Err(LockdownError::Mismatch {
-            knob: name.to_string(),
-            wanted: value.to_string(),
-            got,
-        });
+        return Err(LockdownError::Mismatch { knob: name.to_string(), wanted: value.to_string(), got });
     }
     Ok(())
 }
@@ -232,10 +192,7 @@ mod tests {
     }
 
     fn ok_remount() -> FakeRemount {
-        FakeRemount {
-            result: None,
-            calls: Cell::new(0),
-        }
+        FakeRemount { result: None, calls: Cell::new(0) }
     }
 
     fn tree(knobs: &[&str]) -> tempfile::TempDir {
@@ -263,18 +220,11 @@ mod tests {
     #[test]
     fn writes_every_knob_and_modules_disabled_last() {
         let dir = tree(ALL);
-        let cfg = LockdownConfig {
-            ptrace_scope: 1,
-            ..LockdownConfig::default()
-        };
+        let cfg = LockdownConfig { ptrace_scope: 1, ..LockdownConfig::default() };
         let fake = ok_remount();
         let applied = apply(&cfg, dir.path(), &fake).unwrap();
         assert_eq!(applied.set.last().unwrap(), "kernel.modules_disabled=1");
-        assert!(
-            applied
-                .set
-                .contains(&"kernel.yama.ptrace_scope=1".to_string())
-        );
+        assert!(applied.set.contains(&"kernel.yama.ptrace_scope=1".to_string()));
         assert!(applied.root_read_only);
         assert_eq!(fake.calls.get(), 1);
         let read = |k: &str| std::fs::read_to_string(dir.path().join(k)).unwrap();
@@ -288,15 +238,8 @@ mod tests {
     fn absent_knobs_are_skipped() {
         let dir = tree(&["kernel/kptr_restrict", "kernel/modules_disabled"]);
         let applied = apply(&LockdownConfig::default(), dir.path(), &ok_remount()).unwrap();
-        assert_eq!(
-            applied.set,
-            ["kernel.kptr_restrict=2", "kernel.modules_disabled=1"]
-        );
-        assert!(
-            applied
-                .absent
-                .contains(&"kernel.yama.ptrace_scope".to_string())
-        );
+        assert_eq!(applied.set, ["kernel.kptr_restrict=2", "kernel.modules_disabled=1"]);
+        assert!(applied.absent.contains(&"kernel.yama.ptrace_scope".to_string()));
     }
 
     #[test]
@@ -306,15 +249,9 @@ mod tests {
         std::fs::remove_file(dir.path().join("kernel/dmesg_restrict")).unwrap();
         std::os::unix::fs::symlink("/dev/null", dir.path().join("kernel/dmesg_restrict")).unwrap();
         let err = apply(&LockdownConfig::default(), dir.path(), &ok_remount()).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "kernel.dmesg_restrict: wrote 1, the kernel reports \"\""
-        );
+        assert_eq!(err.to_string(), "kernel.dmesg_restrict: wrote 1, the kernel reports \"\"");
         // modules_disabled was not reached.
-        assert_eq!(
-            std::fs::read_to_string(dir.path().join("kernel/modules_disabled")).unwrap(),
-            "0\n"
-        );
+        assert_eq!(std::fs::read_to_string(dir.path().join("kernel/modules_disabled")).unwrap(), "0\n");
     }
 
     #[test]
@@ -323,32 +260,19 @@ mod tests {
         std::fs::remove_file(dir.path().join("kernel/kexec_load_disabled")).unwrap();
         std::fs::create_dir(dir.path().join("kernel/kexec_load_disabled")).unwrap();
         let err = apply(&LockdownConfig::default(), dir.path(), &ok_remount()).unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("kernel.kexec_load_disabled: cannot write 1: "),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("kernel.kexec_load_disabled: cannot write 1: "), "{err}");
     }
 
     #[test]
     fn read_only_root_modes() {
         let dir = tree(ALL);
-        let refuse = FakeRemount {
-            result: Some(std::io::ErrorKind::PermissionDenied),
-            calls: Cell::new(0),
-        };
+        let refuse = FakeRemount { result: Some(std::io::ErrorKind::PermissionDenied), calls: Cell::new(0) };
         let applied = apply(&LockdownConfig::default(), dir.path(), &refuse).unwrap();
         assert!(!applied.root_read_only);
-        let required = LockdownConfig {
-            read_only_root: ReadOnlyRoot::Required,
-            ..LockdownConfig::default()
-        };
+        let required = LockdownConfig { read_only_root: ReadOnlyRoot::Required, ..LockdownConfig::default() };
         let err = apply(&required, dir.path(), &refuse).unwrap_err();
         assert_eq!(err.to_string(), "read-only root: refused");
-        let off = LockdownConfig {
-            read_only_root: ReadOnlyRoot::Off,
-            ..LockdownConfig::default()
-        };
+        let off = LockdownConfig { read_only_root: ReadOnlyRoot::Off, ..LockdownConfig::default() };
         let fake = ok_remount();
         assert!(!apply(&off, dir.path(), &fake).unwrap().root_read_only);
         assert_eq!(fake.calls.get(), 0);
@@ -359,32 +283,13 @@ mod tests {
         use crate::config::{Config, NoFiles, Sources};
         let load = |t: &str| {
             let text = format!("[workload]\npath = \"/bin/w\"\n{t}");
-            Config::load(Sources {
-                origin: "c.toml",
-                text: &text,
-                cmdline: None,
-                files: &NoFiles,
-            })
+            Config::load(Sources { origin: "c.toml", text: &text, cmdline: None, files: &NoFiles })
         };
         let c = load("[lockdown]\nptrace_scope = 1\nread_only_root = \"required\"\n").unwrap();
-        assert_eq!(
-            (c.lockdown.ptrace_scope, c.lockdown.read_only_root),
-            (1, ReadOnlyRoot::Required)
-        );
+        assert_eq!((c.lockdown.ptrace_scope, c.lockdown.read_only_root), (1, ReadOnlyRoot::Required));
         assert_eq!(c.lockdown.io_uring_disabled, 2);
-        let issues = load("[lockdown]\nptrace_scope = 4\nio_uring_disabled = 3\n")
-            .unwrap_err()
-            .issues();
-        assert!(
-            issues
-                .iter()
-                .any(|i| i.contains("lockdown.ptrace_scope: 4 is out of range (0..=3)")),
-            "{issues:?}"
-        );
-        assert!(
-            issues
-                .iter()
-                .any(|i| i.contains("lockdown.io_uring_disabled: 3 is out of range (0..=2)"))
-        );
+        let issues = load("[lockdown]\nptrace_scope = 4\nio_uring_disabled = 3\n").unwrap_err().issues();
+        assert!(issues.iter().any(|i| i.contains("lockdown.ptrace_scope: 4 is out of range (0..=3)")), "{issues:?}");
+        assert!(issues.iter().any(|i| i.contains("lockdown.io_uring_disabled: 3 is out of range (0..=2)")));
     }
 }

@@ -26,20 +26,14 @@ pub struct ModulesConfig {
 }
 
 fn valid_name(n: &str) -> bool {
-    !n.is_empty()
-        && n.len() < 56
-        && n.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !n.is_empty() && n.len() < 56 && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 impl Section for ModulesConfig {
     fn validate(&self, v: &mut Validator<'_>) {
         for (i, name) in self.load.iter().enumerate() {
             if !valid_name(name) {
-                v.error(
-                    &format!("load[{i}]"),
-                    format!("{name:?} is not a module name"),
-                );
+                v.error(&format!("load[{i}]"), format!("{name:?} is not a module name"));
             }
         }
         for (name, params) in &self.parameters {
@@ -48,10 +42,7 @@ impl Section for ModulesConfig {
             } else if params.contains('\0') || params.contains('\n') {
                 v.error(&format!("parameters.{name}"), "contains a NUL or newline");
             } else if !self.load.iter().any(|l| normalize(l) == normalize(name)) {
-                v.error(
-                    &format!("parameters.{name}"),
-                    "names a module that is not in modules.load",
-                );
+                v.error(&format!("parameters.{name}"), "names a module that is not in modules.load");
             }
         }
     }
@@ -64,36 +55,17 @@ pub const MODULE_INIT_COMPRESSED_FILE: u32 = 4;
 /// ordering are tested without privileges.
 pub trait ModuleLoader {
     /// Returns the errno on failure.
-    fn finit_module(&mut self, fd: BorrowedFd<'_>, params: &CString, flags: u32)
-    -> Result<(), i32>;
+    fn finit_module(&mut self, fd: BorrowedFd<'_>, params: &CString, flags: u32) -> Result<(), i32>;
 }
 
 /// The kernel.
 pub struct KernelLoader;
 
 impl ModuleLoader for KernelLoader {
-    fn finit_module(
-        &mut self,
-        fd: BorrowedFd<'_>,
-        params: &CString,
-        flags: u32,
-    ) -> Result<(), i32> {
+    fn finit_module(&mut self, fd: BorrowedFd<'_>, params: &CString, flags: u32) -> Result<(), i32> {
         // SAFETY: a valid fd and NUL-terminated string that outlive the call.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_finit_module,
-                fd.as_raw_fd(),
-                params.as_ptr(),
-                flags,
-            )
-        };
-        if r < 0 {
-            Err(std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EIO))
-        } else {
-            Ok(())
-        }
+        let r = unsafe { libc::syscall(libc::SYS_finit_module, fd.as_raw_fd(), params.as_ptr(), flags) };
+        if r < 0 { Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)) } else { Ok(()) }
     }
 }
 
@@ -108,11 +80,7 @@ pub enum ModulesError {
     #[error("module {module}: dependency cycle through {through}")]
     Cycle { module: String, through: String },
     #[error("module {module}: cannot open {path}: {reason}")]
-    Open {
-        module: String,
-        path: String,
-        reason: String,
-    },
+    Open { module: String, path: String, reason: String },
     #[error("module {module}: parameters contain a NUL byte")]
     BadParams { module: String },
     #[error("module {module}: finit_module failed: {}", crate::sandbox::errno_name(*.errno))]
@@ -132,21 +100,14 @@ pub struct ModulesEnv {
 
 impl Default for ModulesEnv {
     fn default() -> Self {
-        Self {
-            modules_root: "/lib/modules".into(),
-            release: None,
-            proc_modules: "/proc/modules".into(),
-        }
+        Self { modules_root: "/lib/modules".into(), release: None, proc_modules: "/proc/modules".into() }
     }
 }
 
 /// `foo-bar.ko.xz` → `foo_bar`.
 pub fn normalize(name: &str) -> String {
     let base = name.rsplit('/').next().unwrap_or(name);
-    let base = [".ko.xz", ".ko.zst", ".ko.gz", ".ko"]
-        .iter()
-        .find_map(|s| base.strip_suffix(s))
-        .unwrap_or(base);
+    let base = [".ko.xz", ".ko.zst", ".ko.gz", ".ko"].iter().find_map(|s| base.strip_suffix(s)).unwrap_or(base);
     base.replace('-', "_")
 }
 
@@ -169,17 +130,11 @@ impl DepTable {
                 continue;
             }
             let Some((module, deps)) = line.split_once(':') else {
-                return Err(ModulesError::Malformed {
-                    path: path.to_string(),
-                    line: i + 1,
-                });
+                return Err(ModulesError::Malformed { path: path.to_string(), line: i + 1 });
             };
             let module = module.trim();
             if module.is_empty() || !module.contains(".ko") {
-                return Err(ModulesError::Malformed {
-                    path: path.to_string(),
-                    line: i + 1,
-                });
+                return Err(ModulesError::Malformed { path: path.to_string(), line: i + 1 });
             }
             let deps = deps.split_whitespace().map(str::to_string).collect();
             entries.insert(normalize(module), (module.to_string(), deps));
@@ -188,11 +143,7 @@ impl DepTable {
     }
 
     /// The modules to load for `wanted`, dependencies first, each once.
-    pub fn order(
-        &self,
-        wanted: &[String],
-        dep_file: &str,
-    ) -> Result<Vec<(String, String)>, ModulesError> {
+    pub fn order(&self, wanted: &[String], dep_file: &str) -> Result<Vec<(String, String)>, ModulesError> {
         let mut out = Vec::new();
         let mut done = HashSet::new();
         for w in wanted {
@@ -214,16 +165,10 @@ impl DepTable {
             return Ok(());
         }
         if stack.iter().any(|s| s == name) {
-            return Err(ModulesError::Cycle {
-                module: stack[0].clone(),
-                through: name.to_string(),
-            });
+            return Err(ModulesError::Cycle { module: stack[0].clone(), through: name.to_string() });
         }
         let Some((path, deps)) = self.entries.get(name) else {
-            return Err(ModulesError::NotFound {
-                module: name.to_string(),
-                dep_file: dep_file.to_string(),
-            });
+            return Err(ModulesError::NotFound { module: name.to_string(), dep_file: dep_file.to_string() });
         };
         stack.push(name.to_string());
         for d in deps {
@@ -239,10 +184,7 @@ impl DepTable {
 fn read_text(path: &Path) -> Result<String, ModulesError> {
     crate::config::read_capped(path, 16 << 20)
         .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .map_err(|e| ModulesError::Read {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })
+        .map_err(|e| ModulesError::Read { path: path.display().to_string(), reason: e.to_string() })
 }
 
 /// Loads the configured modules. Returns the names actually loaded.
@@ -254,12 +196,8 @@ pub fn load_configured(
     if cfg.load.is_empty() {
         return Ok(Vec::new());
     }
-    let release = env.release.clone().unwrap_or_else(|| {
-        rustix::system::uname()
-            .release()
-            .to_string_lossy()
-            .into_owned()
-    });
+    let release =
+        env.release.clone().unwrap_or_else(|| rustix::system::uname().release().to_string_lossy().into_owned());
     let dir = env.modules_root.join(&release);
     let dep_path = dir.join("modules.dep");
     let dep_file = dep_path.display().to_string();
@@ -269,18 +207,10 @@ pub fn load_configured(
         Err(_) => HashSet::new(),
     };
     let loaded: HashSet<String> = match read_text(&env.proc_modules) {
-        Ok(text) => text
-            .lines()
-            .filter_map(|l| l.split_whitespace().next())
-            .map(normalize)
-            .collect(),
+        Ok(text) => text.lines().filter_map(|l| l.split_whitespace().next()).map(normalize).collect(),
         Err(_) => HashSet::new(),
     };
-    let params: HashMap<String, &String> = cfg
-        .parameters
-        .iter()
-        .map(|(k, v)| (normalize(k), v))
-        .collect();
+    let params: HashMap<String, &String> = cfg.parameters.iter().map(|(k, v)| (normalize(k), v)).collect();
 
     let wanted: Vec<String> = cfg
         .load
@@ -307,17 +237,9 @@ pub fn load_configured(
             path: path.display().to_string(),
             reason: e.to_string(),
         })?;
-        let p =
-            CString::new(params.get(&name).map(|s| s.as_str()).unwrap_or("")).map_err(|_| {
-                ModulesError::BadParams {
-                    module: name.clone(),
-                }
-            })?;
-        let flags = if is_compressed(&rel) {
-            MODULE_INIT_COMPRESSED_FILE
-        } else {
-            0
-        };
+        let p = CString::new(params.get(&name).map(|s| s.as_str()).unwrap_or(""))
+            .map_err(|_| ModulesError::BadParams { module: name.clone() })?;
+        let flags = if is_compressed(&rel) { MODULE_INIT_COMPRESSED_FILE } else { 0 };
         use std::os::fd::AsFd;
         match loader.finit_module(file.as_fd(), &p, flags) {
             Ok(()) => {
@@ -326,10 +248,7 @@ pub fn load_configured(
             }
             Err(libc::EEXIST) => log::debug!("modules: {name} was already loaded"),
             Err(errno) => {
-                return Err(ModulesError::Load {
-                    module: name,
-                    errno,
-                });
+                return Err(ModulesError::Load { module: name, errno });
             }
         }
     }
@@ -349,19 +268,11 @@ mod tests {
     }
 
     impl ModuleLoader for Recorder {
-        fn finit_module(
-            &mut self,
-            fd: BorrowedFd<'_>,
-            params: &CString,
-            flags: u32,
-        ) -> Result<(), i32> {
+        fn finit_module(&mut self, fd: BorrowedFd<'_>, params: &CString, flags: u32) -> Result<(), i32> {
             // The fake modules contain their own name.
             let mut name = String::new();
-            std::fs::File::from(fd.try_clone_to_owned().unwrap())
-                .read_to_string(&mut name)
-                .unwrap();
-            self.calls
-                .push((name.clone(), params.to_string_lossy().into_owned(), flags));
+            std::fs::File::from(fd.try_clone_to_owned().unwrap()).read_to_string(&mut name).unwrap();
+            self.calls.push((name.clone(), params.to_string_lossy().into_owned(), flags));
             match self.answers.get(&name) {
                 Some(e) => Err(*e),
                 None => Ok(()),
@@ -396,16 +307,8 @@ mod tests {
              kernel/drivers/net/missing-file.ko:\n",
         )
         .unwrap();
-        std::fs::write(
-            rel.join("modules.builtin"),
-            "kernel/drivers/block/virtio_blk.ko\n",
-        )
-        .unwrap();
-        std::fs::write(
-            dir.path().join("modules"),
-            "loaded_already 16384 0 - Live 0x0000000000000000\n",
-        )
-        .unwrap();
+        std::fs::write(rel.join("modules.builtin"), "kernel/drivers/block/virtio_blk.ko\n").unwrap();
+        std::fs::write(dir.path().join("modules"), "loaded_already 16384 0 - Live 0x0000000000000000\n").unwrap();
         let env = ModulesEnv {
             modules_root: dir.path().join("lib/modules"),
             release: Some("6.12.0-test".into()),
@@ -415,37 +318,25 @@ mod tests {
     }
 
     fn cfg(load: &[&str]) -> ModulesConfig {
-        ModulesConfig {
-            load: load.iter().map(|s| s.to_string()).collect(),
-            parameters: BTreeMap::new(),
-        }
+        ModulesConfig { load: load.iter().map(|s| s.to_string()).collect(), parameters: BTreeMap::new() }
     }
 
     #[test]
     fn dependencies_first_each_once_with_flags_and_params() {
         let (_dir, env) = tree();
         let mut c = cfg(&["nvidia-uvm", "virtio_blk", "loaded-already", "dummy"]);
-        c.parameters
-            .insert("nvidia_uvm".into(), "uvm_perf_prefetch_enable=0".into());
+        c.parameters.insert("nvidia_uvm".into(), "uvm_perf_prefetch_enable=0".into());
         let mut rec = Recorder::default();
         let loaded = load_configured(&c, &env, &mut rec).unwrap();
         assert_eq!(loaded, ["crc32", "drm", "nvidia", "nvidia_uvm", "dummy"]);
-        let calls: Vec<(&str, &str, u32)> = rec
-            .calls
-            .iter()
-            .map(|(n, p, f)| (n.as_str(), p.as_str(), *f))
-            .collect();
+        let calls: Vec<(&str, &str, u32)> = rec.calls.iter().map(|(n, p, f)| (n.as_str(), p.as_str(), *f)).collect();
         assert_eq!(
             calls,
             [
                 ("crc32", "", MODULE_INIT_COMPRESSED_FILE),
                 ("drm", "", 0),
                 ("nvidia", "", MODULE_INIT_COMPRESSED_FILE),
-                (
-                    "nvidia_uvm",
-                    "uvm_perf_prefetch_enable=0",
-                    MODULE_INIT_COMPRESSED_FILE
-                ),
+                ("nvidia_uvm", "uvm_perf_prefetch_enable=0", MODULE_INIT_COMPRESSED_FILE),
                 ("dummy", "", 0),
             ]
         );
@@ -458,34 +349,18 @@ mod tests {
         rec.answers.insert("crc32".into(), libc::EEXIST);
         rec.answers.insert("nvidia".into(), libc::ENOEXEC);
         let err = load_configured(&cfg(&["nvidia"]), &env, &mut rec).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "module nvidia: finit_module failed: ENOEXEC (Exec format error)"
-        );
+        assert_eq!(err.to_string(), "module nvidia: finit_module failed: ENOEXEC (Exec format error)");
         assert_eq!(rec.calls.len(), 3);
     }
 
     #[test]
     fn missing_modules_are_errors() {
         let (_dir, env) = tree();
-        let err =
-            load_configured(&cfg(&["no-such-mod"]), &env, &mut Recorder::default()).unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("module no_such_mod: not found in "),
-            "{err}"
-        );
-        let err =
-            load_configured(&cfg(&["missing-file"]), &env, &mut Recorder::default()).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("module missing_file: cannot open "),
-            "{err}"
-        );
-        let empty = ModulesEnv {
-            release: Some("0.0".into()),
-            ..env
-        };
+        let err = load_configured(&cfg(&["no-such-mod"]), &env, &mut Recorder::default()).unwrap_err();
+        assert!(err.to_string().starts_with("module no_such_mod: not found in "), "{err}");
+        let err = load_configured(&cfg(&["missing-file"]), &env, &mut Recorder::default()).unwrap_err();
+        assert!(err.to_string().contains("module missing_file: cannot open "), "{err}");
+        let empty = ModulesEnv { release: Some("0.0".into()), ..env };
         let err = load_configured(&cfg(&["dummy"]), &empty, &mut Recorder::default()).unwrap_err();
         assert!(err.to_string().contains("modules.dep"), "{err}");
     }
@@ -495,25 +370,17 @@ mod tests {
         let t = DepTable::parse("m.dep", "a.ko: b.ko\nb.ko: a.ko\n").unwrap();
         assert_eq!(
             t.order(&["a".into()], "m.dep").unwrap_err(),
-            ModulesError::Cycle {
-                module: "a".into(),
-                through: "a".into()
-            }
+            ModulesError::Cycle { module: "a".into(), through: "a".into() }
         );
         assert_eq!(
-            DepTable::parse("m.dep", "ok.ko:\ngarbage\n")
-                .unwrap_err()
-                .to_string(),
+            DepTable::parse("m.dep", "ok.ko:\ngarbage\n").unwrap_err().to_string(),
             "m.dep:2: malformed modules.dep line"
         );
     }
 
     #[test]
     fn names_normalize() {
-        assert_eq!(
-            normalize("kernel/drivers/net/virtio-net.ko.zst"),
-            "virtio_net"
-        );
+        assert_eq!(normalize("kernel/drivers/net/virtio-net.ko.zst"), "virtio_net");
         assert_eq!(normalize("nvidia-uvm"), "nvidia_uvm");
     }
 
@@ -521,22 +388,13 @@ mod tests {
     fn config_section() {
         use crate::config::{Config, NoFiles, Sources};
         let text = "[workload]\npath = \"/bin/w\"\n[modules]\nload = [\"nvidia\", \"bad name\"]\n[modules.parameters]\nnvidia = \"a=1\"\nother = \"b=2\"\n";
-        let issues = Config::load(Sources {
-            origin: "c.toml",
-            text,
-            cmdline: None,
-            files: &NoFiles,
-        })
-        .unwrap_err()
-        .issues();
+        let issues =
+            Config::load(Sources { origin: "c.toml", text, cmdline: None, files: &NoFiles }).unwrap_err().issues();
+        assert!(issues.iter().any(|i| i.contains("modules.load[1]: \"bad name\" is not a module name")), "{issues:?}");
         assert!(
             issues
                 .iter()
-                .any(|i| i.contains("modules.load[1]: \"bad name\" is not a module name")),
-            "{issues:?}"
+                .any(|i| { i.contains("modules.parameters.other: names a module that is not in modules.load") })
         );
-        assert!(issues.iter().any(|i| {
-            i.contains("modules.parameters.other: names a module that is not in modules.load")
-        }));
     }
 }

@@ -153,12 +153,18 @@ pub fn read_capped(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
     let mut buf = Vec::new();
     file.take(max + 1).read_to_end(&mut buf)?;
     if buf.len() as u64 > max {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("larger than {max} bytes"),
-        ));
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("larger than {max} bytes")));
     }
     Ok(buf)
+}
+
+/// `boot.isa_debug_exit` read from a configuration that failed validation,
+/// as long as it is still well-formed TOML: it only decides how the failed
+/// boot ends (QEMU debug exit instead of power-off), never anything else.
+pub fn peek_isa_debug_exit(path: &Path) -> bool {
+    let Ok(bytes) = read_capped(path, MAX_CONFIG_BYTES) else { return false };
+    let Ok(table) = String::from_utf8_lossy(&bytes).parse::<toml::Table>() else { return false };
+    table.get("boot").and_then(|b| b.get("isa_debug_exit")).and_then(toml::Value::as_bool).unwrap_or(false)
 }
 
 /// A problem found before its line is known.
@@ -227,9 +233,7 @@ impl<'a> Validator<'a> {
 
     /// Checks that `path` is an absolute, normalised guest path.
     pub fn absolute_path(&mut self, key: &str, path: &str) -> bool {
-        let ok = path.starts_with('/')
-            && !path.contains('\0')
-            && !path.split('/').any(|c| c == ".." || c == ".");
+        let ok = path.starts_with('/') && !path.contains('\0') && !path.split('/').any(|c| c == ".." || c == ".");
         if !ok {
             self.error(key, format!("{path:?} must be an absolute path without . or .. components"));
         }
@@ -258,6 +262,16 @@ impl<'a> Validator<'a> {
 pub trait Section: DeserializeOwned + Default {
     /// Checks what serde cannot express (ranges, paths, cross-field rules).
     fn validate(&self, _v: &mut Validator<'_>) {}
+}
+
+/// An optional section: absent means the feature is not used at all, which
+/// is different from "present with defaults".
+impl<T: Section> Section for Option<T> {
+    fn validate(&self, v: &mut Validator<'_>) {
+        if let Some(section) = self {
+            section.validate(v);
+        }
+    }
 }
 
 impl<T: Section> Section for Vec<T> {
@@ -332,8 +346,9 @@ config_sections! {
     workload: WorkloadConfig,
     /// Guest networking.
     network: NetworkConfig,
-    /// Accepted TEE kinds and evidence policy.
-    tee: NotSupported,
+    /// Accepted TEE kinds and evidence policy. Absent: no TEE is required
+    /// unless `[kbs]` is configured (then the defaults apply).
+    tee: Option<crate::tee::TeeConfig>,
     /// The Key Broker Service.
     kbs: NotSupported,
     /// Resources delivered to the workload as files.
@@ -393,7 +408,9 @@ fn ignored_path(section: &str, path: &serde_ignored::Path<'_>) -> String {
                 out.push('.');
                 out.push_str(key);
             }
-            Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => walk(parent, out),
+            Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => {
+                walk(parent, out)
+            }
         }
     }
     let mut out = section.to_string();
@@ -439,22 +456,56 @@ pub struct Sources<'a> {
     pub files: &'a dyn Files,
 }
 
+/// Parses the baked text into a table (the first step of [`Config::load`]),
+/// so a caller can apply an overlay (initdata) before validation.
+pub fn parse_table(origin: &str, text: &str) -> Result<toml::Table, ConfigError> {
+    text.parse::<toml::Table>().map_err(|e| {
+        let line = e.span().map(|s| locate::line_of_offset(text, s.start));
+        ConfigError::Invalid(vec![Issue {
+            origin: Origin::File(origin.to_string()),
+            line,
+            key: String::new(),
+            message: format!("TOML syntax error: {}", e.message()),
+        }])
+    })
+}
+
+/// Reads the baked file and the kernel command line of the running system.
+pub fn read_system_sources(path: &Path, cmdline_path: &Path) -> Result<(String, String), ConfigError> {
+    let read = |p: &Path, max| {
+        read_capped(p, max).map_err(|source| match source.kind() {
+            std::io::ErrorKind::InvalidData => ConfigError::TooLarge { path: p.display().to_string(), max },
+            _ => ConfigError::Read { path: p.display().to_string(), source },
+        })
+    };
+    let text = String::from_utf8(read(path, MAX_CONFIG_BYTES)?).map_err(|_| ConfigError::Read {
+        path: path.display().to_string(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not valid UTF-8"),
+    })?;
+    let cmdline = String::from_utf8_lossy(&read(cmdline_path, 64 << 10)?).into_owned();
+    Ok((text, cmdline))
+}
+
+/// One section deserialised on its own, without validation or error
+/// reporting: for decisions that must precede the full load (the `[tee]`
+/// section decides whether initdata is read). `None` when absent or
+/// malformed; the full load then reports the problem.
+pub fn peek_section<T: Section>(table: &toml::Table, name: &str) -> Option<T> {
+    let value = table.get(name)?.clone();
+    T::deserialize(value).ok()
+}
+
 impl Config {
     /// Parses, merges and validates. Returns every problem found.
     pub fn load(src: Sources<'_>) -> Result<Config, ConfigError> {
+        let table = parse_table(src.origin, src.text)?;
+        Config::from_table(src, table)
+    }
+
+    /// Merges the kernel command line into `table` (parsed from
+    /// `src.text`, possibly with an overlay applied) and validates.
+    pub fn from_table(src: Sources<'_>, mut table: toml::Table) -> Result<Config, ConfigError> {
         let mut pending = Vec::new();
-        let mut table = match src.text.parse::<toml::Table>() {
-            Ok(t) => t,
-            Err(e) => {
-                let line = e.span().map(|s| locate::line_of_offset(src.text, s.start));
-                return Err(ConfigError::Invalid(vec![Issue {
-                    origin: Origin::File(src.origin.to_string()),
-                    line,
-                    key: String::new(),
-                    message: format!("TOML syntax error: {}", e.message()),
-                }]));
-            }
-        };
         if let Some(cmdline) = src.cmdline {
             for (path, message) in cmdline::apply(&mut table, cmdline) {
                 pending.push(Pending { origin: PendingOrigin::Cmdline, path, message });
@@ -484,27 +535,26 @@ impl Config {
                     message: p.message,
                 },
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let mut issues = issues;
+        // File order reads best; command-line issues come last.
+        issues.sort_by_key(|i| (i.origin == Origin::Cmdline, i.line.unwrap_or(usize::MAX)));
         Err(ConfigError::Invalid(issues))
     }
 
-    /// Reads the baked file and the kernel command line from the running system.
-    pub fn load_from_system(path: &Path, cmdline_path: &Path, files: &dyn Files) -> Result<Config, ConfigError> {
-        let read = |p: &Path, max| {
-            read_capped(p, max).map_err(|source| match source.kind() {
-                std::io::ErrorKind::InvalidData => ConfigError::TooLarge { path: p.display().to_string(), max },
-                _ => ConfigError::Read { path: p.display().to_string(), source },
-            })
-        };
-        let text = read(path, MAX_CONFIG_BYTES)?;
-        let text = String::from_utf8(text).map_err(|_| ConfigError::Read {
-            path: path.display().to_string(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not valid UTF-8"),
-        })?;
-        let cmdline = read(cmdline_path, 64 << 10)?;
-        let cmdline = String::from_utf8_lossy(&cmdline).into_owned();
-        let origin = path.display().to_string();
-        Config::load(Sources { origin: &origin, text: &text, cmdline: Some(&cmdline), files })
+    /// The TEE policy in force: the `[tee]` section, or its defaults when
+    /// only `[kbs]` asks for attestation. `None`: no TEE is required.
+    pub fn effective_tee(&self) -> Option<crate::tee::TeeConfig> {
+        match (&self.tee, self.attestation_configured()) {
+            (Some(t), _) => Some(t.clone()),
+            (None, true) => Some(crate::tee::TeeConfig::default()),
+            (None, false) => None,
+        }
+    }
+
+    /// True when a KBS is configured.
+    pub fn attestation_configured(&self) -> bool {
+        false
     }
 
     /// Rules that span sections.

@@ -50,20 +50,14 @@ pub const NAMES: &[&str] = &[
 /// `CAP_` prefix optional).
 pub fn by_name(name: &str) -> Option<u32> {
     let upper = name.to_ascii_uppercase();
-    let full = if upper.starts_with("CAP_") {
-        upper
-    } else {
-        format!("CAP_{upper}")
-    };
+    let full = if upper.starts_with("CAP_") { upper } else { format!("CAP_{upper}") };
     NAMES.iter().position(|n| *n == full).map(|i| i as u32)
 }
 
 /// Bit mask of the named capabilities; the first unknown name is returned as
 /// the error.
 pub fn mask(names: &[String]) -> Result<u64, String> {
-    names.iter().try_fold(0u64, |m, n| {
-        by_name(n).map(|c| m | (1u64 << c)).ok_or_else(|| n.clone())
-    })
+    names.iter().try_fold(0u64, |m, n| by_name(n).map(|c| m | (1u64 << c)).ok_or_else(|| n.clone()))
 }
 
 /// The highest capability the running kernel knows, from
@@ -71,16 +65,9 @@ pub fn mask(names: &[String]) -> Result<u64, String> {
 /// dropped (unknown ones in between are skipped on EINVAL).
 pub fn last_cap(proc_root: &std::path::Path) -> std::io::Result<u32> {
     let text = std::fs::read_to_string(proc_root.join("sys/kernel/cap_last_cap"))?;
-    text.trim()
-        .parse::<u32>()
-        .ok()
-        .filter(|c| *c < 64)
-        .ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("cap_last_cap is {:?}", text.trim()),
-            )
-        })
+    text.trim().parse::<u32>().ok().filter(|c| *c < 64).ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, format!("cap_last_cap is {:?}", text.trim()))
+    })
 }
 
 /// `struct __user_cap_header_struct` and `__user_cap_data_struct` for
@@ -107,16 +94,8 @@ pub fn cap_data(keep: u64) -> [CapData; 2] {
     let lo = keep as u32;
     let hi = (keep >> 32) as u32;
     [
-        CapData {
-            effective: lo,
-            permitted: lo,
-            inheritable: lo,
-        },
-        CapData {
-            effective: hi,
-            permitted: hi,
-            inheritable: hi,
-        },
+        CapData { effective: lo, permitted: lo, inheritable: lo },
+        CapData { effective: hi, permitted: hi, inheritable: hi },
     ]
 }
 
@@ -130,14 +109,8 @@ mod tests {
         assert_eq!(by_name("net_bind_service"), Some(10));
         assert_eq!(by_name("CAP_CHECKPOINT_RESTORE"), Some(40));
         assert_eq!(by_name("CAP_NOPE"), None);
-        assert_eq!(
-            mask(&["CAP_CHOWN".into(), "CAP_KILL".into()]),
-            Ok(0b10_0001)
-        );
-        assert_eq!(
-            mask(&["CAP_KILL".into(), "CAP_X".into()]),
-            Err("CAP_X".into())
-        );
+        assert_eq!(mask(&["CAP_CHOWN".into(), "CAP_KILL".into()]), Ok(0b10_0001));
+        assert_eq!(mask(&["CAP_KILL".into(), "CAP_X".into()]), Err("CAP_X".into()));
         let d = cap_data(1 << 40 | 1);
         assert_eq!((d[0].effective, d[1].permitted), (1, 1 << 8));
     }
@@ -149,11 +122,6 @@ mod tests {
         std::fs::write(dir.path().join("sys/kernel/cap_last_cap"), "40\n").unwrap();
         assert_eq!(last_cap(dir.path()).unwrap(), 40);
         std::fs::write(dir.path().join("sys/kernel/cap_last_cap"), "x\n").unwrap();
-        assert!(
-            last_cap(dir.path())
-                .unwrap_err()
-                .to_string()
-                .contains("cap_last_cap is \"x\"")
-        );
+        assert!(last_cap(dir.path()).unwrap_err().to_string().contains("cap_last_cap is \"x\""));
     }
 }

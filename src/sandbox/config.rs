@@ -67,9 +67,7 @@ impl<'de> Deserialize<'de> for Limit {
         match Raw::deserialize(d)? {
             Raw::N(n) => Ok(Limit(n)),
             Raw::S(s) if s == "unlimited" => Ok(Limit::UNLIMITED),
-            Raw::S(s) => Err(de::Error::custom(format!(
-                "{s:?}: expected a number or \"unlimited\""
-            ))),
+            Raw::S(s) => Err(de::Error::custom(format!("{s:?}: expected a number or \"unlimited\""))),
         }
     }
 }
@@ -87,11 +85,7 @@ pub struct RlimitConfig {
 
 impl Default for RlimitConfig {
     fn default() -> Self {
-        Self {
-            nofile: Limit(65_536),
-            memlock: Limit(64 << 20),
-            nproc: None,
-        }
+        Self { nofile: Limit(65_536), memlock: Limit(64 << 20), nproc: None }
     }
 }
 
@@ -144,15 +138,8 @@ impl Default for SandboxConfig {
 }
 
 /// Device nodes every workload may use, plus the NVIDIA ones when present.
-pub const DEFAULT_DEVICES: &[&str] = &[
-    "/dev/null",
-    "/dev/zero",
-    "/dev/full",
-    "/dev/random",
-    "/dev/urandom",
-    "/dev/nvidia*",
-    "/dev/nvidia-caps/*",
-];
+pub const DEFAULT_DEVICES: &[&str] =
+    &["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/nvidia*", "/dev/nvidia-caps/*"];
 
 /// Largest accepted OCI profile.
 pub const MAX_PROFILE_BYTES: usize = 1 << 20;
@@ -168,16 +155,10 @@ impl SandboxConfig {
 /// `minKernel` counts as satisfied), recording the first problem.
 fn check_profile(v: &mut Validator<'_>, path: &str, bytes: &[u8], capabilities: u64) {
     if bytes.len() > MAX_PROFILE_BYTES {
-        v.error(
-            "seccomp",
-            format!("{path}: larger than {MAX_PROFILE_BYTES} bytes"),
-        );
+        v.error("seccomp", format!("{path}: larger than {MAX_PROFILE_BYTES} bytes"));
         return;
     }
-    let ctx = seccomp::oci::ImportContext {
-        capabilities,
-        kernel: None,
-    };
+    let ctx = seccomp::oci::ImportContext { capabilities, kernel: None };
     match seccomp::oci::import(path, bytes, ctx).map(|p| seccomp::compile(&p)) {
         Err(e) => v.error("seccomp", e),
         Ok(Err(e)) => v.error("seccomp", e),
@@ -195,10 +176,7 @@ impl Section for SandboxConfig {
                     check_profile(v, path, &bytes, self.capability_mask());
                 }
                 if !self.seccomp_allow.is_empty() {
-                    v.error(
-                        "seccomp_allow",
-                        "only applies to the built-in profiles; edit the JSON profile instead",
-                    );
+                    v.error("seccomp_allow", "only applies to the built-in profiles; edit the JSON profile instead");
                 }
             }
             SeccompChoice::None if !self.seccomp_allow.is_empty() => {
@@ -211,10 +189,7 @@ impl Section for SandboxConfig {
             if seccomp::syscalls::number(name).is_none() {
                 v.error(&key, format!("{name:?} is not an x86_64 system call"));
             } else if seccomp::builtin::KILL_LIST.contains(&name.as_str()) {
-                v.error(
-                    &key,
-                    format!("{name} is on the kill list and cannot be allowed"),
-                );
+                v.error(&key, format!("{name} is on the kill list and cannot be allowed"));
             }
         }
         for (key, list) in [
@@ -243,10 +218,7 @@ impl Section for SandboxConfig {
         }
         for (i, name) in self.capabilities.iter().enumerate() {
             if caps::by_name(name).is_none() {
-                v.error(
-                    &format!("capabilities[{i}]"),
-                    format!("{name:?} is not a capability name"),
-                );
+                v.error(&format!("capabilities[{i}]"), format!("{name:?} is not a capability name"));
             }
         }
         v.range("rlimits.nofile", self.rlimits.nofile.0, 16, 1 << 30);
@@ -264,13 +236,7 @@ mod tests {
 
     fn load_with(text: &str, files: &dyn crate::config::Files) -> Result<Config, Vec<String>> {
         let text = format!("[workload]\npath = \"/bin/w\"\n{text}");
-        Config::load(Sources {
-            origin: "/etc/ztinit.toml",
-            text: &text,
-            cmdline: None,
-            files,
-        })
-        .map_err(|e| e.issues())
+        Config::load(Sources { origin: "/etc/ztinit.toml", text: &text, cmdline: None, files }).map_err(|e| e.issues())
     }
 
     fn load(text: &str) -> Result<Config, Vec<String>> {
@@ -294,10 +260,7 @@ mod tests {
              [sandbox.rlimits]\nnofile = 1024\nmemlock = \"unlimited\"\nnproc = 512\n",
         )
         .unwrap();
-        assert_eq!(
-            c.sandbox.seccomp,
-            SeccompChoice::File("/etc/seccomp.json".into())
-        );
+        assert_eq!(c.sandbox.seccomp, SeccompChoice::File("/etc/seccomp.json".into()));
         assert_eq!(c.sandbox.landlock, LandlockMode::BestEffort);
         assert_eq!(c.sandbox.rlimits.memlock, Limit::UNLIMITED);
         assert_eq!(c.sandbox.rlimits.nproc, Some(Limit(512)));
@@ -321,16 +284,10 @@ mod tests {
             "sandbox.oom_score_adj: 2000 is out of range (-1000..=1000)",
         ];
         for w in want {
-            assert!(
-                issues.iter().any(|i| i.contains(w)),
-                "missing {w:?} in {issues:#?}"
-            );
+            assert!(issues.iter().any(|i| i.contains(w)), "missing {w:?} in {issues:#?}");
         }
         let issues = load("[sandbox]\nseccomp = \"relaxed\"\n").unwrap_err();
-        assert!(
-            issues[0].contains("sandbox.seccomp: \"relaxed\": expected"),
-            "{issues:?}"
-        );
+        assert!(issues[0].contains("sandbox.seccomp: \"relaxed\": expected"), "{issues:?}");
     }
 
     #[test]
@@ -348,35 +305,22 @@ mod tests {
         )
         .unwrap();
         std::fs::copy(
-            concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/data/seccomp/docker-default.json"
-            ),
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/seccomp/docker-default.json"),
             dir.path().join("etc/docker.json"),
         )
         .unwrap();
         let files = RootFiles::new(dir.path());
         let issues = load_with("[sandbox]\nseccomp = \"/etc/bad.json\"\n", &files).unwrap_err();
         assert!(
-            issues.iter().any(|i| i.ends_with(
-                "sandbox.seccomp: /etc/bad.json: line 3 column 33: unknown system call \"reed\""
-            )),
+            issues
+                .iter()
+                .any(|i| i.ends_with("sandbox.seccomp: /etc/bad.json: line 3 column 33: unknown system call \"reed\"")),
             "{issues:#?}"
         );
         let issues = load_with("[sandbox]\nseccomp = \"/etc/broken.json\"\n", &files).unwrap_err();
-        assert!(
-            issues
-                .iter()
-                .any(|i| i.contains("/etc/broken.json: line 2 column 14: ")),
-            "{issues:#?}"
-        );
+        assert!(issues.iter().any(|i| i.contains("/etc/broken.json: line 2 column 14: ")), "{issues:#?}");
         let issues = load_with("[sandbox]\nseccomp = \"/etc/missing.json\"\n", &files).unwrap_err();
-        assert!(
-            issues
-                .iter()
-                .any(|i| i.contains("/etc/missing.json: no such file in the image")),
-            "{issues:#?}"
-        );
+        assert!(issues.iter().any(|i| i.contains("/etc/missing.json: no such file in the image")), "{issues:#?}");
         // The real Docker profile passes (only the workload binary is missing).
         let issues = load_with("[sandbox]\nseccomp = \"/etc/docker.json\"\n", &files).unwrap_err();
         assert!(issues.iter().all(|i| !i.contains("sandbox")), "{issues:#?}");

@@ -16,8 +16,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use ::landlock::{
-    ABI, Access, AccessFs, BitFlags, CompatLevel, Compatible, PathBeneath, Ruleset, RulesetAttr,
-    RulesetCreatedAttr,
+    ABI, Access, AccessFs, BitFlags, CompatLevel, Compatible, PathBeneath, Ruleset, RulesetAttr, RulesetCreatedAttr,
 };
 
 use super::SandboxError;
@@ -90,14 +89,8 @@ pub fn expand_devices(patterns: &[String]) -> Vec<PathBuf> {
                 let (dir, prefix) = if pattern.ends_with("/*") {
                     (stem.to_path_buf(), String::new())
                 } else {
-                    let prefix = stem
-                        .file_name()
-                        .map(|f| f.to_string_lossy().into_owned())
-                        .unwrap_or_default();
-                    (
-                        stem.parent().unwrap_or(Path::new("/")).to_path_buf(),
-                        prefix,
-                    )
+                    let prefix = stem.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+                    (stem.parent().unwrap_or(Path::new("/")).to_path_buf(), prefix)
                 };
                 let Ok(entries) = std::fs::read_dir(&dir) else {
                     continue;
@@ -118,12 +111,7 @@ pub fn expand_devices(patterns: &[String]) -> Vec<PathBuf> {
 /// The PT_INTERP of an ELF64 executable, if any.
 pub fn elf_interpreter(path: &Path) -> std::io::Result<Option<PathBuf>> {
     use std::os::unix::ffi::OsStrExt;
-    let bad = |m: &str| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("{}: {m}", path.display()),
-        )
-    };
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {m}", path.display()));
     let mut file = std::fs::File::open(path)?;
     let mut head = Vec::new();
     (&mut file).take(64 << 10).read_to_end(&mut head)?;
@@ -133,27 +121,15 @@ pub fn elf_interpreter(path: &Path) -> std::io::Result<Option<PathBuf>> {
     if head[4] != 2 || head[5] != 1 {
         return Err(bad("not a 64-bit little-endian ELF file"));
     }
-    let u16_at = |o: usize| {
-        head.get(o..o + 2)
-            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
-    };
-    let u32_at = |o: usize| {
-        head.get(o..o + 4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    };
-    let u64_at = |o: usize| {
-        head.get(o..o + 8)
-            .and_then(|b| b.try_into().ok())
-            .map(u64::from_le_bytes)
-    };
-    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38))
-    else {
+    let u16_at = |o: usize| head.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]) as usize);
+    let u32_at = |o: usize| head.get(o..o + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    let u64_at = |o: usize| head.get(o..o + 8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38)) else {
         return Err(bad("truncated ELF header"));
     };
     for i in 0..phnum {
         let at = (phoff as usize).saturating_add(i * phentsize);
-        let (Some(p_type), Some(off), Some(size)) = (u32_at(at), u64_at(at + 8), u64_at(at + 32))
-        else {
+        let (Some(p_type), Some(off), Some(size)) = (u32_at(at), u64_at(at + 8), u64_at(at + 32)) else {
             return Err(bad("program headers beyond the first 64 KiB"));
         };
         if p_type == 3 {
@@ -174,23 +150,15 @@ pub fn build(cfg: &SandboxConfig, program: &Path) -> Result<Option<OwnedFd>, San
     build_with(cfg, program, kernel_abi())
 }
 
-pub(crate) fn build_with(
-    cfg: &SandboxConfig,
-    program: &Path,
-    abi: i32,
-) -> Result<Option<OwnedFd>, SandboxError> {
+pub(crate) fn build_with(cfg: &SandboxConfig, program: &Path, abi: i32) -> Result<Option<OwnedFd>, SandboxError> {
     match (cfg.landlock, abi) {
         (LandlockMode::Off, _) => {
-            log::warn!(
-                "sandbox: landlock = \"off\": the workload's file access is not restricted by Landlock"
-            );
+            log::warn!("sandbox: landlock = \"off\": the workload's file access is not restricted by Landlock");
             return Ok(None);
         }
         (LandlockMode::Required, a) if a < 1 => return Err(SandboxError::LandlockUnsupported),
         (LandlockMode::BestEffort, a) if a < 1 => {
-            log::warn!(
-                "sandbox: the kernel has no Landlock; running without it (landlock = \"best-effort\")"
-            );
+            log::warn!("sandbox: the kernel has no Landlock; running without it (landlock = \"best-effort\")");
             return Ok(None);
         }
         (_, a) if a < TARGET_ABI as i32 => {
@@ -210,52 +178,36 @@ pub(crate) fn build_with(
         .map_err(ll)?;
 
     let mut grants: Vec<(PathBuf, Grant, bool)> = Vec::new();
-    for (paths, g) in [
-        (&cfg.read_only, Grant::Read),
-        (&cfg.read_write, Grant::ReadWrite),
-        (&cfg.executable, Grant::Execute),
-    ] {
+    for (paths, g) in
+        [(&cfg.read_only, Grant::Read), (&cfg.read_write, Grant::ReadWrite), (&cfg.executable, Grant::Execute)]
+    {
         grants.extend(paths.iter().map(|p| (PathBuf::from(p), g, false)));
     }
     grants.push((program.to_path_buf(), Grant::Execute, true));
-    if let Some(interp) = elf_interpreter(program)
-        .map_err(|e| SandboxError::Landlock(format!("reading {}: {e}", program.display())))?
+    if let Some(interp) =
+        elf_interpreter(program).map_err(|e| SandboxError::Landlock(format!("reading {}: {e}", program.display())))?
     {
         grants.push((interp, Grant::Execute, true));
     }
-    grants.extend(
-        expand_devices(&cfg.devices)
-            .into_iter()
-            .map(|p| (p, Grant::Device, false)),
-    );
+    grants.extend(expand_devices(&cfg.devices).into_iter().map(|p| (p, Grant::Device, false)));
 
     for (path, grant, required) in grants {
         let fd = match open_path(&path) {
             Ok(fd) => fd,
             Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
-                log::warn!(
-                    "sandbox: landlock: {} does not exist; no access granted there",
-                    path.display()
-                );
+                log::warn!("sandbox: landlock: {} does not exist; no access granted there", path.display());
                 continue;
             }
             Err(e) => {
-                return Err(SandboxError::LandlockPath {
-                    path: path.display().to_string(),
-                    source: e,
-                });
+                return Err(SandboxError::LandlockPath { path: path.display().to_string(), source: e });
             }
         };
-        let is_dir = rustix::fs::fstat(&fd)
-            .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
-            .unwrap_or(false);
+        let is_dir = rustix::fs::fstat(&fd).map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR).unwrap_or(false);
         let mut rights = grant.rights();
         if !is_dir {
             rights &= AccessFs::from_file(TARGET_ABI);
         }
-        ruleset = ruleset
-            .add_rule(PathBeneath::new(fd.as_fd(), rights))
-            .map_err(ll)?;
+        ruleset = ruleset.add_rule(PathBeneath::new(fd.as_fd(), rights)).map_err(ll)?;
         log::debug!("sandbox: landlock: {:?} {}", grant, path.display());
     }
     let fd: Option<OwnedFd> = ruleset.into();
@@ -267,11 +219,7 @@ pub(crate) fn build_with(
 }
 
 fn open_path(path: &Path) -> std::io::Result<OwnedFd> {
-    Ok(rustix::fs::open(
-        path,
-        rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )?)
+    Ok(rustix::fs::open(path, rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())?)
 }
 
 #[cfg(test)]
@@ -282,39 +230,14 @@ mod tests {
     fn device_patterns() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        for f in [
-            "nvidia0",
-            "nvidia1",
-            "nvidiactl",
-            "null",
-            "nvidia-caps/nvidia-cap1",
-        ] {
+        for f in ["nvidia0", "nvidia1", "nvidiactl", "null", "nvidia-caps/nvidia-cap1"] {
             std::fs::create_dir_all(d.join(f).parent().unwrap()).unwrap();
             std::fs::write(d.join(f), "").unwrap();
         }
         let p = |s: &str| format!("{}/{s}", d.display());
-        let found = expand_devices(&[
-            p("nvidia*"),
-            p("nvidia-caps/*"),
-            p("null"),
-            p("missing"),
-            p("gone/*"),
-        ]);
-        let names: Vec<String> = found
-            .iter()
-            .map(|f| f.strip_prefix(d).unwrap().display().to_string())
-            .collect();
-        assert_eq!(
-            names,
-            [
-                "nvidia-caps",
-                "nvidia0",
-                "nvidia1",
-                "nvidiactl",
-                "nvidia-caps/nvidia-cap1",
-                "null"
-            ]
-        );
+        let found = expand_devices(&[p("nvidia*"), p("nvidia-caps/*"), p("null"), p("missing"), p("gone/*")]);
+        let names: Vec<String> = found.iter().map(|f| f.strip_prefix(d).unwrap().display().to_string()).collect();
+        assert_eq!(names, ["nvidia-caps", "nvidia0", "nvidia1", "nvidiactl", "nvidia-caps/nvidia-cap1", "null"]);
     }
 
     #[test]
@@ -322,19 +245,10 @@ mod tests {
         let exe = std::env::current_exe().unwrap();
         // The test binary is a dynamically linked glibc program.
         let interp = elf_interpreter(&exe).unwrap().expect("PT_INTERP");
-        assert!(
-            interp.to_string_lossy().contains("ld-linux"),
-            "{}",
-            interp.display()
-        );
+        assert!(interp.to_string_lossy().contains("ld-linux"), "{}", interp.display());
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("x"), b"#!/bin/sh\n").unwrap();
-        assert!(
-            elf_interpreter(&dir.path().join("x"))
-                .unwrap_err()
-                .to_string()
-                .contains("not an ELF file")
-        );
+        assert!(elf_interpreter(&dir.path().join("x")).unwrap_err().to_string().contains("not an ELF file"));
     }
 
     #[test]
@@ -346,15 +260,9 @@ mod tests {
             err.to_string(),
             "landlock: the kernel does not support Landlock (set [sandbox] landlock = \"best-effort\" to run without it)"
         );
-        let best = SandboxConfig {
-            landlock: LandlockMode::BestEffort,
-            ..SandboxConfig::default()
-        };
+        let best = SandboxConfig { landlock: LandlockMode::BestEffort, ..SandboxConfig::default() };
         assert!(build_with(&best, &exe, 0).unwrap().is_none());
-        let off = SandboxConfig {
-            landlock: LandlockMode::Off,
-            ..SandboxConfig::default()
-        };
+        let off = SandboxConfig { landlock: LandlockMode::Off, ..SandboxConfig::default() };
         assert!(build_with(&off, &exe, 7).unwrap().is_none());
     }
 }

@@ -223,9 +223,7 @@ impl fmt::Debug for LaunchPlan {
 }
 
 fn cstring(what: &str, s: &str) -> Result<CString, SandboxError> {
-    CString::new(s).map_err(|_| SandboxError::Nul {
-        what: what.to_string(),
-    })
+    CString::new(s).map_err(|_| SandboxError::Nul { what: what.to_string() })
 }
 
 fn setup(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SandboxError {
@@ -234,15 +232,8 @@ fn setup(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SandboxError
 }
 
 fn limit(l: Limit) -> libc::rlimit64 {
-    let v = if l == Limit::UNLIMITED {
-        libc::RLIM64_INFINITY
-    } else {
-        l.0
-    };
-    libc::rlimit64 {
-        rlim_cur: v,
-        rlim_max: v,
-    }
+    let v = if l == Limit::UNLIMITED { libc::RLIM64_INFINITY } else { l.0 };
+    libc::rlimit64 { rlim_cur: v, rlim_max: v }
 }
 
 /// The running kernel's (major, minor).
@@ -267,16 +258,10 @@ impl LaunchPlan {
         opts: &LaunchOptions,
     ) -> Result<Self, SandboxError> {
         let path = workload.path.as_str();
-        let program_err = |source| SandboxError::Program {
-            path: path.to_string(),
-            source,
-        };
-        let exe = rustix::fs::open(
-            path,
-            rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )
-        .map_err(|e| program_err(e.into()))?;
+        let program_err = |source| SandboxError::Program { path: path.to_string(), source };
+        let exe =
+            rustix::fs::open(path, rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
+                .map_err(|e| program_err(e.into()))?;
         let st = rustix::fs::fstat(&exe).map_err(|e| program_err(e.into()))?;
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
             return Err(program_err(std::io::Error::other("not a regular file")));
@@ -287,11 +272,7 @@ impl LaunchPlan {
         for (i, a) in workload.args.iter().enumerate() {
             argv.push(cstring(&format!("workload.args[{i}]"), a)?);
         }
-        let mut env: Vec<(&str, &str)> = workload
-            .env
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let mut env: Vec<(&str, &str)> = workload.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         for (k, v) in extra_env {
             if env.iter().any(|(e, _)| e == k) {
                 return Err(SandboxError::DuplicateEnv(k.clone()));
@@ -302,40 +283,18 @@ impl LaunchPlan {
             .iter()
             .map(|(k, v)| {
                 if k.is_empty() || k.contains('=') {
-                    return Err(SandboxError::Nul {
-                        what: format!("environment name {k:?} (empty or with '=')"),
-                    });
+                    return Err(SandboxError::Nul { what: format!("environment name {k:?} (empty or with '=')") });
                 }
                 cstring(&format!("environment variable {k}"), &format!("{k}={v}"))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let argv_ptrs = argv
-            .iter()
-            .map(|c| c.as_ptr())
-            .chain(std::iter::once(std::ptr::null()))
-            .collect();
-        let envp_ptrs = envp
-            .iter()
-            .map(|c| c.as_ptr())
-            .chain(std::iter::once(std::ptr::null()))
-            .collect();
+        let argv_ptrs = argv.iter().map(|c| c.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+        let envp_ptrs = envp.iter().map(|c| c.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
 
         let mut rlimits = vec![
-            (
-                libc::RLIMIT_CORE as libc::c_uint,
-                libc::rlimit64 {
-                    rlim_cur: 0,
-                    rlim_max: 0,
-                },
-            ),
-            (
-                libc::RLIMIT_NOFILE as libc::c_uint,
-                limit(sandbox.rlimits.nofile),
-            ),
-            (
-                libc::RLIMIT_MEMLOCK as libc::c_uint,
-                limit(sandbox.rlimits.memlock),
-            ),
+            (libc::RLIMIT_CORE as libc::c_uint, libc::rlimit64 { rlim_cur: 0, rlim_max: 0 }),
+            (libc::RLIMIT_NOFILE as libc::c_uint, limit(sandbox.rlimits.nofile)),
+            (libc::RLIMIT_MEMLOCK as libc::c_uint, limit(sandbox.rlimits.memlock)),
         ];
         if let Some(n) = sandbox.rlimits.nproc {
             rlimits.push((libc::RLIMIT_NPROC as libc::c_uint, limit(n)));
@@ -346,10 +305,7 @@ impl LaunchPlan {
             source: std::io::Error::other("unknown"),
         })?;
         if keep_caps != 0 {
-            log::warn!(
-                "sandbox: the workload keeps capabilities {:?}",
-                sandbox.capabilities
-            );
+            log::warn!("sandbox: the workload keeps capabilities {:?}", sandbox.capabilities);
         }
         let cap_last = caps::last_cap(&opts.proc_root).map_err(setup("cap_last_cap"))?;
 
@@ -363,10 +319,7 @@ impl LaunchPlan {
             rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
             rustix::fs::Mode::empty(),
         )
-        .map_err(|e| SandboxError::Setup {
-            what: opts.dev_null.display().to_string(),
-            source: e.into(),
-        })?;
+        .map_err(|e| SandboxError::Setup { what: opts.dev_null.display().to_string(), source: e.into() })?;
         let dev_null = above_stdio(dev_null).map_err(setup("duplicate /dev/null fd"))?;
 
         let oom_path = opts.proc_root.join("self/oom_score_adj");
@@ -405,29 +358,16 @@ impl LaunchPlan {
         let (out_r, out_w) = pipe().map_err(setup("stdout pipe"))?;
         let (err_r, err_w) = pipe().map_err(setup("stderr pipe"))?;
         let (rep_r, rep_w) = pipe().map_err(setup("report pipe"))?;
-        let stdin = if self.stdin_pipe {
-            Some(pipe().map_err(setup("stdin pipe"))?)
-        } else {
-            None
-        };
-        let child_in = stdin
-            .as_ref()
-            .map_or(self.dev_null.as_raw_fd(), |(r, _)| r.as_raw_fd());
-        let io = ChildIo {
-            stdin: child_in,
-            stdout: Some(out_w.as_raw_fd()),
-            stderr: Some(err_w.as_raw_fd()),
-        };
+        let stdin = if self.stdin_pipe { Some(pipe().map_err(setup("stdin pipe"))?) } else { None };
+        let child_in = stdin.as_ref().map_or(self.dev_null.as_raw_fd(), |(r, _)| r.as_raw_fd());
+        let io = ChildIo { stdin: child_in, stdout: Some(out_w.as_raw_fd()), stderr: Some(err_w.as_raw_fd()) };
 
         // SAFETY: fork in a process whose other threads (in tests) may hold
         // locks; the child only runs `child_main`, which issues raw system
         // calls on memory prepared before the fork and never returns.
         let pid = unsafe { libc::fork() };
         if pid < 0 {
-            return Err(SandboxError::Setup {
-                what: "fork".into(),
-                source: std::io::Error::last_os_error(),
-            });
+            return Err(SandboxError::Setup { what: "fork".into(), source: std::io::Error::last_os_error() });
         }
         if pid == 0 {
             // SAFETY: we are the freshly forked child.
@@ -440,23 +380,12 @@ impl LaunchPlan {
         });
         self.await_report(pid, rep_r)?;
         for fd in [&out_r, &err_r] {
-            let flags = rustix::fs::fcntl_getfl(fd).map_err(|e| SandboxError::Setup {
-                what: "fcntl".into(),
-                source: e.into(),
-            })?;
-            rustix::fs::fcntl_setfl(fd, flags | rustix::fs::OFlags::NONBLOCK).map_err(|e| {
-                SandboxError::Setup {
-                    what: "fcntl".into(),
-                    source: e.into(),
-                }
-            })?;
+            let flags = rustix::fs::fcntl_getfl(fd)
+                .map_err(|e| SandboxError::Setup { what: "fcntl".into(), source: e.into() })?;
+            rustix::fs::fcntl_setfl(fd, flags | rustix::fs::OFlags::NONBLOCK)
+                .map_err(|e| SandboxError::Setup { what: "fcntl".into(), source: e.into() })?;
         }
-        Ok(Launched {
-            pid,
-            stdout: out_r,
-            stderr: err_r,
-            stdin,
-        })
+        Ok(Launched { pid, stdout: out_r, stderr: err_r, stdin })
     }
 
     /// Handoff mode: the same steps in this process (PID 1), then exec. First
@@ -467,18 +396,11 @@ impl LaunchPlan {
     /// the kernel and stops the VM).
     pub fn exec_in_place(&self) -> Result<Infallible, SandboxError> {
         let (rep_r, rep_w) = pipe().map_err(setup("report pipe"))?;
-        let io = ChildIo {
-            stdin: self.dev_null.as_raw_fd(),
-            stdout: None,
-            stderr: None,
-        };
+        let io = ChildIo { stdin: self.dev_null.as_raw_fd(), stdout: None, stderr: None };
         // SAFETY: as in `spawn`.
         let pid = unsafe { libc::fork() };
         if pid < 0 {
-            return Err(SandboxError::Setup {
-                what: "fork".into(),
-                source: std::io::Error::last_os_error(),
-            });
+            return Err(SandboxError::Setup { what: "fork".into(), source: std::io::Error::last_os_error() });
         }
         if pid == 0 {
             // SAFETY: we are the freshly forked child.
@@ -508,10 +430,7 @@ impl LaunchPlan {
                 Ok(n) => got += n,
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(e) => {
-                    return Err(SandboxError::Setup {
-                        what: "read report pipe".into(),
-                        source: e.into(),
-                    });
+                    return Err(SandboxError::Setup { what: "read report pipe".into(), source: e.into() });
                 }
             }
         }
@@ -527,10 +446,7 @@ impl LaunchPlan {
         let word = |i: usize| u32::from_ne_bytes([buf[i], buf[i + 1], buf[i + 2], buf[i + 3]]);
         match Step::from_u32(word(0)) {
             Some(step) => Err(step_error(step, word(4), word(8) as i32)),
-            None => Err(SandboxError::ChildVanished(format!(
-                "unknown step {}",
-                word(0)
-            ))),
+            None => Err(SandboxError::ChildVanished(format!("unknown step {}", word(0)))),
         }
     }
 
@@ -567,35 +483,19 @@ impl LaunchPlan {
         // SAFETY (whole function): every pointer passed to the kernel points
         // into `self` or the stack and outlives the call.
         unsafe {
-            let check =
-                |step: Step, detail: u32, r: libc::c_long| -> Result<(), (Step, u32, i32)> {
-                    if r < 0 {
-                        Err((step, detail, errno()))
-                    } else {
-                        Ok(())
-                    }
-                };
+            let check = |step: Step, detail: u32, r: libc::c_long| -> Result<(), (Step, u32, i32)> {
+                if r < 0 { Err((step, detail, errno())) } else { Ok(()) }
+            };
             let handoff = matches!(until, Until::BeforeSeccomp) || self.mode == LaunchMode::Handoff;
 
             // 1. Signal dispositions back to default (handlers would point
             //    into PID 1's code; SIG_IGN would survive exec).
-            let dfl = KernelSigaction {
-                handler: 0,
-                flags: 0,
-                restorer: 0,
-                mask: 0,
-            };
+            let dfl = KernelSigaction { handler: 0, flags: 0, restorer: 0, mask: 0 };
             for sig in 1..=64 {
                 if sig == libc::SIGKILL || sig == libc::SIGSTOP {
                     continue;
                 }
-                let r = libc::syscall(
-                    libc::SYS_rt_sigaction,
-                    sig,
-                    &dfl as *const KernelSigaction,
-                    0usize,
-                    8usize,
-                );
+                let r = libc::syscall(libc::SYS_rt_sigaction, sig, &dfl as *const KernelSigaction, 0usize, 8usize);
                 if r < 0 && errno() != libc::EINVAL {
                     return Err((Step::ResetSignals, sig as u32, errno()));
                 }
@@ -605,13 +505,7 @@ impl LaunchPlan {
             check(
                 Step::UnblockSignals,
                 0,
-                libc::syscall(
-                    libc::SYS_rt_sigprocmask,
-                    libc::SIG_SETMASK,
-                    &empty as *const u64,
-                    0usize,
-                    8usize,
-                ),
+                libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &empty as *const u64, 0usize, 8usize),
             )?;
             // 3. setsid. PID 1 in handoff may already lead its session.
             let r = libc::syscall(libc::SYS_setsid);
@@ -628,13 +522,7 @@ impl LaunchPlan {
             }
             // 7. rlimits.
             for (resource, lim) in &self.rlimits {
-                let r = libc::syscall(
-                    libc::SYS_prlimit64,
-                    0,
-                    *resource,
-                    lim as *const libc::rlimit64,
-                    0usize,
-                );
+                let r = libc::syscall(libc::SYS_prlimit64, 0, *resource, lim as *const libc::rlimit64, 0usize);
                 check(Step::Setrlimit, *resource, r)?;
             }
             // 8. oom_score_adj.
@@ -646,12 +534,7 @@ impl LaunchPlan {
                 0,
             );
             check(Step::OomScoreAdj, 0, fd)?;
-            let r = libc::syscall(
-                libc::SYS_write,
-                fd,
-                self.oom_value.as_ptr(),
-                self.oom_value.len(),
-            );
+            let r = libc::syscall(libc::SYS_write, fd, self.oom_value.as_ptr(), self.oom_value.len());
             let write_errno = errno();
             libc::syscall(libc::SYS_close, fd);
             if r < 0 {
@@ -662,68 +545,31 @@ impl LaunchPlan {
                 if cap < 64 && self.keep_caps & (1u64 << cap) != 0 {
                     continue;
                 }
-                let r = libc::syscall(
-                    libc::SYS_prctl,
-                    libc::PR_CAPBSET_DROP,
-                    cap as libc::c_ulong,
-                    0,
-                    0,
-                    0,
-                );
+                let r = libc::syscall(libc::SYS_prctl, libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0);
                 if r < 0 && errno() != libc::EINVAL {
                     return Err((Step::BoundingSet, cap, errno()));
                 }
             }
             // 10-13. Groups, gid, uid (raw: this thread only, which is all there is).
-            check(
-                Step::Setgroups,
-                0,
-                libc::syscall(libc::SYS_setgroups, self.groups.len(), self.groups.as_ptr()),
-            )?;
-            check(
-                Step::Setresgid,
-                0,
-                libc::syscall(libc::SYS_setresgid, self.gid, self.gid, self.gid),
-            )?;
+            check(Step::Setgroups, 0, libc::syscall(libc::SYS_setgroups, self.groups.len(), self.groups.as_ptr()))?;
+            check(Step::Setresgid, 0, libc::syscall(libc::SYS_setresgid, self.gid, self.gid, self.gid))?;
             if self.keep_caps != 0 && self.uid != 0 {
-                check(
-                    Step::KeepCaps,
-                    0,
-                    libc::syscall(libc::SYS_prctl, libc::PR_SET_KEEPCAPS, 1, 0, 0, 0),
-                )?;
+                check(Step::KeepCaps, 0, libc::syscall(libc::SYS_prctl, libc::PR_SET_KEEPCAPS, 1, 0, 0, 0))?;
             }
-            check(
-                Step::Setresuid,
-                0,
-                libc::syscall(libc::SYS_setresuid, self.uid, self.uid, self.uid),
-            )?;
+            check(Step::Setresuid, 0, libc::syscall(libc::SYS_setresuid, self.uid, self.uid, self.uid))?;
             // 14. E/P/I = the kept set (empty by default).
-            let header = caps::CapHeader {
-                version: caps::LINUX_CAPABILITY_VERSION_3,
-                pid: 0,
-            };
+            let header = caps::CapHeader { version: caps::LINUX_CAPABILITY_VERSION_3, pid: 0 };
             check(
                 Step::Capset,
                 0,
-                libc::syscall(
-                    libc::SYS_capset,
-                    &header as *const caps::CapHeader,
-                    self.cap_data.as_ptr(),
-                ),
+                libc::syscall(libc::SYS_capset, &header as *const caps::CapHeader, self.cap_data.as_ptr()),
             )?;
             // 15-16. Ambient: cleared, then the kept set for a non-root user
             //        (root gets them back from the bounding set at exec).
             check(
                 Step::AmbientClear,
                 0,
-                libc::syscall(
-                    libc::SYS_prctl,
-                    libc::PR_CAP_AMBIENT,
-                    libc::PR_CAP_AMBIENT_CLEAR_ALL,
-                    0,
-                    0,
-                    0,
-                ),
+                libc::syscall(libc::SYS_prctl, libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0),
             )?;
             if self.uid != 0 {
                 for cap in 0..64u32 {
@@ -741,18 +587,10 @@ impl LaunchPlan {
                 }
             }
             // 17. Working directory, as the workload user.
-            check(
-                Step::Chdir,
-                0,
-                libc::syscall(libc::SYS_chdir, self.workdir.as_ptr()),
-            )?;
+            check(Step::Chdir, 0, libc::syscall(libc::SYS_chdir, self.workdir.as_ptr()))?;
             // 18. no_new_privs: no setuid or file capability gains, and what
             //     lets an unprivileged process install Landlock and seccomp.
-            check(
-                Step::NoNewPrivs,
-                0,
-                libc::syscall(libc::SYS_prctl, libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0),
-            )?;
+            check(Step::NoNewPrivs, 0, libc::syscall(libc::SYS_prctl, libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
             // 19. Landlock.
             if let Some(fd) = &self.landlock {
                 check(
@@ -762,28 +600,16 @@ impl LaunchPlan {
                 )?;
             }
             // 20. Every fd above stdio closes at exec (the report pipe too).
-            check(
-                Step::CloseRange,
-                0,
-                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC),
-            )?;
+            check(Step::CloseRange, 0, libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC))?;
             if matches!(until, Until::BeforeSeccomp) {
                 return Ok(());
             }
             // 21. seccomp, last: from here on only what the profile allows.
             if let Some(prog) = &self.seccomp {
                 let insns = prog.instructions();
-                let fprog = SockFprog {
-                    len: insns.len() as u16,
-                    filter: insns.as_ptr(),
-                };
+                let fprog = SockFprog { len: insns.len() as u16, filter: insns.as_ptr() };
                 let flags = if prog.log { SECCOMP_FILTER_FLAG_LOG } else { 0 };
-                let r = libc::syscall(
-                    libc::SYS_seccomp,
-                    SECCOMP_SET_MODE_FILTER,
-                    flags,
-                    &fprog as *const SockFprog,
-                );
+                let r = libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &fprog as *const SockFprog);
                 check(Step::Seccomp, 0, r)?;
             }
             // 22. exec the program opened before fork.
@@ -814,17 +640,11 @@ struct ChildIo {
 }
 
 fn unreachable_exec() -> Result<Infallible, SandboxError> {
-    Err(SandboxError::ChildVanished(
-        "execveat returned success".into(),
-    ))
+    Err(SandboxError::ChildVanished("execveat returned success".into()))
 }
 
 fn step_error(step: Step, detail: u32, errno: i32) -> SandboxError {
-    SandboxError::Step {
-        step,
-        detail: detail_text(step, detail),
-        errno,
-    }
+    SandboxError::Step { step, detail: detail_text(step, detail), errno }
 }
 
 // RLIMIT_* are u32 on glibc and c_int on musl.
@@ -839,13 +659,7 @@ fn detail_text(step: Step, detail: u32) -> String {
             d => format!(" resource {d}"),
         },
         Step::BoundingSet | Step::AmbientRaise => {
-            format!(
-                " {}",
-                caps::NAMES
-                    .get(detail as usize)
-                    .copied()
-                    .unwrap_or("unknown capability")
-            )
+            format!(" {}", caps::NAMES.get(detail as usize).copied().unwrap_or("unknown capability"))
         }
         Step::ResetSignals => format!(" signal {detail}"),
         _ => String::new(),
@@ -912,21 +726,14 @@ fn compile_profile(
             log::warn!("sandbox: seccomp = \"none\": the workload runs without a seccomp filter");
             return Ok(None);
         }
-        SeccompChoice::WorkloadDefault => {
-            seccomp::builtin::workload_default(&sandbox.seccomp_allow)
-        }
+        SeccompChoice::WorkloadDefault => seccomp::builtin::workload_default(&sandbox.seccomp_allow),
         SeccompChoice::Strict => seccomp::builtin::strict(&sandbox.seccomp_allow),
         SeccompChoice::File(path) => {
             let full = opts.image_root.join(path.trim_start_matches('/'));
             let bytes = crate::config::read_capped(&full, super::config::MAX_PROFILE_BYTES as u64)
-                .map_err(|e| SandboxError::ProfileRead {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })?;
-            let ctx = seccomp::oci::ImportContext {
-                capabilities: keep_caps,
-                kernel: opts.kernel.or_else(running_kernel),
-            };
+                .map_err(|e| SandboxError::ProfileRead { path: path.clone(), reason: e.to_string() })?;
+            let ctx =
+                seccomp::oci::ImportContext { capabilities: keep_caps, kernel: opts.kernel.or_else(running_kernel) };
             seccomp::oci::import(path, &bytes, ctx)?
         }
     };

@@ -57,11 +57,7 @@ pub enum SandboxError {
     },
     /// A step of the child failed; `detail` names what (" RLIMIT_NOFILE").
     #[error("{step}{detail} failed: {}", errno_name(*.errno))]
-    Step {
-        step: Step,
-        detail: String,
-        errno: i32,
-    },
+    Step { step: Step, detail: String, errno: i32 },
     #[error("the workload child ended before exec without reporting a step ({0})")]
     ChildVanished(String),
 }
@@ -127,10 +123,7 @@ pub fn errno_name(errno: i32) -> String {
 mod tests {
     #[test]
     fn errno_names() {
-        assert_eq!(
-            super::errno_name(libc::EPERM),
-            "EPERM (Operation not permitted)"
-        );
+        assert_eq!(super::errno_name(libc::EPERM), "EPERM (Operation not permitted)");
         assert!(super::errno_name(4000).starts_with("errno 4000 ("));
     }
 }

@@ -66,12 +66,7 @@ impl LineForwarder {
 
     /// Reads everything available from `fd` (non-blocking) and writes the
     /// complete lines to `out`.
-    pub fn pump(
-        &mut self,
-        fd: BorrowedFd<'_>,
-        out: &mut dyn Write,
-        now: Instant,
-    ) -> std::io::Result<Pumped> {
+    pub fn pump(&mut self, fd: BorrowedFd<'_>, out: &mut dyn Write, now: Instant) -> std::io::Result<Pumped> {
         let mut buf = [0u8; 4096];
         // Bounded: one call forwards at most 64 KiB, so a chatty workload
         // cannot keep PID 1 in this loop.
@@ -121,11 +116,7 @@ impl LineForwarder {
         }
         self.truncating = false;
         if self.dropped > 0 {
-            writeln!(
-                out,
-                "{}[{} lines dropped by the rate limit]",
-                self.prefix, self.dropped
-            )?;
+            writeln!(out, "{}[{} lines dropped by the rate limit]", self.prefix, self.dropped)?;
             self.dropped = 0;
         }
         Ok(())
@@ -133,11 +124,8 @@ impl LineForwarder {
 
     fn refill(&mut self, now: Instant) {
         if let Some(last) = self.last {
-            let elapsed = now
-                .saturating_duration_since(last)
-                .min(Duration::from_secs(3600));
-            self.tokens = (self.tokens + elapsed.as_secs_f64() * f64::from(self.per_second))
-                .min(f64::from(self.burst));
+            let elapsed = now.saturating_duration_since(last).min(Duration::from_secs(3600));
+            self.tokens = (self.tokens + elapsed.as_secs_f64() * f64::from(self.per_second)).min(f64::from(self.burst));
         }
         self.last = Some(now);
     }
@@ -153,11 +141,7 @@ impl LineForwarder {
         let mut line = Vec::with_capacity(self.prefix.len() + self.pending.len() + 48);
         if self.dropped > 0 {
             line.extend_from_slice(
-                format!(
-                    "{}[{} lines dropped by the rate limit]\n",
-                    self.prefix, self.dropped
-                )
-                .as_bytes(),
+                format!("{}[{} lines dropped by the rate limit]\n", self.prefix, self.dropped).as_bytes(),
             );
             self.dropped = 0;
         }
@@ -215,20 +199,14 @@ mod tests {
         assert_eq!(text(&out), "1\n2\n3\n");
         assert_eq!(f.dropped(), 2);
         // 100 ms later one token is back.
-        f.feed(b"6\n", &mut out, t + Duration::from_millis(100))
-            .unwrap();
-        assert_eq!(
-            text(&out),
-            "1\n2\n3\n[2 lines dropped by the rate limit]\n6\n"
-        );
+        f.feed(b"6\n", &mut out, t + Duration::from_millis(100)).unwrap();
+        assert_eq!(text(&out), "1\n2\n3\n[2 lines dropped by the rate limit]\n6\n");
     }
 
     #[test]
     fn pump_reads_nonblocking_pipe_until_eof() {
-        let (r, w) = rustix::pipe::pipe_with(
-            rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
-        )
-        .unwrap();
+        let (r, w) =
+            rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK).unwrap();
         let mut f = LineForwarder::for_workload("workload: ");
         let mut out = Vec::new();
         let t = Instant::now();

@@ -18,11 +18,8 @@ fn read_all(fd: &OwnedFd) -> String {
             Ok(0) => break,
             Ok(n) => out.extend_from_slice(&buf[..n]),
             Err(libc::EAGAIN) => {
-                let mut pfd = libc::pollfd {
-                    fd: std::os::fd::AsRawFd::as_raw_fd(fd),
-                    events: libc::POLLIN,
-                    revents: 0,
-                };
+                let mut pfd =
+                    libc::pollfd { fd: std::os::fd::AsRawFd::as_raw_fd(fd), events: libc::POLLIN, revents: 0 };
                 // SAFETY: one valid pollfd.
                 unsafe { libc::poll(&mut pfd, 1, -1) };
             }
@@ -34,25 +31,12 @@ fn read_all(fd: &OwnedFd) -> String {
 
 fn rustix_read(fd: &OwnedFd, buf: &mut [u8]) -> Result<usize, i32> {
     // SAFETY: reading into a live buffer.
-    let r = unsafe {
-        libc::read(
-            std::os::fd::AsRawFd::as_raw_fd(fd),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    if r < 0 {
-        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
-    } else {
-        Ok(r as usize)
-    }
+    let r = unsafe { libc::read(std::os::fd::AsRawFd::as_raw_fd(fd), buf.as_mut_ptr().cast(), buf.len()) };
+    if r < 0 { Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0)) } else { Ok(r as usize) }
 }
 
 fn hard_limit(resource: libc::__rlimit_resource_t) -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit into a local.
     unsafe { libc::getrlimit(resource, &mut lim) };
     lim.rlim_max
@@ -65,12 +49,7 @@ fn probe_passes_under_the_default_sandbox() {
         eprintln!("skipped: needs root");
         return;
     }
-    let mut args: Vec<String> = vec![
-        "--uid".into(),
-        "65534".into(),
-        "--gid".into(),
-        "65534".into(),
-    ];
+    let mut args: Vec<String> = vec!["--uid".into(), "65534".into(), "--gid".into(), "65534".into()];
     for knob in [
         "kernel/kptr_restrict",
         "kernel/dmesg_restrict",
@@ -106,27 +85,15 @@ fn probe_passes_under_the_default_sandbox() {
         },
         ..SandboxConfig::default()
     };
-    let launched = LaunchPlan::new(&workload, &sandbox, &[])
-        .unwrap()
-        .spawn()
-        .unwrap();
+    let launched = LaunchPlan::new(&workload, &sandbox, &[]).unwrap().spawn().unwrap();
     let out = read_all(&launched.stdout);
     let mut status = 0;
     // SAFETY: our own child.
     unsafe { libc::waitpid(launched.pid, &mut status, 0) };
-    let failed: Vec<&str> = out
-        .lines()
-        .filter(|l| l.starts_with("probe: FAIL"))
-        .collect();
+    let failed: Vec<&str> = out.lines().filter(|l| l.starts_with("probe: FAIL")).collect();
     assert!(failed.is_empty(), "{out}");
     assert!(out.contains("probe: PASS seccomp-kill mount"), "{out}");
     assert!(out.contains("probe: PASS landlock-deny"), "{out}");
     assert!(out.contains("probe: PASS status Seccomp: 2"), "{out}");
-    assert!(
-        out.lines()
-            .last()
-            .unwrap_or_default()
-            .starts_with("probe: SUMMARY passed="),
-        "{out}"
-    );
+    assert!(out.lines().last().unwrap_or_default().starts_with("probe: SUMMARY passed="), "{out}");
 }

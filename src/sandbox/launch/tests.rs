@@ -28,10 +28,7 @@ fn workload(path: &str, args: &[&str]) -> WorkloadConfig {
 
 /// The test process may lack CAP_SYS_RESOURCE: stay within its hard limits.
 fn hard_limit(resource: libc::__rlimit_resource_t) -> u64 {
-    let mut lim = libc::rlimit64 {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut lim = libc::rlimit64 { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit64 into a local.
     assert_eq!(unsafe { libc::getrlimit64(resource, &mut lim) }, 0);
     lim.rlim_max
@@ -43,11 +40,7 @@ fn sandbox() -> SandboxConfig {
         memlock: Limit(hard_limit(libc::RLIMIT_MEMLOCK).min(64 << 20)),
         nproc: None,
     };
-    SandboxConfig {
-        executable: vec!["/usr".into(), "/bin".into()],
-        rlimits,
-        ..SandboxConfig::default()
-    }
+    SandboxConfig { executable: vec!["/usr".into(), "/bin".into()], rlimits, ..SandboxConfig::default() }
 }
 
 fn read_all(fd: &OwnedFd) -> String {
@@ -79,30 +72,16 @@ fn wait(pid: libc::pid_t) -> i32 {
 fn plan_rejects_bad_input_before_fork() {
     let s = sandbox();
     let err = LaunchPlan::new(&workload("/nonexistent/prog", &[]), &s, &[]).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "workload program /nonexistent/prog: No such file or directory (os error 2)"
-    );
+    assert_eq!(err.to_string(), "workload program /nonexistent/prog: No such file or directory (os error 2)");
     let err = LaunchPlan::new(&workload("/usr", &[]), &s, &[]).unwrap_err();
     assert_eq!(err.to_string(), "workload program /usr: not a regular file");
     let err = LaunchPlan::new(&workload("/bin/sh", &["a\0b"]), &s, &[]).unwrap_err();
     assert_eq!(err.to_string(), "workload.args[0] contains a NUL byte");
-    let err = LaunchPlan::new(
-        &workload("/bin/sh", &[]),
-        &s,
-        &[("PATH".into(), "/x".into())],
-    )
-    .unwrap_err();
+    let err = LaunchPlan::new(&workload("/bin/sh", &[]), &s, &[("PATH".into(), "/x".into())]).unwrap_err();
     assert_eq!(err.to_string(), "environment variable PATH is set twice");
-    let missing = SandboxConfig {
-        seccomp: SeccompChoice::File("/nope.json".into()),
-        ..sandbox()
-    };
+    let missing = SandboxConfig { seccomp: SeccompChoice::File("/nope.json".into()), ..sandbox() };
     let err = LaunchPlan::new(&workload("/bin/sh", &[]), &missing, &[]).unwrap_err();
-    assert!(
-        err.to_string().starts_with("seccomp profile /nope.json: "),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with("seccomp profile /nope.json: "), "{err}");
 }
 
 #[test]
@@ -111,10 +90,7 @@ fn plan_debug_hides_environment() {
     w.env.insert("API_TOKEN".into(), "s3cr3t".into());
     let plan = LaunchPlan::new(&w, &sandbox(), &[]).unwrap();
     let dbg = format!("{plan:?}");
-    assert!(
-        !dbg.contains("s3cr3t") && dbg.contains("workload-default"),
-        "{dbg}"
-    );
+    assert!(!dbg.contains("s3cr3t") && dbg.contains("workload-default"), "{dbg}");
 }
 
 #[test]
@@ -131,27 +107,14 @@ fn workload_runs_confined() {
         echo to-stderr >&2; pwd";
     let mut w = workload("/bin/sh", &["-c", script]);
     w.workdir = "/tmp".into();
-    let s = SandboxConfig {
-        oom_score_adj: 300,
-        ..sandbox()
-    };
-    let plan = LaunchPlan::new(
-        &w,
-        &s,
-        &[(
-            "CREDENTIALS_DIRECTORY".into(),
-            "/run/credentials/workload".into(),
-        )],
-    )
-    .unwrap();
+    let s = SandboxConfig { oom_score_adj: 300, ..sandbox() };
+    let plan =
+        LaunchPlan::new(&w, &s, &[("CREDENTIALS_DIRECTORY".into(), "/run/credentials/workload".into())]).unwrap();
     let launched = plan.spawn().unwrap();
     let out = read_all(&launched.stdout);
     let err = read_all(&launched.stderr);
     let status = wait(launched.pid);
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "status {status:#x}\n{out}\n{err}"
-    );
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "status {status:#x}\n{out}\n{err}");
     let lines: Vec<&str> = out.lines().collect();
     let nofile = s.rlimits.nofile.0.to_string();
     let want = [
@@ -183,13 +146,7 @@ fn workload_is_session_leader_and_gets_only_its_env() {
     if !is_root() {
         return;
     }
-    let w = workload(
-        "/bin/sh",
-        &[
-            "-c",
-            "ps -o pid=,pgid=,sid= -p $$ 2>/dev/null || cat /proc/self/stat; env | sort",
-        ],
-    );
+    let w = workload("/bin/sh", &["-c", "ps -o pid=,pgid=,sid= -p $$ 2>/dev/null || cat /proc/self/stat; env | sort"]);
     let plan = LaunchPlan::new(&w, &sandbox(), &[("EXTRA".into(), "1".into())]).unwrap();
     let launched = plan.spawn().unwrap();
     let out = read_all(&launched.stdout);
@@ -198,11 +155,7 @@ fn workload_is_session_leader_and_gets_only_its_env() {
     let pid = launched.pid.to_string();
     // Either ps (pid pgid sid) or /proc/self/stat (pid comm state ppid pgrp session ...).
     let fields: Vec<&str> = stat_line.split_whitespace().collect();
-    let (pgid, sid) = if fields.len() == 3 {
-        (fields[1], fields[2])
-    } else {
-        (fields[4], fields[5])
-    };
+    let (pgid, sid) = if fields.len() == 3 { (fields[1], fields[2]) } else { (fields[4], fields[5]) };
     assert_eq!((pgid, sid), (pid.as_str(), pid.as_str()), "{out}");
     let env: Vec<&str> = out
         .lines()
@@ -222,26 +175,11 @@ fn failing_steps_are_named() {
     w.workdir = "/nonexistent-workdir".into();
     let err = LaunchPlan::new(&w, &s, &[]).unwrap().spawn().unwrap_err();
     assert_eq!(err.step(), Some(Step::Chdir));
-    assert_eq!(
-        err.to_string(),
-        "chdir failed: ENOENT (No such file or directory)"
-    );
+    assert_eq!(err.to_string(), "chdir failed: ENOENT (No such file or directory)");
 
-    let big = SandboxConfig {
-        rlimits: RlimitConfig {
-            nofile: Limit(1 << 30),
-            ..sandbox().rlimits
-        },
-        ..sandbox()
-    };
-    let err = LaunchPlan::new(&workload("/bin/sh", &[]), &big, &[])
-        .unwrap()
-        .spawn()
-        .unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "setrlimit RLIMIT_NOFILE failed: EPERM (Operation not permitted)"
-    );
+    let big = SandboxConfig { rlimits: RlimitConfig { nofile: Limit(1 << 30), ..sandbox().rlimits }, ..sandbox() };
+    let err = LaunchPlan::new(&workload("/bin/sh", &[]), &big, &[]).unwrap().spawn().unwrap_err();
+    assert_eq!(err.to_string(), "setrlimit RLIMIT_NOFILE failed: EPERM (Operation not permitted)");
 
     // Root-only program: the unprivileged workload user may not exec it.
     let dir = tempfile::tempdir().unwrap();
@@ -250,14 +188,8 @@ fn failing_steps_are_named() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o700)).unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let err = LaunchPlan::new(&workload(prog.to_str().unwrap(), &[]), &s, &[])
-        .unwrap()
-        .spawn()
-        .unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "execveat failed: EACCES (Permission denied)"
-    );
+    let err = LaunchPlan::new(&workload(prog.to_str().unwrap(), &[]), &s, &[]).unwrap().spawn().unwrap_err();
+    assert_eq!(err.to_string(), "execveat failed: EACCES (Permission denied)");
 }
 
 #[test]
@@ -268,23 +200,14 @@ fn seccomp_kill_list_kills_the_workload_not_us() {
     // perl/python may not exist; the shell's `ulimit`/builtins cannot make
     // raw syscalls, so use a program that mounts: util-linux `mount` calls
     // mount(2) -> KILL_PROCESS -> SIGSYS.
-    let Some(mount) = ["/usr/bin/mount", "/bin/mount"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-    else {
+    let Some(mount) = ["/usr/bin/mount", "/bin/mount"].into_iter().find(|p| std::path::Path::new(p).exists()) else {
         return;
     };
     let w = workload(mount, &["-t", "tmpfs", "none", "/tmp"]);
-    let launched = LaunchPlan::new(&w, &sandbox(), &[])
-        .unwrap()
-        .spawn()
-        .unwrap();
+    let launched = LaunchPlan::new(&w, &sandbox(), &[]).unwrap().spawn().unwrap();
     let _ = read_all(&launched.stdout);
     let status = wait(launched.pid);
-    assert!(
-        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSYS,
-        "status {status:#x}"
-    );
+    assert!(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSYS, "status {status:#x}");
 }
 
 #[test]
@@ -292,17 +215,8 @@ fn keeping_a_capability_for_a_non_root_user() {
     if !is_root() {
         return;
     }
-    let w = workload(
-        "/bin/sh",
-        &[
-            "-c",
-            "grep -E '^Cap(Eff|Prm|Inh|Bnd|Amb):' /proc/self/status",
-        ],
-    );
-    let s = SandboxConfig {
-        capabilities: vec!["CAP_NET_BIND_SERVICE".into()],
-        ..sandbox()
-    };
+    let w = workload("/bin/sh", &["-c", "grep -E '^Cap(Eff|Prm|Inh|Bnd|Amb):' /proc/self/status"]);
+    let s = SandboxConfig { capabilities: vec!["CAP_NET_BIND_SERVICE".into()], ..sandbox() };
     let launched = LaunchPlan::new(&w, &s, &[]).unwrap().spawn().unwrap();
     let out = read_all(&launched.stdout);
     wait(launched.pid);
@@ -325,20 +239,14 @@ fn stdin_pipe_for_helpers() {
         return;
     }
     let w = workload("/bin/sh", &["-c", "read line; echo got:$line"]);
-    let opts = LaunchOptions {
-        stdin_pipe: true,
-        ..LaunchOptions::default()
-    };
+    let opts = LaunchOptions { stdin_pipe: true, ..LaunchOptions::default() };
     let s = SandboxConfig {
         seccomp: SeccompChoice::Strict,
         seccomp_allow: strict_extra_for_sh(),
         landlock: LandlockMode::BestEffort,
         ..sandbox()
     };
-    let launched = LaunchPlan::with_options(&w, &s, &[], &opts)
-        .unwrap()
-        .spawn()
-        .unwrap();
+    let launched = LaunchPlan::with_options(&w, &s, &[], &opts).unwrap().spawn().unwrap();
     let stdin = launched.stdin.as_ref().unwrap();
     rustix::io::write(stdin, b"hello\n").unwrap();
     let out = read_all(&launched.stdout);
@@ -349,13 +257,10 @@ fn stdin_pipe_for_helpers() {
 
 /// What dash needs beyond `strict`.
 fn strict_extra_for_sh() -> Vec<String> {
-    [
-        "getppid", "stat", "wait4", "fork", "vfork", "getpgrp", "geteuid", "open", "pipe", "dup2",
-        "fstatfs",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    ["getppid", "stat", "wait4", "fork", "vfork", "getpgrp", "geteuid", "open", "pipe", "dup2", "fstatfs"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 #[test]
@@ -368,21 +273,12 @@ fn handoff_rehearsal_reports_failures_without_touching_us() {
     w.workdir = "/nonexistent-workdir".into();
     let plan = LaunchPlan::new(&w, &sandbox(), &[]).unwrap();
     let err = plan.exec_in_place().unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "chdir failed: ENOENT (No such file or directory)"
-    );
+    assert_eq!(err.to_string(), "chdir failed: ENOENT (No such file or directory)");
     // We are still root with our capabilities.
     assert!(is_root());
     let mut status = String::new();
-    std::fs::File::open("/proc/self/status")
-        .unwrap()
-        .read_to_string(&mut status)
-        .unwrap();
-    assert!(
-        status.contains("NoNewPrivs:\t0"),
-        "the test process was changed"
-    );
+    std::fs::File::open("/proc/self/status").unwrap().read_to_string(&mut status).unwrap();
+    assert!(status.contains("NoNewPrivs:\t0"), "the test process was changed");
 }
 
 #[test]

@@ -112,11 +112,7 @@ const PERSONALITIES: &[u64] = &[0x0, 0x8, 0x20000, 0x20008, 0xffff_ffff];
 fn flag_kills(p: &mut Profile, name: &str, mask: u64) {
     // One rule per flag bit: seccompiler has no "masked not equal".
     for bit in (0..64).map(|b| 1u64 << b).filter(|b| mask & b != 0) {
-        p.add(
-            name,
-            Action::KillProcess,
-            vec![Condition::new(0, Width::Qword, Op::MaskedEq(bit), bit)],
-        );
+        p.add(name, Action::KillProcess, vec![Condition::new(0, Width::Qword, Op::MaskedEq(bit), bit)]);
     }
 }
 
@@ -133,31 +129,17 @@ pub fn workload_default(extra: &[String]) -> Profile {
     let mut p = Profile::new("workload-default", Action::Errno(libc::ENOSYS as u16));
     p.add_names(DOCKER_BASE, Action::Allow);
     p.add_names(INFERENCE_EXTRA, Action::Allow);
-    let eperm: Vec<&str> = EPERM_LIST
-        .iter()
-        .copied()
-        .filter(|n| !extra.iter().any(|e| e == n))
-        .collect();
+    let eperm: Vec<&str> = EPERM_LIST.iter().copied().filter(|n| !extra.iter().any(|e| e == n)).collect();
     p.add_names(&eperm, Action::Errno(libc::EPERM as u16));
     p.add_names(KILL_LIST, Action::KillProcess);
     common_rules(&mut p);
     // clone3 passes its flags in memory that seccomp cannot read: ENOSYS (the
     // default) makes glibc fall back to clone, whose flags are checked.
-    let not_allowed_family = SOCKET_FAMILIES
-        .iter()
-        .map(|f| Condition::new(0, Width::Dword, Op::Ne, *f))
-        .collect::<Vec<_>>();
-    p.add(
-        "socket",
-        Action::Errno(libc::EAFNOSUPPORT as u16),
-        not_allowed_family,
-    );
+    let not_allowed_family =
+        SOCKET_FAMILIES.iter().map(|f| Condition::new(0, Width::Dword, Op::Ne, *f)).collect::<Vec<_>>();
+    p.add("socket", Action::Errno(libc::EAFNOSUPPORT as u16), not_allowed_family);
     for value in PERSONALITIES {
-        p.add(
-            "personality",
-            Action::Allow,
-            vec![Condition::new(0, Width::Dword, Op::Eq, *value)],
-        );
+        p.add("personality", Action::Allow, vec![Condition::new(0, Width::Dword, Op::Eq, *value)]);
     }
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     p.add_names(&extra, Action::Allow);
@@ -183,16 +165,7 @@ pub fn strict(extra: &[String]) -> Profile {
     let mut p = Profile::new("strict", Action::KillProcess);
     p.add_names(STRICT_ALLOW, Action::Allow);
     // Threads only: no namespace flags.
-    p.add(
-        "clone",
-        Action::Allow,
-        vec![Condition::new(
-            0,
-            Width::Qword,
-            Op::MaskedEq(CLONE_NAMESPACE_FLAGS),
-            0,
-        )],
-    );
+    p.add("clone", Action::Allow, vec![Condition::new(0, Width::Qword, Op::MaskedEq(CLONE_NAMESPACE_FLAGS), 0)]);
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     p.add_names(&extra, Action::Allow);
     p
@@ -212,13 +185,7 @@ mod tests {
 
     #[test]
     fn every_builtin_name_is_an_x86_64_syscall() {
-        for list in [
-            DOCKER_BASE,
-            INFERENCE_EXTRA,
-            KILL_LIST,
-            EPERM_LIST,
-            STRICT_ALLOW,
-        ] {
+        for list in [DOCKER_BASE, INFERENCE_EXTRA, KILL_LIST, EPERM_LIST, STRICT_ALLOW] {
             for name in list {
                 nr(name);
             }
@@ -231,10 +198,7 @@ mod tests {
     #[test]
     fn lists_do_not_overlap() {
         for k in KILL_LIST.iter().chain(EPERM_LIST) {
-            assert!(
-                !DOCKER_BASE.contains(k) && !INFERENCE_EXTRA.contains(k),
-                "{k} is both allowed and denied"
-            );
+            assert!(!DOCKER_BASE.contains(k) && !INFERENCE_EXTRA.contains(k), "{k} is both allowed and denied");
         }
         for k in KILL_LIST {
             assert!(!EPERM_LIST.contains(k), "{k} in two deny lists");
@@ -244,16 +208,7 @@ mod tests {
     fn check(p: &Profile, name: &str, args: [u64; 6], want: Action) {
         assert_eq!(p.evaluate(nr(name), args), want, "model: {name} {args:x?}");
         let prog = compile(p).unwrap();
-        assert_eq!(
-            run(
-                prog.instructions(),
-                AUDIT_ARCH_X86_64,
-                nr(name) as u32,
-                args
-            ),
-            ret_of(want),
-            "bpf: {name}"
-        );
+        assert_eq!(run(prog.instructions(), AUDIT_ARCH_X86_64, nr(name) as u32, args), ret_of(want), "bpf: {name}");
     }
 
     #[test]
@@ -266,71 +221,21 @@ mod tests {
         check(&p, "get_mempolicy", a, Action::Allow);
         check(&p, "mbind", a, Action::Allow);
         check(&p, "ioctl", a, Action::Allow);
-        check(
-            &p,
-            "socket",
-            [1, 5 /* SOCK_SEQPACKET */, 0, 0, 0, 0],
-            Action::Allow,
-        );
+        check(&p, "socket", [1, 5 /* SOCK_SEQPACKET */, 0, 0, 0, 0], Action::Allow);
         check(&p, "socket", with(10), Action::Allow);
-        check(
-            &p,
-            "socket",
-            with(40 /* AF_VSOCK */),
-            Action::Errno(libc::EAFNOSUPPORT as u16),
-        );
-        check(
-            &p,
-            "socket",
-            with(38 /* AF_ALG */),
-            Action::Errno(libc::EAFNOSUPPORT as u16),
-        );
-        check(
-            &p,
-            "clone",
-            with(0x003d_0f00 /* pthread_create */),
-            Action::Allow,
-        );
-        check(
-            &p,
-            "clone",
-            with(0x1000_0000 | 17 /* CLONE_NEWUSER */),
-            Action::KillProcess,
-        );
-        check(
-            &p,
-            "clone",
-            with(0x4000_0000 /* CLONE_NEWNET */),
-            Action::KillProcess,
-        );
+        check(&p, "socket", with(40 /* AF_VSOCK */), Action::Errno(libc::EAFNOSUPPORT as u16));
+        check(&p, "socket", with(38 /* AF_ALG */), Action::Errno(libc::EAFNOSUPPORT as u16));
+        check(&p, "clone", with(0x003d_0f00 /* pthread_create */), Action::Allow);
+        check(&p, "clone", with(0x1000_0000 | 17 /* CLONE_NEWUSER */), Action::KillProcess);
+        check(&p, "clone", with(0x4000_0000 /* CLONE_NEWNET */), Action::KillProcess);
         check(&p, "unshare", with(0x200 /* CLONE_FS */), Action::Allow);
-        check(
-            &p,
-            "unshare",
-            with(0x80 /* CLONE_NEWTIME */),
-            Action::KillProcess,
-        );
-        check(
-            &p,
-            "unshare",
-            with(0x2_0000 /* CLONE_NEWNS */),
-            Action::KillProcess,
-        );
+        check(&p, "unshare", with(0x80 /* CLONE_NEWTIME */), Action::KillProcess);
+        check(&p, "unshare", with(0x2_0000 /* CLONE_NEWNS */), Action::KillProcess);
         check(&p, "clone3", a, Action::Errno(libc::ENOSYS as u16));
         check(&p, "personality", with(0xffff_ffff), Action::Allow);
-        check(
-            &p,
-            "personality",
-            with(0x0040_0000 /* READ_IMPLIES_EXEC */),
-            Action::Errno(libc::ENOSYS as u16),
-        );
+        check(&p, "personality", with(0x0040_0000 /* READ_IMPLIES_EXEC */), Action::Errno(libc::ENOSYS as u16));
         check(&p, "settimeofday", a, Action::Errno(libc::EPERM as u16));
-        check(
-            &p,
-            "lsm_get_self_attr",
-            a,
-            Action::Errno(libc::ENOSYS as u16),
-        );
+        check(&p, "lsm_get_self_attr", a, Action::Errno(libc::ENOSYS as u16));
         for name in KILL_LIST {
             check(&p, name, a, Action::KillProcess);
         }

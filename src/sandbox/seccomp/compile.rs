@@ -18,8 +18,7 @@
 use std::collections::BTreeMap;
 
 use seccompiler::{
-    BpfProgram, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
-    TargetArch, sock_filter,
+    BpfProgram, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch, sock_filter,
 };
 
 use super::{Action, Condition, Op, Profile, SeccompError, Width, syscalls};
@@ -52,12 +51,7 @@ pub struct Program {
 
 impl std::fmt::Debug for Program {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "Program({}, {} instructions)",
-            self.name,
-            self.insns.len()
-        )
+        write!(f, "Program({}, {} instructions)", self.name, self.insns.len())
     }
 }
 
@@ -81,9 +75,7 @@ impl Program {
         for ins in &mut self.insns {
             if ins.code == BPF_RET_K {
                 let action = ins.k & SECCOMP_RET_ACTION_FULL;
-                if action == SECCOMP_RET_KILL_PROCESS
-                    || action == SECCOMP_RET_KILL_THREAD
-                    || action == SECCOMP_RET_TRAP
+                if action == SECCOMP_RET_KILL_PROCESS || action == SECCOMP_RET_KILL_THREAD || action == SECCOMP_RET_TRAP
                 {
                     ins.k = SECCOMP_RET_ERRNO | libc::EPERM as u32;
                 }
@@ -109,12 +101,7 @@ impl Program {
 const PROLOGUE_LEN: usize = 6;
 
 fn stmt(code: u16, k: u32) -> sock_filter {
-    sock_filter {
-        code,
-        jt: 0,
-        jf: 0,
-        k,
-    }
+    sock_filter { code, jt: 0, jf: 0, k }
 }
 
 fn jump(code: u16, k: u32, jt: u8, jf: u8) -> sock_filter {
@@ -165,57 +152,28 @@ fn add_to_group(group: &mut Group, profile: &str, rule: &super::Rule) -> Result<
         group.insert(rule.syscall, None);
         return Ok(());
     }
-    let conds = rule
-        .conditions
-        .iter()
-        .map(|c| condition(profile, rule.syscall, c))
-        .collect::<Result<Vec<_>, _>>()?;
+    let conds = rule.conditions.iter().map(|c| condition(profile, rule.syscall, c)).collect::<Result<Vec<_>, _>>()?;
     let compiled = SeccompRule::new(conds).map_err(|e| bad_rule(profile, rule.syscall, e))?;
     // `None` means already unconditional: nothing to add.
-    if let Some(rules) = group
-        .entry(rule.syscall)
-        .or_insert_with(|| Some(Vec::new()))
-    {
+    if let Some(rules) = group.entry(rule.syscall).or_insert_with(|| Some(Vec::new())) {
         rules.push(compiled);
     }
     Ok(())
 }
 
-fn build(
-    profile: &str,
-    group: Group,
-    mismatch: Action,
-    on_match: Action,
-) -> Result<BpfProgram, SeccompError> {
-    let rules = group
-        .into_iter()
-        .map(|(nr, rules)| (nr, rules.unwrap_or_default()))
-        .collect();
-    let backend = |e: seccompiler::BackendError| SeccompError::Backend {
-        profile: profile.to_string(),
-        reason: e.to_string(),
-    };
-    let filter = SeccompFilter::new(
-        rules,
-        mismatch.to_seccompiler(),
-        on_match.to_seccompiler(),
-        TargetArch::x86_64,
-    )
-    .map_err(backend)?;
+fn build(profile: &str, group: Group, mismatch: Action, on_match: Action) -> Result<BpfProgram, SeccompError> {
+    let rules = group.into_iter().map(|(nr, rules)| (nr, rules.unwrap_or_default())).collect();
+    let backend =
+        |e: seccompiler::BackendError| SeccompError::Backend { profile: profile.to_string(), reason: e.to_string() };
+    let filter = SeccompFilter::new(rules, mismatch.to_seccompiler(), on_match.to_seccompiler(), TargetArch::x86_64)
+        .map_err(backend)?;
     let mut program: BpfProgram = filter.try_into().map_err(backend)?;
     // seccompiler starts every filter with its own architecture check; our
     // prologue does that once for the whole program. Nothing jumps to these
     // three instructions (BPF jumps go forward), so they can go.
-    let arch_check = [
-        (BPF_LD_W_ABS, 4),
-        (BPF_JMP_JEQ_K, AUDIT_ARCH_X86_64),
-        (BPF_RET_K, SECCOMP_RET_KILL_PROCESS),
-    ];
-    let starts_with_check = program.len() > 3
-        && program
-            .iter()
-            .zip(arch_check)
-            .all(|(ins, (code, k))| ins.code == code && ins.k == k);
+    let arch_check = [(BPF_LD_W_ABS, 4), (BPF_JMP_JEQ_K, AUDIT_ARCH_X86_64), (BPF_RET_K, SECCOMP_RET_KILL_PROCESS)];
+    let starts_with_check =
+        program.len() > 3 && program.iter().zip(arch_check).all(|(ins, (code, k))| ins.code == code && ins.k == k);
     if !starts_with_check {
         return Err(SeccompError::Backend {
             profile: profile.to_string(),
@@ -231,34 +189,18 @@ pub fn compile(profile: &Profile) -> Result<Program, SeccompError> {
     let name = profile.name.as_str();
     for rule in &profile.rules {
         if rule.syscall < 0 || rule.syscall >= i64::from(X32_SYSCALL_BIT) {
-            return Err(bad_rule(
-                name,
-                rule.syscall,
-                "not an x86_64 system call number",
-            ));
+            return Err(bad_rule(name, rule.syscall, "not an x86_64 system call number"));
         }
         if rule.conditions.len() > 6 {
-            return Err(bad_rule(
-                name,
-                rule.syscall,
-                "more than 6 argument conditions in one rule",
-            ));
+            return Err(bad_rule(name, rule.syscall, "more than 6 argument conditions in one rule"));
         }
         if let Some(c) = rule.conditions.iter().find(|c| c.index > 5) {
-            return Err(bad_rule(
-                name,
-                rule.syscall,
-                format!("argument index {} (0..=5)", c.index),
-            ));
+            return Err(bad_rule(name, rule.syscall, format!("argument index {} (0..=5)", c.index)));
         }
     }
 
     // Rules whose action is the default change nothing.
-    let effective: Vec<_> = profile
-        .rules
-        .iter()
-        .filter(|r| r.action != profile.default)
-        .collect();
+    let effective: Vec<_> = profile.rules.iter().filter(|r| r.action != profile.default).collect();
     let mut actions: Vec<Action> = Vec::new();
     for r in &effective {
         if r.action != Action::Allow && !actions.contains(&r.action) {
@@ -301,16 +243,9 @@ pub fn compile(profile: &Profile) -> Result<Program, SeccompError> {
         insns.push(stmt(BPF_RET_K, SECCOMP_RET_ALLOW));
     }
     if insns.len() > BPF_MAX_LEN {
-        return Err(SeccompError::TooLarge {
-            profile: name.to_string(),
-            len: insns.len(),
-        });
+        return Err(SeccompError::TooLarge { profile: name.to_string(), len: insns.len() });
     }
-    Ok(Program {
-        name: name.to_string(),
-        insns,
-        log: profile.log,
-    })
+    Ok(Program { name: name.to_string(), insns, log: profile.log })
 }
 
 #[cfg(test)]
@@ -370,28 +305,11 @@ pub(crate) mod tests {
         p.add(
             "clone",
             Action::KillProcess,
-            vec![Condition::new(
-                0,
-                Width::Qword,
-                Op::MaskedEq(0x1000_0000),
-                0x1000_0000,
-            )],
+            vec![Condition::new(0, Width::Qword, Op::MaskedEq(0x1000_0000), 0x1000_0000)],
         );
-        p.add(
-            "socket",
-            Action::Allow,
-            vec![Condition::new(0, Width::Dword, Op::Eq, 1)],
-        );
-        p.add(
-            "socket",
-            Action::Allow,
-            vec![Condition::new(0, Width::Dword, Op::Eq, 2)],
-        );
-        p.add(
-            "openat",
-            Action::Errno(13),
-            vec![Condition::new(2, Width::Qword, Op::MaskedEq(3), 1)],
-        );
+        p.add("socket", Action::Allow, vec![Condition::new(0, Width::Dword, Op::Eq, 1)]);
+        p.add("socket", Action::Allow, vec![Condition::new(0, Width::Dword, Op::Eq, 2)]);
+        p.add("openat", Action::Errno(13), vec![Condition::new(2, Width::Qword, Op::MaskedEq(3), 1)]);
         p.add("openat", Action::Allow, vec![]);
         p.add("getpid", Action::Errno(1), vec![]);
         p.add("getpid", Action::Errno(5), vec![]);
@@ -418,37 +336,15 @@ pub(crate) mod tests {
         ];
         for (name, args) in calls {
             let want = p.evaluate(nr(name), args);
-            let got = run(
-                prog.instructions(),
-                AUDIT_ARCH_X86_64,
-                nr(name) as u32,
-                args,
-            );
+            let got = run(prog.instructions(), AUDIT_ARCH_X86_64, nr(name) as u32, args);
             assert_eq!(got, ret_of(want), "{name} {args:x?}: model says {want:?}");
         }
         assert_eq!(p.evaluate(nr("ptrace"), [0; 6]), Action::KillProcess);
-        assert_eq!(
-            p.evaluate(nr("clone"), [0x1000_0011, 0, 0, 0, 0, 0]),
-            Action::KillProcess
-        );
-        assert_eq!(
-            p.evaluate(nr("clone"), [0x11, 0, 0, 0, 0, 0]),
-            Action::Allow
-        );
-        assert_eq!(
-            p.evaluate(nr("socket"), [0x1_0000_0001, 1, 0, 0, 0, 0]),
-            Action::Allow,
-            "dword compare"
-        );
-        assert_eq!(
-            p.evaluate(nr("openat"), [0, 0, 1, 0, 0, 0]),
-            Action::Errno(13)
-        );
-        assert_eq!(
-            p.evaluate(nr("getpid"), [0; 6]),
-            Action::Errno(1),
-            "lower errno wins"
-        );
+        assert_eq!(p.evaluate(nr("clone"), [0x1000_0011, 0, 0, 0, 0, 0]), Action::KillProcess);
+        assert_eq!(p.evaluate(nr("clone"), [0x11, 0, 0, 0, 0, 0]), Action::Allow);
+        assert_eq!(p.evaluate(nr("socket"), [0x1_0000_0001, 1, 0, 0, 0, 0]), Action::Allow, "dword compare");
+        assert_eq!(p.evaluate(nr("openat"), [0, 0, 1, 0, 0, 0]), Action::Errno(13));
+        assert_eq!(p.evaluate(nr("getpid"), [0; 6]), Action::Errno(1), "lower errno wins");
         assert_eq!(p.evaluate(nr("mount"), [0; 6]), Action::Errno(38));
     }
 
@@ -456,15 +352,9 @@ pub(crate) mod tests {
     fn foreign_abis_are_refused() {
         let prog = compile(&sample()).unwrap();
         const AUDIT_ARCH_I386: u32 = 3 | 0x4000_0000;
-        assert_eq!(
-            run(prog.instructions(), AUDIT_ARCH_I386, 3, [0; 6]),
-            SECCOMP_RET_KILL_PROCESS
-        );
+        assert_eq!(run(prog.instructions(), AUDIT_ARCH_I386, 3, [0; 6]), SECCOMP_RET_KILL_PROCESS);
         let x32_read = X32_SYSCALL_BIT;
-        assert_eq!(
-            run(prog.instructions(), AUDIT_ARCH_X86_64, x32_read, [0; 6]),
-            SECCOMP_RET_ERRNO | 38
-        );
+        assert_eq!(run(prog.instructions(), AUDIT_ARCH_X86_64, x32_read, [0; 6]), SECCOMP_RET_ERRNO | 38);
     }
 
     #[test]
@@ -472,29 +362,10 @@ pub(crate) mod tests {
         let mut p = Profile::new("deny", Action::Allow);
         p.add_names(&["mount"], Action::Errno(1));
         let prog = compile(&p).unwrap();
-        assert_eq!(
-            run(
-                prog.instructions(),
-                AUDIT_ARCH_X86_64,
-                nr("mount") as u32,
-                [0; 6]
-            ),
-            SECCOMP_RET_ERRNO | 1
-        );
-        assert_eq!(
-            run(
-                prog.instructions(),
-                AUDIT_ARCH_X86_64,
-                nr("read") as u32,
-                [0; 6]
-            ),
-            SECCOMP_RET_ALLOW
-        );
+        assert_eq!(run(prog.instructions(), AUDIT_ARCH_X86_64, nr("mount") as u32, [0; 6]), SECCOMP_RET_ERRNO | 1);
+        assert_eq!(run(prog.instructions(), AUDIT_ARCH_X86_64, nr("read") as u32, [0; 6]), SECCOMP_RET_ALLOW);
         let empty = compile(&Profile::new("empty", Action::Allow)).unwrap();
-        assert_eq!(
-            run(empty.instructions(), AUDIT_ARCH_X86_64, 0, [0; 6]),
-            SECCOMP_RET_ALLOW
-        );
+        assert_eq!(run(empty.instructions(), AUDIT_ARCH_X86_64, 0, [0; 6]), SECCOMP_RET_ALLOW);
     }
 
     #[test]
@@ -503,15 +374,7 @@ pub(crate) mod tests {
         assert!(prog.has_fatal_actions());
         let tame = prog.without_fatal_actions();
         assert!(!tame.has_fatal_actions());
-        assert_eq!(
-            run(
-                tame.instructions(),
-                AUDIT_ARCH_X86_64,
-                nr("ptrace") as u32,
-                [0; 6]
-            ),
-            SECCOMP_RET_ERRNO | 1
-        );
+        assert_eq!(run(tame.instructions(), AUDIT_ARCH_X86_64, nr("ptrace") as u32, [0; 6]), SECCOMP_RET_ERRNO | 1);
     }
 
     #[test]
@@ -523,9 +386,6 @@ pub(crate) mod tests {
             conditions: vec![Condition::new(6, Width::Qword, Op::Eq, 0)],
         });
         let err = compile(&p).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "bad: rule for read: argument index 6 (0..=5)"
-        );
+        assert_eq!(err.to_string(), "bad: rule for read: argument index 6 (0..=5)");
     }
 }

@@ -62,10 +62,7 @@ impl Action {
 
     /// Kills or signals the caller.
     pub fn is_fatal(self) -> bool {
-        matches!(
-            self,
-            Action::KillProcess | Action::KillThread | Action::Trap
-        )
+        matches!(self, Action::KillProcess | Action::KillThread | Action::Trap)
     }
 }
 
@@ -102,12 +99,7 @@ pub struct Condition {
 
 impl Condition {
     pub fn new(index: u8, width: Width, op: Op, value: u64) -> Self {
-        Self {
-            index,
-            width,
-            op,
-            value,
-        }
+        Self { index, width, op, value }
     }
 }
 
@@ -137,12 +129,7 @@ pub struct Profile {
 
 impl Profile {
     pub fn new(name: &str, default: Action) -> Self {
-        Self {
-            name: name.to_string(),
-            default,
-            rules: Vec::new(),
-            log: false,
-        }
+        Self { name: name.to_string(), default, rules: Vec::new(), log: false }
     }
 
     /// Adds an unconditional rule for each named x86_64 system call.
@@ -151,22 +138,14 @@ impl Profile {
     pub fn add_names(&mut self, names: &[&str], action: Action) {
         for name in names {
             if let Some(nr) = syscalls::number(name) {
-                self.rules.push(Rule {
-                    syscall: nr,
-                    action,
-                    conditions: Vec::new(),
-                });
+                self.rules.push(Rule { syscall: nr, action, conditions: Vec::new() });
             }
         }
     }
 
     pub fn add(&mut self, name: &str, action: Action, conditions: Vec<Condition>) {
         if let Some(nr) = syscalls::number(name) {
-            self.rules.push(Rule {
-                syscall: nr,
-                action,
-                conditions,
-            });
+            self.rules.push(Rule { syscall: nr, action, conditions });
         }
     }
 
@@ -208,11 +187,7 @@ fn holds(c: &Condition, args: &[u64; 6]) -> bool {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SeccompError {
     #[error("{profile}: rule for {syscall}: {reason}")]
-    BadRule {
-        profile: String,
-        syscall: String,
-        reason: String,
-    },
+    BadRule { profile: String, syscall: String, reason: String },
     #[error("{profile}: compiled program has {len} instructions, the kernel accepts at most 4096")]
     TooLarge { profile: String, len: usize },
     #[error("{profile}: {reason}")]

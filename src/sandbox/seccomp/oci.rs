@@ -67,9 +67,7 @@ impl<'de> Deserialize<'de> for OciAction {
             "SCMP_ACT_ALLOW" => OciAction::Allow,
             "SCMP_ACT_LOG" => OciAction::Log,
             "SCMP_ACT_NOTIFY" => {
-                return Err(de::Error::custom(
-                    "SCMP_ACT_NOTIFY is not supported (ztinit runs no seccomp agent)",
-                ));
+                return Err(de::Error::custom("SCMP_ACT_NOTIFY is not supported (ztinit runs no seccomp agent)"));
             }
             other => return Err(de::Error::custom(format!("unknown action {other:?}"))),
         })
@@ -99,9 +97,7 @@ impl<'de> Deserialize<'de> for OciOp {
             "SCMP_CMP_GT" => OciOp::Gt,
             "SCMP_CMP_MASKED_EQ" => OciOp::MaskedEq,
             other => {
-                return Err(de::Error::custom(format!(
-                    "unknown comparison operator {other:?}"
-                )));
+                return Err(de::Error::custom(format!("unknown comparison operator {other:?}")));
             }
         })
     }
@@ -115,9 +111,7 @@ impl<'de> Deserialize<'de> for ArgIndex {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let i = u64::deserialize(d)?;
         if i > 5 {
-            return Err(de::Error::custom(format!(
-                "argument index {i} is out of range (0..=5)"
-            )));
+            return Err(de::Error::custom(format!("argument index {i} is out of range (0..=5)")));
         }
         Ok(ArgIndex(i as u8))
     }
@@ -132,9 +126,7 @@ impl<'de> Deserialize<'de> for Errno {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let e = u64::deserialize(d)?;
         if !(1..=4095).contains(&e) {
-            return Err(de::Error::custom(format!(
-                "errno {e} is out of range (1..=4095)"
-            )));
+            return Err(de::Error::custom(format!("errno {e} is out of range (1..=4095)")));
         }
         Ok(Errno(e as u16))
     }
@@ -235,43 +227,28 @@ pub struct ImportError {
 
 /// Reads an OCI/Docker seccomp profile.
 pub fn import(file: &str, json: &[u8], ctx: ImportContext) -> Result<Profile, ImportError> {
-    let err = |position: String, message: String| ImportError {
-        file: file.to_string(),
-        position,
-        message,
-    };
+    let err = |position: String, message: String| ImportError { file: file.to_string(), position, message };
     let parsed: OciProfile = serde_json::from_slice(json).map_err(|e| {
         let message = e.to_string();
         // serde_json appends " at line L column C"; we lead with it instead.
-        let message = message
-            .rsplit_once(" at line ")
-            .map_or(message.clone(), |(m, _)| m.to_string());
+        let message = message.rsplit_once(" at line ").map_or(message.clone(), |(m, _)| m.to_string());
         err(format!("line {} column {}", e.line(), e.column()), message)
     })?;
 
     if parsed.listener_path.is_some() || parsed.listener_metadata.is_some() {
-        return Err(err(
-            "listenerPath".into(),
-            "seccomp notify listeners are not supported".into(),
-        ));
+        return Err(err("listenerPath".into(), "seccomp notify listeners are not supported".into()));
     }
     if let Some(arches) = &parsed.architectures
         && !arches.is_empty()
         && !arches.iter().any(|a| a == "SCMP_ARCH_X86_64")
     {
-        return Err(err(
-            "architectures".into(),
-            "the profile does not cover SCMP_ARCH_X86_64".into(),
-        ));
+        return Err(err("architectures".into(), "the profile does not cover SCMP_ARCH_X86_64".into()));
     }
     if let Some(map) = &parsed.arch_map
         && !map.is_empty()
         && !map.iter().any(|a| a.architecture == "SCMP_ARCH_X86_64")
     {
-        return Err(err(
-            "archMap".into(),
-            "the profile does not cover SCMP_ARCH_X86_64".into(),
-        ));
+        return Err(err("archMap".into(), "the profile does not cover SCMP_ARCH_X86_64".into()));
     }
     let mut log = false;
     for (i, flag) in parsed.flags.iter().flatten().enumerate() {
@@ -286,16 +263,13 @@ pub fn import(file: &str, json: &[u8], ctx: ImportContext) -> Result<Profile, Im
                 ));
             }
             other => {
-                return Err(err(
-                    format!("flags[{i}]"),
-                    format!("unsupported flag {other:?}"),
-                ));
+                return Err(err(format!("flags[{i}]"), format!("unsupported flag {other:?}")));
             }
         }
     }
 
-    let default = action(parsed.default_action, parsed.default_errno_ret)
-        .map_err(|m| err("defaultAction".into(), m))?;
+    let default =
+        action(parsed.default_action, parsed.default_errno_ret).map_err(|m| err("defaultAction".into(), m))?;
     let mut profile = Profile::new(file, default);
     profile.log = log;
 
@@ -335,22 +309,12 @@ pub fn import(file: &str, json: &[u8], ctx: ImportContext) -> Result<Profile, Im
                 Condition::new(a.index.0, Width::Qword, op.0, op.1)
             })
             .collect();
-        let repeated = conditions
-            .iter()
-            .enumerate()
-            .any(|(j, c)| conditions[..j].iter().any(|d| d.index == c.index));
-        let rule_sets: Vec<Vec<Condition>> = if repeated {
-            conditions.into_iter().map(|c| vec![c]).collect()
-        } else {
-            vec![conditions]
-        };
+        let repeated = conditions.iter().enumerate().any(|(j, c)| conditions[..j].iter().any(|d| d.index == c.index));
+        let rule_sets: Vec<Vec<Condition>> =
+            if repeated { conditions.into_iter().map(|c| vec![c]).collect() } else { vec![conditions] };
         for nr in names {
             for conds in &rule_sets {
-                profile.rules.push(Rule {
-                    syscall: nr,
-                    action: act,
-                    conditions: conds.clone(),
-                });
+                profile.rules.push(Rule { syscall: nr, action: act, conditions: conds.clone() });
             }
         }
     }
@@ -383,8 +347,7 @@ fn applies(entry: &OciSyscall, ctx: ImportContext) -> Result<bool, String> {
     let inc = entry.includes.as_ref();
     let exc = entry.excludes.as_ref();
     let held = |name: &String| -> Result<bool, String> {
-        let cap = crate::sandbox::caps::by_name(name)
-            .ok_or_else(|| format!("unknown capability {name:?}"))?;
+        let cap = crate::sandbox::caps::by_name(name).ok_or_else(|| format!("unknown capability {name:?}"))?;
         Ok(ctx.capabilities & (1u64 << cap) != 0)
     };
     if let Some(caps) = inc.and_then(|f| f.caps.as_ref()) {
@@ -416,8 +379,7 @@ fn applies(entry: &OciSyscall, ctx: ImportContext) -> Result<bool, String> {
         return Err("excludes.minKernel is not supported".into());
     }
     if let Some(min) = inc.and_then(|f| f.min_kernel.as_ref()) {
-        let wanted = parse_kernel(min)
-            .ok_or_else(|| format!("minKernel {min:?} is not a MAJOR.MINOR version"))?;
+        let wanted = parse_kernel(min).ok_or_else(|| format!("minKernel {min:?} is not a MAJOR.MINOR version"))?;
         if let Some(running) = ctx.kernel
             && running < wanted
         {
@@ -451,84 +413,37 @@ mod tests {
 
     #[test]
     fn docker_default_profile_imports() {
-        let ctx = ImportContext {
-            capabilities: 0,
-            kernel: Some((6, 12)),
-        };
+        let ctx = ImportContext { capabilities: 0, kernel: Some((6, 12)) };
         let p = import("docker-default.json", DOCKER_DEFAULT, ctx).unwrap();
         assert_eq!(p.default, Action::Errno(1));
         let a = [0u64; 6];
         assert_eq!(p.evaluate(nr("read"), a), Action::Allow);
-        assert_eq!(
-            p.evaluate(nr("arch_prctl"), a),
-            Action::Allow,
-            "amd64 include"
-        );
-        assert_eq!(
-            p.evaluate(nr("ptrace"), a),
-            Action::Allow,
-            "minKernel 4.8 satisfied"
-        );
-        assert_eq!(
-            p.evaluate(nr("mount"), a),
-            Action::Errno(1),
-            "CAP_SYS_ADMIN not held"
-        );
-        assert_eq!(
-            p.evaluate(nr("clone3"), a),
-            Action::Errno(38),
-            "clone3 ENOSYS rule"
-        );
-        assert_eq!(
-            p.evaluate(nr("clone"), [0x11, 0, 0, 0, 0, 0]),
-            Action::Allow
-        );
-        assert_eq!(
-            p.evaluate(nr("clone"), [0x1000_0000, 0, 0, 0, 0, 0]),
-            Action::Errno(1)
-        );
-        assert_eq!(
-            p.evaluate(nr("personality"), [8, 0, 0, 0, 0, 0]),
-            Action::Allow
-        );
-        assert_eq!(
-            p.evaluate(nr("personality"), [9, 0, 0, 0, 0, 0]),
-            Action::Errno(1)
-        );
-        assert_eq!(
-            p.evaluate(nr("get_mempolicy"), a),
-            Action::Errno(1),
-            "CAP_SYS_NICE gated"
-        );
+        assert_eq!(p.evaluate(nr("arch_prctl"), a), Action::Allow, "amd64 include");
+        assert_eq!(p.evaluate(nr("ptrace"), a), Action::Allow, "minKernel 4.8 satisfied");
+        assert_eq!(p.evaluate(nr("mount"), a), Action::Errno(1), "CAP_SYS_ADMIN not held");
+        assert_eq!(p.evaluate(nr("clone3"), a), Action::Errno(38), "clone3 ENOSYS rule");
+        assert_eq!(p.evaluate(nr("clone"), [0x11, 0, 0, 0, 0, 0]), Action::Allow);
+        assert_eq!(p.evaluate(nr("clone"), [0x1000_0000, 0, 0, 0, 0, 0]), Action::Errno(1));
+        assert_eq!(p.evaluate(nr("personality"), [8, 0, 0, 0, 0, 0]), Action::Allow);
+        assert_eq!(p.evaluate(nr("personality"), [9, 0, 0, 0, 0, 0]), Action::Errno(1));
+        assert_eq!(p.evaluate(nr("get_mempolicy"), a), Action::Errno(1), "CAP_SYS_NICE gated");
         let prog = super::super::compile(&p).unwrap();
         assert!(prog.len() > 300 && prog.len() < 4096, "{}", prog.len());
-        assert!(
-            !prog.has_fatal_actions(),
-            "Docker's profile only denies with EPERM/ENOSYS"
-        );
+        assert!(!prog.has_fatal_actions(), "Docker's profile only denies with EPERM/ENOSYS");
     }
 
     #[test]
     fn docker_default_with_sys_admin_allows_mount() {
         let cap_sys_admin = crate::sandbox::caps::by_name("CAP_SYS_ADMIN").unwrap();
-        let ctx = ImportContext {
-            capabilities: 1 << cap_sys_admin,
-            kernel: None,
-        };
+        let ctx = ImportContext { capabilities: 1 << cap_sys_admin, kernel: None };
         let p = import("d.json", DOCKER_DEFAULT, ctx).unwrap();
         assert_eq!(p.evaluate(nr("mount"), [0; 6]), Action::Allow);
-        assert_eq!(
-            p.evaluate(nr("clone"), [0x1000_0000, 0, 0, 0, 0, 0]),
-            Action::Allow
-        );
+        assert_eq!(p.evaluate(nr("clone"), [0x1000_0000, 0, 0, 0, 0, 0]), Action::Allow);
     }
 
     #[test]
     fn old_kernel_drops_min_kernel_rules() {
-        let ctx = ImportContext {
-            capabilities: 0,
-            kernel: Some((4, 4)),
-        };
+        let ctx = ImportContext { capabilities: 0, kernel: Some((4, 4)) };
         let p = import("d.json", DOCKER_DEFAULT, ctx).unwrap();
         assert_eq!(p.evaluate(nr("ptrace"), [0; 6]), Action::Errno(1));
     }
@@ -553,25 +468,13 @@ mod tests {
         assert!(p.log);
         assert_eq!(p.default, Action::Errno(38));
         assert_eq!(p.evaluate(nr("kill"), [0; 6]), Action::KillProcess);
-        assert_eq!(
-            p.evaluate(nr("openat"), [0, 0, 1, 0, 0, 0]),
-            Action::Errno(13)
-        );
-        assert_eq!(
-            p.evaluate(nr("openat"), [0, 0, 0, 0, 0, 0]),
-            Action::Errno(38)
-        );
+        assert_eq!(p.evaluate(nr("openat"), [0, 0, 1, 0, 0, 0]), Action::Errno(13));
+        assert_eq!(p.evaluate(nr("openat"), [0, 0, 0, 0, 0, 0]), Action::Errno(38));
         // Repeated index: ORed.
         assert_eq!(p.evaluate(nr("socket"), [2, 0, 0, 0, 0, 0]), Action::Allow);
         // Distinct indices: ANDed.
-        assert_eq!(
-            p.evaluate(nr("socketpair"), [1, 1, 0, 0, 0, 0]),
-            Action::Allow
-        );
-        assert_eq!(
-            p.evaluate(nr("socketpair"), [1, 2, 0, 0, 0, 0]),
-            Action::Errno(38)
-        );
+        assert_eq!(p.evaluate(nr("socketpair"), [1, 1, 0, 0, 0, 0]), Action::Allow);
+        assert_eq!(p.evaluate(nr("socketpair"), [1, 2, 0, 0, 0, 0]), Action::Errno(38));
     }
 
     #[test]
@@ -591,23 +494,14 @@ mod tests {
         );
         assert_eq!(e.position, "line 3 column 35");
         assert_eq!(e.message, "unknown system call \"no_such_call\"");
-        assert_eq!(
-            e.to_string(),
-            "/etc/p.json: line 3 column 35: unknown system call \"no_such_call\""
-        );
+        assert_eq!(e.to_string(), "/etc/p.json: line 3 column 35: unknown system call \"no_such_call\"");
     }
 
     #[test]
     fn unsupported_constructs_are_refused() {
         let cases = [
-            (
-                r#"{"defaultAction": "SCMP_ACT_NOTIFY"}"#,
-                "SCMP_ACT_NOTIFY is not supported",
-            ),
-            (
-                r#"{"defaultAction": "SCMP_ACT_ALLOW", "bogus": 1}"#,
-                "unknown field `bogus`",
-            ),
+            (r#"{"defaultAction": "SCMP_ACT_NOTIFY"}"#, "SCMP_ACT_NOTIFY is not supported"),
+            (r#"{"defaultAction": "SCMP_ACT_ALLOW", "bogus": 1}"#, "unknown field `bogus`"),
             (
                 r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 6, "value": 0, "op": "SCMP_CMP_EQ"}]}]}"#,
                 "argument index 6 is out of range",
@@ -626,8 +520,7 @@ mod tests {
             assert!(e.message.contains(want), "{json}: {e}");
             assert!(e.position.starts_with("line 1 column"), "{e}");
         }
-        let e =
-            err(r#"{"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_AARCH64"]}"#);
+        let e = err(r#"{"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_AARCH64"]}"#);
         assert_eq!(e.position, "architectures");
         let e = err(
             r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"]}, {"names": ["write"], "action": "SCMP_ACT_ALLOW", "errnoRet": 1}]}"#,
@@ -637,17 +530,12 @@ mod tests {
             r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["write"], "action": "SCMP_ACT_ALLOW", "errnoRet": 1}]}"#,
         );
         assert_eq!(e.position, "syscalls[0].action");
-        let e = err(
-            r#"{"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_SPEC_ALLOW"]}"#,
-        );
+        let e = err(r#"{"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_SPEC_ALLOW"]}"#);
         assert_eq!(e.position, "flags[0]");
         let e = err(
             r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO", "includes": {"caps": ["CAP_NOPE"]}}]}"#,
         );
-        assert_eq!(
-            (e.position.as_str(), e.message.as_str()),
-            ("syscalls[0]", "unknown capability \"CAP_NOPE\"")
-        );
+        assert_eq!((e.position.as_str(), e.message.as_str()), ("syscalls[0]", "unknown capability \"CAP_NOPE\""));
     }
 
     #[test]

@@ -448,10 +448,7 @@ mod tests {
     fn tables_are_consistent() {
         for (i, (n, nr)) in X86_64.iter().enumerate() {
             assert!(!is_foreign(n), "{n} is both native and foreign");
-            assert!(
-                X86_64[..i].iter().all(|(m, r)| m != n && r != nr),
-                "duplicate {n}/{nr}"
-            );
+            assert!(X86_64[..i].iter().all(|(m, r)| m != n && r != nr), "duplicate {n}/{nr}");
         }
     }
 }

@@ -72,15 +72,8 @@ fn raw(f: impl FnOnce() -> libc::c_long) -> Result<libc::c_long, i32> {
 fn expect_errno(name: &str, want: i32, f: impl FnOnce() -> libc::c_long) -> Result<String, String> {
     match raw(f) {
         Err(e) if e == want => Ok(format!("{name} -> {}", errno_name(e))),
-        Err(e) => Err(format!(
-            "{name} -> {}, expected {}",
-            errno_name(e),
-            errno_name(want)
-        )),
-        Ok(r) => Err(format!(
-            "{name} succeeded ({r}), expected {}",
-            errno_name(want)
-        )),
+        Err(e) => Err(format!("{name} -> {}, expected {}", errno_name(e), errno_name(want))),
+        Ok(r) => Err(format!("{name} succeeded ({r}), expected {}", errno_name(want))),
     }
 }
 
@@ -105,29 +98,18 @@ fn expect_sigsys(name: &str, f: RawCall) -> Result<String, String> {
     if libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSYS {
         Ok(format!("{name} killed the child with SIGSYS"))
     } else if libc::WIFSIGNALED(status) {
-        Err(format!(
-            "{name}: child killed by signal {}, expected SIGSYS",
-            libc::WTERMSIG(status)
-        ))
+        Err(format!("{name}: child killed by signal {}, expected SIGSYS", libc::WTERMSIG(status)))
     } else {
         Err(format!(
             "{name}: child exited with status {} (the call {}), expected SIGSYS",
             libc::WEXITSTATUS(status),
-            if libc::WEXITSTATUS(status) == 100 {
-                "failed"
-            } else {
-                "succeeded"
-            }
+            if libc::WEXITSTATUS(status) == 100 { "failed" } else { "succeeded" }
         ))
     }
 }
 
 fn status_field(status: &str, field: &str) -> Option<String> {
-    status.lines().find_map(|l| {
-        l.strip_prefix(field)?
-            .strip_prefix(':')
-            .map(|v| v.trim().to_string())
-    })
+    status.lines().find_map(|l| l.strip_prefix(field)?.strip_prefix(':').map(|v| v.trim().to_string()))
 }
 
 fn main() {
@@ -170,35 +152,13 @@ fn main() {
         }
     }
 
-    let mut p = Probe {
-        passed: 0,
-        failed: 0,
-    };
+    let mut p = Probe { passed: 0, failed: 0 };
 
     // Identity.
     // SAFETY: getters without arguments.
-    let (ruid, rgid) = unsafe {
-        (
-            libc::syscall(libc::SYS_getuid) as u32,
-            libc::syscall(libc::SYS_getgid) as u32,
-        )
-    };
-    p.check(
-        "uid",
-        if ruid == uid {
-            Ok(ruid.to_string())
-        } else {
-            Err(format!("{ruid}, expected {uid}"))
-        },
-    );
-    p.check(
-        "gid",
-        if rgid == gid {
-            Ok(rgid.to_string())
-        } else {
-            Err(format!("{rgid}, expected {gid}"))
-        },
-    );
+    let (ruid, rgid) = unsafe { (libc::syscall(libc::SYS_getuid) as u32, libc::syscall(libc::SYS_getgid) as u32) };
+    p.check("uid", if ruid == uid { Ok(ruid.to_string()) } else { Err(format!("{ruid}, expected {uid}")) });
+    p.check("gid", if rgid == gid { Ok(rgid.to_string()) } else { Err(format!("{rgid}, expected {gid}")) });
 
     // /proc/self/status.
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -225,15 +185,11 @@ fn main() {
     // SAFETY (closures): raw system calls with harmless arguments.
     p.check(
         "seccomp-enosys",
-        expect_errno("lsm_get_self_attr", libc::ENOSYS, || unsafe {
-            libc::syscall(459, 0, 0, 0, 0)
-        }),
+        expect_errno("lsm_get_self_attr", libc::ENOSYS, || unsafe { libc::syscall(459, 0, 0, 0, 0) }),
     );
     p.check(
         "seccomp-eperm",
-        expect_errno("settimeofday", libc::EPERM, || unsafe {
-            libc::syscall(libc::SYS_settimeofday, 0, 0)
-        }),
+        expect_errno("settimeofday", libc::EPERM, || unsafe { libc::syscall(libc::SYS_settimeofday, 0, 0) }),
     );
     p.check(
         "seccomp-vsock",
@@ -243,25 +199,13 @@ fn main() {
     );
     // Kill list: each in a forked child.
     let kills: [(&str, RawCall); 7] = [
-        ("mount", || unsafe {
-            libc::syscall(libc::SYS_mount, 0, 0, 0, 0, 0)
-        }),
-        ("ptrace", || unsafe {
-            libc::syscall(libc::SYS_ptrace, libc::PTRACE_TRACEME, 0, 0, 0)
-        }),
+        ("mount", || unsafe { libc::syscall(libc::SYS_mount, 0, 0, 0, 0, 0) }),
+        ("ptrace", || unsafe { libc::syscall(libc::SYS_ptrace, libc::PTRACE_TRACEME, 0, 0, 0) }),
         ("bpf", || unsafe { libc::syscall(libc::SYS_bpf, 0, 0, 0) }),
-        ("kexec_load", || unsafe {
-            libc::syscall(libc::SYS_kexec_load, 0, 0, 0, 0)
-        }),
-        ("keyctl", || unsafe {
-            libc::syscall(libc::SYS_keyctl, 0, 0, 0, 0, 0)
-        }),
-        ("unshare(CLONE_NEWUSER)", || unsafe {
-            libc::syscall(libc::SYS_unshare, libc::CLONE_NEWUSER)
-        }),
-        ("io_uring_setup", || unsafe {
-            libc::syscall(libc::SYS_io_uring_setup, 1, 0)
-        }),
+        ("kexec_load", || unsafe { libc::syscall(libc::SYS_kexec_load, 0, 0, 0, 0) }),
+        ("keyctl", || unsafe { libc::syscall(libc::SYS_keyctl, 0, 0, 0, 0, 0) }),
+        ("unshare(CLONE_NEWUSER)", || unsafe { libc::syscall(libc::SYS_unshare, libc::CLONE_NEWUSER) }),
+        ("io_uring_setup", || unsafe { libc::syscall(libc::SYS_io_uring_setup, 1, 0) }),
     ];
     for (name, f) in kills {
         p.check(&format!("seccomp-kill {name}"), expect_sigsys(name, f));
@@ -269,28 +213,22 @@ fn main() {
     // Loading a module: killed by seccomp before the kernel sees it.
     p.check(
         "module-load",
-        expect_sigsys("finit_module", || unsafe {
-            libc::syscall(libc::SYS_finit_module, 0, c"".as_ptr(), 0)
-        }),
+        expect_sigsys("finit_module", || unsafe { libc::syscall(libc::SYS_finit_module, 0, c"".as_ptr(), 0) }),
     );
 
     // Landlock: writes outside the read-write paths fail with EACCES.
     let denied = format!("{denied_dir}/probe-landlock-{}\0", std::process::id());
     p.check(
         "landlock-deny",
-        expect_errno(
-            &format!("create in {denied_dir}"),
-            libc::EACCES,
-            || unsafe {
-                libc::syscall(
-                    libc::SYS_openat,
-                    libc::AT_FDCWD,
-                    denied.as_ptr(),
-                    libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
-                    0o600,
-                )
-            },
-        ),
+        expect_errno(&format!("create in {denied_dir}"), libc::EACCES, || unsafe {
+            libc::syscall(
+                libc::SYS_openat,
+                libc::AT_FDCWD,
+                denied.as_ptr(),
+                libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                0o600,
+            )
+        }),
     );
     let allowed = format!("{rw_dir}/probe-landlock-{}", std::process::id());
     p.check(
@@ -314,12 +252,7 @@ fn main() {
                 let argv = [path.as_ptr(), std::ptr::null()];
                 let envp = [std::ptr::null::<u8>()];
                 let r = expect_errno("execve from the read-write dir", libc::EACCES, || unsafe {
-                    libc::syscall(
-                        libc::SYS_execve,
-                        path.as_ptr(),
-                        argv.as_ptr(),
-                        envp.as_ptr(),
-                    )
+                    libc::syscall(libc::SYS_execve, path.as_ptr(), argv.as_ptr(), envp.as_ptr())
                 });
                 let _ = std::fs::remove_file(&allowed);
                 r
@@ -350,10 +283,7 @@ fn main() {
         let norm = m.replace('-', "_");
         p.check(
             &format!("module {norm}"),
-            if loaded
-                .lines()
-                .any(|l| l.split_whitespace().next() == Some(norm.as_str()))
-            {
+            if loaded.lines().any(|l| l.split_whitespace().next() == Some(norm.as_str())) {
                 Ok("listed in /proc/modules".into())
             } else {
                 Err("not in /proc/modules".into())
