@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
-pub use sections::{BootConfig, LogLevel, NetworkConfig, NetworkMode, OnExit, WorkloadConfig};
+pub use sections::{BootConfig, LaunchMode, LogLevel, NetworkConfig, NetworkMode, OnExit, WorkloadConfig};
 
 /// Where the baked configuration lives in the image.
 pub const DEFAULT_PATH: &str = "/etc/ztinit.toml";
@@ -358,11 +358,11 @@ config_sections! {
     /// Confidential GPUs.
     gpu: crate::gpu::GpuConfig,
     /// Kernel modules to load.
-    modules: NotSupported,
+    modules: crate::modules::ModulesConfig,
     /// Kernel hardening before launch.
-    lockdown: NotSupported,
+    lockdown: crate::lockdown::LockdownConfig,
     /// Workload sandbox (seccomp, Landlock, capabilities).
-    sandbox: NotSupported,
+    sandbox: crate::sandbox::SandboxConfig,
 }
 
 fn parse_section<T: Section>(

@@ -157,9 +157,6 @@ impl Section for WorkloadConfig {
         if self.supplementary_groups.len() > 64 {
             v.error("supplementary_groups", "at most 64 groups");
         }
-        if self.mode == LaunchMode::Handoff {
-            v.error("mode", "\"handoff\" is not supported yet by this ztinit build");
-        }
     }
 }
 

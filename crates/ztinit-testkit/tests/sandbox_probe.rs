@@ -1,0 +1,99 @@
+//! The sandbox probe launched through ztinit's real launch path on the
+//! host (as root, which CI and the development machines are): every
+//! sandbox verdict must pass. The host is not locked down, so the expected
+//! sysctls are the host's current values; the QEMU scenario checks the real
+//! lockdown.
+
+use std::collections::BTreeMap;
+use std::os::fd::OwnedFd;
+
+use ztinit::config::{LaunchMode, WorkloadConfig};
+use ztinit::sandbox::{LaunchPlan, Limit, RlimitConfig, SandboxConfig};
+
+fn read_all(fd: &OwnedFd) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match rustix_read(fd, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(libc::EAGAIN) => {
+                let mut pfd =
+                    libc::pollfd { fd: std::os::fd::AsRawFd::as_raw_fd(fd), events: libc::POLLIN, revents: 0 };
+                // SAFETY: one valid pollfd.
+                unsafe { libc::poll(&mut pfd, 1, -1) };
+            }
+            Err(e) => panic!("read: errno {e}"),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn rustix_read(fd: &OwnedFd, buf: &mut [u8]) -> Result<usize, i32> {
+    // SAFETY: reading into a live buffer.
+    let r = unsafe { libc::read(std::os::fd::AsRawFd::as_raw_fd(fd), buf.as_mut_ptr().cast(), buf.len()) };
+    if r < 0 { Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0)) } else { Ok(r as usize) }
+}
+
+fn hard_limit(resource: libc::__rlimit_resource_t) -> u64 {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit into a local.
+    unsafe { libc::getrlimit(resource, &mut lim) };
+    lim.rlim_max
+}
+
+#[test]
+fn probe_passes_under_the_default_sandbox() {
+    // SAFETY: plain getter.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let mut args: Vec<String> = vec!["--uid".into(), "65534".into(), "--gid".into(), "65534".into()];
+    for knob in [
+        "kernel/kptr_restrict",
+        "kernel/dmesg_restrict",
+        "kernel/unprivileged_bpf_disabled",
+        "kernel/kexec_load_disabled",
+        "kernel/io_uring_disabled",
+        "kernel/perf_event_paranoid",
+        "kernel/yama/ptrace_scope",
+        "fs/suid_dumpable",
+        "kernel/modules_disabled",
+    ] {
+        match std::fs::read_to_string(format!("/proc/sys/{knob}")) {
+            Ok(v) => args.extend(["--sysctl".to_string(), format!("{knob}={}", v.trim())]),
+            // Not built into this host kernel.
+            Err(_) => args.extend(["--sysctl".to_string(), format!("{knob}=absent")]),
+        }
+    }
+    let workload = WorkloadConfig {
+        path: env!("CARGO_BIN_EXE_sandbox-probe").into(),
+        args,
+        env: BTreeMap::new(),
+        user: 65534,
+        group: 65534,
+        supplementary_groups: vec![],
+        workdir: "/".into(),
+        mode: LaunchMode::Supervise,
+    };
+    let sandbox = SandboxConfig {
+        rlimits: RlimitConfig {
+            nofile: Limit(hard_limit(libc::RLIMIT_NOFILE).min(65536)),
+            memlock: Limit(hard_limit(libc::RLIMIT_MEMLOCK)),
+            nproc: None,
+        },
+        ..SandboxConfig::default()
+    };
+    let launched = LaunchPlan::new(&workload, &sandbox, &[]).unwrap().spawn().unwrap();
+    let out = read_all(&launched.stdout);
+    let mut status = 0;
+    // SAFETY: our own child.
+    unsafe { libc::waitpid(launched.pid, &mut status, 0) };
+    let failed: Vec<&str> = out.lines().filter(|l| l.starts_with("probe: FAIL")).collect();
+    assert!(failed.is_empty(), "{out}");
+    assert!(out.contains("probe: PASS seccomp-kill mount"), "{out}");
+    assert!(out.contains("probe: PASS landlock-deny"), "{out}");
+    assert!(out.contains("probe: PASS status Seccomp: 2"), "{out}");
+    assert!(out.lines().last().unwrap_or_default().starts_with("probe: SUMMARY passed="), "{out}");
+}
