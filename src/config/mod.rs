@@ -335,9 +335,9 @@ config_sections! {
     /// Accepted TEE kinds and evidence policy.
     tee: NotSupported,
     /// The Key Broker Service.
-    kbs: NotSupported,
+    kbs: crate::kbs::KbsConfig,
     /// Resources delivered to the workload as files.
-    secrets: NotSupported,
+    secrets: Vec<crate::kbs::SecretConfig>,
     /// Encrypted, integrity-protected volumes.
     volumes: NotSupported,
     /// Confidential GPUs.
