@@ -11,13 +11,11 @@ use super::config::KbsConfig;
 use super::http::truncate;
 use super::jwe::TeeKey;
 use super::protocol::{
-    self, API_PREFIX, Attestation, AttestationToken, Challenge, CompositeEvidence,
-    ErrorInformation, HashAlgorithm, InitData, JweResponse, PROTOCOL_VERSION, RuntimeData,
+    self, API_PREFIX, Attestation, AttestationToken, Challenge, CompositeEvidence, ErrorInformation, HashAlgorithm,
+    InitData, JweResponse, PROTOCOL_VERSION, RuntimeData,
 };
 use super::resource::ResourcePath;
-use super::transport::{
-    self, Endpoint, Policy, Request, Scheme, Transport, Trust, parse_pem_certs,
-};
+use super::transport::{self, Endpoint, Policy, Request, Scheme, Transport, Trust, parse_pem_certs};
 use super::{DeviceEvidence, FailureClass, KbsError, Op};
 use crate::tee::EvidenceProvider;
 
@@ -44,10 +42,7 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client")
-            .field("endpoint", self.transport.endpoint())
-            .field("key", &self.key)
-            .finish()
+        f.debug_struct("Client").field("endpoint", self.transport.endpoint()).field("key", &self.key).finish()
     }
 }
 
@@ -65,14 +60,8 @@ impl Client {
             backoff: Duration::from_millis(cfg.retry_backoff_ms),
         };
         let transport =
-            Transport::new(endpoint, trust, policy).map_err(|e| KbsError::Transport {
-                op: Op::Setup,
-                source: e,
-            })?;
-        let key = TeeKey::generate().map_err(|e| KbsError::Crypto {
-            op: Op::Setup,
-            source: e,
-        })?;
+            Transport::new(endpoint, trust, policy).map_err(|e| KbsError::Transport { op: Op::Setup, source: e })?;
+        let key = TeeKey::generate().map_err(|e| KbsError::Crypto { op: Op::Setup, source: e })?;
         Ok(Self {
             transport,
             key,
@@ -123,30 +112,23 @@ impl Client {
 }
 
 fn trust_from_config(cfg: &KbsConfig, endpoint: &Endpoint) -> Result<Trust, KbsError> {
-    let load =
-        |inline: &Option<String>, file: &Option<String>| -> Result<Option<Vec<_>>, KbsError> {
-            let pem = match (inline, file) {
-                (Some(pem), _) => pem.as_bytes().to_vec(),
-                (None, Some(path)) => {
-                    crate::config::read_capped(std::path::Path::new(path), 1 << 20)
-                        .map_err(|e| KbsError::Config(format!("cannot read {path}: {e}")))?
-                }
-                (None, None) => return Ok(None),
-            };
-            parse_pem_certs(&pem).map(Some).map_err(KbsError::Config)
+    let load = |inline: &Option<String>, file: &Option<String>| -> Result<Option<Vec<_>>, KbsError> {
+        let pem = match (inline, file) {
+            (Some(pem), _) => pem.as_bytes().to_vec(),
+            (None, Some(path)) => crate::config::read_capped(std::path::Path::new(path), 1 << 20)
+                .map_err(|e| KbsError::Config(format!("cannot read {path}: {e}")))?,
+            (None, None) => return Ok(None),
         };
+        parse_pem_certs(&pem).map(Some).map_err(KbsError::Config)
+    };
     let ca = load(&cfg.ca_cert, &cfg.ca_cert_file)?;
     let pinned = load(&cfg.pinned_cert, &cfg.pinned_cert_file)?;
     match (endpoint.scheme, cfg.insecure_http, ca, pinned) {
         (Scheme::Http, true, None, None) => Ok(Trust::None),
-        (Scheme::Http, false, ..) => Err(KbsError::Config(
-            "an http:// url needs insecure_http = true".into(),
-        )),
+        (Scheme::Http, false, ..) => Err(KbsError::Config("an http:// url needs insecure_http = true".into())),
         (Scheme::Https, false, Some(ca), None) => Ok(Trust::Ca(ca)),
         (Scheme::Https, false, None, Some(pinned)) => Ok(Trust::Pinned(pinned)),
-        _ => Err(KbsError::Config(
-            "the url scheme, insecure_http and the certificate settings do not agree".into(),
-        )),
+        _ => Err(KbsError::Config("the url scheme, insecure_http and the certificate settings do not agree".into())),
     }
 }
 
@@ -165,10 +147,7 @@ pub struct Session<'a> {
 
 impl std::fmt::Debug for Session<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session")
-            .field("tee", &self.cpu.kind())
-            .field("devices", &self.devices.len())
-            .finish()
+        f.debug_struct("Session").field("tee", &self.cpu.kind()).field("devices", &self.devices.len()).finish()
     }
 }
 
@@ -179,11 +158,9 @@ impl Session<'_> {
     /// error.
     pub fn fetch(&mut self, path: &ResourcePath) -> Result<Zeroizing<Vec<u8>>, KbsError> {
         match self.fetch_once(path) {
-            Err(KbsError::Refused {
-                status: 401,
-                ref kind,
-                ..
-            }) if kind != "PolicyDeny" && self.fresh_handshake_left => {
+            Err(KbsError::Refused { status: 401, ref kind, .. })
+                if kind != "PolicyDeny" && self.fresh_handshake_left =>
+            {
                 self.fresh_handshake_left = false;
                 log::warn!("KBS refused resource {path} with 401 {kind}; attesting once more");
                 self.handshake()?;
@@ -200,21 +177,11 @@ impl Session<'_> {
         let cap = self.client.max_resource_bytes.saturating_mul(4) / 3 + (16 << 10);
         let resp = self.call(&op, "GET", &url_path, None, cap)?;
         let jwe: JweResponse = parse_json(&op, &resp.body)?;
-        let plaintext = self
-            .client
-            .key
-            .decrypt(&jwe)
-            .map_err(|source| KbsError::Crypto {
-                op: op.clone(),
-                source,
-            })?;
+        let plaintext = self.client.key.decrypt(&jwe).map_err(|source| KbsError::Crypto { op: op.clone(), source })?;
         if plaintext.len() > self.client.max_resource_bytes {
             return Err(KbsError::Protocol {
                 op,
-                reason: format!(
-                    "resource larger than max_resource_bytes ({})",
-                    self.client.max_resource_bytes
-                ),
+                reason: format!("resource larger than max_resource_bytes ({})", self.client.max_resource_bytes),
             });
         }
         log::info!("KBS resource {path} received ({} bytes)", plaintext.len());
@@ -233,69 +200,35 @@ impl Session<'_> {
             extra_params: protocol::request_extra_params(),
         };
         let body = serde_json::to_vec(&request).map_err(|e| protocol_error(Op::Auth, e))?;
-        let resp = self.call(
-            &Op::Auth,
-            "POST",
-            &format!("{API_PREFIX}/auth"),
-            Some(&body),
-            MAX_CHALLENGE_BYTES,
-        )?;
+        let resp = self.call(&Op::Auth, "POST", &format!("{API_PREFIX}/auth"), Some(&body), MAX_CHALLENGE_BYTES)?;
         let challenge: Challenge = parse_json(&Op::Auth, &resp.body)?;
         if challenge.nonce.is_empty() || challenge.nonce.len() > MAX_NONCE_LEN {
             return Err(KbsError::Protocol {
                 op: Op::Auth,
-                reason: format!(
-                    "challenge nonce of {} bytes (expected 1..={MAX_NONCE_LEN})",
-                    challenge.nonce.len()
-                ),
+                reason: format!("challenge nonce of {} bytes (expected 1..={MAX_NONCE_LEN})", challenge.nonce.len()),
             });
         }
-        let alg = HashAlgorithm::from_challenge(&challenge.extra_params).map_err(|name| {
-            KbsError::Protocol {
-                op: Op::Auth,
-                reason: format!(
-                    "challenge selects unsupported hash algorithm {}",
-                    truncate(&name, 32)
-                ),
-            }
+        let alg = HashAlgorithm::from_challenge(&challenge.extra_params).map_err(|name| KbsError::Protocol {
+            op: Op::Auth,
+            reason: format!("challenge selects unsupported hash algorithm {}", truncate(&name, 32)),
         })?;
 
         // 2. evidence: devices first, then the CPU report that covers them
-        let (primary_evidence, additional_evidence) = collect_evidence(
-            self.client.key.public_jwk(),
-            &challenge.nonce,
-            alg,
-            &mut *self.cpu,
-            &mut self.devices,
-        )?;
+        let (primary_evidence, additional_evidence) =
+            collect_evidence(self.client.key.public_jwk(), &challenge.nonce, alg, &mut *self.cpu, &mut self.devices)?;
         let attestation = Attestation {
             init_data: self.init_data.cloned(),
-            runtime_data: RuntimeData {
-                nonce: challenge.nonce,
-                tee_pubkey: self.client.key.public_jwk().clone(),
-            },
-            tee_evidence: CompositeEvidence {
-                primary_evidence,
-                additional_evidence,
-            },
+            runtime_data: RuntimeData { nonce: challenge.nonce, tee_pubkey: self.client.key.public_jwk().clone() },
+            tee_evidence: CompositeEvidence { primary_evidence, additional_evidence },
         };
 
         // 3. attest → token
         let body = serde_json::to_vec(&attestation).map_err(|e| protocol_error(Op::Attest, e))?;
-        let resp = self.call(
-            &Op::Attest,
-            "POST",
-            &format!("{API_PREFIX}/attest"),
-            Some(&body),
-            MAX_TOKEN_BYTES,
-        )?;
+        let resp = self.call(&Op::Attest, "POST", &format!("{API_PREFIX}/attest"), Some(&body), MAX_TOKEN_BYTES)?;
         let token: AttestationToken = parse_json(&Op::Attest, &resp.body)?;
         self.token = Some(Zeroizing::new(token.token));
         if !self.cookies.contains_key(protocol::SESSION_COOKIE) {
-            log::warn!(
-                "KBS sent no {} cookie; relying on the bearer token",
-                protocol::SESSION_COOKIE
-            );
+            log::warn!("KBS sent no {} cookie; relying on the bearer token", protocol::SESSION_COOKIE);
         }
         log::info!(
             "KBS accepted the {tee} evidence{} (hash {})",
@@ -320,33 +253,21 @@ impl Session<'_> {
     ) -> Result<transport::Response, KbsError> {
         let mut headers = Vec::new();
         if !self.cookies.is_empty() {
-            let jar: Vec<String> = self
-                .cookies
-                .iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str()))
-                .collect();
+            let jar: Vec<String> = self.cookies.iter().map(|(k, v)| format!("{k}={}", v.as_str())).collect();
             headers.push(("Cookie", jar.join("; ")));
         }
-        if let Some(token) = &self.token {
-            if token.len() <= MAX_BEARER_LEN && token.bytes().all(is_token68_char) {
-                headers.push(("Authorization", format!("Bearer {}", token.as_str())));
-            }
+        if let Some(token) = &self.token
+            && token.len() <= MAX_BEARER_LEN
+            && token.bytes().all(is_token68_char)
+        {
+            headers.push(("Authorization", format!("Bearer {}", token.as_str())));
         }
-        let req = Request {
-            method,
-            path,
-            body,
-            headers,
-            max_body,
-        };
+        let req = Request { method, path, body, headers, max_body };
         let resp = self
             .client
             .transport
             .send(&req, self.deadline)
-            .map_err(|source| KbsError::Transport {
-                op: op.clone(),
-                source,
-            })?;
+            .map_err(|source| KbsError::Transport { op: op.clone(), source })?;
         for value in resp.head.headers_named("set-cookie") {
             self.store_cookie(value);
         }
@@ -366,9 +287,7 @@ impl Session<'_> {
         let value = value.trim_matches('"');
         let name_ok = !name.is_empty() && name.bytes().all(super::http::is_token_char);
         let value_ok = value.len() <= MAX_COOKIE_LEN
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b',' | b';' | b'\\'));
+            && value.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b',' | b';' | b'\\'));
         if !name_ok || !value_ok {
             log::warn!("ignoring a malformed cookie from the KBS");
             return;
@@ -377,8 +296,7 @@ impl Session<'_> {
             log::warn!("ignoring cookie {}: too many cookies", truncate(name, 32));
             return;
         }
-        self.cookies
-            .insert(name.to_string(), Zeroizing::new(value.to_string()));
+        self.cookies.insert(name.to_string(), Zeroizing::new(value.to_string()));
     }
 }
 
@@ -393,32 +311,23 @@ pub(crate) fn collect_evidence(
     cpu: &mut dyn EvidenceProvider,
     devices: &mut [&mut dyn DeviceEvidence],
 ) -> Result<(Value, String), KbsError> {
-    let evidence_error = |reason: String| KbsError::Evidence {
-        op: Op::Attest,
-        reason,
-    };
+    let evidence_error = |reason: String| KbsError::Evidence { op: Op::Attest, reason };
     let additional = if devices.is_empty() {
         String::new()
     } else {
-        let device_digest =
-            protocol::runtime_data_digest(alg, &protocol::device_runtime_data(nonce, jwk))
-                .map_err(|e| evidence_error(e.to_string()))?;
+        let device_digest = protocol::runtime_data_digest(alg, &protocol::device_runtime_data(nonce, jwk))
+            .map_err(|e| evidence_error(e.to_string()))?;
         let mut map = serde_json::Map::new();
         for device in devices.iter_mut() {
             let name = device.name().to_string();
-            let ev = device
-                .collect(&device_digest)
-                .map_err(|e| evidence_error(format!("{name}: {e}")))?;
+            let ev = device.collect(&device_digest).map_err(|e| evidence_error(format!("{name}: {e}")))?;
             map.insert(name, ev);
         }
         serde_json::to_string(&map).map_err(|e| evidence_error(e.to_string()))?
     };
-    let digest =
-        protocol::runtime_data_digest(alg, &protocol::cpu_runtime_data(nonce, jwk, &additional))
-            .map_err(|e| evidence_error(e.to_string()))?;
-    let primary = cpu
-        .evidence(&digest)
-        .map_err(|e| evidence_error(format!("{}: {e}", cpu.kind())))?;
+    let digest = protocol::runtime_data_digest(alg, &protocol::cpu_runtime_data(nonce, jwk, &additional))
+        .map_err(|e| evidence_error(e.to_string()))?;
+    let primary = cpu.evidence(&digest).map_err(|e| evidence_error(format!("{}: {e}", cpu.kind())))?;
     Ok((primary, additional))
 }
 
@@ -430,18 +339,12 @@ fn is_token68_char(b: u8) -> bool {
 fn parse_json<T: DeserializeOwned>(op: &Op, body: &[u8]) -> Result<T, KbsError> {
     serde_json::from_slice(body).map_err(|e| KbsError::Protocol {
         op: op.clone(),
-        reason: format!(
-            "malformed JSON from the KBS: {}",
-            truncate(&e.to_string(), 120)
-        ),
+        reason: format!("malformed JSON from the KBS: {}", truncate(&e.to_string(), 120)),
     })
 }
 
 fn protocol_error(op: Op, e: impl std::fmt::Display) -> KbsError {
-    KbsError::Protocol {
-        op,
-        reason: e.to_string(),
-    }
+    KbsError::Protocol { op, reason: e.to_string() }
 }
 
 /// An error answer. Trustee sends `{"type", "detail"}` with 401 (most

@@ -91,12 +91,7 @@ impl Section for KbsConfig {
         v.range("retries", self.retries, 0, 100);
         v.range("retry_backoff_ms", self.retry_backoff_ms, 0, 60_000);
         v.range("deadline_ms", self.deadline_ms, 1_000, 3_600_000);
-        v.range(
-            "max_resource_bytes",
-            self.max_resource_bytes,
-            1,
-            MAX_RESOURCE_BYTES,
-        );
+        v.range("max_resource_bytes", self.max_resource_bytes, 1, MAX_RESOURCE_BYTES);
         if !self.is_enabled() {
             let mut stray = self.cert_keys();
             if self.insecure_http {
@@ -115,7 +110,10 @@ impl Section for KbsConfig {
         match endpoint.scheme {
             Scheme::Http => {
                 if !self.insecure_http {
-                    v.error("url", "http:// needs insecure_http = true (development only); use https:// with a pinned certificate");
+                    v.error(
+                        "url",
+                        "http:// needs insecure_http = true (development only); use https:// with a pinned certificate",
+                    );
                 }
                 for k in certs {
                     v.error(k, "has no effect with an http:// url");
@@ -123,10 +121,7 @@ impl Section for KbsConfig {
             }
             Scheme::Https => {
                 if self.insecure_http {
-                    v.error(
-                        "insecure_http",
-                        "the url is https://: insecure_http = true must go with an http:// url",
-                    );
+                    v.error("insecure_http", "the url is https://: insecure_http = true must go with an http:// url");
                 }
                 match certs.as_slice() {
                     [] => v.error(
@@ -149,27 +144,15 @@ impl KbsConfig {
             }
         };
         if let Some(pem) = self.ca_cert.as_ref().or(self.pinned_cert.as_ref()) {
-            let key = if self.ca_cert.is_some() {
-                "ca_cert"
-            } else {
-                "pinned_cert"
-            };
+            let key = if self.ca_cert.is_some() { "ca_cert" } else { "pinned_cert" };
             check(v, key, pem.as_bytes());
         }
-        if let Some(path) = self
-            .ca_cert_file
-            .as_ref()
-            .or(self.pinned_cert_file.as_ref())
-        {
-            let key = if self.ca_cert_file.is_some() {
-                "ca_cert_file"
-            } else {
-                "pinned_cert_file"
-            };
-            if v.absolute_path(key, path) {
-                if let Some(bytes) = v.file(key, path) {
-                    check(v, key, &bytes);
-                }
+        if let Some(path) = self.ca_cert_file.as_ref().or(self.pinned_cert_file.as_ref()) {
+            let key = if self.ca_cert_file.is_some() { "ca_cert_file" } else { "pinned_cert_file" };
+            if v.absolute_path(key, path)
+                && let Some(bytes) = v.file(key, path)
+            {
+                check(v, key, &bytes);
             }
         }
     }
@@ -190,11 +173,7 @@ pub struct SecretConfig {
 
 impl Default for SecretConfig {
     fn default() -> Self {
-        Self {
-            resource: String::new(),
-            file: String::new(),
-            mode: 0o400,
-        }
+        Self { resource: String::new(), file: String::new(), mode: 0o400 }
     }
 }
 
@@ -210,9 +189,7 @@ pub fn valid_file_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 255
         && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 impl Section for SecretConfig {
@@ -229,10 +206,7 @@ impl Section for SecretConfig {
             );
         }
         if self.mode != 0o400 && self.mode != 0o440 {
-            v.error(
-                "mode",
-                format!("{:#o} is not allowed: use 0o400 or 0o440", self.mode),
-            );
+            v.error("mode", format!("{:#o} is not allowed: use 0o400 or 0o440", self.mode));
         }
     }
 }
@@ -242,17 +216,11 @@ impl Section for SecretConfig {
 pub fn cross_check(kbs: &KbsConfig, secrets: &[SecretConfig]) -> Vec<(String, String)> {
     let mut issues = Vec::new();
     if !secrets.is_empty() && !kbs.is_enabled() {
-        issues.push((
-            "kbs.url".to_string(),
-            "required: [[secrets]] are fetched from the KBS".to_string(),
-        ));
+        issues.push(("kbs.url".to_string(), "required: [[secrets]] are fetched from the KBS".to_string()));
     }
     for (i, s) in secrets.iter().enumerate() {
         if secrets[..i].iter().any(|earlier| earlier.file == s.file) {
-            issues.push((
-                format!("secrets[{i}].file"),
-                format!("{:?} is already used by another secret", s.file),
-            ));
+            issues.push((format!("secrets[{i}].file"), format!("{:?} is already used by another secret", s.file)));
         }
     }
     issues

@@ -88,16 +88,17 @@ fn write_string(out: &mut String, s: &str) {
 }
 
 fn write_number(out: &mut String, n: &serde_json::Number) -> Result<(), JcsError> {
+    // An integer is exact when it survives the trip through f64 (compared
+    // in i128, where 2^63 and 2^64 do not saturate).
     let f = if let Some(i) = n.as_i64() {
         let f = i as f64;
-        // 2^63 as f64 saturates back to i64::MAX, which would wrongly pass.
-        if f >= 9.223_372_036_854_775_807e18 || f as i64 != i {
+        if f as i128 != i128::from(i) {
             return Err(JcsError::InexactNumber(n.to_string()));
         }
         f
     } else if let Some(u) = n.as_u64() {
         let f = u as f64;
-        if f >= 1.844_674_407_370_955_2e19 || f as u64 != u {
+        if f as i128 != i128::from(u) {
             return Err(JcsError::InexactNumber(n.to_string()));
         }
         f
@@ -125,9 +126,7 @@ fn write_f64(out: &mut String, f: f64) -> Result<(), JcsError> {
     // ties to even); formatting with k digits of precision gives exactly
     // that (Rust's exact mode rounds half to even).
     let shortest = format!("{:e}", f.abs());
-    let k = shortest.split_once('e').map_or(shortest.len(), |(m, _)| {
-        m.chars().filter(char::is_ascii_digit).count()
-    });
+    let k = shortest.split_once('e').map_or(shortest.len(), |(m, _)| m.chars().filter(char::is_ascii_digit).count());
     let sci = format!("{:.*e}", k.saturating_sub(1), f.abs());
     let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
     let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
@@ -152,7 +151,7 @@ fn write_f64(out: &mut String, f: f64) -> Result<(), JcsError> {
             out.push_str(&digits[1..]);
         }
         out.push('e');
-        out.push(if n - 1 >= 0 { '+' } else { '-' });
+        out.push(if n > 0 { '+' } else { '-' });
         let _ = write!(out, "{}", (n - 1).abs());
     }
     Ok(())
@@ -204,10 +203,7 @@ mod tests {
     #[test]
     fn strings_use_minimal_escaping() {
         let v = json!("\u{20ac}$\u{f}\u{a}A'\u{42}\u{22}\u{5c}\\\"/\u{7f}\u{8}\u{c}\t\r\u{1f}");
-        assert_eq!(
-            jcs(&v),
-            "\"€$\\u000f\\nA'B\\\"\\\\\\\\\\\"/\u{7f}\\b\\f\\t\\r\\u001f\""
-        );
+        assert_eq!(jcs(&v), "\"€$\\u000f\\nA'B\\\"\\\\\\\\\\\"/\u{7f}\\b\\f\\t\\r\\u001f\"");
     }
 
     /// RFC 8785 §3.2.3 sorting example: UTF-16 code unit order.
@@ -225,10 +221,7 @@ mod tests {
         let order: Vec<String> = {
             let s = jcs(&v);
             let parsed: Vec<&str> = s.split("\":\"").collect();
-            parsed[1..]
-                .iter()
-                .map(|p| p.split('"').next().unwrap().to_string())
-                .collect()
+            parsed[1..].iter().map(|p| p.split('"').next().unwrap().to_string()).collect()
         };
         assert_eq!(
             order,
@@ -284,14 +277,8 @@ mod tests {
             write_f64(&mut out, f64::from_bits(*bits)).unwrap();
             assert_eq!(&out, want, "bits {bits:#018x}");
         }
-        assert_eq!(
-            write_f64(&mut String::new(), f64::NAN),
-            Err(JcsError::NonFinite)
-        );
-        assert_eq!(
-            write_f64(&mut String::new(), f64::INFINITY),
-            Err(JcsError::NonFinite)
-        );
+        assert_eq!(write_f64(&mut String::new(), f64::NAN), Err(JcsError::NonFinite));
+        assert_eq!(write_f64(&mut String::new(), f64::INFINITY), Err(JcsError::NonFinite));
     }
 
     #[test]
@@ -299,10 +286,7 @@ mod tests {
         assert_eq!(jcs(&json!(42)), "42");
         assert_eq!(jcs(&json!(-7)), "-7");
         assert_eq!(jcs(&json!(9007199254740992u64)), "9007199254740992");
-        assert_eq!(
-            to_vec(&json!(9007199254740993u64)),
-            Err(JcsError::InexactNumber("9007199254740993".into()))
-        );
+        assert_eq!(to_vec(&json!(9007199254740993u64)), Err(JcsError::InexactNumber("9007199254740993".into())));
         assert!(to_vec(&json!(u64::MAX)).is_err());
         assert!(to_vec(&json!(i64::MAX)).is_err());
     }

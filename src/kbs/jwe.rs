@@ -51,11 +51,7 @@ pub enum JweError {
     #[error("JWE epk is not an EC P-256 key: {0}")]
     BadEpk(String),
     #[error("JWE {member} has {got} bytes, expected {want}")]
-    BadLength {
-        member: &'static str,
-        got: usize,
-        want: usize,
-    },
+    BadLength { member: &'static str, got: usize, want: usize },
     #[error("JWE content key unwrap failed (encrypted to another key, or tampered)")]
     Unwrap,
     #[error("JWE authentication failed (tampered ciphertext, tag or header)")]
@@ -71,10 +67,7 @@ pub struct TeeKey {
 
 impl std::fmt::Debug for TeeKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TeeKey")
-            .field("public", &self.jwk)
-            .field("secret", &"<redacted>")
-            .finish()
+        f.debug_struct("TeeKey").field("public", &self.jwk).field("secret", &"<redacted>").finish()
     }
 }
 
@@ -85,16 +78,12 @@ impl TeeKey {
         // probability ~2^-32; retry rather than bias.
         for _ in 0..8 {
             let mut bytes = Zeroizing::new([0u8; 32]);
-            OsRng
-                .try_fill_bytes(bytes.as_mut())
-                .map_err(|e| JweError::KeyGeneration(e.to_string()))?;
+            OsRng.try_fill_bytes(bytes.as_mut()).map_err(|e| JweError::KeyGeneration(e.to_string()))?;
             if let Ok(secret) = SecretKey::from_slice(bytes.as_ref()) {
                 return Ok(Self::from_secret(secret));
             }
         }
-        Err(JweError::KeyGeneration(
-            "no valid scalar after 8 draws".into(),
-        ))
+        Err(JweError::KeyGeneration("no valid scalar after 8 draws".into()))
     }
 
     /// A key from known bytes (tests, known-answer vectors).
@@ -123,26 +112,19 @@ impl TeeKey {
             return Err(JweError::HeaderTooLarge);
         }
         let header_bytes = b64("protected", &jwe.protected)?;
-        let header: Value =
-            serde_json::from_slice(&header_bytes).map_err(|e| JweError::Header(e.to_string()))?;
-        let header = header
-            .as_object()
-            .ok_or_else(|| JweError::Header("not an object".into()))?;
+        let header: Value = serde_json::from_slice(&header_bytes).map_err(|e| JweError::Header(e.to_string()))?;
+        let header = header.as_object().ok_or_else(|| JweError::Header("not an object".into()))?;
         let member = |k: &str| header.get(k).and_then(Value::as_str);
         match member("alg") {
             Some(KEY_ALG) => {}
             other => {
-                return Err(JweError::UnsupportedAlg(
-                    other.unwrap_or("<missing>").into(),
-                ));
+                return Err(JweError::UnsupportedAlg(other.unwrap_or("<missing>").into()));
             }
         }
         match member("enc") {
             Some(ENC) => {}
             other => {
-                return Err(JweError::UnsupportedEnc(
-                    other.unwrap_or("<missing>").into(),
-                ));
+                return Err(JweError::UnsupportedEnc(other.unwrap_or("<missing>").into()));
             }
         }
         // Members that would change how the content must be processed.
@@ -151,9 +133,7 @@ impl TeeKey {
                 return Err(JweError::UnsupportedMember(refused.into()));
             }
         }
-        let epk = header
-            .get("epk")
-            .ok_or_else(|| JweError::BadEpk("missing".into()))?;
+        let epk = header.get("epk").ok_or_else(|| JweError::BadEpk("missing".into()))?;
         let epk = parse_epk(epk)?;
         let party = |k: &'static str| -> Result<Vec<u8>, JweError> {
             match header.get(k) {
@@ -170,16 +150,11 @@ impl TeeKey {
         let wrapped = b64("encrypted_key", &jwe.encrypted_key)?;
         expect_len("encrypted_key", wrapped.len(), WRAPPED_CEK_LEN)?;
         let mut cek = Zeroizing::new([0u8; CEK_LEN]);
-        aes_kw::KekAes256::from(*kek)
-            .unwrap(&wrapped, cek.as_mut())
-            .map_err(|_| JweError::Unwrap)?;
+        aes_kw::KekAes256::from(*kek).unwrap(&wrapped, cek.as_mut()).map_err(|_| JweError::Unwrap)?;
 
         let iv = b64("iv", &jwe.iv)?;
-        let iv: [u8; IV_LEN] = iv.as_slice().try_into().map_err(|_| JweError::BadLength {
-            member: "iv",
-            got: iv.len(),
-            want: IV_LEN,
-        })?;
+        let iv: [u8; IV_LEN] =
+            iv.as_slice().try_into().map_err(|_| JweError::BadLength { member: "iv", got: iv.len(), want: IV_LEN })?;
         let tag = b64("tag", &jwe.tag)?;
         let tag: [u8; TAG_LEN] = tag.as_slice().try_into().map_err(|_| JweError::BadLength {
             member: "tag",
@@ -189,12 +164,7 @@ impl TeeKey {
         let mut plaintext = Zeroizing::new(b64("ciphertext", &jwe.ciphertext)?);
         let cipher = Aes256Gcm::new_from_slice(cek.as_ref()).map_err(|_| JweError::Decrypt)?;
         cipher
-            .decrypt_in_place_detached(
-                &Nonce::from(iv),
-                jwe.protected.as_bytes(),
-                plaintext.as_mut(),
-                &Tag::from(tag),
-            )
+            .decrypt_in_place_detached(&Nonce::from(iv), jwe.protected.as_bytes(), plaintext.as_mut(), &Tag::from(tag))
             .map_err(|_| JweError::Decrypt)?;
         Ok(plaintext)
     }
@@ -204,14 +174,8 @@ impl TeeKey {
 pub fn public_jwk(key: &PublicKey) -> Value {
     let point = key.to_encoded_point(false);
     // Uncompressed points always carry both coordinates.
-    let x = point
-        .x()
-        .map(|x| URL_SAFE_NO_PAD.encode(x))
-        .unwrap_or_default();
-    let y = point
-        .y()
-        .map(|y| URL_SAFE_NO_PAD.encode(y))
-        .unwrap_or_default();
+    let x = point.x().map(|x| URL_SAFE_NO_PAD.encode(x)).unwrap_or_default();
+    let y = point.y().map(|y| URL_SAFE_NO_PAD.encode(y)).unwrap_or_default();
     json!({ "kty": "EC", "crv": "P-256", "alg": KEY_ALG, "x": x, "y": y })
 }
 
@@ -223,34 +187,22 @@ pub fn parse_epk(v: &Value) -> Result<PublicKey, JweError> {
         return Err(JweError::BadEpk("kty is not \"EC\"".into()));
     }
     if field("crv") != Some("P-256") {
-        return Err(JweError::BadEpk(format!(
-            "curve {:?} does not match our P-256 key",
-            field("crv").unwrap_or("")
-        )));
+        return Err(JweError::BadEpk(format!("curve {:?} does not match our P-256 key", field("crv").unwrap_or(""))));
     }
     let coord = |k: &'static str| -> Result<Vec<u8>, JweError> {
-        let b = b64(
-            k,
-            field(k).ok_or_else(|| JweError::BadEpk(format!("missing {k}")))?,
-        )?;
+        let b = b64(k, field(k).ok_or_else(|| JweError::BadEpk(format!("missing {k}")))?)?;
         expect_len(k, b.len(), COORD_LEN)?;
         Ok(b)
     };
     let (x, y) = (coord("x")?, coord("y")?);
-    let point =
-        EncodedPoint::from_affine_coordinates(x.as_slice().into(), y.as_slice().into(), false);
+    let point = EncodedPoint::from_affine_coordinates(x.as_slice().into(), y.as_slice().into(), false);
     Option::from(PublicKey::from_encoded_point(&point))
         .ok_or_else(|| JweError::BadEpk("point is not on the curve".into()))
 }
 
 /// Concat KDF (NIST SP 800-56A §5.8.1, as profiled by RFC 7518 §4.6.2) with
 /// SHA-256, producing `N` bytes.
-pub fn concat_kdf<const N: usize>(
-    z: &[u8],
-    algorithm_id: &[u8],
-    apu: &[u8],
-    apv: &[u8],
-) -> Zeroizing<[u8; N]> {
+pub fn concat_kdf<const N: usize>(z: &[u8], algorithm_id: &[u8], apu: &[u8], apv: &[u8]) -> Zeroizing<[u8; N]> {
     let mut out = Zeroizing::new([0u8; N]);
     let len32 = |n: usize| (n as u32).to_be_bytes();
     for (i, chunk) in out.chunks_mut(32).enumerate() {
@@ -272,17 +224,11 @@ pub fn concat_kdf<const N: usize>(
 
 /// Strict base64url: no padding, no whitespace.
 pub fn b64(member: &'static str, s: &str) -> Result<Vec<u8>, JweError> {
-    URL_SAFE_NO_PAD
-        .decode(s)
-        .map_err(|_| JweError::Base64(member))
+    URL_SAFE_NO_PAD.decode(s).map_err(|_| JweError::Base64(member))
 }
 
 fn expect_len(member: &'static str, got: usize, want: usize) -> Result<(), JweError> {
-    if got == want {
-        Ok(())
-    } else {
-        Err(JweError::BadLength { member, got, want })
-    }
+    if got == want { Ok(()) } else { Err(JweError::BadLength { member, got, want }) }
 }
 
 #[cfg(test)]
@@ -311,9 +257,7 @@ mod tests {
         let mut cek = [0u8; 32];
         OsRng.fill_bytes(&mut cek);
         let mut wrapped = [0u8; 40];
-        aes_kw::KekAes256::from(*kek)
-            .wrap(&cek, &mut wrapped)
-            .unwrap();
+        aes_kw::KekAes256::from(*kek).wrap(&cek, &mut wrapped).unwrap();
         let mut iv = [0u8; 12];
         OsRng.fill_bytes(&mut iv);
         let mut buf = plaintext.to_vec();
@@ -343,10 +287,7 @@ mod tests {
     fn round_trip() {
         let k = key();
         let jwe = encrypt(&public(&k), b"model key 0123456789abcdef", json!({}));
-        assert_eq!(
-            k.decrypt(&jwe).unwrap().as_slice(),
-            b"model key 0123456789abcdef"
-        );
+        assert_eq!(k.decrypt(&jwe).unwrap().as_slice(), b"model key 0123456789abcdef");
     }
 
     #[test]
@@ -387,34 +328,19 @@ mod tests {
             b[0] ^= 1;
             b64e(&b)
         };
-        let ct = JweResponse {
-            ciphertext: flip(&jwe.ciphertext),
-            ..jwe.clone()
-        };
+        let ct = JweResponse { ciphertext: flip(&jwe.ciphertext), ..jwe.clone() };
         assert_eq!(k.decrypt(&ct), Err(JweError::Decrypt));
-        let tag = JweResponse {
-            tag: flip(&jwe.tag),
-            ..jwe.clone()
-        };
+        let tag = JweResponse { tag: flip(&jwe.tag), ..jwe.clone() };
         assert_eq!(k.decrypt(&tag), Err(JweError::Decrypt));
-        let iv = JweResponse {
-            iv: flip(&jwe.iv),
-            ..jwe.clone()
-        };
+        let iv = JweResponse { iv: flip(&jwe.iv), ..jwe.clone() };
         assert_eq!(k.decrypt(&iv), Err(JweError::Decrypt));
-        let ek = JweResponse {
-            encrypted_key: flip(&jwe.encrypted_key),
-            ..jwe.clone()
-        };
+        let ek = JweResponse { encrypted_key: flip(&jwe.encrypted_key), ..jwe.clone() };
         assert_eq!(k.decrypt(&ek), Err(JweError::Unwrap));
         // Same header JSON, different encoding of it: the AAD differs.
         let header = b64("protected", &jwe.protected).unwrap();
         let mut spaced = b" ".to_vec();
         spaced.extend_from_slice(&header);
-        let reencoded = JweResponse {
-            protected: b64e(&spaced),
-            ..jwe.clone()
-        };
+        let reencoded = JweResponse { protected: b64e(&spaced), ..jwe.clone() };
         assert_eq!(k.decrypt(&reencoded), Err(JweError::Decrypt));
     }
 
@@ -423,99 +349,33 @@ mod tests {
         let k = key();
         let pk = public(&k);
         let e = |extra: Value| k.decrypt(&encrypt(&pk, b"x", extra)).unwrap_err();
-        assert_eq!(
-            e(json!({"alg": "RSA-OAEP-256"})),
-            JweError::UnsupportedAlg("RSA-OAEP-256".into())
-        );
-        assert_eq!(
-            e(json!({"alg": "ECDH-ES"})),
-            JweError::UnsupportedAlg("ECDH-ES".into())
-        );
-        assert_eq!(
-            e(json!({"enc": "A128GCM"})),
-            JweError::UnsupportedEnc("A128GCM".into())
-        );
-        assert_eq!(
-            e(json!({"zip": "DEF"})),
-            JweError::UnsupportedMember("zip".into())
-        );
+        assert_eq!(e(json!({"alg": "RSA-OAEP-256"})), JweError::UnsupportedAlg("RSA-OAEP-256".into()));
+        assert_eq!(e(json!({"alg": "ECDH-ES"})), JweError::UnsupportedAlg("ECDH-ES".into()));
+        assert_eq!(e(json!({"enc": "A128GCM"})), JweError::UnsupportedEnc("A128GCM".into()));
+        assert_eq!(e(json!({"zip": "DEF"})), JweError::UnsupportedMember("zip".into()));
         let p384 = json!({"epk": {"kty": "EC", "crv": "P-384", "x": "AA", "y": "AA"}});
         assert!(matches!(e(p384), JweError::BadEpk(m) if m.contains("P-384")));
-        let off_curve =
-            json!({"epk": {"kty": "EC", "crv": "P-256", "x": b64e(&[1; 32]), "y": b64e(&[1; 32])}});
-        assert_eq!(
-            e(off_curve),
-            JweError::BadEpk("point is not on the curve".into())
-        );
-        let short =
-            json!({"epk": {"kty": "EC", "crv": "P-256", "x": b64e(&[1; 31]), "y": b64e(&[1; 32])}});
-        assert_eq!(
-            e(short),
-            JweError::BadLength {
-                member: "x",
-                got: 31,
-                want: 32
-            }
-        );
+        let off_curve = json!({"epk": {"kty": "EC", "crv": "P-256", "x": b64e(&[1; 32]), "y": b64e(&[1; 32])}});
+        assert_eq!(e(off_curve), JweError::BadEpk("point is not on the curve".into()));
+        let short = json!({"epk": {"kty": "EC", "crv": "P-256", "x": b64e(&[1; 31]), "y": b64e(&[1; 32])}});
+        assert_eq!(e(short), JweError::BadLength { member: "x", got: 31, want: 32 });
     }
 
     #[test]
     fn wrong_sizes_and_encodings_are_refused() {
         let k = key();
         let jwe = encrypt(&public(&k), b"x", json!({}));
-        let iv = JweResponse {
-            iv: b64e(&[0; 16]),
-            ..jwe.clone()
-        };
-        assert_eq!(
-            k.decrypt(&iv),
-            Err(JweError::BadLength {
-                member: "iv",
-                got: 16,
-                want: 12
-            })
-        );
-        let tag = JweResponse {
-            tag: b64e(&[0; 8]),
-            ..jwe.clone()
-        };
-        assert_eq!(
-            k.decrypt(&tag),
-            Err(JweError::BadLength {
-                member: "tag",
-                got: 8,
-                want: 16
-            })
-        );
-        let ek = JweResponse {
-            encrypted_key: b64e(&[0; 24]),
-            ..jwe.clone()
-        };
-        assert_eq!(
-            k.decrypt(&ek),
-            Err(JweError::BadLength {
-                member: "encrypted_key",
-                got: 24,
-                want: 40
-            })
-        );
-        let padded = JweResponse {
-            iv: format!("{}=", jwe.iv),
-            ..jwe.clone()
-        };
+        let iv = JweResponse { iv: b64e(&[0; 16]), ..jwe.clone() };
+        assert_eq!(k.decrypt(&iv), Err(JweError::BadLength { member: "iv", got: 16, want: 12 }));
+        let tag = JweResponse { tag: b64e(&[0; 8]), ..jwe.clone() };
+        assert_eq!(k.decrypt(&tag), Err(JweError::BadLength { member: "tag", got: 8, want: 16 }));
+        let ek = JweResponse { encrypted_key: b64e(&[0; 24]), ..jwe.clone() };
+        assert_eq!(k.decrypt(&ek), Err(JweError::BadLength { member: "encrypted_key", got: 24, want: 40 }));
+        let padded = JweResponse { iv: format!("{}=", jwe.iv), ..jwe.clone() };
         assert_eq!(k.decrypt(&padded), Err(JweError::Base64("iv")));
-        let aad = JweResponse {
-            aad: Some("eA".into()),
-            ..jwe.clone()
-        };
-        assert_eq!(
-            k.decrypt(&aad),
-            Err(JweError::UnsupportedMember("aad".into()))
-        );
-        let huge = JweResponse {
-            protected: "A".repeat(MAX_PROTECTED_LEN + 1),
-            ..jwe
-        };
+        let aad = JweResponse { aad: Some("eA".into()), ..jwe.clone() };
+        assert_eq!(k.decrypt(&aad), Err(JweError::UnsupportedMember("aad".into())));
+        let huge = JweResponse { protected: "A".repeat(MAX_PROTECTED_LEN + 1), ..jwe };
         assert_eq!(k.decrypt(&huge), Err(JweError::HeaderTooLarge));
     }
 
@@ -524,8 +384,7 @@ mod tests {
     #[test]
     fn live_trustee_jwe_structure_is_accepted() {
         let jwe: JweResponse = serde_json::from_str(LIVE_JWE).unwrap();
-        let header: Value =
-            serde_json::from_slice(&b64("protected", &jwe.protected).unwrap()).unwrap();
+        let header: Value = serde_json::from_slice(&b64("protected", &jwe.protected).unwrap()).unwrap();
         assert_eq!(header["alg"], KEY_ALG);
         assert_eq!(header["enc"], ENC);
         parse_epk(&header["epk"]).unwrap();
@@ -540,18 +399,9 @@ mod tests {
     /// key and Bob's key, Concat KDF for A128GCM with apu "Alice", apv "Bob".
     #[test]
     fn rfc7518_appendix_c_key_agreement() {
-        let bob = TeeKey::from_secret_bytes(
-            &b64("d", "VEmDZpDXXK8p8N0Cndsxs924q6nS1RXFASRl6BfUqdw").unwrap(),
-        )
-        .unwrap();
-        assert_eq!(
-            bob.public_jwk()["x"],
-            "weNJy2HscCSM6AEDTDg04biOvhFhyyWvOHQfeF_PxMQ"
-        );
-        assert_eq!(
-            bob.public_jwk()["y"],
-            "e8lnCO-AlStT-NJVX-crhB7QRYhiix03illJOVAOyck"
-        );
+        let bob = TeeKey::from_secret_bytes(&b64("d", "VEmDZpDXXK8p8N0Cndsxs924q6nS1RXFASRl6BfUqdw").unwrap()).unwrap();
+        assert_eq!(bob.public_jwk()["x"], "weNJy2HscCSM6AEDTDg04biOvhFhyyWvOHQfeF_PxMQ");
+        assert_eq!(bob.public_jwk()["y"], "e8lnCO-AlStT-NJVX-crhB7QRYhiix03illJOVAOyck");
         let alice_epk = parse_epk(&json!({
             "kty": "EC", "crv": "P-256",
             "x": "gI0GAILBdu7T53akrFmMyGcsF3n5dO7MmwNBHKW5SV0",
@@ -562,8 +412,8 @@ mod tests {
         assert_eq!(
             &z.raw_secret_bytes()[..],
             &[
-                158, 86, 217, 29, 129, 113, 53, 211, 114, 131, 66, 131, 191, 132, 38, 156, 251, 49,
-                110, 163, 218, 128, 106, 72, 246, 218, 167, 121, 140, 254, 144, 196
+                158, 86, 217, 29, 129, 113, 53, 211, 114, 131, 66, 131, 191, 132, 38, 156, 251, 49, 110, 163, 218, 128,
+                106, 72, 246, 218, 167, 121, 140, 254, 144, 196
             ]
         );
         let key = concat_kdf::<16>(z.raw_secret_bytes(), b"A128GCM", b"Alice", b"Bob");

@@ -118,12 +118,7 @@ pub enum KbsError {
     #[error("{op}: protocol violation: {reason}")]
     Protocol { op: Op, reason: String },
     #[error("{op}: refused by the KBS (HTTP {status} {kind}): {detail}")]
-    Refused {
-        op: Op,
-        status: u16,
-        kind: String,
-        detail: String,
-    },
+    Refused { op: Op, status: u16, kind: String, detail: String },
     #[error("{op}: decryption: {source}")]
     Crypto { op: Op, source: JweError },
     #[error("{op}: evidence: {reason}")]

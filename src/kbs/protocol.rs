@@ -80,19 +80,13 @@ pub struct InitData {
 
 impl InitData {
     pub fn toml(body: impl Into<String>) -> Self {
-        Self {
-            format: "toml".into(),
-            body: body.into(),
-        }
+        Self { format: "toml".into(), body: body.into() }
     }
 }
 
 impl std::fmt::Debug for InitData {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InitData")
-            .field("format", &self.format)
-            .field("body_len", &self.body.len())
-            .finish()
+        f.debug_struct("InitData").field("format", &self.format).field("body_len", &self.body.len()).finish()
     }
 }
 
@@ -113,9 +107,7 @@ pub struct AttestationToken {
 
 impl std::fmt::Debug for AttestationToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AttestationToken")
-            .field("token_len", &self.token.len())
-            .finish()
+        f.debug_struct("AttestationToken").field("token_len", &self.token.len()).finish()
     }
 }
 
@@ -143,19 +135,13 @@ pub struct ErrorInformation {
 
 impl ErrorInformation {
     pub fn new(variant: &str, detail: impl Into<String>) -> Self {
-        Self {
-            error_type: format!("{ERROR_TYPE_PREFIX}{variant}"),
-            detail: detail.into(),
-        }
+        Self { error_type: format!("{ERROR_TYPE_PREFIX}{variant}"), detail: detail.into() }
     }
 
     /// The variant name (`PolicyDeny`, `TokenNotFound`...): the last path
     /// segment of `type`.
     pub fn variant(&self) -> &str {
-        self.error_type
-            .rsplit('/')
-            .next()
-            .unwrap_or(&self.error_type)
+        self.error_type.rsplit('/').next().unwrap_or(&self.error_type)
     }
 }
 
@@ -225,10 +211,7 @@ pub fn device_runtime_data(nonce: &str, tee_pubkey: &Value) -> Value {
 
 /// Hash of the JCS bytes of `runtime_data`: what goes into REPORT_DATA (or a
 /// device's nonce).
-pub fn runtime_data_digest(
-    alg: HashAlgorithm,
-    runtime_data: &Value,
-) -> Result<Vec<u8>, jcs::JcsError> {
+pub fn runtime_data_digest(alg: HashAlgorithm, runtime_data: &Value) -> Result<Vec<u8>, jcs::JcsError> {
     Ok(alg.digest(&jcs::to_vec(runtime_data)?))
 }
 
@@ -238,11 +221,7 @@ pub(crate) mod tests {
 
     #[test]
     fn request_matches_the_wire_form() {
-        let r = Request {
-            version: PROTOCOL_VERSION.into(),
-            tee: "snp".into(),
-            extra_params: request_extra_params(),
-        };
+        let r = Request { version: PROTOCOL_VERSION.into(), tee: "snp".into(), extra_params: request_extra_params() };
         assert_eq!(
             serde_json::to_string(&r).unwrap(),
             r#"{"version":"0.4.0","tee":"snp","extra-params":{"supported-hash-algorithms":["sha256","sha384","sha512"]}}"#
@@ -251,30 +230,20 @@ pub(crate) mod tests {
 
     #[test]
     fn live_challenge_parses_and_selects_sha384() {
-        let c: Challenge = serde_json::from_str(
-            r#"{"nonce":"xrbGvHykm71xPXl5h6Wv9IE5FKZ7+jR0jyH6ekt1GYc=","extra-params":""}"#,
-        )
-        .unwrap();
+        let c: Challenge =
+            serde_json::from_str(r#"{"nonce":"xrbGvHykm71xPXl5h6Wv9IE5FKZ7+jR0jyH6ekt1GYc=","extra-params":""}"#)
+                .unwrap();
         assert_eq!(c.nonce, "xrbGvHykm71xPXl5h6Wv9IE5FKZ7+jR0jyH6ekt1GYc=");
-        assert_eq!(
-            HashAlgorithm::from_challenge(&c.extra_params),
-            Ok(HashAlgorithm::Sha384)
-        );
+        assert_eq!(HashAlgorithm::from_challenge(&c.extra_params), Ok(HashAlgorithm::Sha384));
     }
 
     #[test]
     fn selected_hash_algorithm_is_honoured_or_refused() {
         let pick = |v: Value| HashAlgorithm::from_challenge(&v);
-        assert_eq!(
-            pick(json!({"selected-hash-algorithm": "sha512"})),
-            Ok(HashAlgorithm::Sha512)
-        );
+        assert_eq!(pick(json!({"selected-hash-algorithm": "sha512"})), Ok(HashAlgorithm::Sha512));
         assert_eq!(pick(json!({})), Ok(HashAlgorithm::Sha384));
         assert_eq!(pick(Value::Null), Ok(HashAlgorithm::Sha384));
-        assert_eq!(
-            pick(json!({"selected-hash-algorithm": "sm3"})),
-            Err("sm3".to_string())
-        );
+        assert_eq!(pick(json!({"selected-hash-algorithm": "sm3"})), Err("sm3".to_string()));
         assert_eq!(HashAlgorithm::Sha384.digest(b"").len(), 48);
     }
 
@@ -282,10 +251,7 @@ pub(crate) mod tests {
     fn attestation_uses_kebab_outer_and_snake_inner_names() {
         let a = Attestation {
             init_data: None,
-            runtime_data: RuntimeData {
-                nonce: "n".into(),
-                tee_pubkey: json!({"kty": "EC"}),
-            },
+            runtime_data: RuntimeData { nonce: "n".into(), tee_pubkey: json!({"kty": "EC"}) },
             tee_evidence: CompositeEvidence {
                 primary_evidence: json!({"svn": "1"}),
                 additional_evidence: String::new(),
@@ -300,15 +266,9 @@ pub(crate) mod tests {
                 "tee-evidence": {"primary_evidence": {"svn": "1"}, "additional_evidence": ""}
             })
         );
-        let with_init = Attestation {
-            init_data: Some(InitData::toml("version = \"0.1.0\"\n")),
-            ..a
-        };
+        let with_init = Attestation { init_data: Some(InitData::toml("version = \"0.1.0\"\n")), ..a };
         let v = serde_json::to_value(&with_init).unwrap();
-        assert_eq!(
-            v["init-data"],
-            json!({"format": "toml", "body": "version = \"0.1.0\"\n"})
-        );
+        assert_eq!(v["init-data"], json!({"format": "toml", "body": "version = \"0.1.0\"\n"}));
     }
 
     #[test]
@@ -318,10 +278,7 @@ pub(crate) mod tests {
         )
         .unwrap();
         assert_eq!(e.variant(), "PolicyDeny");
-        assert_eq!(
-            e,
-            ErrorInformation::new("PolicyDeny", "Access denied by policy")
-        );
+        assert_eq!(e, ErrorInformation::new("PolicyDeny", "Access denied by policy"));
     }
 
     #[test]
@@ -334,10 +291,7 @@ pub(crate) mod tests {
     #[test]
     fn device_runtime_data_has_no_additional_evidence() {
         let v = device_runtime_data("n", &json!({"kty": "EC"}));
-        assert_eq!(
-            String::from_utf8(jcs::to_vec(&v).unwrap()).unwrap(),
-            r#"{"nonce":"n","tee-pubkey":{"kty":"EC"}}"#
-        );
+        assert_eq!(String::from_utf8(jcs::to_vec(&v).unwrap()).unwrap(), r#"{"nonce":"n","tee-pubkey":{"kty":"EC"}}"#);
     }
 
     /// A resource response captured from a live Trustee KBS (research/kbs.md §6.2).

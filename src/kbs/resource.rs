@@ -18,9 +18,7 @@ pub const MAX_SEGMENT_LEN: usize = 128;
 pub enum ResourcePathError {
     #[error("{0:?} is not a resource path of the form repo/type/tag")]
     Shape(String),
-    #[error(
-        "{path:?}: segment {segment:?} must match [a-zA-Z0-9_-][a-zA-Z0-9_.-]* (at most {MAX_SEGMENT_LEN} bytes)"
-    )]
+    #[error("{path:?}: segment {segment:?} must match [a-zA-Z0-9_-][a-zA-Z0-9_.-]* (at most {MAX_SEGMENT_LEN} bytes)")]
     Segment { path: String, segment: String },
 }
 
@@ -32,17 +30,10 @@ impl ResourcePath {
         };
         for seg in [repo, kind, tag] {
             if !valid_segment(seg) {
-                return Err(ResourcePathError::Segment {
-                    path: shown(s),
-                    segment: shown(seg),
-                });
+                return Err(ResourcePathError::Segment { path: shown(s), segment: shown(seg) });
             }
         }
-        Ok(Self {
-            repo: repo.to_string(),
-            kind: kind.to_string(),
-            tag: tag.to_string(),
-        })
+        Ok(Self { repo: repo.to_string(), kind: kind.to_string(), tag: tag.to_string() })
     }
 
     pub fn repo(&self) -> &str {
@@ -66,19 +57,13 @@ impl ResourcePath {
 /// Paths come from the configuration or from a hostile peer: keep messages
 /// short and printable.
 fn shown(s: &str) -> String {
-    s.chars()
-        .take(64)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    s.chars().take(64).map(|c| if c.is_control() { '?' } else { c }).collect()
 }
 
 pub fn valid_segment(seg: &str) -> bool {
     let b = seg.as_bytes();
     let ok = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'-';
-    !b.is_empty()
-        && b.len() <= MAX_SEGMENT_LEN
-        && ok(b[0])
-        && b[1..].iter().all(|&c| ok(c) || c == b'.')
+    !b.is_empty() && b.len() <= MAX_SEGMENT_LEN && ok(b[0]) && b[1..].iter().all(|&c| ok(c) || c == b'.')
 }
 
 impl fmt::Display for ResourcePath {
@@ -121,10 +106,7 @@ mod tests {
     #[test]
     fn valid_paths() {
         let p = ResourcePath::parse("default/key/model-1.key").unwrap();
-        assert_eq!(
-            (p.repo(), p.kind(), p.tag()),
-            ("default", "key", "model-1.key")
-        );
+        assert_eq!((p.repo(), p.kind(), p.tag()), ("default", "key", "model-1.key"));
         assert_eq!(p.url_path(), "resource/default/key/model-1.key");
         assert_eq!(p.to_string(), "default/key/model-1.key");
         ResourcePath::parse("_a/-b/c_.-").unwrap();
@@ -135,18 +117,9 @@ mod tests {
     fn wrong_shapes() {
         for bad in ["", "a", "a/b", "a/b/c/d", "/a/b", "a/b/", "a//c"] {
             let e = ResourcePath::parse(bad).unwrap_err();
-            assert!(
-                matches!(
-                    e,
-                    ResourcePathError::Shape(_) | ResourcePathError::Segment { .. }
-                ),
-                "{bad:?}: {e}"
-            );
+            assert!(matches!(e, ResourcePathError::Shape(_) | ResourcePathError::Segment { .. }), "{bad:?}: {e}");
         }
-        assert!(matches!(
-            ResourcePath::parse("a/b").unwrap_err(),
-            ResourcePathError::Shape(_)
-        ));
+        assert!(matches!(ResourcePath::parse("a/b").unwrap_err(), ResourcePathError::Shape(_)));
     }
 
     #[test]
@@ -163,17 +136,11 @@ mod tests {
         ] {
             assert_eq!(
                 ResourcePath::parse(bad).unwrap_err(),
-                ResourcePathError::Segment {
-                    path: shown(bad),
-                    segment: seg.to_string()
-                },
+                ResourcePathError::Segment { path: shown(bad), segment: seg.to_string() },
                 "{bad:?}"
             );
         }
         let long = format!("a/b/{}", "t".repeat(MAX_SEGMENT_LEN + 1));
-        assert!(matches!(
-            ResourcePath::parse(&long),
-            Err(ResourcePathError::Segment { .. })
-        ));
+        assert!(matches!(ResourcePath::parse(&long), Err(ResourcePathError::Segment { .. })));
     }
 }

@@ -24,14 +24,8 @@ fn live_jwk() -> Value {
 /// accepted for this nonce and key (research/kbs.md §5).
 #[test]
 fn sample_evidence_matches_the_live_trustee_exchange() {
-    let (primary, additional) = collect_evidence(
-        &live_jwk(),
-        NONCE,
-        HashAlgorithm::Sha384,
-        &mut SampleProvider,
-        &mut [],
-    )
-    .unwrap();
+    let (primary, additional) =
+        collect_evidence(&live_jwk(), NONCE, HashAlgorithm::Sha384, &mut SampleProvider, &mut []).unwrap();
     assert_eq!(additional, "");
     assert_eq!(
         primary,
@@ -58,35 +52,20 @@ impl DeviceEvidence for Recorder {
 /// runtime data that contains the exact additional-evidence string.
 #[test]
 fn devices_are_bound_through_the_cpu_runtime_data() {
-    let mut gpu = Recorder {
-        name: "nvidia",
-        seen: Vec::new(),
-    };
+    let mut gpu = Recorder { name: "nvidia", seen: Vec::new() };
     let mut dev = SampleDevice;
     let mut devices: Vec<&mut dyn DeviceEvidence> = vec![&mut gpu, &mut dev];
-    let (primary, additional) = collect_evidence(
-        &live_jwk(),
-        NONCE,
-        HashAlgorithm::Sha384,
-        &mut SampleProvider,
-        &mut devices,
-    )
-    .unwrap();
+    let (primary, additional) =
+        collect_evidence(&live_jwk(), NONCE, HashAlgorithm::Sha384, &mut SampleProvider, &mut devices).unwrap();
     drop(devices);
 
-    let device_jcs = format!(
-        r#"{{"nonce":"{NONCE}","tee-pubkey":{}}}"#,
-        jcs_of(&live_jwk())
-    );
+    let device_jcs = format!(r#"{{"nonce":"{NONCE}","tee-pubkey":{}}}"#, jcs_of(&live_jwk()));
     let device_digest = HashAlgorithm::Sha384.digest(device_jcs.as_bytes());
     assert_eq!(gpu.seen, vec![device_digest.clone()]);
 
     let map: Value = serde_json::from_str(&additional).unwrap();
     assert_eq!(map["nvidia"]["nonce"], hex::encode(&device_digest[..32]));
-    assert_eq!(
-        map["sampledevice"]["report_data"],
-        STANDARD.encode(&device_digest)
-    );
+    assert_eq!(map["sampledevice"]["report_data"], STANDARD.encode(&device_digest));
 
     let cpu_jcs = format!(
         r#"{{"additional-evidence":{},"nonce":"{NONCE}","tee-pubkey":{}}}"#,
@@ -103,17 +82,9 @@ fn jcs_of(v: &Value) -> String {
 
 #[test]
 fn selected_hash_algorithm_changes_the_digest_length() {
-    let (primary, _) = collect_evidence(
-        &live_jwk(),
-        NONCE,
-        HashAlgorithm::Sha512,
-        &mut SampleProvider,
-        &mut [],
-    )
-    .unwrap();
-    let rd = STANDARD
-        .decode(primary["report_data"].as_str().unwrap())
-        .unwrap();
+    let (primary, _) =
+        collect_evidence(&live_jwk(), NONCE, HashAlgorithm::Sha512, &mut SampleProvider, &mut []).unwrap();
+    let rd = STANDARD.decode(primary["report_data"].as_str().unwrap()).unwrap();
     assert_eq!(rd.len(), 64);
 }
 
@@ -141,32 +112,13 @@ impl DeviceEvidence for BrokenDevice {
 
 #[test]
 fn evidence_failures_name_the_source() {
-    let e = collect_evidence(
-        &live_jwk(),
-        NONCE,
-        HashAlgorithm::Sha384,
-        &mut Broken,
-        &mut [],
-    )
-    .unwrap_err();
+    let e = collect_evidence(&live_jwk(), NONCE, HashAlgorithm::Sha384, &mut Broken, &mut []).unwrap_err();
     assert_eq!(e.class(), FailureClass::Evidence);
-    assert!(
-        e.to_string().starts_with("KBS attest: evidence: snp: "),
-        "{e}"
-    );
+    assert!(e.to_string().starts_with("KBS attest: evidence: snp: "), "{e}");
     let mut d = BrokenDevice;
-    let e = collect_evidence(
-        &live_jwk(),
-        NONCE,
-        HashAlgorithm::Sha384,
-        &mut SampleProvider,
-        &mut [&mut d],
-    )
-    .unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "KBS attest: evidence: nvidia: GPU 0 did not answer"
-    );
+    let e =
+        collect_evidence(&live_jwk(), NONCE, HashAlgorithm::Sha384, &mut SampleProvider, &mut [&mut d]).unwrap_err();
+    assert_eq!(e.to_string(), "KBS attest: evidence: nvidia: GPU 0 did not answer");
 }
 
 #[test]

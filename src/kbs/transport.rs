@@ -12,10 +12,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{
-    ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme,
-    StreamOwned,
-};
+use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme, StreamOwned};
 
 use super::http::{self, Framing, Head, HttpError};
 
@@ -41,20 +38,13 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub fn parse(url: &str) -> Result<Self, String> {
-        let bad = |why: &str| {
-            format!(
-                "{:?} is not a valid KBS url: {why}",
-                http::truncate(url, 120)
-            )
-        };
+        let bad = |why: &str| format!("{:?} is not a valid KBS url: {why}", http::truncate(url, 120));
         let (scheme, rest) = if let Some(r) = url.strip_prefix("https://") {
             (Scheme::Https, r)
         } else if let Some(r) = url.strip_prefix("http://") {
             (Scheme::Http, r)
         } else {
-            return Err(bad(
-                "the scheme must be https:// (or http:// with insecure_http)",
-            ));
+            return Err(bad("the scheme must be https:// (or http:// with insecure_http)"));
         };
         let (authority, path) = match rest.find('/') {
             Some(i) => rest.split_at(i),
@@ -64,17 +54,11 @@ impl Endpoint {
             return Err(bad("user information is not allowed"));
         }
         let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let (addr, after) = v6
-                .split_once(']')
-                .ok_or_else(|| bad("unterminated IPv6 address"))?;
-            addr.parse::<std::net::Ipv6Addr>()
-                .map_err(|_| bad("invalid IPv6 address"))?;
+            let (addr, after) = v6.split_once(']').ok_or_else(|| bad("unterminated IPv6 address"))?;
+            addr.parse::<std::net::Ipv6Addr>().map_err(|_| bad("invalid IPv6 address"))?;
             let port = match after {
                 "" => None,
-                p => Some(
-                    p.strip_prefix(':')
-                        .ok_or_else(|| bad("junk after the IPv6 address"))?,
-                ),
+                p => Some(p.strip_prefix(':').ok_or_else(|| bad("junk after the IPv6 address"))?),
             };
             (addr.to_string(), port)
         } else {
@@ -87,9 +71,7 @@ impl Endpoint {
             && host.len() <= 253
             && (host.parse::<IpAddr>().is_ok()
                 || host.split('.').all(|l| {
-                    !l.is_empty()
-                        && l.len() <= 63
-                        && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 }));
         if !valid_host {
             return Err(bad("invalid host"));
@@ -105,39 +87,22 @@ impl Endpoint {
             },
         };
         let base_path = path.trim_end_matches('/');
-        let path_ok = base_path
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/-._~".contains(&b))
+        let path_ok = base_path.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-._~".contains(&b))
             && !base_path.split('/').any(|s| s == "." || s == "..");
         if !path_ok {
-            return Err(bad(
-                "the path may only contain a-z A-Z 0-9 / - . _ ~ (no query, fragment, . or ..)",
-            ));
+            return Err(bad("the path may only contain a-z A-Z 0-9 / - . _ ~ (no query, fragment, . or ..)"));
         }
-        Ok(Self {
-            scheme,
-            host,
-            port,
-            base_path: base_path.to_string(),
-        })
+        Ok(Self { scheme, host, port, base_path: base_path.to_string() })
     }
 
     /// Value of the `Host` header.
     fn host_header(&self) -> String {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
+        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
         let default = match self.scheme {
             Scheme::Http => 80,
             Scheme::Https => 443,
         };
-        if self.port == default {
-            host
-        } else {
-            format!("{host}:{}", self.port)
-        }
+        if self.port == default { host } else { format!("{host}:{}", self.port) }
     }
 }
 
@@ -157,9 +122,7 @@ pub fn parse_pem_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, Strin
 
 fn webpki_check(der: &CertificateDer<'_>) -> Result<(), String> {
     let mut store = RootCertStore::empty();
-    store
-        .add(der.clone())
-        .map_err(|e| format!("not a usable X.509 certificate: {e}"))
+    store.add(der.clone()).map_err(|e| format!("not a usable X.509 certificate: {e}"))
 }
 
 /// How the KBS is authenticated.
@@ -244,23 +207,14 @@ impl Transport {
             (Scheme::Https, Trust::Ca(certs)) => Some(Arc::new(ca_config(certs)?)),
             (Scheme::Https, Trust::Pinned(certs)) => Some(Arc::new(pinned_config(certs)?)),
             (Scheme::Http, _) => {
-                return Err(TransportError::Setup(
-                    "an http:// url cannot use a certificate".into(),
-                ));
+                return Err(TransportError::Setup("an http:// url cannot use a certificate".into()));
             }
             (Scheme::Https, Trust::None) => {
-                return Err(TransportError::Setup(
-                    "an https:// url needs a pinned certificate or CA".into(),
-                ));
+                return Err(TransportError::Setup("an https:// url needs a pinned certificate or CA".into()));
             }
         };
         let user_agent = format!("ztinit/{}", env!("CARGO_PKG_VERSION"));
-        Ok(Self {
-            endpoint,
-            tls,
-            policy,
-            user_agent,
-        })
+        Ok(Self { endpoint, tls, policy, user_agent })
     }
 
     pub fn endpoint(&self) -> &Endpoint {
@@ -279,16 +233,10 @@ impl Transport {
                 Err(Failure::Retry(why)) => why,
             };
             if Instant::now() >= deadline {
-                return Err(TransportError::Deadline {
-                    attempts,
-                    last: why,
-                });
+                return Err(TransportError::Deadline { attempts, last: why });
             }
             if attempts > self.policy.retries {
-                return Err(TransportError::Exhausted {
-                    attempts,
-                    last: why,
-                });
+                return Err(TransportError::Exhausted { attempts, last: why });
             }
             log::warn!(
                 "KBS {} {}: attempt {attempts} failed ({why}); retrying in {} ms",
@@ -297,10 +245,7 @@ impl Transport {
                 backoff.as_millis()
             );
             if Instant::now() + backoff >= deadline {
-                return Err(TransportError::Deadline {
-                    attempts,
-                    last: why,
-                });
+                return Err(TransportError::Deadline { attempts, last: why });
             }
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -309,24 +254,15 @@ impl Transport {
 
     fn attempt(&self, req: &Request<'_>, deadline: Instant) -> Result<Response, Failure> {
         let tcp = self.connect(deadline)?;
-        let stream = DeadlineStream {
-            inner: tcp,
-            deadline,
-            read_timeout: self.policy.read_timeout,
-        };
+        let stream = DeadlineStream { inner: tcp, deadline, read_timeout: self.policy.read_timeout };
         match &self.tls {
             None => exchange(stream, &self.request_bytes(req), req.max_body),
             Some(config) => {
-                let name = ServerName::try_from(self.endpoint.host.clone()).map_err(|e| {
-                    Failure::Fatal(TransportError::Setup(format!("server name: {e}")))
-                })?;
+                let name = ServerName::try_from(self.endpoint.host.clone())
+                    .map_err(|e| Failure::Fatal(TransportError::Setup(format!("server name: {e}"))))?;
                 let conn = ClientConnection::new(config.clone(), name)
                     .map_err(|e| Failure::Fatal(TransportError::Setup(e.to_string())))?;
-                exchange(
-                    StreamOwned::new(conn, stream),
-                    &self.request_bytes(req),
-                    req.max_body,
-                )
+                exchange(StreamOwned::new(conn, stream), &self.request_bytes(req), req.max_body)
             }
         }
     }
@@ -365,10 +301,9 @@ impl Transport {
             head.push_str(&format!("{name}: {value}\r\n"));
         }
         match req.body {
-            Some(body) => head.push_str(&format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-                body.len()
-            )),
+            Some(body) => {
+                head.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len()))
+            }
             None => head.push_str("\r\n"),
         }
         let mut bytes = head.into_bytes();
@@ -380,15 +315,8 @@ impl Transport {
 }
 
 /// Writes the request and reads one response.
-fn exchange<S: Read + Write>(
-    mut stream: S,
-    request: &[u8],
-    max_body: usize,
-) -> Result<Response, Failure> {
-    stream
-        .write_all(request)
-        .and_then(|_| stream.flush())
-        .map_err(io_failure)?;
+fn exchange<S: Read + Write>(mut stream: S, request: &[u8], max_body: usize) -> Result<Response, Failure> {
+    stream.write_all(request).and_then(|_| stream.flush()).map_err(io_failure)?;
     let mut reader = BufReader::new(stream);
     // Skip interim 1xx responses, but not forever.
     for _ in 0..4 {
@@ -412,31 +340,22 @@ fn exchange<S: Read + Write>(
             Err(e) => return Err(Failure::Fatal(e.into())),
         };
         if matches!(status, 502..=504) {
-            return Err(Failure::Retry(format!(
-                "HTTP {status} from the KBS or a proxy"
-            )));
+            return Err(Failure::Retry(format!("HTTP {status} from the KBS or a proxy")));
         }
         return Ok(Response { status, head, body });
     }
-    Err(Failure::Fatal(
-        HttpError::Malformed("too many interim responses".into()).into(),
-    ))
+    Err(Failure::Fatal(HttpError::Malformed("too many interim responses".into()).into()))
 }
 
 /// TLS failures (certificate refused, bad handshake) are never retried: they
 /// will not fix themselves and may be an attack. Everything else on the
 /// socket is.
 fn io_failure(e: io::Error) -> Failure {
-    if let Some(tls) = e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-    {
+    if let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
         return Failure::Fatal(TransportError::Tls(tls.to_string()));
     }
     match e.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-            Failure::Retry(format!("timed out: {e}"))
-        }
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Failure::Retry(format!("timed out: {e}")),
         _ => Failure::Retry(e.to_string()),
     }
 }
@@ -487,9 +406,7 @@ fn provider() -> Arc<CryptoProvider> {
 fn ca_config(certs: Vec<CertificateDer<'static>>) -> Result<ClientConfig, TransportError> {
     let mut roots = RootCertStore::empty();
     for c in certs {
-        roots
-            .add(c)
-            .map_err(|e| TransportError::Setup(format!("CA certificate: {e}")))?;
+        roots.add(c).map_err(|e| TransportError::Setup(format!("CA certificate: {e}")))?;
     }
     Ok(ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
@@ -500,10 +417,7 @@ fn ca_config(certs: Vec<CertificateDer<'static>>) -> Result<ClientConfig, Transp
 
 fn pinned_config(certs: Vec<CertificateDer<'static>>) -> Result<ClientConfig, TransportError> {
     let provider = provider();
-    let verifier = PinnedCert {
-        certs,
-        algorithms: provider.signature_verification_algorithms,
-    };
+    let verifier = PinnedCert { certs, algorithms: provider.signature_verification_algorithms };
     Ok(ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| TransportError::Setup(e.to_string()))?
@@ -535,9 +449,7 @@ impl ServerCertVerifier for PinnedCert {
         if self.certs.iter().any(|c| c.as_ref() == end_entity.as_ref()) {
             Ok(ServerCertVerified::assertion())
         } else {
-            Err(rustls::Error::General(
-                "the KBS presented a certificate other than the pinned one".into(),
-            ))
+            Err(rustls::Error::General("the KBS presented a certificate other than the pinned one".into()))
         }
     }
 
@@ -571,21 +483,12 @@ mod tests {
     #[test]
     fn urls() {
         let e = Endpoint::parse("https://kbs.example:8080").unwrap();
-        assert_eq!(
-            (e.scheme, e.host.as_str(), e.port, e.base_path.as_str()),
-            (Scheme::Https, "kbs.example", 8080, "")
-        );
+        assert_eq!((e.scheme, e.host.as_str(), e.port, e.base_path.as_str()), (Scheme::Https, "kbs.example", 8080, ""));
         assert_eq!(e.host_header(), "kbs.example:8080");
         let e = Endpoint::parse("http://10.0.2.100:8080/").unwrap();
-        assert_eq!(
-            (e.scheme, e.host.as_str(), e.port),
-            (Scheme::Http, "10.0.2.100", 8080)
-        );
+        assert_eq!((e.scheme, e.host.as_str(), e.port), (Scheme::Http, "10.0.2.100", 8080));
         let e = Endpoint::parse("https://[fd00::1]/prefix/kbs").unwrap();
-        assert_eq!(
-            (e.host.as_str(), e.port, e.base_path.as_str()),
-            ("fd00::1", 443, "/prefix/kbs")
-        );
+        assert_eq!((e.host.as_str(), e.port, e.base_path.as_str()), ("fd00::1", 443, "/prefix/kbs"));
         assert_eq!(e.host_header(), "[fd00::1]");
         for bad in [
             "",
@@ -613,10 +516,7 @@ mod tests {
     #[test]
     fn pem_parsing() {
         assert!(parse_pem_certs(b"").unwrap_err().contains("no PEM"));
-        assert!(
-            parse_pem_certs(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
-                .is_err()
-        );
+        assert!(parse_pem_certs(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").is_err());
     }
 
     #[test]
@@ -640,10 +540,7 @@ mod tests {
             max_body: 10,
         };
         let text = String::from_utf8(t.request_bytes(&req)).unwrap();
-        assert!(
-            text.starts_with("POST /base/kbs/v0/auth HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"),
-            "{text}"
-        );
+        assert!(text.starts_with("POST /base/kbs/v0/auth HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"), "{text}");
         assert!(text.contains("\r\nCookie: kbs-session-id=abc\r\n"));
         assert!(text.ends_with("Content-Length: 2\r\n\r\n{}"));
     }
@@ -657,14 +554,8 @@ mod tests {
             backoff: Duration::ZERO,
         };
         let https = Endpoint::parse("https://kbs").unwrap();
-        assert!(matches!(
-            Transport::new(https, Trust::None, p),
-            Err(TransportError::Setup(_))
-        ));
+        assert!(matches!(Transport::new(https, Trust::None, p), Err(TransportError::Setup(_))));
         let http = Endpoint::parse("http://kbs").unwrap();
-        assert!(matches!(
-            Transport::new(http, Trust::Pinned(vec![]), p),
-            Err(TransportError::Setup(_))
-        ));
+        assert!(matches!(Transport::new(http, Trust::Pinned(vec![]), p), Err(TransportError::Setup(_))));
     }
 }

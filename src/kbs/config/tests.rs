@@ -18,12 +18,7 @@ impl Files for OneFile {
 }
 
 fn load_with(text: &str, cmdline: Option<&str>, files: &dyn Files) -> Result<Config, ConfigError> {
-    Config::load(Sources {
-        origin: "ztinit.toml",
-        text: &format!("{MINIMAL}{text}"),
-        cmdline,
-        files,
-    })
+    Config::load(Sources { origin: "ztinit.toml", text: &format!("{MINIMAL}{text}"), cmdline, files })
 }
 
 fn load(text: &str) -> Config {
@@ -63,10 +58,7 @@ fn no_kbs_by_default() {
 
 #[test]
 fn https_with_inline_ca() {
-    let c = load(&format!(
-        "[kbs]\nurl = \"https://kbs.example:8080\"\n{}",
-        inline_ca()
-    ));
+    let c = load(&format!("[kbs]\nurl = \"https://kbs.example:8080\"\n{}", inline_ca()));
     assert!(c.kbs.is_enabled());
     assert!(c.kbs.ca_cert.is_some());
 }
@@ -74,22 +66,13 @@ fn https_with_inline_ca() {
 #[test]
 fn https_with_a_pinned_cert_file_in_the_image() {
     let files = OneFile("/etc/ztinit/kbs.pem", CA_PEM);
-    let text =
-        "[kbs]\nurl = \"https://10.0.2.100:8443\"\npinned_cert_file = \"/etc/ztinit/kbs.pem\"\n";
+    let text = "[kbs]\nurl = \"https://10.0.2.100:8443\"\npinned_cert_file = \"/etc/ztinit/kbs.pem\"\n";
     load_with(text, None, &files).unwrap();
     let i = issues_with(text, None, &OneFile("/elsewhere", CA_PEM));
     assert_eq!(i[0].key, "kbs.pinned_cert_file");
     assert!(i[0].message.contains("no such file"), "{}", i[0].message);
-    let i = issues_with(
-        text,
-        None,
-        &OneFile("/etc/ztinit/kbs.pem", "not a certificate"),
-    );
-    assert!(
-        i[0].message.contains("no PEM CERTIFICATE"),
-        "{}",
-        i[0].message
-    );
+    let i = issues_with(text, None, &OneFile("/etc/ztinit/kbs.pem", "not a certificate"));
+    assert!(i[0].message.contains("no PEM CERTIFICATE"), "{}", i[0].message);
     let (k, m) = one_issue("[kbs]\nurl = \"https://kbs\"\npinned_cert_file = \"etc/kbs.pem\"\n");
     assert_eq!(k, "kbs.pinned_cert_file");
     assert!(m.contains("absolute"), "{m}");
@@ -105,15 +88,9 @@ fn plain_http_needs_insecure_http() {
 
 #[test]
 fn insecure_http_must_agree_with_the_scheme() {
-    let i = issues(&format!(
-        "[kbs]\nurl = \"https://kbs\"\ninsecure_http = true\n{}",
-        inline_ca()
-    ));
+    let i = issues(&format!("[kbs]\nurl = \"https://kbs\"\ninsecure_http = true\n{}", inline_ca()));
     assert_eq!(i[0].key, "kbs.insecure_http");
-    let (k, _) = one_issue(&format!(
-        "[kbs]\nurl = \"http://kbs\"\ninsecure_http = true\n{}",
-        inline_ca()
-    ));
+    let (k, _) = one_issue(&format!("[kbs]\nurl = \"http://kbs\"\ninsecure_http = true\n{}", inline_ca()));
     assert_eq!(k, "kbs.ca_cert");
 }
 
@@ -122,10 +99,7 @@ fn https_needs_exactly_one_trust_anchor() {
     let (k, m) = one_issue("[kbs]\nurl = \"https://kbs\"\n");
     assert_eq!(k, "kbs");
     assert!(m.contains("exactly one of"), "{m}");
-    let (k, m) = one_issue(&format!(
-        "[kbs]\nurl = \"https://kbs\"\n{}pinned_cert_file = \"/x.pem\"\n",
-        inline_ca()
-    ));
+    let (k, m) = one_issue(&format!("[kbs]\nurl = \"https://kbs\"\n{}pinned_cert_file = \"/x.pem\"\n", inline_ca()));
     assert_eq!(k, "kbs.pinned_cert_file");
     assert!(m.contains("only one of"), "{m}");
     let (k, m) = one_issue("[kbs]\nurl = \"https://kbs\"\nca_cert = \"garbage\"\n");
@@ -135,14 +109,7 @@ fn https_needs_exactly_one_trust_anchor() {
 
 #[test]
 fn bad_urls() {
-    for url in [
-        "kbs.example",
-        "ftp://kbs",
-        "https://user@kbs",
-        "https://kbs:0",
-        "https://kbs/x?y",
-        "https://kb s",
-    ] {
+    for url in ["kbs.example", "ftp://kbs", "https://user@kbs", "https://kbs:0", "https://kbs/x?y", "https://kb s"] {
         let (k, m) = one_issue(&format!("[kbs]\nurl = \"{url}\"\n{}", inline_ca()));
         assert_eq!(k, "kbs.url", "{url}");
         assert!(m.contains("not a valid KBS url"), "{url}: {m}");
@@ -192,10 +159,7 @@ fn timeouts_may_come_from_the_kernel_command_line() {
         &NoFiles,
     )
     .unwrap();
-    assert_eq!(
-        (c.kbs.retries, c.kbs.deadline_ms, c.kbs.connect_timeout_ms),
-        (2, 5000, 300)
-    );
+    assert_eq!((c.kbs.retries, c.kbs.deadline_ms, c.kbs.connect_timeout_ms), (2, 5000, 300));
 }
 
 #[test]
@@ -209,12 +173,7 @@ fn security_settings_may_not_come_from_the_kernel_command_line() {
         "ztinit.secrets.resource=a/b/c",
     ] {
         let i = issues_with("", Some(param), &NoFiles);
-        assert!(
-            i.iter().any(|i| i
-                .message
-                .contains("may not be set on the kernel command line")),
-            "{param}: {i:?}"
-        );
+        assert!(i.iter().any(|i| i.message.contains("may not be set on the kernel command line")), "{param}: {i:?}");
     }
 }
 
@@ -236,46 +195,14 @@ fn bad_secrets_entries() {
     let kbs = "[kbs]\nurl = \"http://10.0.2.100:8080\"\ninsecure_http = true\n";
     for (entry, key, needle) in [
         ("file = \"f\"\n", "secrets[0].resource", "required"),
-        (
-            "resource = \"a/b\"\nfile = \"f\"\n",
-            "secrets[0].resource",
-            "repo/type/tag",
-        ),
-        (
-            "resource = \"a/../c\"\nfile = \"f\"\n",
-            "secrets[0].resource",
-            "segment",
-        ),
-        (
-            "resource = \"a/b/c\"\n",
-            "secrets[0].file",
-            "plain file name",
-        ),
-        (
-            "resource = \"a/b/c\"\nfile = \"../x\"\n",
-            "secrets[0].file",
-            "plain file name",
-        ),
-        (
-            "resource = \"a/b/c\"\nfile = \".hidden\"\n",
-            "secrets[0].file",
-            "plain file name",
-        ),
-        (
-            "resource = \"a/b/c\"\nfile = \"sub/x\"\n",
-            "secrets[0].file",
-            "plain file name",
-        ),
-        (
-            "resource = \"a/b/c\"\nfile = \"f\"\nmode = 0o644\n",
-            "secrets[0].mode",
-            "0o644",
-        ),
-        (
-            "resource = \"a/b/c\"\nfile = \"f\"\ncolour = 1\n",
-            "secrets[0].colour",
-            "unknown key",
-        ),
+        ("resource = \"a/b\"\nfile = \"f\"\n", "secrets[0].resource", "repo/type/tag"),
+        ("resource = \"a/../c\"\nfile = \"f\"\n", "secrets[0].resource", "segment"),
+        ("resource = \"a/b/c\"\n", "secrets[0].file", "plain file name"),
+        ("resource = \"a/b/c\"\nfile = \"../x\"\n", "secrets[0].file", "plain file name"),
+        ("resource = \"a/b/c\"\nfile = \".hidden\"\n", "secrets[0].file", "plain file name"),
+        ("resource = \"a/b/c\"\nfile = \"sub/x\"\n", "secrets[0].file", "plain file name"),
+        ("resource = \"a/b/c\"\nfile = \"f\"\nmode = 0o644\n", "secrets[0].mode", "0o644"),
+        ("resource = \"a/b/c\"\nfile = \"f\"\ncolour = 1\n", "secrets[0].colour", "unknown key"),
     ] {
         let (k, m) = one_issue(&format!("{kbs}[[secrets]]\n{entry}"));
         assert_eq!(k, key, "{entry}");
@@ -285,24 +212,13 @@ fn bad_secrets_entries() {
 
 #[test]
 fn cross_section_rules() {
-    let secret = |file: &str| SecretConfig {
-        resource: "a/b/c".into(),
-        file: file.into(),
-        mode: 0o400,
-    };
+    let secret = |file: &str| SecretConfig { resource: "a/b/c".into(), file: file.into(), mode: 0o400 };
     let no_kbs = KbsConfig::default();
     assert_eq!(
         cross_check(&no_kbs, &[secret("x")]),
-        vec![(
-            "kbs.url".to_string(),
-            "required: [[secrets]] are fetched from the KBS".to_string()
-        )]
+        vec![("kbs.url".to_string(), "required: [[secrets]] are fetched from the KBS".to_string())]
     );
-    let kbs = KbsConfig {
-        url: "http://10.0.2.100:8080".into(),
-        insecure_http: true,
-        ..KbsConfig::default()
-    };
+    let kbs = KbsConfig { url: "http://10.0.2.100:8080".into(), insecure_http: true, ..KbsConfig::default() };
     assert!(cross_check(&kbs, &[secret("x"), secret("y")]).is_empty());
     let dup = cross_check(&kbs, &[secret("x"), secret("y"), secret("x")]);
     assert_eq!(dup.len(), 1);
