@@ -233,10 +233,10 @@ fn verify(shared: &Shared, session: &Session, a: &Attestation) -> Result<TokenIn
     }
     let tee_pubkey: TeePubKey =
         serde_json::from_value(a.runtime_data.tee_pubkey.clone()).map_err(|_| "invalid tee-pubkey".to_string())?;
-    if let Some(init) = &a.init_data {
-        if init.format != "toml" {
-            return Err(format!("Unsupported initdata format {}", shown(&init.format)));
-        }
+    if let Some(init) = &a.init_data
+        && init.format != "toml"
+    {
+        return Err(format!("Unsupported initdata format {}", shown(&init.format)));
     }
     let alg = HashAlgorithm::Sha384;
     let key = tee_pubkey.to_value();

@@ -28,7 +28,7 @@ impl Request {
 }
 
 pub enum ReadError {
-    /// The peer closed without sending anything.
+    /// The peer closed, or the connection failed (e.g. no TLS): nothing to answer.
     Closed,
     TooLarge,
     Bad(String),
@@ -37,7 +37,7 @@ pub enum ReadError {
 pub fn read_request<R: BufRead>(r: &mut R, max_body: usize) -> Result<Request, ReadError> {
     let head = match http::read_head(r) {
         Ok(Some(h)) => h,
-        Ok(None) => return Err(ReadError::Closed),
+        Ok(None) | Err(HttpError::Io(_)) => return Err(ReadError::Closed),
         Err(HttpError::TooLarge { .. }) => return Err(ReadError::TooLarge),
         Err(e) => return Err(ReadError::Bad(e.to_string())),
     };
@@ -55,6 +55,7 @@ pub fn read_request<R: BufRead>(r: &mut R, max_body: usize) -> Result<Request, R
     let body = match http::read_body(r, framing, max_body) {
         Ok(b) => b,
         Err(HttpError::TooLarge { .. }) => return Err(ReadError::TooLarge),
+        Err(HttpError::Io(_)) => return Err(ReadError::Closed),
         Err(e) => return Err(ReadError::Bad(e.to_string())),
     };
     Ok(Request { method, path, head, body })
