@@ -15,7 +15,7 @@ use super::protocol::{
     InitData, JweResponse, PROTOCOL_VERSION, RuntimeData,
 };
 use super::resource::ResourcePath;
-use super::transport::{self, Endpoint, Policy, Request, Scheme, Transport, Trust, parse_pem_certs};
+use super::transport::{self, Endpoint, Policy, Request, Scheme, Transport, TransportError, Trust, parse_pem_certs};
 use super::{DeviceEvidence, FailureClass, KbsError, Op};
 use crate::tee::EvidenceProvider;
 
@@ -263,11 +263,11 @@ impl Session<'_> {
             headers.push(("Authorization", format!("Bearer {}", token.as_str())));
         }
         let req = Request { method, path, body, headers, max_body };
-        let resp = self
-            .client
-            .transport
-            .send(&req, self.deadline)
-            .map_err(|source| KbsError::Transport { op: op.clone(), source })?;
+        let resp = self.client.transport.send(&req, self.deadline).map_err(|source| match source {
+            // A malformed or oversized answer is the peer's protocol fault.
+            TransportError::Http(e) => KbsError::Protocol { op: op.clone(), reason: e.to_string() },
+            source => KbsError::Transport { op: op.clone(), source },
+        })?;
         for value in resp.head.headers_named("set-cookie") {
             self.store_cookie(value);
         }
@@ -371,7 +371,6 @@ impl KbsError {
     pub fn class(&self) -> FailureClass {
         match self {
             KbsError::Config(_) => FailureClass::Config,
-            KbsError::Transport { source, .. } if source.is_protocol() => FailureClass::Protocol,
             KbsError::Transport { .. } => FailureClass::Transport,
             KbsError::Protocol { .. } => FailureClass::Protocol,
             KbsError::Refused { .. } => FailureClass::Refused,

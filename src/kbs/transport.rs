@@ -160,14 +160,6 @@ pub enum TransportError {
     Setup(String),
 }
 
-impl TransportError {
-    /// Malformed or oversized responses are the peer's protocol fault, not
-    /// the network's.
-    pub fn is_protocol(&self) -> bool {
-        matches!(self, TransportError::Http(_))
-    }
-}
-
 /// One request to the KBS.
 pub struct Request<'a> {
     pub method: &'static str,
