@@ -150,7 +150,10 @@ impl TeeKey {
         let wrapped = b64("encrypted_key", &jwe.encrypted_key)?;
         expect_len("encrypted_key", wrapped.len(), WRAPPED_CEK_LEN)?;
         let mut cek = Zeroizing::new([0u8; CEK_LEN]);
-        aes_kw::KekAes256::from(*kek).unwrap(&wrapped, cek.as_mut()).map_err(|_| JweError::Unwrap)?;
+        aes_kw::KekAes256::try_from(kek.as_slice())
+            .map_err(|_| JweError::Unwrap)?
+            .unwrap(&wrapped, cek.as_mut())
+            .map_err(|_| JweError::Unwrap)?;
 
         let iv = b64("iv", &jwe.iv)?;
         let iv: [u8; IV_LEN] =
