@@ -135,3 +135,38 @@ fn refusals_read_as_one_line() {
     );
     assert_eq!(e.class(), FailureClass::Refused);
 }
+
+#[test]
+fn client_setup_refuses_inconsistent_configurations() {
+    let base = KbsConfig { url: "http://127.0.0.1:1".into(), insecure_http: true, ..KbsConfig::default() };
+    Client::new(&base).unwrap();
+    let cases = [
+        (KbsConfig { insecure_http: false, ..base.clone() }, "insecure_http = true"),
+        (KbsConfig { url: "https://127.0.0.1:1".into(), ..base.clone() }, "do not agree"),
+        (KbsConfig { url: "https://127.0.0.1:1".into(), insecure_http: false, ..base.clone() }, "do not agree"),
+        (
+            KbsConfig {
+                url: "https://127.0.0.1:1".into(),
+                insecure_http: false,
+                pinned_cert_file: Some("/nonexistent/kbs.pem".into()),
+                ..base.clone()
+            },
+            "cannot read /nonexistent/kbs.pem",
+        ),
+        (KbsConfig { url: "ftp://x".into(), ..base.clone() }, "not a valid KBS url"),
+    ];
+    for (cfg, needle) in cases {
+        let e = Client::new(&cfg).unwrap_err();
+        assert_eq!(e.class(), FailureClass::Config, "{e}");
+        assert!(e.to_string().contains(needle), "{e}");
+    }
+}
+
+#[test]
+fn device_names_must_be_unique() {
+    let cfg = KbsConfig { url: "http://127.0.0.1:1".into(), insecure_http: true, ..KbsConfig::default() };
+    let client = Client::new(&cfg).unwrap();
+    let (mut a, mut b) = (SampleDevice, SampleDevice);
+    let e = client.attest(&mut SampleProvider, vec![&mut a, &mut b], None).unwrap_err();
+    assert!(e.to_string().contains("\"sampledevice\" is empty or used twice"), "{e}");
+}
