@@ -308,15 +308,24 @@ impl Transport {
 
 /// Writes the request and reads one response.
 fn exchange<S: Read + Write>(mut stream: S, request: &[u8], max_body: usize) -> Result<Response, Failure> {
-    stream.write_all(request).and_then(|_| stream.flush()).map_err(io_failure)?;
+    // A server may answer (e.g. 413) and close before reading the whole
+    // request: then its answer says more than the failed write.
+    let mut write_error = stream.write_all(request).and_then(|_| stream.flush()).err();
     let mut reader = BufReader::new(stream);
     // Skip interim 1xx responses, but not forever.
     for _ in 0..4 {
         let head = match http::read_head(&mut reader) {
             Ok(Some(h)) => h,
-            Ok(None) => return Err(Failure::Retry("connection closed before a response".into())),
-            Err(HttpError::Io(e)) => return Err(io_failure(e)),
-            Err(e) => return Err(Failure::Fatal(e.into())),
+            failed => {
+                if let Some(e) = write_error.take() {
+                    return Err(io_failure(e));
+                }
+                return Err(match failed {
+                    Err(HttpError::Io(e)) => io_failure(e),
+                    Err(e) => Failure::Fatal(e.into()),
+                    Ok(_) => Failure::Retry("connection closed before a response".into()),
+                });
+            }
         };
         let status = http::parse_status_line(&head.start).map_err(|e| Failure::Fatal(e.into()))?;
         if (100..200).contains(&status) {

@@ -244,6 +244,10 @@ fn serve_stream<S: Read + Write>(raw: Option<TcpStream>, stream: S, shared: &api
         Err(http::ReadError::Closed) => return,
         Err(http::ReadError::TooLarge) => {
             let _ = http::Response::text(413, "payload reached size limit").write_to(reader.get_mut());
+            // Lingering close: read (a bounded amount of) what the client is
+            // still sending, so that closing does not reset the connection
+            // before it has read the answer.
+            let _ = std::io::copy(&mut reader.take(64 << 20), &mut std::io::sink());
             return;
         }
         Err(http::ReadError::Bad(why)) => {

@@ -286,3 +286,11 @@ fn evidence_for_an_unsupported_tee_is_refused_at_auth() {
     let e = client.attest(&mut Snp, Vec::new(), None).unwrap_err();
     assert_eq!(refused(&e).1, "AttestationError");
 }
+
+#[test]
+fn a_request_over_the_servers_limit_reports_its_answer() {
+    let kbs = kbs_with(ALLOW_SAMPLE, &[], None, |o| o.max_request_bytes = 300);
+    let e = fetch(&config(kbs.url())).unwrap_err();
+    assert_eq!(refused(&e), (413, "-", "payload reached size limit"));
+    assert!(e.to_string().starts_with("KBS attest: refused by the KBS (HTTP 413 -)"), "{e}");
+}

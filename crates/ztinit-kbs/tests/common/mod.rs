@@ -105,7 +105,8 @@ pub fn raw(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)],
     }
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
+    // A server may answer (413) before reading the whole body.
+    let _ = s.write_all(body);
     let mut r = BufReader::new(s);
     let head = http::read_head(&mut r).unwrap().unwrap();
     let status = http::parse_status_line(&head.start).unwrap();
