@@ -11,7 +11,15 @@ pub const PREFIX: &str = "ztinit.";
 
 /// Configuration paths that the command line may set. `log` is a short alias
 /// for `boot.log_level`.
-pub const KNOBS: &[&str] = &["boot.log_level", "boot.shutdown_timeout_ms"];
+pub const KNOBS: &[&str] = &[
+    "boot.log_level",
+    "boot.shutdown_timeout_ms",
+    "kbs.connect_timeout_ms",
+    "kbs.read_timeout_ms",
+    "kbs.retries",
+    "kbs.retry_backoff_ms",
+    "kbs.deadline_ms",
+];
 
 const ALIASES: &[(&str, &str)] = &[("log", "boot.log_level")];
 

@@ -350,9 +350,9 @@ config_sections! {
     /// unless `[kbs]` is configured (then the defaults apply).
     tee: Option<crate::tee::TeeConfig>,
     /// The Key Broker Service.
-    kbs: NotSupported,
+    kbs: crate::kbs::KbsConfig,
     /// Resources delivered to the workload as files.
-    secrets: NotSupported,
+    secrets: Vec<crate::kbs::SecretConfig>,
     /// Encrypted, integrity-protected volumes.
     volumes: NotSupported,
     /// Confidential GPUs.

@@ -1,1 +1,116 @@
-fn main() {}
+//! `ztinit-kbs`: the development Key Broker Service (see docs/kbs.md).
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use ztinit_kbs::{Fault, Options, Policy, Server, TlsFiles};
+
+const USAGE: &str = "\
+usage: ztinit-kbs --resources DIR [options]
+
+A development Key Broker Service speaking the Trustee KBS protocol 0.4.0.
+Binds 127.0.0.1 only. Prints `ztinit-kbs: listening on URL` on stdout once ready.
+
+options:
+  --listen 127.0.0.1:PORT   address to listen on (port 0 picks a free one; default 127.0.0.1:0)
+  --resources DIR           resources are the files DIR/REPO/TYPE/TAG
+  --policy FILE             resource policy (TOML; default: sample evidence refused, all else allowed)
+  --tls-cert PEM --tls-key PEM
+                            serve HTTPS with this certificate chain and key
+  --session-ttl-secs N      session, nonce and token lifetime (default 300)
+  --max-request-bytes N     request body limit (default 2097152)
+  -h, --help                this text
+
+TEST-ONLY fault injection (never in a real deployment; repeatable):
+  --fault wrong-key-jwe     encrypt resources to a fresh key instead of the guest's
+  --fault tampered-jwe      flip a bit of each resource's ciphertext
+  --fault malformed-json    send resource responses as truncated JSON
+  --fault oversized-body    announce and stream a 256 MiB resource response
+  --fault wrong-version     require KBS protocol version 0.3.0 at /auth
+  --fault forget-sessions   forget attested sessions (resource GETs get 401 TokenNotFound)
+  --fault stall             read requests and never answer
+";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ztinit-kbs: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> Result<(), String> {
+    log::set_boxed_logger(Box::new(StderrLogger)).map_err(|e| e.to_string())?;
+    log::set_max_level(log::LevelFilter::Info);
+    let mut args = std::env::args().skip(1);
+    let mut resources = None;
+    let mut listen = "127.0.0.1:0".to_string();
+    let mut policy = Policy::default();
+    let (mut cert, mut key) = (None, None);
+    let mut ttl = 300u64;
+    let mut max_request = 2usize << 20;
+    let mut faults = Vec::new();
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value\n\n{USAGE}"));
+        match arg.as_str() {
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                return Ok(());
+            }
+            "--listen" => listen = value("--listen")?,
+            "--resources" => resources = Some(value("--resources")?),
+            "--policy" => {
+                let file = value("--policy")?;
+                let text = std::fs::read_to_string(&file).map_err(|e| format!("{file}: {e}"))?;
+                policy = Policy::parse(&text).map_err(|e| format!("{file}: {e}"))?;
+            }
+            "--tls-cert" => cert = Some(value("--tls-cert")?),
+            "--tls-key" => key = Some(value("--tls-key")?),
+            "--session-ttl-secs" => {
+                ttl = value("--session-ttl-secs")?.parse().map_err(|e| format!("--session-ttl-secs: {e}"))?
+            }
+            "--max-request-bytes" => {
+                max_request = value("--max-request-bytes")?.parse().map_err(|e| format!("--max-request-bytes: {e}"))?
+            }
+            "--fault" => faults.push(value("--fault")?.parse::<Fault>()?),
+            other => return Err(format!("unknown argument {other:?}\n\n{USAGE}")),
+        }
+    }
+    let resources = resources.ok_or_else(|| format!("--resources is required\n\n{USAGE}"))?;
+    let mut opts = Options::new(resources);
+    opts.listen = listen.parse().map_err(|e| format!("--listen {listen}: {e}"))?;
+    opts.policy = policy;
+    opts.tls = match (cert, key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert: cert.into(), key: key.into() }),
+        (None, None) => None,
+        _ => return Err("--tls-cert and --tls-key go together".into()),
+    };
+    opts.session_ttl = Duration::from_secs(ttl);
+    opts.max_request_bytes = max_request;
+    if !faults.is_empty() {
+        eprintln!("ztinit-kbs: TEST-ONLY faults enabled: {faults:?}");
+    }
+    opts.faults = faults;
+    let server = Server::bind(opts).map_err(|e| e.to_string())?;
+    let mut out = std::io::stdout();
+    writeln!(out, "ztinit-kbs: listening on {}", server.url()).and_then(|_| out.flush()).map_err(|e| e.to_string())?;
+    server.run();
+    Ok(())
+}
+
+struct StderrLogger;
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.level() <= log::Level::Info && !m.target().starts_with("rustls")
+    }
+    fn log(&self, r: &log::Record<'_>) {
+        if self.enabled(r.metadata()) {
+            eprintln!("ztinit-kbs: {}", r.args());
+        }
+    }
+    fn flush(&self) {}
+}

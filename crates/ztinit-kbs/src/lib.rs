@@ -1,0 +1,300 @@
+//! A development Key Broker Service that speaks the Confidential Containers
+//! Trustee KBS protocol (0.4.0) as the current Trustee server does: the same
+//! endpoints, cookie, runtime-data reconstruction and hashing, JWE and error
+//! shapes. It exists for tests and demos: it binds 127.0.0.1 only, its
+//! tokens are unsigned and live in its memory, and its policy is a small
+//! TOML file instead of Rego.
+//!
+//! Evidence is checked by [`verifier::Verifier`]s; `sample` and
+//! `sampledevice` are built in, SNP/TDX/NVIDIA plug in through the same
+//! trait.
+
+mod api;
+pub mod http;
+pub mod jwe;
+pub mod policy;
+pub mod verifier;
+
+use std::io::{BufReader, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+pub use policy::Policy;
+pub use verifier::{Verifier, Verifiers};
+
+/// Test-only misbehaviours, to check that a client fails closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Resources are encrypted to a fresh key instead of the guest's.
+    WrongKeyJwe,
+    /// One bit of each resource's ciphertext is flipped.
+    TamperedJwe,
+    /// Resource responses are truncated JSON.
+    MalformedJson,
+    /// Resource responses announce and stream 256 MiB.
+    OversizedBody,
+    /// `/auth` insists on protocol version 0.3.0.
+    WrongVersion,
+    /// Attested sessions are forgotten at once (every resource GET gets
+    /// 401 TokenNotFound).
+    ForgetSessions,
+    /// Requests are read and never answered.
+    Stall,
+}
+
+impl Fault {
+    pub const ALL: [(&'static str, Fault); 7] = [
+        ("wrong-key-jwe", Fault::WrongKeyJwe),
+        ("tampered-jwe", Fault::TamperedJwe),
+        ("malformed-json", Fault::MalformedJson),
+        ("oversized-body", Fault::OversizedBody),
+        ("wrong-version", Fault::WrongVersion),
+        ("forget-sessions", Fault::ForgetSessions),
+        ("stall", Fault::Stall),
+    ];
+}
+
+impl FromStr for Fault {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Fault::ALL
+            .iter()
+            .find(|(n, _)| *n == s)
+            .map(|(_, f)| *f)
+            .ok_or_else(|| format!("unknown fault {s:?} (known: {})", Fault::ALL.map(|(n, _)| n).join(", ")))
+    }
+}
+
+/// TLS certificate chain and key (PEM files).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+pub struct Options {
+    /// Must be 127.0.0.1 (port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// Resources are files `DIR/REPO/TYPE/TAG`.
+    pub resources: PathBuf,
+    pub policy: Policy,
+    pub tls: Option<TlsFiles>,
+    /// Lifetime of a session (and its nonce and token), like Trustee's
+    /// `attestation_service.timeout` (5 minutes).
+    pub session_ttl: Duration,
+    /// Request body limit (Trustee: 2 MiB).
+    pub max_request_bytes: usize,
+    pub faults: Vec<Fault>,
+    pub verifiers: Verifiers,
+}
+
+impl Options {
+    pub fn new(resources: impl Into<PathBuf>) -> Self {
+        Self {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            resources: resources.into(),
+            policy: Policy::default(),
+            tls: None,
+            session_ttl: Duration::from_secs(300),
+            max_request_bytes: 2 << 20,
+            faults: Vec::new(),
+            verifiers: Verifiers::with_samples(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("refusing to listen on {0}: the development KBS binds 127.0.0.1 only")]
+    NotLoopback(SocketAddr),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+/// Request counters, for tests and the log.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub auth: AtomicUsize,
+    pub attest: AtomicUsize,
+    pub resource: AtomicUsize,
+    pub connections: AtomicUsize,
+}
+
+impl Stats {
+    pub fn get(c: &AtomicUsize) -> usize {
+        c.load(Ordering::SeqCst)
+    }
+}
+
+pub struct Server {
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shared: Arc<api::Shared>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Server {
+    pub fn bind(opts: Options) -> Result<Self, ServerError> {
+        if opts.listen.ip() != IpAddr::V4(Ipv4Addr::LOCALHOST) {
+            return Err(ServerError::NotLoopback(opts.listen));
+        }
+        let tls = opts.tls.as_ref().map(tls_config).transpose()?;
+        let listener =
+            TcpListener::bind(opts.listen).map_err(|source| ServerError::Bind { addr: opts.listen, source })?;
+        Ok(Self { listener, tls, shared: Arc::new(api::Shared::new(opts)), stop: Arc::new(AtomicBool::new(false)) })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        // A bound listener always has an address.
+        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+    }
+
+    /// `http://127.0.0.1:PORT` (or https).
+    pub fn url(&self) -> String {
+        format!("{}://{}", if self.tls.is_some() { "https" } else { "http" }, self.local_addr())
+    }
+
+    pub fn stats(&self) -> Arc<Stats> {
+        self.shared.stats.clone()
+    }
+
+    /// Serves until stopped, one thread per connection.
+    pub fn run(self) {
+        for conn in self.listener.incoming() {
+            if self.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            let Ok(stream) = conn else { continue };
+            self.shared.stats.connections.fetch_add(1, Ordering::SeqCst);
+            let shared = self.shared.clone();
+            let tls = self.tls.clone();
+            std::thread::spawn(move || serve_connection(stream, tls, &shared));
+        }
+    }
+
+    /// Serves on a background thread until the handle is dropped.
+    pub fn spawn(self) -> Handle {
+        let handle = Handle { addr: self.local_addr(), url: self.url(), stats: self.stats(), stop: self.stop.clone() };
+        std::thread::spawn(move || self.run());
+        handle
+    }
+}
+
+pub struct Handle {
+    pub addr: SocketAddr,
+    pub url: String,
+    pub stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+    }
+}
+
+fn tls_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, ServerError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
+        .and_then(|it| it.collect::<Result<_, _>>())
+        .map_err(|e| ServerError::Tls(format!("{}: {e}", files.cert.display())))?;
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .map_err(|e| ServerError::Tls(format!("{}: {e}", files.key.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServerError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| ServerError::Tls(e.to_string()))?;
+    Ok(Arc::new(config))
+}
+
+fn serve_connection(stream: TcpStream, tls: Option<Arc<rustls::ServerConfig>>, shared: &api::Shared) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
+    let _ = stream.set_nodelay(true);
+    match tls {
+        None => serve_stream(stream.try_clone().ok(), stream, shared),
+        Some(config) => match rustls::ServerConnection::new(config) {
+            Ok(conn) => {
+                let raw = stream.try_clone().ok();
+                serve_stream(raw, rustls::StreamOwned::new(conn, stream), shared)
+            }
+            Err(e) => log::warn!("TLS: {e}"),
+        },
+    }
+}
+
+/// `raw` is the underlying socket, to watch for the peer leaving while stalled.
+fn serve_stream<S: Read + Write>(raw: Option<TcpStream>, stream: S, shared: &api::Shared) {
+    let mut reader = BufReader::new(stream);
+    let req = match http::read_request(&mut reader, shared.opts.max_request_bytes) {
+        Ok(r) => r,
+        Err(http::ReadError::Closed) => return,
+        Err(http::ReadError::TooLarge) => {
+            let _ = http::Response::text(413, "payload reached size limit").write_to(reader.get_mut());
+            // Lingering close: read (a bounded amount of) what the client is
+            // still sending, so that closing does not reset the connection
+            // before it has read the answer.
+            let _ = std::io::copy(&mut reader.take(64 << 20), &mut std::io::sink());
+            return;
+        }
+        Err(http::ReadError::Bad(why)) => {
+            log::warn!("bad request: {why}");
+            let _ = http::Response::text(400, "bad request").write_to(reader.get_mut());
+            return;
+        }
+    };
+    if shared.has(Fault::Stall) {
+        log::info!("{} {} -> (stalled: test fault)", req.method, req.path);
+        if let Some(raw) = raw {
+            stall_until_closed(raw);
+        }
+        return;
+    }
+    let reply = api::handle(shared, &req);
+    let out = reader.get_mut();
+    match reply {
+        api::Reply::Full(resp) => {
+            log::info!("{} {} -> {}{}", req.method, req.path, resp.status, api::error_summary(&resp));
+            let _ = resp.write_to(out);
+        }
+        api::Reply::Endless(resp) => {
+            log::info!("{} {} -> {} (endless body: test fault)", req.method, req.path, resp.status);
+            let total = 256usize << 20;
+            if resp.write_head(out, total).is_err() {
+                return;
+            }
+            let chunk = vec![b'A'; 64 << 10];
+            let mut sent = 0;
+            while sent < total && out.write_all(&chunk).is_ok() {
+                sent += chunk.len();
+            }
+        }
+    }
+}
+
+fn stall_until_closed(mut raw: TcpStream) {
+    let _ = raw.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut buf = [0u8; 256];
+    for _ in 0..(600 * 5) {
+        match raw.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => break,
+        }
+    }
+    let _ = raw.shutdown(Shutdown::Both);
+}

@@ -1,0 +1,172 @@
+//! Binding of evidence to the runtime data, and error reporting.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
+
+use super::client::collect_evidence;
+use super::protocol::HashAlgorithm;
+use super::*;
+use crate::tee::sample::SampleProvider;
+use crate::tee::{EvidenceProvider, TeeError, TeeKind};
+
+const NONCE: &str = "xrbGvHykm71xPXl5h6Wv9IE5FKZ7+jR0jyH6ekt1GYc=";
+
+fn live_jwk() -> Value {
+    json!({
+        "kty": "EC", "crv": "P-256", "alg": "ECDH-ES+A256KW",
+        "x": "Cwe3UOWXOiv2xdNcFxHIc2K4IZA6qhcrFgGbWya_7oc",
+        "y": "TMDdlkwFV19qSQ4DkTLnkEHyb1HpjWzOuSimj1Bt_nY"
+    })
+}
+
+/// With no devices, the sample evidence is exactly what a live Trustee
+/// accepted for this nonce and key (research/kbs.md §5).
+#[test]
+fn sample_evidence_matches_the_live_trustee_exchange() {
+    let (primary, additional) =
+        collect_evidence(&live_jwk(), NONCE, HashAlgorithm::Sha384, &mut SampleProvider, &mut []).unwrap();
+    assert_eq!(additional, "");
+    assert_eq!(
+        primary,
+        json!({"svn": "1", "report_data": "Ji94mitjEJNX2RJZ6uySf8g28i8o9O8e7VfyNRR/EqsD9rh3j2s0jsyp3K0ldQZK"})
+    );
+}
+
+struct Recorder {
+    name: &'static str,
+    seen: Vec<Vec<u8>>,
+}
+
+impl DeviceEvidence for Recorder {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn collect(&mut self, digest: &[u8]) -> Result<Value, DeviceEvidenceError> {
+        self.seen.push(digest.to_vec());
+        Ok(json!({"nonce": hex::encode(&digest[..32])}))
+    }
+}
+
+/// Devices bind H(JCS({nonce, tee-pubkey})); the CPU binds the hash of the
+/// runtime data that contains the exact additional-evidence string.
+#[test]
+fn devices_are_bound_through_the_cpu_runtime_data() {
+    let mut gpu = Recorder { name: "nvidia", seen: Vec::new() };
+    let mut dev = SampleDevice;
+    let mut devices: Vec<&mut dyn DeviceEvidence> = vec![&mut gpu, &mut dev];
+    let (primary, additional) =
+        collect_evidence(&live_jwk(), NONCE, HashAlgorithm::Sha384, &mut SampleProvider, &mut devices).unwrap();
+    drop(devices);
+
+    let device_jcs = format!(r#"{{"nonce":"{NONCE}","tee-pubkey":{}}}"#, jcs_of(&live_jwk()));
+    let device_digest = HashAlgorithm::Sha384.digest(device_jcs.as_bytes());
+    assert_eq!(gpu.seen, vec![device_digest.clone()]);
+
+    let map: Value = serde_json::from_str(&additional).unwrap();
+    assert_eq!(map["nvidia"]["nonce"], hex::encode(&device_digest[..32]));
+    assert_eq!(map["sampledevice"]["report_data"], STANDARD.encode(&device_digest));
+
+    let cpu_jcs = format!(
+        r#"{{"additional-evidence":{},"nonce":"{NONCE}","tee-pubkey":{}}}"#,
+        serde_json::to_string(&additional).unwrap(),
+        jcs_of(&live_jwk())
+    );
+    let cpu_digest = HashAlgorithm::Sha384.digest(cpu_jcs.as_bytes());
+    assert_eq!(primary["report_data"], STANDARD.encode(cpu_digest));
+}
+
+fn jcs_of(v: &Value) -> String {
+    String::from_utf8(jcs::to_vec(v).unwrap()).unwrap()
+}
+
+#[test]
+fn selected_hash_algorithm_changes_the_digest_length() {
+    let (primary, _) =
+        collect_evidence(&live_jwk(), NONCE, HashAlgorithm::Sha512, &mut SampleProvider, &mut []).unwrap();
+    let rd = STANDARD.decode(primary["report_data"].as_str().unwrap()).unwrap();
+    assert_eq!(rd.len(), 64);
+}
+
+struct Broken;
+
+impl EvidenceProvider for Broken {
+    fn kind(&self) -> TeeKind {
+        TeeKind::Snp
+    }
+    fn evidence(&mut self, digest: &[u8]) -> Result<Value, TeeError> {
+        Err(TeeError::ReportDataTooLong(digest.len() + 100))
+    }
+}
+
+struct BrokenDevice;
+
+impl DeviceEvidence for BrokenDevice {
+    fn name(&self) -> &str {
+        "nvidia"
+    }
+    fn collect(&mut self, _: &[u8]) -> Result<Value, DeviceEvidenceError> {
+        Err("GPU 0 did not answer".into())
+    }
+}
+
+#[test]
+fn evidence_failures_name_the_source() {
+    let e = collect_evidence(&live_jwk(), NONCE, HashAlgorithm::Sha384, &mut Broken, &mut []).unwrap_err();
+    assert_eq!(e.class(), FailureClass::Evidence);
+    assert!(e.to_string().starts_with("KBS attest: evidence: snp: "), "{e}");
+    let mut d = BrokenDevice;
+    let e =
+        collect_evidence(&live_jwk(), NONCE, HashAlgorithm::Sha384, &mut SampleProvider, &mut [&mut d]).unwrap_err();
+    assert_eq!(e.to_string(), "KBS attest: evidence: nvidia: GPU 0 did not answer");
+}
+
+#[test]
+fn refusals_read_as_one_line() {
+    let e = KbsError::Refused {
+        op: Op::Resource("default/key/k".into()),
+        status: 401,
+        kind: "PolicyDeny".into(),
+        detail: "Access denied by policy".into(),
+    };
+    assert_eq!(
+        e.to_string(),
+        "KBS resource default/key/k: refused by the KBS (HTTP 401 PolicyDeny): Access denied by policy"
+    );
+    assert_eq!(e.class(), FailureClass::Refused);
+}
+
+#[test]
+fn client_setup_refuses_inconsistent_configurations() {
+    let base = KbsConfig { url: "http://127.0.0.1:1".into(), insecure_http: true, ..KbsConfig::default() };
+    Client::new(&base).unwrap();
+    let cases = [
+        (KbsConfig { insecure_http: false, ..base.clone() }, "insecure_http = true"),
+        (KbsConfig { url: "https://127.0.0.1:1".into(), ..base.clone() }, "do not agree"),
+        (KbsConfig { url: "https://127.0.0.1:1".into(), insecure_http: false, ..base.clone() }, "do not agree"),
+        (
+            KbsConfig {
+                url: "https://127.0.0.1:1".into(),
+                insecure_http: false,
+                pinned_cert_file: Some("/nonexistent/kbs.pem".into()),
+                ..base.clone()
+            },
+            "cannot read /nonexistent/kbs.pem",
+        ),
+        (KbsConfig { url: "ftp://x".into(), ..base.clone() }, "not a valid KBS url"),
+    ];
+    for (cfg, needle) in cases {
+        let e = Client::new(&cfg).unwrap_err();
+        assert_eq!(e.class(), FailureClass::Config, "{e}");
+        assert!(e.to_string().contains(needle), "{e}");
+    }
+}
+
+#[test]
+fn device_names_must_be_unique() {
+    let cfg = KbsConfig { url: "http://127.0.0.1:1".into(), insecure_http: true, ..KbsConfig::default() };
+    let client = Client::new(&cfg).unwrap();
+    let (mut a, mut b) = (SampleDevice, SampleDevice);
+    let e = client.attest(&mut SampleProvider, vec![&mut a, &mut b], None).unwrap_err();
+    assert!(e.to_string().contains("\"sampledevice\" is empty or used twice"), "{e}");
+}

@@ -1,0 +1,562 @@
+//! HTTP(S) to the KBS: one connection per request, TLS through rustls with
+//! only the pinned certificate or CA from the baked configuration, connect
+//! and read timeouts, an overall deadline that also bounds slow senders,
+//! bounded retries with exponential backoff, and size caps on every body.
+
+use std::io::{self, BufReader, Read, Write};
+use std::net::{IpAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme, StreamOwned};
+
+use super::http::{self, Framing, Head, HttpError};
+
+/// Longest pause between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(8);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+/// The KBS base URL, parsed strictly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub scheme: Scheme,
+    /// Host name or IP address (IPv6 without brackets).
+    pub host: String,
+    pub port: u16,
+    /// Path prefix before `/kbs/v0`, without a trailing slash ("" for none).
+    pub base_path: String,
+}
+
+impl Endpoint {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let bad = |why: &str| format!("{:?} is not a valid KBS url: {why}", http::truncate(url, 120));
+        let (scheme, rest) = if let Some(r) = url.strip_prefix("https://") {
+            (Scheme::Https, r)
+        } else if let Some(r) = url.strip_prefix("http://") {
+            (Scheme::Http, r)
+        } else {
+            return Err(bad("the scheme must be https:// (or http:// with insecure_http)"));
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        if authority.contains('@') {
+            return Err(bad("user information is not allowed"));
+        }
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let (addr, after) = v6.split_once(']').ok_or_else(|| bad("unterminated IPv6 address"))?;
+            addr.parse::<std::net::Ipv6Addr>().map_err(|_| bad("invalid IPv6 address"))?;
+            let port = match after {
+                "" => None,
+                p => Some(p.strip_prefix(':').ok_or_else(|| bad("junk after the IPv6 address"))?),
+            };
+            (addr.to_string(), port)
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h.to_string(), Some(p)),
+                None => (authority.to_string(), None),
+            }
+        };
+        let valid_host = !host.is_empty()
+            && host.len() <= 253
+            && (host.parse::<IpAddr>().is_ok()
+                || host.split('.').all(|l| {
+                    !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                }));
+        if !valid_host {
+            return Err(bad("invalid host"));
+        }
+        let port = match port {
+            None => match scheme {
+                Scheme::Http => 80,
+                Scheme::Https => 443,
+            },
+            Some(p) => match p.parse::<u16>() {
+                Ok(n) if n > 0 && p.bytes().all(|b| b.is_ascii_digit()) => n,
+                _ => return Err(bad("invalid port")),
+            },
+        };
+        let base_path = path.trim_end_matches('/');
+        let path_ok = base_path.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-._~".contains(&b))
+            && !base_path.split('/').any(|s| s == "." || s == "..");
+        if !path_ok {
+            return Err(bad("the path may only contain a-z A-Z 0-9 / - . _ ~ (no query, fragment, . or ..)"));
+        }
+        Ok(Self { scheme, host, port, base_path: base_path.to_string() })
+    }
+
+    /// Value of the `Host` header.
+    fn host_header(&self) -> String {
+        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        let default = match self.scheme {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        };
+        if self.port == default { host } else { format!("{host}:{}", self.port) }
+    }
+}
+
+/// Certificates from PEM text; at least one, each a parseable X.509.
+pub fn parse_pem_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let mut certs = Vec::new();
+    for item in CertificateDer::pem_slice_iter(pem) {
+        let der = item.map_err(|e| format!("invalid PEM: {e}"))?;
+        webpki_check(&der)?;
+        certs.push(der);
+    }
+    if certs.is_empty() {
+        return Err("no PEM CERTIFICATE block found".into());
+    }
+    Ok(certs)
+}
+
+fn webpki_check(der: &CertificateDer<'_>) -> Result<(), String> {
+    let mut store = RootCertStore::empty();
+    store.add(der.clone()).map_err(|e| format!("not a usable X.509 certificate: {e}"))
+}
+
+/// How the KBS is authenticated.
+#[derive(Debug, Clone)]
+pub enum Trust {
+    /// Plain HTTP (`insecure_http = true`).
+    None,
+    /// A CA: chain, hostname and validity are checked by webpki.
+    Ca(Vec<CertificateDer<'static>>),
+    /// The server's own certificate, compared byte for byte.
+    Pinned(Vec<CertificateDer<'static>>),
+}
+
+/// Timeouts and retries.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    /// Attempts after the first one, per request, on connection failures.
+    pub retries: u32,
+    pub backoff: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("gave up after {attempts} attempt(s): {last}")]
+    Exhausted { attempts: u32, last: String },
+    #[error("deadline reached after {attempts} attempt(s): {last}")]
+    Deadline { attempts: u32, last: String },
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("{0}")]
+    Http(#[from] HttpError),
+    #[error("cannot set up TLS: {0}")]
+    Setup(String),
+}
+
+/// One request to the KBS.
+pub struct Request<'a> {
+    pub method: &'static str,
+    /// Path below the base path, e.g. `/kbs/v0/auth`.
+    pub path: &'a str,
+    pub body: Option<&'a [u8]>,
+    /// Extra headers (`Cookie`, `Authorization`). Values are checked for
+    /// CR/LF by the caller's construction.
+    pub headers: Vec<(&'static str, String)>,
+    /// Cap on the response body.
+    pub max_body: usize,
+}
+
+pub struct Response {
+    pub status: u16,
+    pub head: Head,
+    pub body: Vec<u8>,
+}
+
+enum Failure {
+    /// Worth another attempt (connection refused, reset, timeout, 502-504).
+    Retry(String),
+    Fatal(TransportError),
+}
+
+pub struct Transport {
+    endpoint: Endpoint,
+    tls: Option<Arc<ClientConfig>>,
+    policy: Policy,
+    user_agent: String,
+}
+
+impl Transport {
+    pub fn new(endpoint: Endpoint, trust: Trust, policy: Policy) -> Result<Self, TransportError> {
+        let tls = match (&endpoint.scheme, trust) {
+            (Scheme::Http, Trust::None) => None,
+            (Scheme::Https, Trust::Ca(certs)) => Some(Arc::new(ca_config(certs)?)),
+            (Scheme::Https, Trust::Pinned(certs)) => Some(Arc::new(pinned_config(certs)?)),
+            (Scheme::Http, _) => {
+                return Err(TransportError::Setup("an http:// url cannot use a certificate".into()));
+            }
+            (Scheme::Https, Trust::None) => {
+                return Err(TransportError::Setup("an https:// url needs a pinned certificate or CA".into()));
+            }
+        };
+        let user_agent = format!("ztinit/{}", env!("CARGO_PKG_VERSION"));
+        Ok(Self { endpoint, tls, policy, user_agent })
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Sends `req`, retrying connection failures with backoff, never past `deadline`.
+    pub fn send(&self, req: &Request<'_>, deadline: Instant) -> Result<Response, TransportError> {
+        let mut backoff = self.policy.backoff;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let why = match self.attempt(req, deadline) {
+                Ok(resp) => return Ok(resp),
+                Err(Failure::Fatal(e)) => return Err(e),
+                Err(Failure::Retry(why)) => why,
+            };
+            if Instant::now() >= deadline {
+                return Err(TransportError::Deadline { attempts, last: why });
+            }
+            if attempts > self.policy.retries {
+                return Err(TransportError::Exhausted { attempts, last: why });
+            }
+            log::warn!(
+                "KBS {} {}: attempt {attempts} failed ({why}); retrying in {} ms",
+                req.method,
+                req.path,
+                backoff.as_millis()
+            );
+            if Instant::now() + backoff >= deadline {
+                return Err(TransportError::Deadline { attempts, last: why });
+            }
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    fn attempt(&self, req: &Request<'_>, deadline: Instant) -> Result<Response, Failure> {
+        let tcp = self.connect(deadline)?;
+        let stream = DeadlineStream { inner: tcp, deadline, read_timeout: self.policy.read_timeout };
+        match &self.tls {
+            None => exchange(stream, &self.request_bytes(req), req.max_body),
+            Some(config) => {
+                let name = ServerName::try_from(self.endpoint.host.clone())
+                    .map_err(|e| Failure::Fatal(TransportError::Setup(format!("server name: {e}"))))?;
+                let conn = ClientConnection::new(config.clone(), name)
+                    .map_err(|e| Failure::Fatal(TransportError::Setup(e.to_string())))?;
+                exchange(StreamOwned::new(conn, stream), &self.request_bytes(req), req.max_body)
+            }
+        }
+    }
+
+    fn connect(&self, deadline: Instant) -> Result<TcpStream, Failure> {
+        let addrs = (self.endpoint.host.as_str(), self.endpoint.port)
+            .to_socket_addrs()
+            .map_err(|e| Failure::Retry(format!("cannot resolve {}: {e}", self.endpoint.host)))?;
+        let mut last = format!("{} has no address", self.endpoint.host);
+        for addr in addrs {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Failure::Retry("deadline reached while connecting".into()));
+            }
+            match TcpStream::connect_timeout(&addr, self.policy.connect_timeout.min(left)) {
+                Ok(s) => {
+                    let _ = s.set_nodelay(true);
+                    return Ok(s);
+                }
+                Err(e) => last = format!("connect to {addr}: {e}"),
+            }
+        }
+        Err(Failure::Retry(last))
+    }
+
+    fn request_bytes(&self, req: &Request<'_>) -> Vec<u8> {
+        let mut head = format!(
+            "{} {}{} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {}\r\nAccept: application/json\r\nConnection: close\r\n",
+            req.method,
+            self.endpoint.base_path,
+            req.path,
+            self.endpoint.host_header(),
+            self.user_agent
+        );
+        for (name, value) in &req.headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        match req.body {
+            Some(body) => {
+                head.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len()))
+            }
+            None => head.push_str("\r\n"),
+        }
+        let mut bytes = head.into_bytes();
+        if let Some(body) = req.body {
+            bytes.extend_from_slice(body);
+        }
+        bytes
+    }
+}
+
+/// Writes the request and reads one response.
+fn exchange<S: Read + Write>(mut stream: S, request: &[u8], max_body: usize) -> Result<Response, Failure> {
+    // A server may answer (e.g. 413) and close before reading the whole
+    // request: then its answer says more than the failed write.
+    let mut write_error = stream.write_all(request).and_then(|_| stream.flush()).err();
+    let mut reader = BufReader::new(stream);
+    // Skip interim 1xx responses, but not forever.
+    for _ in 0..4 {
+        let head = match http::read_head(&mut reader) {
+            Ok(Some(h)) => h,
+            failed => {
+                if let Some(e) = write_error.take() {
+                    return Err(io_failure(e));
+                }
+                return Err(match failed {
+                    Err(HttpError::Io(e)) => io_failure(e),
+                    Err(e) => Failure::Fatal(e.into()),
+                    Ok(_) => Failure::Retry("connection closed before a response".into()),
+                });
+            }
+        };
+        let status = http::parse_status_line(&head.start).map_err(|e| Failure::Fatal(e.into()))?;
+        if (100..200).contains(&status) {
+            continue;
+        }
+        let framing = match status {
+            204 | 304 => Framing::None,
+            _ => http::framing(&head, true).map_err(|e| Failure::Fatal(e.into()))?,
+        };
+        let body = match http::read_body(&mut reader, framing, max_body) {
+            Ok(b) => b,
+            Err(HttpError::Io(e)) => return Err(io_failure(e)),
+            Err(e) => return Err(Failure::Fatal(e.into())),
+        };
+        if matches!(status, 502..=504) {
+            return Err(Failure::Retry(format!("HTTP {status} from the KBS or a proxy")));
+        }
+        return Ok(Response { status, head, body });
+    }
+    Err(Failure::Fatal(HttpError::Malformed("too many interim responses".into()).into()))
+}
+
+/// TLS failures (certificate refused, bad handshake) are never retried: they
+/// will not fix themselves and may be an attack. Everything else on the
+/// socket is.
+fn io_failure(e: io::Error) -> Failure {
+    if let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        return Failure::Fatal(TransportError::Tls(tls.to_string()));
+    }
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Failure::Retry(format!("timed out: {e}")),
+        _ => Failure::Retry(e.to_string()),
+    }
+}
+
+/// A TCP stream whose every read and write is bounded by both the read
+/// timeout and the overall deadline, so that a peer trickling bytes cannot
+/// hold the boot past the deadline.
+struct DeadlineStream {
+    inner: TcpStream,
+    deadline: Instant,
+    read_timeout: Duration,
+}
+
+impl DeadlineStream {
+    fn budget(&self) -> io::Result<Duration> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline reached"));
+        }
+        Ok(left.min(self.read_timeout))
+    }
+}
+
+impl Read for DeadlineStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let t = self.budget()?;
+        self.inner.set_read_timeout(Some(t))?;
+        self.inner.read(buf)
+    }
+}
+
+impl Write for DeadlineStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let t = self.budget()?;
+        self.inner.set_write_timeout(Some(t))?;
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn ca_config(certs: Vec<CertificateDer<'static>>) -> Result<ClientConfig, TransportError> {
+    let mut roots = RootCertStore::empty();
+    for c in certs {
+        roots.add(c).map_err(|e| TransportError::Setup(format!("CA certificate: {e}")))?;
+    }
+    Ok(ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TransportError::Setup(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+fn pinned_config(certs: Vec<CertificateDer<'static>>) -> Result<ClientConfig, TransportError> {
+    let provider = provider();
+    let verifier = PinnedCert { certs, algorithms: provider.signature_verification_algorithms };
+    Ok(ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TransportError::Setup(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth())
+}
+
+/// Accepts exactly the pinned end-entity certificate(s). The handshake
+/// signature is still verified with the certificate's key, so only the
+/// holder of the matching private key passes. Chain, hostname and validity
+/// dates are deliberately not checked: the pin is the identity, and the
+/// guest's clock comes from the untrusted host.
+#[derive(Debug)]
+struct PinnedCert {
+    certs: Vec<CertificateDer<'static>>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for PinnedCert {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if self.certs.iter().any(|c| c.as_ref() == end_entity.as_ref()) {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General("the KBS presented a certificate other than the pinned one".into()))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let e = Endpoint::parse("https://kbs.example:8080").unwrap();
+        assert_eq!((e.scheme, e.host.as_str(), e.port, e.base_path.as_str()), (Scheme::Https, "kbs.example", 8080, ""));
+        assert_eq!(e.host_header(), "kbs.example:8080");
+        let e = Endpoint::parse("http://10.0.2.100:8080/").unwrap();
+        assert_eq!((e.scheme, e.host.as_str(), e.port), (Scheme::Http, "10.0.2.100", 8080));
+        let e = Endpoint::parse("https://[fd00::1]/prefix/kbs").unwrap();
+        assert_eq!((e.host.as_str(), e.port, e.base_path.as_str()), ("fd00::1", 443, "/prefix/kbs"));
+        assert_eq!(e.host_header(), "[fd00::1]");
+        for bad in [
+            "",
+            "kbs.example",
+            "ftp://kbs",
+            "HTTPS://kbs",
+            "https://",
+            "https://user@kbs",
+            "https://kbs:0",
+            "https://kbs:99999",
+            "https://kbs:+80",
+            "https://kbs:",
+            "https://kb s",
+            "https://kbs/a?b",
+            "https://kbs/a#b",
+            "https://kbs/../x",
+            "https://[fd00::1",
+            "https://[nope]",
+            "https://kbs..example",
+        ] {
+            assert!(Endpoint::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn pem_parsing() {
+        assert!(parse_pem_certs(b"").unwrap_err().contains("no PEM"));
+        assert!(parse_pem_certs(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").is_err());
+    }
+
+    #[test]
+    fn request_head_is_well_formed() {
+        let t = Transport::new(
+            Endpoint::parse("http://127.0.0.1:8080/base").unwrap(),
+            Trust::None,
+            Policy {
+                connect_timeout: Duration::from_secs(1),
+                read_timeout: Duration::from_secs(1),
+                retries: 0,
+                backoff: Duration::ZERO,
+            },
+        )
+        .unwrap();
+        let req = Request {
+            method: "POST",
+            path: "/kbs/v0/auth",
+            body: Some(b"{}"),
+            headers: vec![("Cookie", "kbs-session-id=abc".into())],
+            max_body: 10,
+        };
+        let text = String::from_utf8(t.request_bytes(&req)).unwrap();
+        assert!(text.starts_with("POST /base/kbs/v0/auth HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"), "{text}");
+        assert!(text.contains("\r\nCookie: kbs-session-id=abc\r\n"));
+        assert!(text.ends_with("Content-Length: 2\r\n\r\n{}"));
+    }
+
+    #[test]
+    fn scheme_and_trust_must_agree() {
+        let p = Policy {
+            connect_timeout: Duration::from_secs(1),
+            read_timeout: Duration::from_secs(1),
+            retries: 0,
+            backoff: Duration::ZERO,
+        };
+        let https = Endpoint::parse("https://kbs").unwrap();
+        assert!(matches!(Transport::new(https, Trust::None, p), Err(TransportError::Setup(_))));
+        let http = Endpoint::parse("http://kbs").unwrap();
+        assert!(matches!(Transport::new(http, Trust::Pinned(vec![]), p), Err(TransportError::Setup(_))));
+    }
+}
