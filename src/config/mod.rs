@@ -339,7 +339,7 @@ config_sections! {
     /// Resources delivered to the workload as files.
     secrets: NotSupported,
     /// Encrypted, integrity-protected volumes.
-    volumes: NotSupported,
+    volumes: crate::volume::Volumes,
     /// Confidential GPUs.
     gpu: NotSupported,
     /// Kernel modules to load.
