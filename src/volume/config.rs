@@ -106,10 +106,10 @@ impl VerityConfig {
         }
         if self.data_blocks == 0 {
             v.error("data_blocks", "required: the number of data blocks the tree covers");
-        } else if self.data_bytes() % 512 != 0 || self.data_blocks > (u64::MAX >> 13) {
+        } else if !self.data_bytes().is_multiple_of(512) || self.data_blocks > (u64::MAX >> 13) {
             v.error("data_blocks", "too large");
         }
-        if self.hash_block_size.is_power_of_two() && self.hash_offset % u64::from(self.hash_block_size) != 0 {
+        if self.hash_block_size.is_power_of_two() && !self.hash_offset.is_multiple_of(u64::from(self.hash_block_size)) {
             v.error("hash_offset", "must be a multiple of hash_block_size");
         }
         if self.hash_offset < self.data_bytes() {
@@ -224,10 +224,12 @@ impl Section for Volumes {
         }
         for (i, a) in self.0.iter().enumerate() {
             for b in &self.0[..i] {
-            for (key, x, y) in
-                [("name", &a.name, &b.name), ("serial", &a.serial, &b.serial), ("mountpoint", &a.mountpoint, &b.mountpoint)]
-            {
-                if x == y {
+                for (key, x, y) in [
+                    ("name", &a.name, &b.name),
+                    ("serial", &a.serial, &b.serial),
+                    ("mountpoint", &a.mountpoint, &b.mountpoint),
+                ] {
+                    if x == y {
                         v.index(i).error(key, format!("{x:?} is used by another volume"));
                     }
                 }

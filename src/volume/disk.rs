@@ -62,14 +62,18 @@ fn parse_dev(text: &str) -> Option<DevId> {
 pub fn find_by_serial(sys_block: &Path, serial: &str) -> Result<Option<Disk>, DiskError> {
     let entries = match std::fs::read_dir(sys_block) {
         Ok(e) => e,
-        Err(source) => return Err(DiskError::Read { path: sys_block.display().to_string(), source }),
+        Err(source) => {
+            return Err(DiskError::Read { path: sys_block.display().to_string(), source });
+        }
     };
     let mut names: Vec<String> = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|source| DiskError::Read { path: sys_block.display().to_string(), source })?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let dir = sys_block.join(&name);
-        let Some(found) = read_attr(&dir.join("serial"), 256)? else { continue };
+        let Some(found) = read_attr(&dir.join("serial"), 256)? else {
+            continue;
+        };
         if found.strip_suffix('\n').unwrap_or(&found) == serial {
             names.push(name);
         }

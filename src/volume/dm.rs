@@ -283,12 +283,7 @@ pub fn decode_status(buf: &[u8]) -> Result<Vec<TargetStatus>, EncodeError> {
         let target_type = c_str(&spec[24..40]).ok_or(EncodeError::BadReply("target type not terminated"))?;
         let text = &area[at + TARGET_SPEC_SIZE..];
         let status = c_str(text).ok_or(EncodeError::BadReply("status string not terminated"))?;
-        out.push(TargetStatus {
-            sector_start: get_u64(spec, 0),
-            length: get_u64(spec, 8),
-            target_type,
-            status,
-        });
+        out.push(TargetStatus { sector_start: get_u64(spec, 0), length: get_u64(spec, 8), target_type, status });
         if i + 1 < reply.target_count {
             let next = get_u32(spec, 20) as usize;
             if next <= at {
@@ -366,8 +361,7 @@ impl Control {
 
     fn call(&mut self, cmd: Command, req: &Request<'_>) -> Result<Zeroizing<Vec<u8>>, DmError> {
         let name = req.name.to_string();
-        let mut buf =
-            encode(req).map_err(|source| DmError::Encode { cmd: cmd.name(), name: name.clone(), source })?;
+        let mut buf = encode(req).map_err(|source| DmError::Encode { cmd: cmd.name(), name: name.clone(), source })?;
         // SAFETY: `buf` is a live, exclusively borrowed buffer of
         // `data_size` bytes (written into its header by `encode`), which is
         // all the kernel reads or writes for these commands.

@@ -177,7 +177,14 @@ pub fn open_with(
     if version[0] != dm::INTERFACE_VERSION[0] {
         return Err(VolumeError::Interface { volume, major: version[0], minor: version[1] });
     }
-    log::debug!("volume {volume}: disk {} ({}), device-mapper {}.{}.{}", disk.name, disk.dev, version[0], version[1], version[2]);
+    log::debug!(
+        "volume {volume}: disk {} ({}), device-mapper {}.{}.{}",
+        disk.name,
+        disk.dev,
+        version[0],
+        version[1],
+        version[2]
+    );
 
     let mut stack = Stack { dm, host, volume: volume.clone(), devices: Vec::new(), mounted: None, armed: true };
     let result = stack.build(config, key, paths, &disk);
@@ -204,7 +211,9 @@ fn wait_for_disk(config: &VolumeConfig, paths: &VolumePaths, host: &mut dyn Host
                     waited_ms: config.device_timeout_ms,
                 });
             }
-            Err(source) => return Err(VolumeError::Disk { volume: config.name.clone(), source }),
+            Err(source) => {
+                return Err(VolumeError::Disk { volume: config.name.clone(), source });
+            }
         }
     }
 }
@@ -330,10 +339,10 @@ impl Drop for Stack<'_> {
         if !self.armed {
             return;
         }
-        if let Some(m) = self.mounted.take() {
-            if let Err(e) = self.host.unmount(&m) {
-                log::warn!("volume {}: teardown: unmount {}: {e}", self.volume, m.display());
-            }
+        if let Some(m) = self.mounted.take()
+            && let Err(e) = self.host.unmount(&m)
+        {
+            log::warn!("volume {}: teardown: unmount {}: {e}", self.volume, m.display());
         }
         while let Some((name, node)) = self.devices.pop() {
             if let Some(node) = node {
@@ -425,9 +434,12 @@ pub fn read_through(path: &Path, len: u64) -> Result<(), (u64, io::Error)> {
     while done < len {
         let want = (len - done).min(buf.len() as u64) as usize;
         match file.read(&mut buf[..want]) {
-            Ok(0) => return Err((done, io::Error::new(io::ErrorKind::UnexpectedEof, "device ended early"))),
+            Ok(0) => {
+                return Err((done, io::Error::new(io::ErrorKind::UnexpectedEof, "device ended early")));
+            }
             Ok(n) => {
-                let _ = rustix::fs::fadvise(&file, done, std::num::NonZeroU64::new(n as u64), rustix::fs::Advice::DontNeed);
+                let _ =
+                    rustix::fs::fadvise(&file, done, std::num::NonZeroU64::new(n as u64), rustix::fs::Advice::DontNeed);
                 done += n as u64;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
