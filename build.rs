@@ -12,8 +12,11 @@ fn main() {
     let root = Path::new(&root);
 
     let rev = git(root, &["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
-    let dirty = git(root, &["status", "--porcelain", "--untracked-files=no", "--", "src", "Cargo.toml", "Cargo.lock", "build.rs"])
-        .is_some_and(|s| !s.is_empty());
+    let dirty = git(
+        root,
+        &["status", "--porcelain", "--untracked-files=no", "--", "src", "Cargo.toml", "Cargo.lock", "build.rs"],
+    )
+    .is_some_and(|s| !s.is_empty());
 
     // Hash of the sources that make up the binary, in a fixed order with
     // paths relative to the crate root.

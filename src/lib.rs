@@ -6,9 +6,11 @@
 //! temporary tree.
 
 pub mod config;
+pub mod console;
 pub mod gpu;
 pub mod kbs;
 pub mod kmsg;
+pub mod launch;
 pub mod lockdown;
 pub mod modules;
 pub mod mount;

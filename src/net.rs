@@ -1,1 +1,328 @@
-//! Placeholder.
+//! Guest networking: loopback up, and the configured interface with a static
+//! IPv4 address, prefix and default route, through the classic socket ioctls
+//! (no `ip` binary, no netlink library). With `mode = "kernel"` the kernel's
+//! `ip=` autoconfiguration has done the work and we only check the result.
+//!
+//! Requests are built as plain data ([`Request`]) and carried out by a
+//! [`NetOps`], so tests check exactly what would be sent to the kernel.
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::config::{NetworkConfig, NetworkMode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("interface {0:?}: name too long")]
+    NameTooLong(String),
+    #[error("interface {name} not found (have: {have})")]
+    NoSuchInterface { name: String, have: String },
+    #[error("interface {name}: {what}: {source}")]
+    Ioctl {
+        name: String,
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("interface {0} is not up after the kernel's ip= autoconfiguration")]
+    NotUp(String),
+    #[error("socket for interface configuration: {0}")]
+    Socket(#[source] std::io::Error),
+}
+
+/// One configuration request to the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Set IFF_UP (and keep the other flags).
+    Up {
+        name: String,
+    },
+    SetAddress {
+        name: String,
+        addr: Ipv4Addr,
+    },
+    SetNetmask {
+        name: String,
+        mask: Ipv4Addr,
+    },
+    DefaultRoute {
+        gateway: Ipv4Addr,
+    },
+}
+
+/// The netmask of a prefix length.
+pub fn netmask(prefix: u8) -> Ipv4Addr {
+    let bits = if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix.min(32))) };
+    Ipv4Addr::from(bits)
+}
+
+/// The requests for a configuration, in the order they must be issued.
+pub fn plan(cfg: &NetworkConfig) -> Vec<Request> {
+    let mut reqs = vec![Request::Up { name: "lo".into() }];
+    if cfg.mode == NetworkMode::Static
+        && let Some((addr, prefix)) = cfg.address()
+    {
+        let name = cfg.interface.clone();
+        reqs.push(Request::SetAddress { name: name.clone(), addr });
+        reqs.push(Request::SetNetmask { name: name.clone(), mask: netmask(prefix) });
+        reqs.push(Request::Up { name });
+        if let Some(gateway) = cfg.gateway() {
+            reqs.push(Request::DefaultRoute { gateway });
+        }
+    }
+    reqs
+}
+
+/// Carries out requests.
+pub trait NetOps {
+    fn apply(&mut self, req: &Request) -> Result<(), NetError>;
+}
+
+/// The kernel, through ioctls on an AF_INET datagram socket.
+pub struct IoctlNet {
+    sock: std::os::fd::OwnedFd,
+}
+
+impl IoctlNet {
+    pub fn new() -> Result<Self, NetError> {
+        // SAFETY: socket(2) with constant arguments; the result is checked.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(NetError::Socket(std::io::Error::last_os_error()));
+        }
+        // SAFETY: fd is a freshly created descriptor that nothing else owns.
+        let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        Ok(Self { sock })
+    }
+
+    fn ioctl<T>(&self, name: &str, what: &'static str, req: libc::c_ulong, arg: &mut T) -> Result<(), NetError> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: `arg` is the structure this ioctl request expects (ifreq or
+        // rtentry), fully initialised, and lives across the call.
+        let rc = unsafe { libc::ioctl(self.sock.as_raw_fd(), req as _, arg as *mut T) };
+        if rc < 0 {
+            return Err(NetError::Ioctl { name: name.into(), what, source: std::io::Error::last_os_error() });
+        }
+        Ok(())
+    }
+}
+
+/// An `ifreq` with the interface name set.
+pub fn ifreq(name: &str) -> Result<libc::ifreq, NetError> {
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ {
+        return Err(NetError::NameTooLong(name.into()));
+    }
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(bytes) {
+        *dst = *src as libc::c_char;
+    }
+    Ok(req)
+}
+
+/// A `sockaddr` holding an AF_INET address, as the ioctls expect.
+pub fn sockaddr_in(addr: Ipv4Addr) -> libc::sockaddr {
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(addr.octets()) },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: sockaddr_in and sockaddr have the same size (16 bytes) and
+    // sockaddr is the generic view of it, as the ioctl API requires.
+    unsafe { std::mem::transmute::<libc::sockaddr_in, libc::sockaddr>(sin) }
+}
+
+/// The `rtentry` of a default route via `gateway`.
+pub fn default_route(gateway: Ipv4Addr) -> libc::rtentry {
+    // SAFETY: rtentry is plain old data; all-zero is a valid value (null
+    // rt_dev: the kernel picks the interface that reaches the gateway).
+    let mut rt: libc::rtentry = unsafe { std::mem::zeroed() };
+    rt.rt_dst = sockaddr_in(Ipv4Addr::UNSPECIFIED);
+    rt.rt_genmask = sockaddr_in(Ipv4Addr::UNSPECIFIED);
+    rt.rt_gateway = sockaddr_in(gateway);
+    rt.rt_flags = libc::RTF_UP | libc::RTF_GATEWAY;
+    rt
+}
+
+impl NetOps for IoctlNet {
+    fn apply(&mut self, req: &Request) -> Result<(), NetError> {
+        match req {
+            Request::Up { name } => {
+                let mut r = ifreq(name)?;
+                self.ioctl(name, "get flags", libc::SIOCGIFFLAGS, &mut r)?;
+                // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
+                unsafe { r.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short };
+                self.ioctl(name, "set flags up", libc::SIOCSIFFLAGS, &mut r)
+            }
+            Request::SetAddress { name, addr } => {
+                let mut r = ifreq(name)?;
+                r.ifr_ifru.ifru_addr = sockaddr_in(*addr);
+                self.ioctl(name, "set address", libc::SIOCSIFADDR, &mut r)
+            }
+            Request::SetNetmask { name, mask } => {
+                let mut r = ifreq(name)?;
+                r.ifr_ifru.ifru_netmask = sockaddr_in(*mask);
+                self.ioctl(name, "set netmask", libc::SIOCSIFNETMASK, &mut r)
+            }
+            Request::DefaultRoute { gateway } => {
+                let mut rt = default_route(*gateway);
+                self.ioctl("default route", "add route", libc::SIOCADDRT, &mut rt)
+            }
+        }
+    }
+}
+
+/// Waits (bounded) for an interface to appear in sysfs: drivers may still be
+/// probing when PID 1 starts.
+pub fn wait_for_interface(sys_class_net: &Path, name: &str, timeout: Duration) -> Result<(), NetError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if sys_class_net.join(name).exists() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            let mut have: Vec<String> = std::fs::read_dir(sys_class_net)
+                .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+                .unwrap_or_default();
+            have.sort();
+            return Err(NetError::NoSuchInterface { name: name.into(), have: have.join(", ") });
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// How long to wait for the configured interface to appear.
+pub const INTERFACE_WAIT: Duration = Duration::from_secs(5);
+
+/// Brings the network up as configured. `sys_class_net` is
+/// `/sys/class/net` on a real system.
+pub fn setup(cfg: &NetworkConfig, sys_class_net: &Path, wait: Duration, ops: &mut dyn NetOps) -> Result<(), NetError> {
+    if !cfg.interface.is_empty() {
+        wait_for_interface(sys_class_net, &cfg.interface, wait)?;
+    }
+    for req in plan(cfg) {
+        ops.apply(&req)?;
+    }
+    if cfg.mode == NetworkMode::Kernel && !cfg.interface.is_empty() {
+        let flags = std::fs::read_to_string(sys_class_net.join(&cfg.interface).join("flags")).unwrap_or_default();
+        let flags = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).unwrap_or(0);
+        if flags & libc::IFF_UP as u32 == 0 {
+            return Err(NetError::NotUp(cfg.interface.clone()));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Recorder(Vec<Request>);
+    impl NetOps for Recorder {
+        fn apply(&mut self, req: &Request) -> Result<(), NetError> {
+            self.0.push(req.clone());
+            Ok(())
+        }
+    }
+
+    fn static_cfg() -> NetworkConfig {
+        NetworkConfig {
+            mode: NetworkMode::Static,
+            interface: "eth0".into(),
+            address: "10.0.2.15/24".into(),
+            gateway: Some("10.0.2.2".into()),
+        }
+    }
+
+    fn sysfs(names: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (n, flags) in names {
+            std::fs::create_dir_all(dir.path().join(n)).unwrap();
+            std::fs::write(dir.path().join(n).join("flags"), flags).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn netmasks() {
+        assert_eq!(netmask(24), Ipv4Addr::new(255, 255, 255, 0));
+        assert_eq!(netmask(0), Ipv4Addr::new(0, 0, 0, 0));
+        assert_eq!(netmask(32), Ipv4Addr::new(255, 255, 255, 255));
+        assert_eq!(netmask(20), Ipv4Addr::new(255, 255, 240, 0));
+    }
+
+    #[test]
+    fn loopback_only_by_default() {
+        assert_eq!(plan(&NetworkConfig::default()), vec![Request::Up { name: "lo".into() }]);
+    }
+
+    #[test]
+    fn static_plan_sets_address_mask_up_route_in_order() {
+        let p = plan(&static_cfg());
+        assert_eq!(
+            p,
+            vec![
+                Request::Up { name: "lo".into() },
+                Request::SetAddress { name: "eth0".into(), addr: Ipv4Addr::new(10, 0, 2, 15) },
+                Request::SetNetmask { name: "eth0".into(), mask: Ipv4Addr::new(255, 255, 255, 0) },
+                Request::Up { name: "eth0".into() },
+                Request::DefaultRoute { gateway: Ipv4Addr::new(10, 0, 2, 2) },
+            ]
+        );
+    }
+
+    #[test]
+    fn ifreq_encodes_the_name() {
+        let r = ifreq("eth0").unwrap();
+        let name: Vec<u8> = r.ifr_name.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+        assert_eq!(name, b"eth0");
+        assert!(matches!(ifreq("averyveryverylongname"), Err(NetError::NameTooLong(_))));
+        assert!(matches!(ifreq(""), Err(NetError::NameTooLong(_))));
+    }
+
+    #[test]
+    fn sockaddr_is_af_inet_in_network_order() {
+        let sa = sockaddr_in(Ipv4Addr::new(10, 0, 2, 15));
+        // SAFETY: test-only reinterpretation of the same 16 bytes.
+        let sin: libc::sockaddr_in = unsafe { std::mem::transmute(sa) };
+        assert_eq!(sin.sin_family, libc::AF_INET as libc::sa_family_t);
+        assert_eq!(sin.sin_addr.s_addr.to_ne_bytes(), [10, 0, 2, 15]);
+    }
+
+    #[test]
+    fn default_route_goes_via_the_gateway() {
+        let rt = default_route(Ipv4Addr::new(10, 0, 2, 2));
+        assert_eq!(rt.rt_flags, libc::RTF_UP | libc::RTF_GATEWAY);
+        // SAFETY: test-only reinterpretation of the same 16 bytes.
+        let gw: libc::sockaddr_in = unsafe { std::mem::transmute(rt.rt_gateway) };
+        assert_eq!(gw.sin_addr.s_addr.to_ne_bytes(), [10, 0, 2, 2]);
+        assert!(rt.rt_dev.is_null());
+    }
+
+    #[test]
+    fn setup_waits_for_the_interface_and_names_what_exists() {
+        let sys = sysfs(&[("lo", "0x9")]);
+        let err = setup(&static_cfg(), sys.path(), Duration::from_millis(50), &mut Recorder::default()).unwrap_err();
+        assert_eq!(err.to_string(), "interface eth0 not found (have: lo)");
+        let sys = sysfs(&[("lo", "0x9"), ("eth0", "0x1002")]);
+        let mut rec = Recorder::default();
+        setup(&static_cfg(), sys.path(), Duration::from_millis(50), &mut rec).unwrap();
+        assert_eq!(rec.0.len(), 5);
+    }
+
+    #[test]
+    fn kernel_mode_checks_the_interface_is_up() {
+        let cfg = NetworkConfig { mode: NetworkMode::Kernel, interface: "eth0".into(), ..Default::default() };
+        let sys = sysfs(&[("eth0", "0x1002")]);
+        assert!(matches!(
+            setup(&cfg, sys.path(), Duration::from_millis(50), &mut Recorder::default()),
+            Err(NetError::NotUp(_))
+        ));
+        let sys = sysfs(&[("eth0", "0x1003")]);
+        setup(&cfg, sys.path(), Duration::from_millis(50), &mut Recorder::default()).unwrap();
+    }
+}

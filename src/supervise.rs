@@ -1,1 +1,523 @@
-//! Placeholder.
+//! PID 1's main loop once the workload runs: one thread, one `poll` over a
+//! signalfd and the workload's output pipes.
+//!
+//! - every child is reaped (`waitpid(-1, WNOHANG | __WALL)`); orphans of the
+//!   workload are re-parented to us and reaped the same way;
+//! - SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 are forwarded to the
+//!   workload's process group;
+//! - the workload's stdout/stderr are copied to the console line by line with
+//!   a prefix, through a non-blocking console descriptor so a slow console or
+//!   a chatty workload can never block PID 1;
+//! - helper daemons registered with [`Supervisor::watch`] must outlive the
+//!   workload: if one dies, the workload is stopped and the boot ends FATAL;
+//! - when the workload ends: its status is logged, the remaining processes
+//!   get SIGTERM, then SIGKILL after the deadline, and the loop returns the
+//!   outcome for [`crate::power::end`].
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use crate::kmsg;
+use crate::power::Outcome;
+
+/// Signals forwarded to the workload's process group.
+pub const FORWARDED: &[i32] = &[libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2];
+
+/// Synchronous fault signals: never blocked, so a bug in PID 1 surfaces
+/// instead of spinning.
+const FAULTS: &[i32] =
+    &[libc::SIGFPE, libc::SIGILL, libc::SIGSEGV, libc::SIGBUS, libc::SIGABRT, libc::SIGTRAP, libc::SIGSYS];
+
+/// Longest output line copied as one; longer lines are split.
+const MAX_OUTPUT_LINE: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SuperviseError {
+    #[error("block signals: {0}")]
+    Mask(#[source] std::io::Error),
+    #[error("signalfd: {0}")]
+    SignalFd(#[source] std::io::Error),
+}
+
+/// Name of a signal for log lines (`SIGTERM`), or its number.
+pub fn signal_name(sig: i32) -> String {
+    let name = match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGCHLD => "SIGCHLD",
+        libc::SIGCONT => "SIGCONT",
+        libc::SIGSTOP => "SIGSTOP",
+        libc::SIGTSTP => "SIGTSTP",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        libc::SIGSYS => "SIGSYS",
+        _ => return sig.to_string(),
+    };
+    name.to_string()
+}
+
+/// The set of signals PID 1 handles through its signalfd: everything but
+/// the fault signals (and SIGKILL/SIGSTOP, which cannot be blocked).
+pub fn handled_set() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; sigfillset/sigdelset initialise and
+    // modify it in place with valid signal numbers.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut set);
+        for &s in FAULTS {
+            libc::sigdelset(&mut set, s);
+        }
+        set
+    }
+}
+
+/// Blocks the handled signals in the calling thread. Call this before
+/// starting any child, and in a single-threaded process, so no signal is
+/// delivered the classic way and lost to a default disposition.
+pub fn block_signals() -> Result<(), SuperviseError> {
+    let set = handled_set();
+    // SAFETY: `set` is an initialised sigset_t; the old mask is not needed.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if rc != 0 {
+        return Err(SuperviseError::Mask(std::io::Error::from_raw_os_error(rc)));
+    }
+    Ok(())
+}
+
+/// Which processes the shutdown sweep signals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every process but PID 1 (`kill(-1, sig)`): the real guest.
+    System,
+    /// The workload's process group only: tests running as a subreaper.
+    WorkloadGroup,
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Status(i32),
+    Signal(i32),
+}
+
+impl Exit {
+    pub fn from_wait_status(status: i32) -> Exit {
+        if libc::WIFSIGNALED(status) {
+            Exit::Signal(libc::WTERMSIG(status))
+        } else {
+            Exit::Status(libc::WEXITSTATUS(status))
+        }
+    }
+
+    /// `status=N` / `signal=NAME`.
+    pub fn describe(self) -> String {
+        match self {
+            Exit::Status(n) => format!("status={n}"),
+            Exit::Signal(s) => format!("signal={}", signal_name(s)),
+        }
+    }
+
+    pub fn outcome(self) -> Outcome {
+        match self {
+            Exit::Status(n) => Outcome::Exited(n),
+            Exit::Signal(s) => Outcome::Signaled(s),
+        }
+    }
+}
+
+/// Splits a byte stream into prefixed console lines.
+pub struct LineBuffer {
+    prefix: String,
+    partial: Vec<u8>,
+}
+
+impl LineBuffer {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self { prefix: prefix.into(), partial: Vec::new() }
+    }
+
+    /// Feeds bytes; returns the complete lines (prefixed, sanitised, with
+    /// a trailing newline).
+    pub fn feed(&mut self, data: &[u8]) -> Vec<String> {
+        let mut out = Vec::new();
+        for &b in data {
+            if b == b'\n' {
+                out.push(self.take());
+            } else {
+                self.partial.push(b);
+                if self.partial.len() >= MAX_OUTPUT_LINE {
+                    out.push(self.take());
+                }
+            }
+        }
+        out
+    }
+
+    /// The unterminated rest, if any (at EOF).
+    pub fn finish(&mut self) -> Option<String> {
+        (!self.partial.is_empty()).then(|| self.take())
+    }
+
+    fn take(&mut self) -> String {
+        let text = String::from_utf8_lossy(&self.partial);
+        let text = text.trim_end_matches('\r');
+        let clean: String = text.chars().map(|c| if c.is_control() && c != '\t' { '?' } else { c }).collect();
+        self.partial.clear();
+        format!("{}{clean}\n", self.prefix)
+    }
+}
+
+struct OutputPipe {
+    fd: OwnedFd,
+    lines: LineBuffer,
+}
+
+/// The supervisor of one workload.
+pub struct Supervisor {
+    signals: OwnedFd,
+    workload: libc::pid_t,
+    workload_exit: Option<Exit>,
+    outputs: Vec<OutputPipe>,
+    console: Box<dyn Write>,
+    watched: HashMap<libc::pid_t, String>,
+    failed_helper: Option<(String, Exit)>,
+    scope: Scope,
+    shutdown_timeout: Duration,
+    reaped_others: usize,
+}
+
+impl Supervisor {
+    /// `workload` must be a session leader (its pgid is its pid). Signals
+    /// must already be blocked ([`block_signals`]).
+    pub fn new(
+        workload: libc::pid_t,
+        scope: Scope,
+        shutdown_timeout: Duration,
+        console: Box<dyn Write>,
+    ) -> Result<Self, SuperviseError> {
+        let set = handled_set();
+        // SAFETY: `set` is initialised; -1 asks for a new descriptor.
+        let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(SuperviseError::SignalFd(std::io::Error::last_os_error()));
+        }
+        // SAFETY: fd is a new descriptor owned by nothing else.
+        let signals = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Self {
+            signals,
+            workload,
+            workload_exit: None,
+            outputs: Vec::new(),
+            console,
+            watched: HashMap::new(),
+            failed_helper: None,
+            scope,
+            shutdown_timeout,
+            reaped_others: 0,
+        })
+    }
+
+    /// Copies `fd` (a pipe's read end) to the console with `prefix`.
+    pub fn add_output(&mut self, fd: OwnedFd, prefix: &str) {
+        set_nonblocking(fd.as_raw_fd());
+        self.outputs.push(OutputPipe { fd, lines: LineBuffer::new(prefix) });
+    }
+
+    /// A helper daemon that must stay alive while the workload runs.
+    pub fn watch(&mut self, pid: libc::pid_t, name: &str) {
+        self.watched.insert(pid, name.to_string());
+    }
+
+    /// Processes other than the workload reaped so far (orphans, helpers).
+    pub fn reaped_others(&self) -> usize {
+        self.reaped_others
+    }
+
+    /// Runs until the workload has ended and the rest has been stopped.
+    pub fn run(&mut self) -> Outcome {
+        while self.workload_exit.is_none() && self.failed_helper.is_none() {
+            self.wait_and_dispatch(None);
+        }
+        self.drain_outputs();
+        let outcome = match (self.workload_exit, &self.failed_helper) {
+            (Some(exit), _) => {
+                kmsg::notice(&format!("workload exited {}", exit.describe()));
+                exit.outcome()
+            }
+            (None, Some((name, exit))) => {
+                kmsg::always(
+                    2,
+                    &format!(
+                        "ztinit: FATAL: supervise: helper {name} exited {} while the workload was running",
+                        exit.describe()
+                    ),
+                );
+                Outcome::Fatal
+            }
+            (None, None) => Outcome::Fatal,
+        };
+        self.stop_everything();
+        outcome
+    }
+
+    fn wait_and_dispatch(&mut self, timeout: Option<Duration>) {
+        let mut fds = vec![libc::pollfd { fd: self.signals.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+        fds.extend(self.outputs.iter().map(|o| libc::pollfd {
+            fd: o.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }));
+        let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as i32);
+        // SAFETY: `fds` is a valid array of pollfd for the duration of the call.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        if n <= 0 {
+            return; // timeout or EINTR: the caller re-checks its state
+        }
+        if fds[0].revents & libc::POLLIN != 0 {
+            self.read_signals();
+        }
+        let ready: Vec<usize> = fds[1..].iter().enumerate().filter(|(_, p)| p.revents != 0).map(|(i, _)| i).collect();
+        let mut closed = Vec::new();
+        for i in ready {
+            if !self.copy_output(i) {
+                closed.push(i);
+            }
+        }
+        for i in closed.into_iter().rev() {
+            let mut o = self.outputs.remove(i);
+            if let Some(line) = o.lines.finish() {
+                self.write_console(&line);
+            }
+        }
+    }
+
+    fn read_signals(&mut self) {
+        loop {
+            // SAFETY: signalfd_siginfo is plain data; all-zero is valid.
+            let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+            let size = std::mem::size_of::<libc::signalfd_siginfo>();
+            // SAFETY: reading at most `size` bytes into `info`.
+            let n = unsafe {
+                libc::read(self.signals.as_raw_fd(), (&mut info as *mut libc::signalfd_siginfo).cast(), size)
+            };
+            if n != size as isize {
+                return;
+            }
+            let sig = info.ssi_signo as i32;
+            if sig == libc::SIGCHLD {
+                self.reap();
+            } else if FORWARDED.contains(&sig) {
+                self.forward(sig);
+            } else {
+                log::debug!("ignoring {}", signal_name(sig));
+            }
+        }
+    }
+
+    fn forward(&mut self, sig: i32) {
+        if self.workload_exit.is_some() {
+            return;
+        }
+        log::info!("forwarding {} to the workload", signal_name(sig));
+        // SAFETY: kill(2) on the workload's process group.
+        if unsafe { libc::kill(-self.workload, sig) } != 0 {
+            log::warn!("forward {}: {}", signal_name(sig), std::io::Error::last_os_error());
+        }
+    }
+
+    /// Reaps every child that has exited. Returns false once none is left.
+    fn reap(&mut self) -> bool {
+        loop {
+            let mut status = 0;
+            // SAFETY: waitpid(2) with a valid status pointer.
+            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG | libc::__WALL) };
+            if pid == 0 {
+                return true;
+            }
+            if pid < 0 {
+                return false; // ECHILD: nothing left
+            }
+            let exit = Exit::from_wait_status(status);
+            if pid == self.workload {
+                self.workload_exit = Some(exit);
+            } else {
+                self.reaped_others += 1;
+                if let Some(name) = self.watched.remove(&pid)
+                    && self.workload_exit.is_none()
+                    && self.failed_helper.is_none()
+                {
+                    self.failed_helper = Some((name, exit));
+                }
+            }
+        }
+    }
+
+    /// Reads what is available; false at EOF or error.
+    fn copy_output(&mut self, i: usize) -> bool {
+        let mut buf = [0u8; 4096];
+        loop {
+            let fd = self.outputs[i].fd.as_raw_fd();
+            // SAFETY: reading into a stack buffer of the given length.
+            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+            if n > 0 {
+                let lines = self.outputs[i].lines.feed(&buf[..n as usize]);
+                for l in lines {
+                    self.write_console(&l);
+                }
+                continue;
+            }
+            if n == 0 {
+                return false;
+            }
+            let err = std::io::Error::last_os_error();
+            return err.kind() == std::io::ErrorKind::WouldBlock || err.kind() == std::io::ErrorKind::Interrupted;
+        }
+    }
+
+    fn drain_outputs(&mut self) {
+        for i in 0..self.outputs.len() {
+            self.copy_output(i);
+        }
+    }
+
+    fn write_console(&mut self, line: &str) {
+        // A full console buffer drops the line rather than blocking PID 1.
+        let _ = self.console.write_all(line.as_bytes());
+    }
+
+    fn signal_rest(&self, sig: i32) {
+        let target = match self.scope {
+            Scope::System => -1,
+            Scope::WorkloadGroup => -self.workload,
+        };
+        // SAFETY: kill(2); -1 means every process but PID 1 itself.
+        unsafe { libc::kill(target, sig) };
+    }
+
+    /// SIGTERM what is left, wait up to the deadline, SIGKILL, reap all.
+    fn stop_everything(&mut self) {
+        if self.workload_exit.is_none() {
+            // A helper failed: the workload must not keep running.
+            // SAFETY: kill(2) on the workload's process group.
+            unsafe { libc::kill(-self.workload, libc::SIGKILL) };
+        }
+        if !self.reap() {
+            return;
+        }
+        self.signal_rest(libc::SIGTERM);
+        if self.wait_for_children(self.shutdown_timeout) {
+            return;
+        }
+        log::warn!("processes left after {} ms: sending SIGKILL", self.shutdown_timeout.as_millis());
+        self.signal_rest(libc::SIGKILL);
+        self.wait_for_children(Duration::from_secs(2));
+    }
+
+    /// True once no child is left.
+    fn wait_for_children(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if !self.reap() {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            self.wait_and_dispatch(Some((deadline - now).min(Duration::from_millis(100))));
+        }
+    }
+}
+
+fn set_nonblocking(fd: RawFd) {
+    // SAFETY: fcntl(2) on a descriptor we own.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags >= 0 {
+            libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+        }
+    }
+}
+
+/// A console writer for workload output: its own open file description of
+/// /dev/console in non-blocking mode, so PID 1's own log lines keep
+/// blocking semantics while workload lines are dropped when the console is
+/// congested.
+pub fn nonblocking_console(dev_root: &std::path::Path) -> Box<dyn Write> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(dev_root.join("console"))
+    {
+        Ok(f) => Box::new(f),
+        Err(_) => Box::new(std::io::stderr()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_descriptions() {
+        assert_eq!(Exit::Status(3).describe(), "status=3");
+        assert_eq!(Exit::Signal(libc::SIGKILL).describe(), "signal=SIGKILL");
+        assert_eq!(Exit::Signal(42).describe(), "signal=42");
+        assert_eq!(Exit::Status(3).outcome(), Outcome::Exited(3));
+        assert_eq!(Exit::Signal(9).outcome(), Outcome::Signaled(9));
+    }
+
+    #[test]
+    fn wait_statuses_decode() {
+        assert_eq!(Exit::from_wait_status(3 << 8), Exit::Status(3));
+        assert_eq!(Exit::from_wait_status(libc::SIGTERM), Exit::Signal(libc::SIGTERM));
+    }
+
+    #[test]
+    fn output_lines_are_prefixed_split_and_sanitised() {
+        let mut b = LineBuffer::new("[workload] ");
+        assert_eq!(b.feed(b"hel"), Vec::<String>::new());
+        assert_eq!(b.feed(b"lo\nwor"), vec!["[workload] hello\n"]);
+        assert_eq!(b.feed(b"ld\r\n\x1b[31mred\n"), vec!["[workload] world\n", "[workload] ?[31mred\n"]);
+        assert_eq!(b.feed(b"tail"), Vec::<String>::new());
+        assert_eq!(b.finish(), Some("[workload] tail\n".to_string()));
+        assert_eq!(b.finish(), None);
+    }
+
+    #[test]
+    fn overlong_lines_are_split() {
+        let mut b = LineBuffer::new("");
+        let lines = b.feed(&vec![b'x'; MAX_OUTPUT_LINE * 2 + 10]);
+        assert_eq!(lines.len(), 2);
+        assert_eq!(b.finish().unwrap().len(), 11);
+    }
+
+    #[test]
+    fn fault_signals_are_never_blocked() {
+        let set = handled_set();
+        for &s in FAULTS {
+            // SAFETY: querying an initialised set.
+            assert_eq!(unsafe { libc::sigismember(&set, s) }, 0);
+        }
+        for &s in FORWARDED.iter().chain([libc::SIGCHLD].iter()) {
+            // SAFETY: querying an initialised set.
+            assert_eq!(unsafe { libc::sigismember(&set, s) }, 1);
+        }
+    }
+}

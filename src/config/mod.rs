@@ -153,12 +153,18 @@ pub fn read_capped(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
     let mut buf = Vec::new();
     file.take(max + 1).read_to_end(&mut buf)?;
     if buf.len() as u64 > max {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("larger than {max} bytes"),
-        ));
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("larger than {max} bytes")));
     }
     Ok(buf)
+}
+
+/// `boot.isa_debug_exit` read from a configuration that failed validation,
+/// as long as it is still well-formed TOML: it only decides how the failed
+/// boot ends (QEMU debug exit instead of power-off), never anything else.
+pub fn peek_isa_debug_exit(path: &Path) -> bool {
+    let Ok(bytes) = read_capped(path, MAX_CONFIG_BYTES) else { return false };
+    let Ok(table) = String::from_utf8_lossy(&bytes).parse::<toml::Table>() else { return false };
+    table.get("boot").and_then(|b| b.get("isa_debug_exit")).and_then(toml::Value::as_bool).unwrap_or(false)
 }
 
 /// A problem found before its line is known.
@@ -227,9 +233,7 @@ impl<'a> Validator<'a> {
 
     /// Checks that `path` is an absolute, normalised guest path.
     pub fn absolute_path(&mut self, key: &str, path: &str) -> bool {
-        let ok = path.starts_with('/')
-            && !path.contains('\0')
-            && !path.split('/').any(|c| c == ".." || c == ".");
+        let ok = path.starts_with('/') && !path.contains('\0') && !path.split('/').any(|c| c == ".." || c == ".");
         if !ok {
             self.error(key, format!("{path:?} must be an absolute path without . or .. components"));
         }
@@ -393,7 +397,9 @@ fn ignored_path(section: &str, path: &serde_ignored::Path<'_>) -> String {
                 out.push('.');
                 out.push_str(key);
             }
-            Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => walk(parent, out),
+            Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => {
+                walk(parent, out)
+            }
         }
     }
     let mut out = section.to_string();
@@ -484,7 +490,10 @@ impl Config {
                     message: p.message,
                 },
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let mut issues = issues;
+        // File order reads best; command-line issues come last.
+        issues.sort_by_key(|i| (i.origin == Origin::Cmdline, i.line.unwrap_or(usize::MAX)));
         Err(ConfigError::Invalid(issues))
     }
 

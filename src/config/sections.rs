@@ -129,12 +129,12 @@ impl Default for WorkloadConfig {
 
 impl Section for WorkloadConfig {
     fn validate(&self, v: &mut Validator<'_>) {
-        if !self.path.is_empty() && v.absolute_path("path", &self.path) {
-            if let Some(bytes) = v.file("path", &self.path) {
-                if !bytes.starts_with(b"\x7fELF") {
-                    v.error("path", format!("{} is not an ELF executable", self.path));
-                }
-            }
+        if !self.path.is_empty()
+            && v.absolute_path("path", &self.path)
+            && let Some(bytes) = v.file("path", &self.path)
+            && !bytes.starts_with(b"\x7fELF")
+        {
+            v.error("path", format!("{} is not an ELF executable", self.path));
         }
         v.absolute_path("workdir", &self.workdir);
         for (i, arg) in self.args.iter().enumerate() {
@@ -145,7 +145,10 @@ impl Section for WorkloadConfig {
         for (k, val) in &self.env {
             let key_ok = !k.is_empty() && !k.contains('=') && !k.contains('\0');
             if !key_ok || val.contains('\0') {
-                v.error(&format!("env.{k}"), "environment names must be non-empty without '=' or NUL; values without NUL");
+                v.error(
+                    &format!("env.{k}"),
+                    "environment names must be non-empty without '=' or NUL; values without NUL",
+                );
             }
             if k == "CREDENTIALS_DIRECTORY" {
                 v.error(&format!("env.{k}"), "is set by ztinit when secrets are delivered");
@@ -209,7 +212,11 @@ impl Section for NetworkConfig {
         };
         match self.mode {
             NetworkMode::None => {
-                for (key, set) in [("interface", !self.interface.is_empty()), ("address", !self.address.is_empty()), ("gateway", self.gateway.is_some())] {
+                for (key, set) in [
+                    ("interface", !self.interface.is_empty()),
+                    ("address", !self.address.is_empty()),
+                    ("gateway", self.gateway.is_some()),
+                ] {
                     if set {
                         v.error(key, "has no effect with mode = \"none\"");
                     }
@@ -224,7 +231,10 @@ impl Section for NetworkConfig {
                         v.error("address", format!("{addr} cannot be an interface address"))
                     }
                     Some(_) => {}
-                    None => v.error("address", format!("{:?} is not an IPv4 address with prefix, e.g. \"10.0.2.15/24\"", self.address)),
+                    None => v.error(
+                        "address",
+                        format!("{:?} is not an IPv4 address with prefix, e.g. \"10.0.2.15/24\"", self.address),
+                    ),
                 }
                 if let Some(g) = &self.gateway {
                     match (g.parse::<Ipv4Addr>(), parse_cidr(&self.address)) {

@@ -162,10 +162,10 @@ fn cmdline_values_are_validated_like_the_file() {
 #[test]
 fn cmdline_words_honour_quotes() {
     assert_eq!(cmdline::words("a=\"b c\" d  e"), vec!["a=b c", "d", "e"]);
-    assert_eq!(cmdline::params("x ztinit.log=info -- ztinit.log=debug"), vec![
-        ("boot.log_level".to_string(), "info".to_string()),
-        ("boot.log_level".to_string(), "debug".to_string())
-    ]);
+    assert_eq!(
+        cmdline::params("x ztinit.log=info -- ztinit.log=debug"),
+        vec![("boot.log_level".to_string(), "info".to_string()), ("boot.log_level".to_string(), "debug".to_string())]
+    );
 }
 
 #[test]
@@ -187,4 +187,17 @@ fn referenced_files_are_checked_when_available() {
 fn issue_display_names_file_line_and_key() {
     let i = issues("[workload]\npath = \"/bin/app\"\nbogus = 1\n", None);
     assert_eq!(i[0].to_string(), "ztinit.toml:3: workload.bogus: unknown key");
+}
+
+#[test]
+fn the_debug_exit_flag_survives_an_invalid_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c.toml");
+    std::fs::write(&p, "[boot]\nisa_debug_exit = true\nbogus = 1\n").unwrap();
+    assert!(peek_isa_debug_exit(&p));
+    std::fs::write(&p, "[boot]\nisa_debug_exit = \"yes\"\n").unwrap();
+    assert!(!peek_isa_debug_exit(&p));
+    std::fs::write(&p, "[boot\n").unwrap();
+    assert!(!peek_isa_debug_exit(&p));
+    assert!(!peek_isa_debug_exit(&dir.path().join("missing")));
 }
