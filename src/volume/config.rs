@@ -159,16 +159,17 @@ impl Default for VolumeConfig {
     }
 }
 
-/// `repo/type/tag`, each a non-empty run of `[A-Za-z0-9._-]`.
+/// `repo/type/tag`, each segment matching Trustee's
+/// `^[a-zA-Z0-9_-][a-zA-Z0-9_.-]*$` and at most 128 bytes (the rule of the
+/// KBS client's `ResourcePath`).
 pub fn is_resource_path(s: &str) -> bool {
+    let segment_ok = |seg: &str| {
+        let b = seg.as_bytes();
+        let ok = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'-';
+        !b.is_empty() && b.len() <= 128 && ok(b[0]) && b[1..].iter().all(|&c| ok(c) || c == b'.')
+    };
     let parts: Vec<&str> = s.split('/').collect();
-    parts.len() == 3
-        && parts.iter().all(|p| {
-            !p.is_empty()
-                && *p != "."
-                && *p != ".."
-                && p.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        })
+    parts.len() == 3 && parts.iter().all(|p| segment_ok(p))
 }
 
 impl Section for VolumeConfig {
@@ -346,7 +347,8 @@ mod tests {
     fn resource_paths() {
         assert!(is_resource_path("default/model/key"));
         assert!(is_resource_path("my-repo/llama_3.1/key-2"));
-        for bad in ["default/model", "a/b/c/d", "a//c", "a/../c", "a/b/c?x", "", "/a/b"] {
+        let long = format!("a/b/{}", "c".repeat(129));
+        for bad in ["default/model", "a/b/c/d", "a//c", "a/../c", "a/.b/c", "a/b/c?x", "", "/a/b", &long] {
             assert!(!is_resource_path(bad), "{bad}");
         }
     }
