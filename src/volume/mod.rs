@@ -315,10 +315,13 @@ impl Stack<'_> {
             }
         })?;
         self.mounted = Some(mountpoint.clone());
+        let checked = match config.verify {
+            VerifyMode::Full => format!("verified in full ({} MiB)", verified_bytes >> 20),
+            VerifyMode::Lazy => "verified on read".to_string(),
+        };
         log::info!(
-            "volume {volume}: disk {} verified ({} MiB checked) and mounted {} read-only at {} in {} ms",
+            "volume {volume}: disk {} {checked}, mounted {} read-only at {} in {} ms",
             disk.name,
-            verified_bytes >> 20,
             config.filesystem.as_str(),
             config.mountpoint,
             started.elapsed().as_millis()
