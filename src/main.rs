@@ -5,9 +5,11 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use ztinit::config::{self, Config, NetworkMode, RootFiles};
+use ztinit::config::{self, Config, NetworkMode, OnExit, RootFiles};
 use ztinit::power;
 use ztinit::supervise::{self, Scope, Supervisor};
+use ztinit::tee::initdata::Initdata;
+use ztinit::tee::{self, EvidenceProvider, InitdataMode, TeeConfig, TeeKind, TeePaths};
 use ztinit::timeline::Timeline;
 use ztinit::{console, kmsg, launch, mount, net, version};
 
@@ -97,9 +99,10 @@ fn boot() -> ! {
     }
     timeline.done("early");
 
-    // config: the baked file plus harmless kernel parameters.
-    let config = load_config();
+    // config: the baked file, initdata, harmless kernel parameters.
+    let mut loaded = load_config();
     timeline.done("config");
+    let config = loaded.config.clone();
 
     // network
     if let Err(e) = network(&config) {
@@ -109,7 +112,22 @@ fn boot() -> ! {
 
     // Stages whose features are not in this build yet; their configuration
     // sections are refused at load time, so skipping them is exact.
-    for stage in ["modules", "gpu", "attest", "secrets", "volume", "lockdown"] {
+    for stage in ["modules", "gpu"] {
+        timeline.skipped(stage);
+    }
+
+    // attest: the TEE this image accepts, then the KBS.
+    match config.effective_tee() {
+        Some(tee) => {
+            if let Err(e) = attest(&mut loaded, &tee) {
+                power::fatal("attest", &e);
+            }
+            timeline.done("attest");
+        }
+        None => timeline.skipped("attest"),
+    }
+
+    for stage in ["secrets", "volume", "lockdown"] {
         timeline.skipped(stage);
     }
     kmsg::notice(&timeline.summary());
@@ -164,32 +182,96 @@ fn early() -> Result<(), EarlyError> {
     Ok(())
 }
 
-fn load_config() -> Config {
+/// What the config stage hands on: the validated configuration, and the
+/// TEE evidence provider when initdata already required detecting it.
+struct Loaded {
+    config: Config,
+    tee: Option<Box<dyn EvidenceProvider>>,
+    initdata: Option<Initdata>,
+}
+
+fn load_config() -> Loaded {
+    let path = Path::new(config::DEFAULT_PATH);
+    let origin = path.display().to_string();
     let files = RootFiles::new("/");
-    match Config::load_from_system(Path::new(config::DEFAULT_PATH), Path::new("/proc/cmdline"), &files) {
-        Ok(config) => {
-            kmsg::set_level(config.boot.log_level.filter());
-            power::configure(true, config.boot.on_exit, config.boot.isa_debug_exit);
-            if let Some(h) = &config.boot.hostname
-                && let Err(e) = rustix::system::sethostname(h.as_bytes())
-            {
-                log::warn!("sethostname {h}: {e}");
+    let (text, cmdline) = match config::read_system_sources(path, Path::new("/proc/cmdline")) {
+        Ok(t) => t,
+        Err(e) => config_fatal(&e),
+    };
+    let sources = || config::Sources { origin: &origin, text: &text, cmdline: Some(&cmdline), files: &files };
+    let table = match config::parse_table(&origin, &text) {
+        Ok(t) => t,
+        Err(e) => config_fatal(&e),
+    };
+    let mut config = match Config::from_table(sources(), table.clone()) {
+        Ok(c) => c,
+        Err(e) => config_fatal(&e),
+    };
+    apply_boot_settings(&config);
+
+    // Initdata (Kata): bound to the launch through HOSTDATA / MRCONFIGID,
+    // so reading it needs the TEE; its `ztinit.toml` entry may then set the
+    // sections the baked `[tee]` opens to it.
+    let mut provider = None;
+    let mut initdata = None;
+    if let Some(tee) = config.tee.clone().filter(|t| t.initdata != InitdataMode::Off) {
+        let paths = TeePaths::default();
+        let mut p = tee::detect(&tee, &paths).unwrap_or_else(|e| power::fatal("attest", &e));
+        initdata = tee::initdata::load(&tee, &paths, p.as_mut()).unwrap_or_else(|e| power::fatal("config", &e));
+        if let Some(doc) = &initdata {
+            let mut table = table;
+            match tee::initdata::apply_overlay(&mut table, doc, &tee.initdata_sections) {
+                Ok(sections) if sections.is_empty() => {}
+                Ok(sections) => {
+                    log::info!("initdata sets [{}]", sections.join("], ["));
+                    config = Config::from_table(sources(), table).unwrap_or_else(|e| config_fatal(&e));
+                    apply_boot_settings(&config);
+                }
+                Err(e) => power::fatal("config", &e),
             }
-            config
         }
-        Err(e) => {
-            // A test image must still end through isa-debug-exit when its
-            // configuration is refused: take that one flag from the raw file.
-            if config::peek_isa_debug_exit(Path::new(config::DEFAULT_PATH)) {
-                power::configure(true, ztinit::config::OnExit::Poweroff, true);
-            }
-            let issues = e.issues();
-            for line in issues.iter().skip(1) {
-                kmsg::always(3, &format!("ztinit: error: config: {line}"));
-            }
-            power::fatal("config", &e)
-        }
+        provider = Some(p);
     }
+    Loaded { config, tee: provider, initdata }
+}
+
+fn config_fatal(e: &config::ConfigError) -> ! {
+    // A test image must still end through isa-debug-exit when its
+    // configuration is refused: take that one flag from the raw file.
+    if config::peek_isa_debug_exit(Path::new(config::DEFAULT_PATH)) {
+        power::configure(true, OnExit::Poweroff, true);
+    }
+    for line in e.issues().iter().skip(1) {
+        kmsg::always(3, &format!("ztinit: error: config: {line}"));
+    }
+    power::fatal("config", e)
+}
+
+fn apply_boot_settings(config: &Config) {
+    kmsg::set_level(config.boot.log_level.filter());
+    power::configure(true, config.boot.on_exit, config.boot.isa_debug_exit);
+    if let Some(h) = &config.boot.hostname
+        && let Err(e) = rustix::system::sethostname(h.as_bytes())
+    {
+        log::warn!("sethostname {h}: {e}");
+    }
+}
+
+/// Detects the TEE (unless initdata already did) and attests.
+fn attest(loaded: &mut Loaded, tee: &TeeConfig) -> Result<(), tee::TeeError> {
+    let provider = match loaded.tee.as_mut() {
+        Some(p) => p,
+        None => loaded.tee.insert(tee::detect(tee, &TeePaths::default())?),
+    };
+    match provider.kind() {
+        TeeKind::Sample => log::warn!("TEE: sample: this guest proves nothing (development image)"),
+        kind => log::info!("TEE: {kind}"),
+    }
+    if !loaded.config.attestation_configured() {
+        log::info!("no [kbs] configured: nothing to attest to");
+    }
+    let _ = &loaded.initdata;
+    Ok(())
 }
 
 fn network(config: &Config) -> Result<(), net::NetError> {

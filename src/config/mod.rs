@@ -264,6 +264,16 @@ pub trait Section: DeserializeOwned + Default {
     fn validate(&self, _v: &mut Validator<'_>) {}
 }
 
+/// An optional section: absent means the feature is not used at all, which
+/// is different from "present with defaults".
+impl<T: Section> Section for Option<T> {
+    fn validate(&self, v: &mut Validator<'_>) {
+        if let Some(section) = self {
+            section.validate(v);
+        }
+    }
+}
+
 impl<T: Section> Section for Vec<T> {
     fn validate(&self, v: &mut Validator<'_>) {
         for (i, item) in self.iter().enumerate() {
@@ -336,8 +346,9 @@ config_sections! {
     workload: WorkloadConfig,
     /// Guest networking.
     network: NetworkConfig,
-    /// Accepted TEE kinds and evidence policy.
-    tee: NotSupported,
+    /// Accepted TEE kinds and evidence policy. Absent: no TEE is required
+    /// unless `[kbs]` is configured (then the defaults apply).
+    tee: Option<crate::tee::TeeConfig>,
     /// The Key Broker Service.
     kbs: NotSupported,
     /// Resources delivered to the workload as files.
@@ -445,22 +456,56 @@ pub struct Sources<'a> {
     pub files: &'a dyn Files,
 }
 
+/// Parses the baked text into a table (the first step of [`Config::load`]),
+/// so a caller can apply an overlay (initdata) before validation.
+pub fn parse_table(origin: &str, text: &str) -> Result<toml::Table, ConfigError> {
+    text.parse::<toml::Table>().map_err(|e| {
+        let line = e.span().map(|s| locate::line_of_offset(text, s.start));
+        ConfigError::Invalid(vec![Issue {
+            origin: Origin::File(origin.to_string()),
+            line,
+            key: String::new(),
+            message: format!("TOML syntax error: {}", e.message()),
+        }])
+    })
+}
+
+/// Reads the baked file and the kernel command line of the running system.
+pub fn read_system_sources(path: &Path, cmdline_path: &Path) -> Result<(String, String), ConfigError> {
+    let read = |p: &Path, max| {
+        read_capped(p, max).map_err(|source| match source.kind() {
+            std::io::ErrorKind::InvalidData => ConfigError::TooLarge { path: p.display().to_string(), max },
+            _ => ConfigError::Read { path: p.display().to_string(), source },
+        })
+    };
+    let text = String::from_utf8(read(path, MAX_CONFIG_BYTES)?).map_err(|_| ConfigError::Read {
+        path: path.display().to_string(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not valid UTF-8"),
+    })?;
+    let cmdline = String::from_utf8_lossy(&read(cmdline_path, 64 << 10)?).into_owned();
+    Ok((text, cmdline))
+}
+
+/// One section deserialised on its own, without validation or error
+/// reporting: for decisions that must precede the full load (the `[tee]`
+/// section decides whether initdata is read). `None` when absent or
+/// malformed; the full load then reports the problem.
+pub fn peek_section<T: Section>(table: &toml::Table, name: &str) -> Option<T> {
+    let value = table.get(name)?.clone();
+    T::deserialize(value).ok()
+}
+
 impl Config {
     /// Parses, merges and validates. Returns every problem found.
     pub fn load(src: Sources<'_>) -> Result<Config, ConfigError> {
+        let table = parse_table(src.origin, src.text)?;
+        Config::from_table(src, table)
+    }
+
+    /// Merges the kernel command line into `table` (parsed from
+    /// `src.text`, possibly with an overlay applied) and validates.
+    pub fn from_table(src: Sources<'_>, mut table: toml::Table) -> Result<Config, ConfigError> {
         let mut pending = Vec::new();
-        let mut table = match src.text.parse::<toml::Table>() {
-            Ok(t) => t,
-            Err(e) => {
-                let line = e.span().map(|s| locate::line_of_offset(src.text, s.start));
-                return Err(ConfigError::Invalid(vec![Issue {
-                    origin: Origin::File(src.origin.to_string()),
-                    line,
-                    key: String::new(),
-                    message: format!("TOML syntax error: {}", e.message()),
-                }]));
-            }
-        };
         if let Some(cmdline) = src.cmdline {
             for (path, message) in cmdline::apply(&mut table, cmdline) {
                 pending.push(Pending { origin: PendingOrigin::Cmdline, path, message });
@@ -497,23 +542,19 @@ impl Config {
         Err(ConfigError::Invalid(issues))
     }
 
-    /// Reads the baked file and the kernel command line from the running system.
-    pub fn load_from_system(path: &Path, cmdline_path: &Path, files: &dyn Files) -> Result<Config, ConfigError> {
-        let read = |p: &Path, max| {
-            read_capped(p, max).map_err(|source| match source.kind() {
-                std::io::ErrorKind::InvalidData => ConfigError::TooLarge { path: p.display().to_string(), max },
-                _ => ConfigError::Read { path: p.display().to_string(), source },
-            })
-        };
-        let text = read(path, MAX_CONFIG_BYTES)?;
-        let text = String::from_utf8(text).map_err(|_| ConfigError::Read {
-            path: path.display().to_string(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not valid UTF-8"),
-        })?;
-        let cmdline = read(cmdline_path, 64 << 10)?;
-        let cmdline = String::from_utf8_lossy(&cmdline).into_owned();
-        let origin = path.display().to_string();
-        Config::load(Sources { origin: &origin, text: &text, cmdline: Some(&cmdline), files })
+    /// The TEE policy in force: the `[tee]` section, or its defaults when
+    /// only `[kbs]` asks for attestation. `None`: no TEE is required.
+    pub fn effective_tee(&self) -> Option<crate::tee::TeeConfig> {
+        match (&self.tee, self.attestation_configured()) {
+            (Some(t), _) => Some(t.clone()),
+            (None, true) => Some(crate::tee::TeeConfig::default()),
+            (None, false) => None,
+        }
+    }
+
+    /// True when a KBS is configured.
+    pub fn attestation_configured(&self) -> bool {
+        false
     }
 
     /// Rules that span sections.
