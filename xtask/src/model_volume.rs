@@ -29,7 +29,7 @@ use xts_mode::{Xts128, get_tweak_default};
 use ztinit::volume::verity::{self, Geometry};
 
 pub const USAGE: &str = "model-volume --input DIR|FILE --key FILE --out IMG [--fs erofs|ext4] [--name NAME] \
-[--serial SERIAL] [--key-resource REPO/TYPE/TAG] [--mountpoint PATH] [--salt HEX]";
+[--serial SERIAL] [--key-resource REPO/TYPE/TAG] [--mountpoint PATH] [--salt HEX] [--snippet-out FILE]";
 
 const BLOCK: u64 = 4096;
 const SECTOR: usize = 512;
@@ -49,6 +49,8 @@ pub struct Options {
     pub key_resource: String,
     pub mountpoint: String,
     pub salt: Option<Vec<u8>>,
+    /// Also write the `[[volumes]]` snippet here (for scripts and test harnesses).
+    pub snippet_out: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +91,11 @@ pub fn cmd(args: &[String]) -> Result<()> {
     );
     println!("root hash: {}", built.root_hash);
     println!();
-    print!("{}", snippet(&opts, &built));
+    let text = snippet(&opts, &built);
+    print!("{text}");
+    if let Some(path) = &opts.snippet_out {
+        fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
+    }
     Ok(())
 }
 
@@ -104,6 +110,7 @@ fn parse(args: &[String]) -> Result<Options> {
         key_resource: "default/model/key".into(),
         mountpoint: "/models".into(),
         salt: None,
+        snippet_out: None,
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -124,6 +131,7 @@ fn parse(args: &[String]) -> Result<Options> {
             "--key-resource" => o.key_resource = value()?.clone(),
             "--mountpoint" => o.mountpoint = value()?.clone(),
             "--salt" => o.salt = Some(hex::decode(value()?).context("--salt must be hex")?),
+            "--snippet-out" => o.snippet_out = Some(value()?.into()),
             "-h" | "--help" => bail!("usage: {USAGE}"),
             other => bail!("unknown argument {other:?}\nusage: {USAGE}"),
         }
@@ -516,6 +524,7 @@ mod tests {
             key_resource: "default/model/key".into(),
             mountpoint: "/models".into(),
             salt: None,
+            snippet_out: None,
         }
     }
 
