@@ -354,7 +354,7 @@ config_sections! {
     /// Resources delivered to the workload as files.
     secrets: Vec<crate::kbs::SecretConfig>,
     /// Encrypted, integrity-protected volumes.
-    volumes: NotSupported,
+    volumes: crate::volume::Volumes,
     /// Confidential GPUs.
     gpu: crate::gpu::GpuConfig,
     /// Kernel modules to load.

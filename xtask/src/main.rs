@@ -13,6 +13,7 @@ mod image;
 mod kconfig;
 mod kernel;
 mod manifest;
+mod model_volume;
 mod prereq;
 mod qemu;
 mod relay;
@@ -31,6 +32,7 @@ commands:
   image --manifest M [--out P] [--list]   build a reproducible initramfs from rootfs/M.toml
   qemu --image P [--kernel K] [--append A] [--disk D[:ro]] [--forward PORT]   boot interactively
   e2e [--list] [SCENARIO...]          only the QEMU scenarios of tests/e2e/
+  model-volume --input DIR|FILE --key FILE --out IMG   an encrypted, verity-protected model disk
   verify-gpu (--report F --chain F [--nonce HEX] [--rim F] | --evidence F)
                                       verify NVIDIA GPU evidence offline (exit 0 valid, 1 invalid, 2 unusable)";
 
@@ -55,6 +57,7 @@ fn dispatch(args: &[String]) -> Result<()> {
         "test" => test::cmd(rest),
         "demo" => demo::cmd(rest),
         "bench" => bench::cmd(rest),
+        "model-volume" => model_volume::cmd(rest),
         "verify-gpu" => std::process::exit(verify_gpu::main(rest)),
         // Hidden: QEMU's guestfwd runs it once per guest connection.
         "relay" => relay::cmd(rest),
