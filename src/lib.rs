@@ -10,7 +10,6 @@ pub mod console;
 pub mod gpu;
 pub mod kbs;
 pub mod kmsg;
-pub mod launch;
 pub mod lockdown;
 pub mod modules;
 pub mod mount;

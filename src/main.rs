@@ -5,13 +5,21 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use zeroize::Zeroizing;
+use ztinit::config::LaunchMode;
 use ztinit::config::{self, Config, NetworkMode, OnExit, RootFiles};
+use ztinit::gpu::{self, AttesterEnv, GpuAttester};
+use ztinit::lockdown::{self, KernelRemount};
+use ztinit::modules::{self, KernelLoader, ModulesConfig, ModulesEnv};
 use ztinit::power;
+use ztinit::sandbox::LaunchPlan;
 use ztinit::supervise::{self, Scope, Supervisor};
 use ztinit::tee::initdata::Initdata;
 use ztinit::tee::{self, EvidenceProvider, InitdataMode, TeeConfig, TeeKind, TeePaths};
 use ztinit::timeline::Timeline;
-use ztinit::{console, kmsg, launch, mount, net, version};
+use ztinit::volume::{self, VolumePaths};
+use ztinit::{console, kmsg, mount, net, version};
+use ztinit::{kbs, secrets};
 
 fn main() -> ExitCode {
     if rustix::process::getpid().is_init() {
@@ -91,7 +99,7 @@ fn boot() -> ! {
     power::set_pid1(true);
     power::install_panic_hook();
 
-    // early: mounts, console, logging.
+    // early: signals, mounts, console, logging.
     let early = early();
     kmsg::notice(&version::line());
     if let Err(e) = early {
@@ -101,60 +109,209 @@ fn boot() -> ! {
 
     // config: the baked file, initdata, harmless kernel parameters.
     let mut loaded = load_config();
-    timeline.done("config");
     let config = loaded.config.clone();
+    timeline.done("config");
 
     // network
-    if let Err(e) = network(&config) {
-        power::fatal("network", &e);
-    }
+    or_fatal("network", network(&config));
     timeline.done("network");
 
-    // Stages whose features are not in this build yet; their configuration
-    // sections are refused at load time, so skipping them is exact.
-    for stage in ["modules", "gpu"] {
-        timeline.skipped(stage);
+    // modules: the configured list, before the GPU driver and lockdown.
+    let loaded_modules =
+        or_fatal("modules", modules::load_configured(&config.modules, &ModulesEnv::default(), &mut KernelLoader));
+    if loaded_modules.is_empty() {
+        timeline.skipped("modules");
+    } else {
+        log::info!("modules: loaded {}", loaded_modules.join(", "));
+        timeline.done("modules");
     }
 
-    // attest: the TEE this image accepts, then the KBS.
-    match config.effective_tee() {
-        Some(tee) => {
-            if let Err(e) = attest(&mut loaded, &tee) {
-                power::fatal("attest", &e);
-            }
-            timeline.done("attest");
+    // gpu: driver, nvidia-persistenced, helper, CC policy. Evidence is
+    // collected during attest, and the GPUs are set ready only after the
+    // KBS has accepted it.
+    let mut hooks = GpuHooks::default();
+    let mut gpus = or_fatal("gpu", gpu::bring_up(&config.gpu, Path::new("/"), &mut hooks, &AttesterEnv::default()));
+    if gpus.is_some() {
+        timeline.done("gpu")
+    } else {
+        timeline.skipped("gpu")
+    }
+
+    // attest + secrets: the TEE, the KBS handshake, then every resource.
+    let released = match config.effective_tee() {
+        Some(tee) => attest_and_fetch(&mut loaded, &tee, gpus.as_mut(), &mut timeline),
+        None => {
+            timeline.skipped("attest");
+            timeline.skipped("secrets");
+            Released::default()
         }
-        None => timeline.skipped("attest"),
+    };
+
+    // volume: dm-verity + dm-crypt with the released keys, mounted read-only.
+    let mut volume_keys = released.volume_keys;
+    for (vol, key) in config.volumes.iter().zip(volume_keys.drain(..)) {
+        let opened = or_fatal("volume", volume::open(vol, &key, &VolumePaths::default()));
+        log::info!("volume {}: {} mounted read-only on {}", opened.name, opened.disk, opened.mountpoint.display());
+    }
+    if config.volumes.is_empty() {
+        timeline.skipped("volume")
+    } else {
+        timeline.done("volume")
     }
 
-    for stage in ["secrets", "volume", "lockdown"] {
-        timeline.skipped(stage);
+    // lockdown: GPUs ready (the KBS has accepted them), then the kernel
+    // knobs, modules_disabled last.
+    if let Some(mut g) = gpus.take() {
+        or_fatal("lockdown", g.set_ready());
+        g.finish();
     }
+    or_fatal("lockdown", lockdown::apply(&config.lockdown, Path::new("/proc/sys"), &KernelRemount));
+    timeline.done("lockdown");
     kmsg::notice(&timeline.summary());
 
     // launch
-    let spawned = match launch::spawn(&config.workload, &[], Path::new("/dev/null")) {
-        Ok(s) => s,
-        Err(e) => power::fatal("launch", &e),
-    };
-    kmsg::notice(&format!("workload started: {} (pid {})", config.workload.path, spawned.pid));
+    let mut env = Vec::new();
+    if let Some(dir) = released.credentials_dir {
+        env.push((secrets::CREDENTIALS_ENV.to_string(), dir.to_string()));
+    }
+    let plan = or_fatal("launch", LaunchPlan::new(&config.workload, &config.sandbox, &env));
+    if plan.mode() == LaunchMode::Handoff {
+        kmsg::notice(&format!("handing PID 1 over to {}", config.workload.path));
+        timeline.done("launch");
+        match plan.exec_in_place() {
+            Err(e) => power::fatal("launch", &e),
+            Ok(never) => match never {},
+        }
+    }
+    let launched = or_fatal("launch", plan.spawn());
+    kmsg::notice(&format!("workload started: {} (pid {})", config.workload.path, launched.pid));
     timeline.done("launch");
 
     // supervise
     let shutdown = Duration::from_millis(config.boot.shutdown_timeout_ms);
-    let mut supervisor = match Supervisor::new(
-        spawned.pid,
-        Scope::System,
-        shutdown,
-        supervise::nonblocking_console(Path::new("/dev")),
-    ) {
-        Ok(s) => s,
-        Err(e) => power::fatal("supervise", &e),
-    };
-    supervisor.add_output(spawned.stdout, "[workload] ");
-    supervisor.add_output(spawned.stderr, "[workload] ");
+    let console = supervise::nonblocking_console(Path::new("/dev"));
+    let mut supervisor = or_fatal("supervise", Supervisor::new(launched.pid, Scope::System, shutdown, console));
+    supervisor.add_output(launched.stdout, "workload: ");
+    supervisor.add_output(launched.stderr, "workload: ");
+    for (pid, name) in hooks.daemons {
+        supervisor.watch(pid, name);
+    }
     let outcome = supervisor.run();
     power::end(outcome)
+}
+
+/// The value, or the FATAL line of `stage` and the end of the boot.
+fn or_fatal<T, E: std::fmt::Display>(stage: &str, r: Result<T, E>) -> T {
+    r.unwrap_or_else(|e| power::fatal(stage, &e))
+}
+
+/// What attestation released: the credentials directory for the workload
+/// and the volume keys, which never leave memory.
+#[derive(Default)]
+struct Released {
+    credentials_dir: Option<&'static str>,
+    volume_keys: Vec<Zeroizing<Vec<u8>>>,
+}
+
+/// The attest and secrets stages: detect the TEE (unless initdata already
+/// did), attest with the CPU and GPU evidence, fetch every resource.
+fn attest_and_fetch(
+    loaded: &mut Loaded,
+    tee: &TeeConfig,
+    gpus: Option<&mut GpuAttester>,
+    timeline: &mut Timeline,
+) -> Released {
+    let config = &loaded.config;
+    let provider = match loaded.tee.as_mut() {
+        Some(p) => p,
+        None => loaded.tee.insert(or_fatal("attest", tee::detect(tee, &TeePaths::default()))),
+    };
+    let kind = provider.kind();
+    match kind {
+        TeeKind::Sample => log::warn!("TEE: sample: this guest proves nothing (development image)"),
+        kind => log::info!("TEE: {kind}"),
+    }
+    if !config.attestation_configured() {
+        log::info!("no [kbs] configured: nothing to attest to");
+        timeline.done("attest");
+        timeline.skipped("secrets");
+        return Released::default();
+    }
+    let client = or_fatal("attest", kbs::Client::new(&config.kbs));
+    let init_data = loaded.initdata.as_ref().map(|d| kbs::InitData::toml(d.body()));
+    let mut devices: Vec<&mut dyn kbs::DeviceEvidence> = Vec::new();
+    if let Some(g) = gpus {
+        devices.push(g);
+    }
+    let mut session = or_fatal("attest", client.attest(provider.as_mut(), devices, init_data.as_ref()));
+    log::info!("KBS {} accepted the {kind} evidence", config.kbs.url);
+    timeline.done("attest");
+
+    let mut files = Vec::new();
+    for s in &config.secrets {
+        let path = or_fatal("secrets", s.resource_path());
+        files.push(secrets::Secret::new(&s.file, s.mode, or_fatal("secrets", session.fetch(&path))));
+    }
+    let mut volume_keys = Vec::new();
+    for vol in config.volumes.iter() {
+        let path = or_fatal("secrets", vol.key.parse::<kbs::ResourcePath>());
+        volume_keys.push(or_fatal("secrets", session.fetch(&path)));
+    }
+    let credentials_dir = if files.is_empty() {
+        None
+    } else {
+        let owner = secrets::Owner { uid: config.workload.user, gid: config.workload.group };
+        Some(or_fatal("secrets", secrets::deliver(Path::new("/"), &mut secrets::SystemSecretsFs, owner, files)))
+    };
+    if credentials_dir.is_none() && volume_keys.is_empty() {
+        timeline.skipped("secrets")
+    } else {
+        timeline.done("secrets")
+    }
+    Released { credentials_dir, volume_keys }
+}
+
+/// The GPU stage's access to the module loader and to process start-up.
+/// Daemons started here are handed to the supervisor, the only reaper.
+#[derive(Default)]
+struct GpuHooks {
+    daemons: Vec<(libc::pid_t, &'static str)>,
+}
+
+impl gpu::DriverHooks for GpuHooks {
+    fn load_modules(&mut self, list: &[gpu::bringup::ModuleLoad]) -> Result<(), String> {
+        let cfg = ModulesConfig {
+            load: list.iter().map(|m| m.name.to_string()).collect(),
+            parameters: list
+                .iter()
+                .filter(|m| !m.params.is_empty())
+                .map(|m| (m.name.to_string(), m.params.join(" ")))
+                .collect(),
+        };
+        modules::load_configured(&cfg, &ModulesEnv::default(), &mut KernelLoader).map(drop).map_err(|e| e.to_string())
+    }
+
+    fn start_persistenced(&mut self, mut cmd: std::process::Command) -> Result<Box<dyn FnMut() -> bool>, String> {
+        let child = cmd.env_clear().spawn().map_err(|e| format!("start nvidia-persistenced: {e}"))?;
+        let pid = child.id() as libc::pid_t;
+        // Dropping `Child` neither kills nor waits: the supervisor reaps it.
+        drop(child);
+        self.daemons.push((pid, "nvidia-persistenced"));
+        Ok(Box::new(move || still_running(pid)))
+    }
+}
+
+/// True while `pid` has not exited. WNOWAIT leaves the zombie for the
+/// supervisor to reap and report.
+fn still_running(pid: libc::pid_t) -> bool {
+    // SAFETY: siginfo_t is plain data; waitid only writes into it.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid on our own child with a valid siginfo pointer.
+    let rc = unsafe {
+        libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT)
+    };
+    // SAFETY: si_pid is valid to read after a successful waitid.
+    rc == 0 && unsafe { info.si_pid() } == 0
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -255,23 +412,6 @@ fn apply_boot_settings(config: &Config) {
     {
         log::warn!("sethostname {h}: {e}");
     }
-}
-
-/// Detects the TEE (unless initdata already did) and attests.
-fn attest(loaded: &mut Loaded, tee: &TeeConfig) -> Result<(), tee::TeeError> {
-    let provider = match loaded.tee.as_mut() {
-        Some(p) => p,
-        None => loaded.tee.insert(tee::detect(tee, &TeePaths::default())?),
-    };
-    match provider.kind() {
-        TeeKind::Sample => log::warn!("TEE: sample: this guest proves nothing (development image)"),
-        kind => log::info!("TEE: {kind}"),
-    }
-    if !loaded.config.attestation_configured() {
-        log::info!("no [kbs] configured: nothing to attest to");
-    }
-    let _ = &loaded.initdata;
-    Ok(())
 }
 
 fn network(config: &Config) -> Result<(), net::NetError> {

@@ -16,11 +16,12 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use crate::kmsg;
 use crate::power::Outcome;
+use crate::sandbox::output::{LineForwarder, Pumped};
 
 /// Signals forwarded to the workload's process group.
 pub const FORWARDED: &[i32] = &[libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2];
@@ -29,9 +30,6 @@ pub const FORWARDED: &[i32] = &[libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc:
 /// instead of spinning.
 const FAULTS: &[i32] =
     &[libc::SIGFPE, libc::SIGILL, libc::SIGSEGV, libc::SIGBUS, libc::SIGABRT, libc::SIGTRAP, libc::SIGSYS];
-
-/// Longest output line copied as one; longer lines are split.
-const MAX_OUTPUT_LINE: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SuperviseError {
@@ -140,51 +138,9 @@ impl Exit {
     }
 }
 
-/// Splits a byte stream into prefixed console lines.
-pub struct LineBuffer {
-    prefix: String,
-    partial: Vec<u8>,
-}
-
-impl LineBuffer {
-    pub fn new(prefix: impl Into<String>) -> Self {
-        Self { prefix: prefix.into(), partial: Vec::new() }
-    }
-
-    /// Feeds bytes; returns the complete lines (prefixed, sanitised, with
-    /// a trailing newline).
-    pub fn feed(&mut self, data: &[u8]) -> Vec<String> {
-        let mut out = Vec::new();
-        for &b in data {
-            if b == b'\n' {
-                out.push(self.take());
-            } else {
-                self.partial.push(b);
-                if self.partial.len() >= MAX_OUTPUT_LINE {
-                    out.push(self.take());
-                }
-            }
-        }
-        out
-    }
-
-    /// The unterminated rest, if any (at EOF).
-    pub fn finish(&mut self) -> Option<String> {
-        (!self.partial.is_empty()).then(|| self.take())
-    }
-
-    fn take(&mut self) -> String {
-        let text = String::from_utf8_lossy(&self.partial);
-        let text = text.trim_end_matches('\r');
-        let clean: String = text.chars().map(|c| if c.is_control() && c != '\t' { '?' } else { c }).collect();
-        self.partial.clear();
-        format!("{}{clean}\n", self.prefix)
-    }
-}
-
 struct OutputPipe {
     fd: OwnedFd,
-    lines: LineBuffer,
+    lines: LineForwarder,
 }
 
 /// The supervisor of one workload.
@@ -235,7 +191,7 @@ impl Supervisor {
     /// Copies `fd` (a pipe's read end) to the console with `prefix`.
     pub fn add_output(&mut self, fd: OwnedFd, prefix: &str) {
         set_nonblocking(fd.as_raw_fd());
-        self.outputs.push(OutputPipe { fd, lines: LineBuffer::new(prefix) });
+        self.outputs.push(OutputPipe { fd, lines: LineForwarder::for_workload(prefix) });
     }
 
     /// A helper daemon that must stay alive while the workload runs.
@@ -299,10 +255,7 @@ impl Supervisor {
             }
         }
         for i in closed.into_iter().rev() {
-            let mut o = self.outputs.remove(i);
-            if let Some(line) = o.lines.finish() {
-                self.write_console(&line);
-            }
+            self.outputs.remove(i);
         }
     }
 
@@ -367,37 +320,19 @@ impl Supervisor {
         }
     }
 
-    /// Reads what is available; false at EOF or error.
+    /// Copies what is available (bounded per call); false at EOF or error.
     fn copy_output(&mut self, i: usize) -> bool {
-        let mut buf = [0u8; 4096];
-        loop {
-            let fd = self.outputs[i].fd.as_raw_fd();
-            // SAFETY: reading into a stack buffer of the given length.
-            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-            if n > 0 {
-                let lines = self.outputs[i].lines.feed(&buf[..n as usize]);
-                for l in lines {
-                    self.write_console(&l);
-                }
-                continue;
-            }
-            if n == 0 {
-                return false;
-            }
-            let err = std::io::Error::last_os_error();
-            return err.kind() == std::io::ErrorKind::WouldBlock || err.kind() == std::io::ErrorKind::Interrupted;
-        }
+        let out = &mut self.outputs[i];
+        // A full console drops lines rather than blocking PID 1: the console
+        // descriptor is non-blocking and write errors are ignored.
+        let mut console = IgnoreErrors(&mut *self.console);
+        matches!(out.lines.pump(out.fd.as_fd(), &mut console, Instant::now()), Ok(Pumped::Drained))
     }
 
     fn drain_outputs(&mut self) {
         for i in 0..self.outputs.len() {
             self.copy_output(i);
         }
-    }
-
-    fn write_console(&mut self, line: &str) {
-        // A full console buffer drops the line rather than blocking PID 1.
-        let _ = self.console.write_all(line.as_bytes());
     }
 
     fn signal_rest(&self, sig: i32) {
@@ -444,6 +379,20 @@ impl Supervisor {
     }
 }
 
+/// A writer that reports success whatever happens underneath, so one
+/// congested console write does not end the copy of a stream.
+struct IgnoreErrors<'a>(&'a mut dyn Write);
+
+impl Write for IgnoreErrors<'_> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let _ = self.0.write_all(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 fn set_nonblocking(fd: RawFd) {
     // SAFETY: fcntl(2) on a descriptor we own.
     unsafe {
@@ -487,25 +436,6 @@ mod tests {
     fn wait_statuses_decode() {
         assert_eq!(Exit::from_wait_status(3 << 8), Exit::Status(3));
         assert_eq!(Exit::from_wait_status(libc::SIGTERM), Exit::Signal(libc::SIGTERM));
-    }
-
-    #[test]
-    fn output_lines_are_prefixed_split_and_sanitised() {
-        let mut b = LineBuffer::new("[workload] ");
-        assert_eq!(b.feed(b"hel"), Vec::<String>::new());
-        assert_eq!(b.feed(b"lo\nwor"), vec!["[workload] hello\n"]);
-        assert_eq!(b.feed(b"ld\r\n\x1b[31mred\n"), vec!["[workload] world\n", "[workload] ?[31mred\n"]);
-        assert_eq!(b.feed(b"tail"), Vec::<String>::new());
-        assert_eq!(b.finish(), Some("[workload] tail\n".to_string()));
-        assert_eq!(b.finish(), None);
-    }
-
-    #[test]
-    fn overlong_lines_are_split() {
-        let mut b = LineBuffer::new("");
-        let lines = b.feed(&vec![b'x'; MAX_OUTPUT_LINE * 2 + 10]);
-        assert_eq!(lines.len(), 2);
-        assert_eq!(b.finish().unwrap().len(), 11);
     }
 
     #[test]

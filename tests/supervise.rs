@@ -10,8 +10,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use ztinit::config::WorkloadConfig;
-use ztinit::launch;
 use ztinit::power::Outcome;
+use ztinit::sandbox::{LaunchPlan, Launched, SandboxConfig};
 use ztinit::supervise::{self, Scope, Supervisor};
 
 #[derive(Clone, Default)]
@@ -47,6 +47,21 @@ fn shell(script: &str) -> WorkloadConfig {
     }
 }
 
+/// The workload runs through the real launch path (seccomp, Landlock, no
+/// capabilities); the shell tools it uses are made executable.
+fn sandbox() -> SandboxConfig {
+    let mut sandbox = SandboxConfig { executable: vec!["/usr".into(), "/bin".into()], ..Default::default() };
+    // Below any hard limit: the machine running the tests may lack
+    // CAP_SYS_RESOURCE, which PID 1 in the guest has.
+    sandbox.rlimits.nofile = ztinit::sandbox::config::Limit(1024);
+    sandbox.rlimits.memlock = ztinit::sandbox::config::Limit(64 << 10);
+    sandbox
+}
+
+fn launch(cfg: &WorkloadConfig) -> Result<Launched, ztinit::sandbox::SandboxError> {
+    LaunchPlan::new(cfg, &sandbox(), &[])?.spawn()
+}
+
 struct Run {
     outcome: Outcome,
     console: String,
@@ -55,12 +70,12 @@ struct Run {
 }
 
 fn run(script: &str, shutdown: Duration, before: impl FnOnce(&mut Supervisor)) -> Run {
-    let spawned = launch::spawn(&shell(script), &[], std::path::Path::new("/dev/null")).expect("spawn");
+    let spawned = launch(&shell(script)).expect("spawn");
     let console = Console::default();
     let mut sup =
         Supervisor::new(spawned.pid, Scope::WorkloadGroup, shutdown, Box::new(console.clone())).expect("supervisor");
-    sup.add_output(spawned.stdout, "[workload] ");
-    sup.add_output(spawned.stderr, "[workload] ");
+    sup.add_output(spawned.stdout, "workload: ");
+    sup.add_output(spawned.stderr, "workload: ");
     before(&mut sup);
     let start = Instant::now();
     let outcome = sup.run();
@@ -75,15 +90,14 @@ fn no_children_left() -> bool {
 }
 
 fn spawn_helper(script: &str) -> libc::pid_t {
-    let s = launch::spawn(&shell(script), &[], std::path::Path::new("/dev/null")).expect("helper");
-    s.pid
+    launch(&shell(script)).expect("helper").pid
 }
 
 fn exit_status_and_output_are_reported() {
     let r = run("echo hello; echo oops >&2; exit 3", Duration::from_secs(1), |_| {});
     assert_eq!(r.outcome, Outcome::Exited(3));
-    assert!(r.console.contains("[workload] hello\n"), "{}", r.console);
-    assert!(r.console.contains("[workload] oops\n"), "{}", r.console);
+    assert!(r.console.contains("workload: hello\n"), "{}", r.console);
+    assert!(r.console.contains("workload: oops\n"), "{}", r.console);
     assert!(no_children_left());
 }
 
@@ -103,7 +117,7 @@ fn orphans_are_reaped_while_the_workload_runs() {
     );
     let r = run(&script, Duration::from_secs(1), |_| {});
     assert_eq!(r.outcome, Outcome::Exited(0));
-    assert!(r.console.contains("[workload] zombies=0\n"), "{}", r.console);
+    assert!(r.console.contains("workload: zombies=0\n"), "{}", r.console);
     assert_eq!(std::fs::read_to_string(&pids).unwrap().lines().count(), 3);
     assert!(r.reaped_others >= 3, "reaped {}", r.reaped_others);
     assert!(no_children_left());
@@ -148,13 +162,12 @@ fn a_dying_helper_stops_the_workload_and_is_fatal() {
 fn a_failing_exec_names_the_step() {
     let mut cfg = shell("true");
     cfg.path = "/nonexistent/program".into();
-    let err = launch::spawn(&cfg, &[], std::path::Path::new("/dev/null")).err().expect("must fail");
-    let msg = err.to_string();
-    assert!(msg.starts_with("workload /nonexistent/program: execve failed:"), "{msg}");
+    let msg = launch(&cfg).expect_err("must fail").to_string();
+    assert!(msg.contains("/nonexistent/program"), "{msg}");
     let mut cfg = shell("true");
     cfg.workdir = "/nonexistent-dir".into();
-    let msg = launch::spawn(&cfg, &[], std::path::Path::new("/dev/null")).err().expect("must fail").to_string();
-    assert!(msg.contains("chdir failed"), "{msg}");
+    let msg = launch(&cfg).expect_err("must fail").to_string();
+    assert!(msg.contains("chdir"), "{msg}");
     assert!(no_children_left());
 }
 
@@ -163,7 +176,7 @@ fn the_environment_is_exactly_the_configured_one() {
     unsafe { std::env::set_var("HOST_CONTROLLED", "leak") };
     let r = run("env | sort", Duration::from_secs(1), |_| {});
     assert!(!r.console.contains("HOST_CONTROLLED"), "{}", r.console);
-    assert!(r.console.contains("[workload] PATH=/usr/bin:/bin\n"), "{}", r.console);
+    assert!(r.console.contains("workload: PATH=/usr/bin:/bin\n"), "{}", r.console);
 }
 
 fn main() {

@@ -554,13 +554,27 @@ impl Config {
 
     /// True when a KBS is configured.
     pub fn attestation_configured(&self) -> bool {
-        false
+        self.kbs.is_enabled()
     }
 
     /// Rules that span sections.
     fn validate_across(&self, v: &mut Validator<'_>) {
         if self.workload.path.is_empty() {
             v.error("workload.path", "required: the program to run");
+        }
+        for (key, message) in crate::kbs::config::cross_check(&self.kbs, &self.secrets) {
+            v.error(&key, message);
+        }
+        for (i, vol) in self.volumes.iter().enumerate() {
+            if !self.kbs.is_enabled() {
+                v.error(&format!("volumes[{i}].key"), "needs [kbs]: volume keys are released by the KBS only");
+            }
+            if self.secrets.iter().any(|s| s.resource == vol.key) {
+                v.error(
+                    &format!("volumes[{i}].key"),
+                    "is also delivered as a file by [[secrets]]: a volume key stays in memory",
+                );
+            }
         }
     }
 }

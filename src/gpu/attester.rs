@@ -273,6 +273,17 @@ fn arch_of(nvml: u32) -> Option<Arch> {
     }
 }
 
+/// The attester is the `nvidia` additional evidence of the KBS handshake.
+impl crate::kbs::DeviceEvidence for GpuAttester {
+    fn name(&self) -> &str {
+        GpuAttester::name(self)
+    }
+
+    fn collect(&mut self, device_digest: &[u8]) -> Result<serde_json::Value, crate::kbs::DeviceEvidenceError> {
+        GpuAttester::collect(self, device_digest).map_err(Into::into)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

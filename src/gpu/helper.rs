@@ -307,7 +307,8 @@ mod tests {
         let p = dir.join(format!("helper-{}", body.len()));
         std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-        HelperCommand { program: p, nvml_library: None, env: Vec::new(), timeout: Duration::from_millis(700) }
+        // Generous: the test machine may be loaded; `silence_times_out` uses its own.
+        HelperCommand { program: p, nvml_library: None, env: Vec::new(), timeout: Duration::from_secs(10) }
     }
 
     use std::path::Path;
@@ -331,7 +332,10 @@ mod tests {
 
     #[test]
     fn silence_times_out() {
-        let e = inventory_err("read line; sleep 5");
+        let t = tempfile::tempdir().unwrap();
+        let mut cmd = script(t.path(), "read line; sleep 5");
+        cmd.timeout = Duration::from_millis(700);
+        let e = Helper::spawn(&cmd).unwrap().inventory().unwrap_err();
         assert!(matches!(e, HelperError::Timeout { op: "inventory", .. }), "{e:?}");
     }
 

@@ -249,7 +249,7 @@ mod tests {
 
     fn volume_toml(extra: &str) -> String {
         format!(
-            "[workload]\npath = \"/bin/app\"\n\n[[volumes]]\nname = \"model\"\nserial = \"ztmodel\"\n\
+            "[workload]\npath = \"/bin/app\"\n\n[kbs]\nurl = \"http://10.0.2.100:8080\"\ninsecure_http = true\n\n[[volumes]]\nname = \"model\"\nserial = \"ztmodel\"\n\
              key = \"default/model/key\"\nmountpoint = \"/models\"\n{extra}\n[volumes.verity]\n\
              root_hash = \"{ROOT}\"\nsalt = \"7a74696e6974\"\ndata_blocks = 300\nhash_offset = 1228800\n"
         )

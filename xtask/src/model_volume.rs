@@ -574,7 +574,10 @@ mod tests {
         assert_ne!(&data[1024..1028], &plain[1024..1028], "the disk holds ciphertext");
 
         // The printed snippet is a valid [[volumes]] entry describing this image.
-        let text = format!("[workload]\npath = \"/bin/app\"\n\n{}", snippet(&a, &built));
+        let text = format!(
+            "[workload]\npath = \"/bin/app\"\n\n[kbs]\nurl = \"http://10.0.2.100:8080\"\ninsecure_http = true\n\n{}",
+            snippet(&a, &built)
+        );
         let sources =
             ztinit::config::Sources { origin: "snippet", text: &text, cmdline: None, files: &ztinit::config::NoFiles };
         let config = ztinit::config::Config::load(sources).unwrap_or_else(|e| panic!("{:?}\n{text}", e.issues()));
