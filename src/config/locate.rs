@@ -21,7 +21,10 @@ pub fn line_of(src: &str, path: &str) -> Option<usize> {
             continue;
         }
         if let Some(inner) = line.strip_prefix("[[").and_then(|l| l.strip_suffix("]]")) {
-            let mut header: Vec<Seg> = inner.split('.').map(|s| Seg::Key(unquote(s.trim()))).collect();
+            let keys = header_keys(inner);
+            let Some((last, parents)) = keys.split_last() else { continue };
+            let mut header = resolve_header(parents, &aot_counts);
+            header.push(Seg::Key(last.clone()));
             let count = match aot_counts.iter_mut().find(|(h, _)| *h == header) {
                 Some((_, c)) => {
                     *c += 1;
@@ -38,7 +41,7 @@ pub fn line_of(src: &str, path: &str) -> Option<usize> {
             continue;
         }
         if let Some(inner) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            table = inner.split('.').map(|s| Seg::Key(unquote(s.trim()))).collect();
+            table = resolve_header(&header_keys(inner), &aot_counts);
             consider(&segments, &table, line_no, &mut best);
             continue;
         }
@@ -49,6 +52,24 @@ pub fn line_of(src: &str, path: &str) -> Option<usize> {
         }
     }
     best.map(|(_, line)| line)
+}
+
+fn header_keys(inner: &str) -> Vec<String> {
+    inner.split('.').map(|s| unquote(s.trim())).collect()
+}
+
+/// A table header's keys as a path: as in TOML, a key that names an array of
+/// tables refers to its latest element (`[volumes.verity]` after the second
+/// `[[volumes]]` is `volumes[1].verity`).
+fn resolve_header(keys: &[String], aot_counts: &[(Vec<Seg>, usize)]) -> Vec<Seg> {
+    let mut path = Vec::with_capacity(keys.len() * 2);
+    for key in keys {
+        path.push(Seg::Key(key.clone()));
+        if let Some((_, count)) = aot_counts.iter().find(|(h, _)| *h == path) {
+            path.push(Seg::Index(count - 1));
+        }
+    }
+    path
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -150,6 +171,44 @@ cipher = "x"
         assert_eq!(line_of(DOC, "workload.env.A"), Some(8));
         assert_eq!(line_of(DOC, "boot.missing"), Some(2));
         assert_eq!(line_of(DOC, "nowhere.at.all"), None);
+    }
+
+    const NESTED: &str = r#"[[volumes]]
+name = "a"
+[volumes.verity]
+root_hash = "x"
+
+[[volumes]]
+name = "b"
+
+[volumes.verity]
+salt = "y"
+data_blocks = 3
+[[volumes.extra]]
+k = 1
+[[volumes.extra]]
+k = 2
+"#;
+
+    #[test]
+    fn finds_sub_tables_of_array_of_tables_entries() {
+        assert_eq!(line_of(NESTED, "volumes[0].verity.root_hash"), Some(4));
+        assert_eq!(line_of(NESTED, "volumes[0].verity"), Some(3));
+        // A key missing from the sub-table points at its header, not at `[[volumes]]`.
+        assert_eq!(line_of(NESTED, "volumes[0].verity.salt"), Some(3));
+        assert_eq!(line_of(NESTED, "volumes[1].verity.salt"), Some(10));
+        assert_eq!(line_of(NESTED, "volumes[1].verity.data_blocks"), Some(11));
+        assert_eq!(line_of(NESTED, "volumes[1].verity.hash_offset"), Some(9));
+        assert_eq!(line_of(NESTED, "volumes[1].name"), Some(7));
+    }
+
+    #[test]
+    fn finds_arrays_of_tables_nested_in_array_entries() {
+        assert_eq!(line_of(NESTED, "volumes[1].extra[0].k"), Some(13));
+        assert_eq!(line_of(NESTED, "volumes[1].extra[1].k"), Some(15));
+        assert_eq!(line_of(NESTED, "volumes[1].extra[1]"), Some(14));
+        // volumes[0] has no `extra`: its own header is the closest line.
+        assert_eq!(line_of(NESTED, "volumes[0].extra[0].k"), Some(1));
     }
 
     #[test]

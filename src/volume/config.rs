@@ -328,6 +328,19 @@ mod tests {
     }
 
     #[test]
+    fn verity_errors_name_their_own_line() {
+        let text = volume_toml("").replace(ROOT, "abc");
+        let want = text.lines().position(|l| l.starts_with("root_hash")).unwrap() + 1;
+        match load(&text) {
+            Err(ConfigError::Invalid(i)) => {
+                assert_eq!(i[0].key, "volumes[0].verity.root_hash");
+                assert_eq!(i[0].line, Some(want), "{}", i[0]);
+            }
+            other => panic!("expected an invalid config, got {other:?}"),
+        }
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         let k = keys(&volume_toml("read_write = true\n"));
         assert_eq!(k, [("volumes[0].read_write".to_string(), "unknown key".to_string())]);
