@@ -106,7 +106,7 @@ pub enum VolumeError {
     },
     #[error(
         "volume {volume}: mounting {fs} read-only on {mountpoint} failed: {source} \
-         (wrong key, or not a {fs} image)"
+         (wrong key, or not an {fs} image)"
     )]
     Mount {
         volume: String,

@@ -284,7 +284,7 @@ fn a_failed_mount_tears_everything_down_in_reverse() {
     let e = open_fake(&config(), &w, &mut dm, &mut host).unwrap_err();
     let msg = e.to_string();
     assert!(msg.starts_with("volume model: mounting erofs read-only on /models failed: Invalid argument"), "{msg}");
-    assert!(msg.ends_with("(wrong key, or not a erofs image)"), "{msg}");
+    assert!(msg.ends_with("(wrong key, or not an erofs image)"), "{msg}");
     assert_eq!(dm.calls[dm.calls.len() - 2..], ["remove model", "remove model-verity"]);
     assert_eq!(host.calls[host.calls.len() - 2..], ["rmnode model", "rmnode model-verity"]);
     assert!(!host.calls.iter().any(|c| c.starts_with("umount")), "nothing was mounted");
