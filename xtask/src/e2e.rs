@@ -52,6 +52,12 @@ pub struct Scenario {
     /// and base64 forms written by a prepare step).
     #[serde(default)]
     pub forbid_files: Vec<String>,
+    /// Files (placeholders allowed) appended, in order, to the manifest's
+    /// baked config; written by prepare steps (e.g. a `[[volumes]]` entry
+    /// with the root hash of a disk built for this run). The scenario then
+    /// gets an image of its own, built after the prepare steps.
+    #[serde(default)]
+    pub config_append: Vec<String>,
     #[serde(default)]
     pub prepare: Vec<Prepare>,
     #[serde(default)]
@@ -97,6 +103,8 @@ pub struct DiskDef {
     pub size_mib: Option<u64>,
     #[serde(default)]
     pub readonly: bool,
+    /// virtio-blk serial the guest sees in /sys/block/*/serial.
+    pub serial: Option<String>,
 }
 
 pub fn scenario_dir() -> PathBuf {
@@ -131,6 +139,11 @@ pub fn parse(name: &str, text: &str) -> Result<Scenario> {
     }
     if s.service.iter().filter(|sv| sv.forward == Some(true)).count() > 1 {
         bail!("only one service can be forwarded to the guest");
+    }
+    for d in &s.disk {
+        if let Some(serial) = &d.serial {
+            qemu::check_serial(serial)?;
+        }
     }
     Ok(s)
 }
@@ -216,6 +229,8 @@ impl ImageCache {
 
 /// What one boot of a scenario gave.
 pub struct Report {
+    /// The initramfs that was booted.
+    pub image: PathBuf,
     pub outcome: Outcome,
     pub console: String,
     pub wall: Duration,
@@ -231,24 +246,44 @@ fn run_one(s: &Scenario, images: &mut ImageCache) -> Result<Vec<String>> {
     Ok(r.failures)
 }
 
-/// Boots a scenario once: image, prepare steps, services, disks, QEMU,
+/// Where a scenario's own image goes (one with `config_append`).
+pub fn own_image_path(s: &Scenario) -> PathBuf {
+    e2e_dir().join(&s.name).join("image.cpio")
+}
+
+/// Boots a scenario once: prepare steps, image, services, disks, QEMU,
 /// checks. `echo` streams the console to stdout; `log_name` overrides the
 /// log file name (default `target/e2e/NAME.log`).
 pub fn run_scenario(s: &Scenario, images: &mut ImageCache, echo: bool, log_name: Option<&str>) -> Result<Report> {
     let kernel = kernel::ensure(s.kernel.as_deref().unwrap_or("test"))?;
-    let image = images.get(&s.manifest)?;
     let scratch = e2e_dir().join(&s.name);
     if scratch.exists() {
         std::fs::remove_dir_all(&scratch).with_context(|| format!("cannot clean {}", scratch.display()))?;
     }
     std::fs::create_dir_all(&scratch)?;
-    let mut vars = Vars::new(&scratch, &kernel.bzimage(), &image)?;
+    let own_image = !s.config_append.is_empty();
+    let image_path = if own_image { own_image_path(s) } else { images.get(&s.manifest)? };
+    let mut vars = Vars::new(&scratch, &kernel.bzimage(), &image_path)?;
+    // Prepare steps run before a scenario's own image is built, so what they
+    // write (a disk's root hash) can be baked into its config.
     for p in &s.prepare {
         let argv = vars.expand_all(&p.command)?;
         let (prog, rest) = argv.split_first().context("prepare: empty command")?;
         util::run(Command::new(prog).args(rest).current_dir(util::workspace_root()))
             .with_context(|| format!("prepare step of {}", s.name))?;
     }
+    if own_image {
+        let append: Vec<PathBuf> = vars.expand_all(&s.config_append)?.into_iter().map(PathBuf::from).collect();
+        let b = image::build_with_config(&util::workspace_root().join(&s.manifest), &append, &image_path)?;
+        println!(
+            "e2e: image {} + {}: {} entries, {}",
+            s.manifest,
+            s.config_append.join(" + "),
+            b.entries,
+            util::human_size(b.size)
+        );
+    }
+    let image = image_path;
     // Ports first, so services can name each other's.
     for sv in &s.service {
         vars.ports.insert(sv.name.clone(), free_port()?);
@@ -262,7 +297,7 @@ pub fn run_scenario(s: &Scenario, images: &mut ImageCache, echo: bool, log_name:
             forward = Some(port);
         }
     }
-    let mut spec = qemu::Spec::new(kernel.bzimage(), image);
+    let mut spec = qemu::Spec::new(kernel.bzimage(), image.clone());
     spec.append = vars.expand_all(&s.append)?;
     spec.forward_port = forward;
     if let Some(m) = s.memory_mib {
@@ -282,21 +317,22 @@ pub fn run_scenario(s: &Scenario, images: &mut ImageCache, echo: bool, log_name:
             }
             (None, None) => bail!("{}: [[disk]] {i} needs path or size_mib", s.name),
         };
-        spec.disks.push(qemu::Disk { path, readonly: d.readonly });
+        spec.disks.push(qemu::Disk { path, readonly: d.readonly, serial: d.serial.clone() });
     }
     let timeout = Duration::from_secs(s.timeout_s.unwrap_or(DEFAULT_TIMEOUT_S));
     let log = e2e_dir().join(format!("{}.log", log_name.unwrap_or(&s.name)));
     let run = qemu::run_captured(&spec, timeout, &log, echo)?;
     running.stop();
+    let expect = vars.expand_all(&s.expect)?;
     let mut forbidden: Vec<String> =
-        ALWAYS_FORBIDDEN.iter().map(|s| s.to_string()).chain(s.forbid.iter().cloned()).collect();
+        ALWAYS_FORBIDDEN.iter().map(|s| s.to_string()).chain(vars.expand_all(&s.forbid)?).collect();
     for f in &s.forbid_files {
         let path = vars.expand(f)?;
         let text = std::fs::read_to_string(&path).with_context(|| format!("forbid_files: cannot read {path}"))?;
         forbidden.extend(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string));
     }
-    let failures = check(&run.outcome, &run.console, &s.exit, &s.expect, &forbidden);
-    Ok(Report { outcome: run.outcome, console: run.console, wall: run.wall, log, failures })
+    let failures = check(&run.outcome, &run.console, &s.exit, &expect, &forbidden);
+    Ok(Report { image, outcome: run.outcome, console: run.console, wall: run.wall, log, failures })
 }
 
 /// Every way the run differs from the expectation.
@@ -349,7 +385,9 @@ impl Vars {
         Ok(Vars { fixed, ports: BTreeMap::new() })
     }
 
-    /// `{name}`; `{port}` is the current service's port (`{port.NAME}` any's).
+    /// `{name}`; `{port}` is the current service's port (`{port.NAME}` any's);
+    /// `{file:NAME}` is the content of `{scratch}/NAME` (written by a prepare
+    /// step), without surrounding whitespace.
     fn expand_with(&self, s: &str, own_port: Option<u16>) -> Result<String> {
         let mut out = String::new();
         let mut rest = s;
@@ -361,6 +399,7 @@ impl Vars {
                 "port" => {
                     own_port.map(|p| p.to_string()).with_context(|| format!("{{port}} outside a service in {s:?}"))?
                 }
+                k if k.starts_with("file:") => self.scratch_file(&k[5..])?,
                 k if k.starts_with("port.") => self
                     .ports
                     .get(&k[5..])
@@ -377,6 +416,20 @@ impl Vars {
 
     fn expand(&self, s: &str) -> Result<String> {
         self.expand_with(s, None)
+    }
+
+    fn scratch_file(&self, name: &str) -> Result<String> {
+        if name.is_empty() || Path::new(name).components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+            bail!("{{file:{name}}}: give a path relative to the scratch directory");
+        }
+        let path = Path::new(&self.fixed["scratch"]).join(name);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("{{file:{name}}}: cannot read {} (written by a prepare step?)", path.display()))?;
+        let text = text.trim();
+        if text.is_empty() {
+            bail!("{{file:{name}}}: {} is empty", path.display());
+        }
+        Ok(text.to_string())
     }
 
     fn expand_all(&self, v: &[String]) -> Result<Vec<String>> {
@@ -520,5 +573,31 @@ mod tests {
         assert_eq!(v.expand_with("127.0.0.1:{port}", Some(5)).unwrap(), "127.0.0.1:5");
         assert!(v.expand("{nope}").is_err());
         assert!(v.expand("{port}").is_err());
+    }
+
+    #[test]
+    fn file_placeholders_read_the_scratch_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("model.sha256"), "abc123\n").unwrap();
+        std::fs::write(dir.path().join("empty"), "\n").unwrap();
+        let v = Vars::new(dir.path(), Path::new("/k"), Path::new("/i")).unwrap();
+        assert_eq!(v.expand("sha256 {file:model.sha256} ok").unwrap(), "sha256 abc123 ok");
+        let missing = v.expand("{file:nope}").unwrap_err().to_string();
+        assert!(missing.contains("cannot read"), "{missing}");
+        assert!(v.expand("{file:empty}").unwrap_err().to_string().contains("is empty"));
+        for escape in ["{file:../x}", "{file:/etc/passwd}", "{file:}"] {
+            assert!(v.expand(escape).unwrap_err().to_string().contains("relative to the scratch"), "{escape}");
+        }
+    }
+
+    #[test]
+    fn disk_serials_are_checked_when_parsed() {
+        let base = "description = \"d\"\nmanifest = \"m\"\nexit = 0\n[[disk]]\npath = \"x\"\n";
+        let s = parse("d", &format!("{base}serial = \"ztmodel\"\n")).unwrap();
+        assert_eq!(s.disk[0].serial.as_deref(), Some("ztmodel"));
+        for bad in ["a,b", "twenty-one-characters", ""] {
+            let e = parse("d", &format!("{base}serial = {bad:?}\n")).unwrap_err().to_string();
+            assert!(e.contains("serial"), "{bad}: {e}");
+        }
     }
 }

@@ -112,7 +112,18 @@ pub fn cmd(args: &[String]) -> Result<()> {
 /// Builds the image of a manifest into `out` (what the harness, demo and
 /// bench call).
 pub fn build(manifest: &Path, out: &Path) -> Result<Built> {
-    let loaded = manifest::load(manifest)?;
+    build_with_config(manifest, &[], out)
+}
+
+/// [`build`] with `config_append` files appended, in order, to the baked
+/// config (the harness's `config_append`: e.g. a `[[volumes]]` entry whose
+/// root hash is known only once a prepare step has built the disk).
+pub fn build_with_config(manifest: &Path, config_append: &[PathBuf], out: &Path) -> Result<Built> {
+    let mut loaded = manifest::load(manifest)?;
+    if !config_append.is_empty() && loaded.config.is_none() {
+        bail!("{}: config_append needs a [config] in the manifest", manifest.display());
+    }
+    loaded.config_append = config_append.to_vec();
     let tree = resolve(&loaded)?;
     write(&tree, loaded.compression, out)
 }
@@ -129,8 +140,16 @@ pub fn resolve(m: &Loaded) -> Result<Tree> {
         tree.add(&path, Node::File(Data::Host(bin.clone())), 0o755, 0, 0, "ztinit")?;
     }
     if let Some((c, source)) = &m.config {
-        let text =
+        let mut text =
             std::fs::read(source).with_context(|| format!("{shown}: cannot read config {}", source.display()))?;
+        for extra in &m.config_append {
+            let more = std::fs::read(extra)
+                .with_context(|| format!("{shown}: cannot read config addition {}", extra.display()))?;
+            if !text.ends_with(b"\n") {
+                text.push(b'\n');
+            }
+            text.extend_from_slice(&more);
+        }
         let path = c.path.clone().unwrap_or_else(|| ztinit::config::DEFAULT_PATH.into());
         tree.add(&path, Node::File(Data::Bytes(text)), 0o400, 0, 0, &format!("config {}", source.display()))?;
     }
@@ -693,6 +712,44 @@ mod tests {
         assert!(members.iter().all(|m| m.uid == 0 && m.gid == 0));
         assert_eq!(members[1].rdev, (5, 1));
         assert_eq!(members[1].mode, cpio::S_IFCHR | 0o644);
+    }
+
+    #[test]
+    fn config_additions_are_appended_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("base.toml");
+        std::fs::write(&base, "[boot]\nisa_debug_exit = true\n[workload]\npath = \"/init\"").unwrap();
+        let extra = dir.path().join("extra.toml");
+        std::fs::write(&extra, "[network]\nmode = \"static\"\n").unwrap();
+        let entry = manifest::ConfigEntry { source: "base.toml".into(), path: None, check: true };
+        let mut m = Loaded { path: dir.path().join("m.toml"), ..Default::default() };
+        m.files.push(manifest::FileEntry {
+            path: "/init".into(),
+            source: None,
+            build: None,
+            text: Some("x".into()),
+            mode: None,
+            uid: 0,
+            gid: 0,
+            sysroot: None,
+        });
+        m.config = Some((entry, base));
+        m.config_append = vec![extra.clone()];
+        // `mode = "static"` without an address is invalid: the addition is validated with the base.
+        let e = format!("{:#}", resolve(&m).unwrap_err());
+        assert!(e.contains("/etc/ztinit.toml:5: network.address"), "{e}");
+        std::fs::write(
+            &extra,
+            "[network]\nmode = \"static\"\ninterface = \"eth0\"\naddress = \"10.0.2.15/24\"\ngateway = \"10.0.2.2\"\n",
+        )
+        .unwrap();
+        // (`/init` is no ELF file: only the bytes are compared from here on.)
+        m.config.as_mut().unwrap().0.check = false;
+        let t = resolve(&m).unwrap();
+        let Some(Entry { node: Node::File(data), .. }) = t.entries.get("etc/ztinit.toml") else { panic!("no config") };
+        let text = String::from_utf8(read_data(data).unwrap()).unwrap();
+        assert!(text.starts_with("[boot]\nisa_debug_exit = true\n[workload]\npath = \"/init\"\n[network]\n"), "{text}");
+        assert!(text.ends_with("gateway = \"10.0.2.2\"\n"), "{text}");
     }
 
     #[test]

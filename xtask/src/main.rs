@@ -9,6 +9,7 @@ mod demo;
 mod e2e;
 mod echo_server;
 mod elf;
+mod fixture;
 mod image;
 mod kconfig;
 mod kernel;
@@ -33,6 +34,7 @@ commands:
   qemu --image P [--kernel K] [--append A] [--disk D[:ro]] [--forward PORT]   boot interactively
   e2e [--list] [SCENARIO...]          only the QEMU scenarios of tests/e2e/
   model-volume --input DIR|FILE --key FILE --out IMG   an encrypted, verity-protected model disk
+  fixture random|sha256|secret-forms|flip-byte ...      file tools for e2e prepare steps
   verify-gpu (--report F --chain F [--nonce HEX] [--rim F] | --evidence F)
                                       verify NVIDIA GPU evidence offline (exit 0 valid, 1 invalid, 2 unusable)";
 
@@ -58,6 +60,7 @@ fn dispatch(args: &[String]) -> Result<()> {
         "demo" => demo::cmd(rest),
         "bench" => bench::cmd(rest),
         "model-volume" => model_volume::cmd(rest),
+        "fixture" => fixture::cmd(rest),
         "verify-gpu" => std::process::exit(verify_gpu::main(rest)),
         // Hidden: QEMU's guestfwd runs it once per guest connection.
         "relay" => relay::cmd(rest),

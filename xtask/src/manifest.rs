@@ -187,6 +187,9 @@ pub struct Loaded {
     pub kernel: Option<String>,
     pub ztinit: Option<ZtinitEntry>,
     pub config: Option<(ConfigEntry, PathBuf)>,
+    /// Host files appended to the config (set by the caller, never by a
+    /// manifest: see `image::build_with_config`).
+    pub config_append: Vec<PathBuf>,
     pub files: Vec<FileEntry>,
     pub dirs: Vec<DirEntry>,
     pub symlinks: Vec<SymlinkEntry>,

@@ -29,6 +29,17 @@ const QEMU: &str = "qemu-system-x86_64";
 pub struct Disk {
     pub path: PathBuf,
     pub readonly: bool,
+    /// virtio-blk serial (`/sys/block/vdX/serial` in the guest).
+    pub serial: Option<String>,
+}
+
+/// virtio-blk serials are at most 20 bytes (`VIRTIO_BLK_ID_BYTES`); QEMU's
+/// option syntax cannot carry a comma.
+pub fn check_serial(serial: &str) -> Result<()> {
+    if serial.is_empty() || serial.len() > 20 || !serial.bytes().all(|b| b.is_ascii_graphic() && b != b',') {
+        bail!("disk serial {serial:?}: 1-20 printable ASCII characters, no comma");
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone)]
@@ -86,10 +97,15 @@ impl Spec {
             if p.contains(',') {
                 bail!("disk path {p:?} contains a comma, which QEMU's -drive cannot take");
             }
-            c.arg("-drive").arg(format!(
-                "file={p},if=virtio,format=raw,id=disk{i}{}",
-                if d.readonly { ",readonly=on" } else { "" }
-            ));
+            // QEMU 7.2+ takes `serial=` only on the device, not on -drive.
+            c.arg("-drive")
+                .arg(format!("file={p},if=none,format=raw,id=disk{i}{}", if d.readonly { ",readonly=on" } else { "" }));
+            let mut device = format!("virtio-blk-pci,drive=disk{i}");
+            if let Some(serial) = &d.serial {
+                check_serial(serial)?;
+                device.push_str(&format!(",serial={serial}"));
+            }
+            c.arg("-device").arg(device);
         }
         Ok(c)
     }
@@ -269,18 +285,11 @@ pub fn cmd(args: &[String]) -> Result<()> {
             "--image" => image = Some(PathBuf::from(val()?)),
             "--kernel" => kernel_path = Some(PathBuf::from(val()?)),
             "--append" => spec_append.extend(val()?.split_whitespace().map(str::to_string)),
-            "--disk" => {
-                let v = val()?;
-                let (path, readonly) = match v.strip_suffix(":ro") {
-                    Some(p) => (p, true),
-                    None => (v.as_str(), false),
-                };
-                disks.push(Disk { path: PathBuf::from(path), readonly });
-            }
+            "--disk" => disks.push(parse_disk(val()?)?),
             "--forward" => forward = Some(val()?.parse::<u16>().context("--forward takes a host port number")?),
             "-h" | "--help" => {
                 println!(
-                    "usage: cargo xtask qemu --image PATH [--kernel PATH] [--append 'ARGS'] [--disk PATH[:ro]]... [--forward PORT]\n\
+                    "usage: cargo xtask qemu --image PATH [--kernel PATH] [--append 'ARGS'] [--disk PATH[:ro][:serial=S]]... [--forward PORT]\n\
                      Boots under QEMU (TCG; ZTINIT_QEMU_ACCEL=kvm for KVM) with the console on stdio.\n\
                      Default kernel: the cached test kernel. --forward relays guest {GUEST_FORWARD} to 127.0.0.1:PORT."
                 );
@@ -312,6 +321,29 @@ pub fn cmd(args: &[String]) -> Result<()> {
         Some(rc) => std::process::exit(rc),
         None => bail!("QEMU was killed"),
     }
+}
+
+/// `PATH[:ro][:serial=S]` (the suffixes in any order).
+fn parse_disk(v: &str) -> Result<Disk> {
+    let mut path = v;
+    let mut disk = Disk { path: PathBuf::new(), readonly: false, serial: None };
+    loop {
+        if let Some(p) = path.strip_suffix(":ro") {
+            disk.readonly = true;
+            path = p;
+        } else if let Some((p, serial)) = path.rsplit_once(":serial=") {
+            check_serial(serial)?;
+            disk.serial = Some(serial.to_string());
+            path = p;
+        } else {
+            break;
+        }
+    }
+    if path.is_empty() {
+        bail!("--disk {v:?}: no path");
+    }
+    disk.path = PathBuf::from(path);
+    Ok(disk)
 }
 
 #[cfg(test)]
@@ -359,5 +391,33 @@ mod tests {
         ] {
             assert!(shown.contains(want), "{want} missing from {shown}");
         }
+    }
+
+    #[test]
+    fn disks_are_virtio_blk_devices_with_their_serial() {
+        let mut s = Spec::new("/k".into(), "/i".into());
+        s.disks.push(Disk { path: "/m.img".into(), readonly: true, serial: Some("ztmodel".into()) });
+        s.disks.push(Disk { path: "/d.img".into(), readonly: false, serial: None });
+        let shown = util::show(&s.command().unwrap());
+        for want in [
+            "-drive file=/m.img,if=none,format=raw,id=disk0,readonly=on -device virtio-blk-pci,drive=disk0,serial=ztmodel",
+            "-drive file=/d.img,if=none,format=raw,id=disk1 -device virtio-blk-pci,drive=disk1",
+        ] {
+            assert!(shown.contains(want), "{want} missing from {shown}");
+        }
+        s.disks[1].serial = Some("a,b".into());
+        assert!(s.command().unwrap_err().to_string().contains("no comma"));
+    }
+
+    #[test]
+    fn disk_arguments() {
+        let d = parse_disk("/x/m.img:serial=ztmodel:ro").unwrap();
+        assert_eq!((d.path, d.readonly, d.serial.as_deref()), (PathBuf::from("/x/m.img"), true, Some("ztmodel")));
+        let d = parse_disk("m.img:ro:serial=s1").unwrap();
+        assert_eq!((d.path, d.readonly, d.serial.as_deref()), (PathBuf::from("m.img"), true, Some("s1")));
+        let d = parse_disk("m.img").unwrap();
+        assert_eq!((d.readonly, d.serial), (false, None));
+        assert!(parse_disk(":ro").is_err());
+        assert!(parse_disk("m.img:serial=").is_err());
     }
 }
