@@ -1,7 +1,11 @@
 //! `cargo xtask bench [--runs N]`: boots the demo image and a trivial
 //! baseline init N times each, and reports per-stage durations, the time
 //! from kernel start to the workload's exec, ztinit's overhead over the
-//! baseline, and the sizes of what is booted. Writes `target/bench.json`.
+//! baseline, and the sizes of what is booted. It also boots the
+//! `volume-bench` scenario N times: the guest times reading a model file
+//! through the encrypted, verity-checked volume and the same bytes from a
+//! plain disk in the same boot; under TCG only their ratio means anything.
+//! Writes `target/bench.json`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -22,6 +26,7 @@ timeout_s = 120
 expect = ["baseline: init running at", "reboot: Power down"]
 "#;
 const BASELINE_MARKER: &str = "baseline: init running at ";
+const READ_BENCH: &str = "testkit: read-bench: ";
 
 /// median, min, max of a sample.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -76,6 +81,62 @@ pub fn parse_demo(console: &str) -> DemoRun {
     r
 }
 
+/// One `volume-bench` boot: the volume stage and the two timed reads.
+#[derive(Debug, Default, PartialEq)]
+pub struct VolumeRun {
+    /// The volume stage (open, full verity read, mount), ms.
+    pub open_ms: Option<u64>,
+    /// (bytes, microseconds) through the volume.
+    pub volume: Option<(u64, u64)>,
+    /// (bytes, microseconds) from the plain disk.
+    pub plain: Option<(u64, u64)>,
+}
+
+impl VolumeRun {
+    /// MiB/s through the volume, MiB/s from the plain disk, their ratio.
+    pub fn throughput(&self) -> Option<(f64, f64, f64)> {
+        let rate = |(bytes, us): (u64, u64)| bytes as f64 / f64::from(1u32 << 20) / (us.max(1) as f64 / 1e6);
+        let (v, p) = (rate(self.volume?), rate(self.plain?));
+        Some((v, p, v / p))
+    }
+}
+
+/// `testkit: read-bench: volume PATH N bytes in U us (...)` and the `plain` line.
+pub fn parse_volume(console: &str) -> VolumeRun {
+    let mut r = VolumeRun::default();
+    for line in console.lines() {
+        if let Some((name, false, _, took)) = ztinit::timeline::parse_line(line)
+            && name == "volume"
+        {
+            r.open_ms = Some(took);
+        }
+        let Some(i) = line.find(READ_BENCH) else { continue };
+        let words: Vec<&str> = line[i + READ_BENCH.len()..].split_whitespace().collect();
+        let figures = match words.as_slice() {
+            [_, _, bytes, "bytes", "in", us, "us", ..] => bytes.parse().ok().zip(us.parse().ok()),
+            _ => None,
+        };
+        match words.first() {
+            Some(&"volume") if figures.is_some() => r.volume = figures,
+            Some(&"plain") if figures.is_some() => r.plain = figures,
+            _ => {}
+        }
+    }
+    r
+}
+
+/// median, min, max of a sample of rates.
+pub fn stats_f64(values: &[f64]) -> Option<(f64, f64, f64)> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let median = if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 };
+    Some((median, v[0], v[n - 1]))
+}
+
 pub fn parse_baseline(console: &str) -> Option<u64> {
     let i = console.find(BASELINE_MARKER)?;
     console[i + BASELINE_MARKER.len()..].split_whitespace().next()?.parse().ok()
@@ -99,17 +160,20 @@ pub fn cmd(args: &[String]) -> Result<()> {
     }
     let demo = e2e::load(&e2e::scenario_dir().join("demo.toml"))?;
     let baseline = e2e::parse("bench-baseline", BASELINE)?;
+    let volume = e2e::load(&e2e::scenario_dir().join("volume-bench.toml"))?;
     let k = kernel::ensure(demo.kernel.as_deref().unwrap_or("test"))?;
     let mut images = ImageCache::default();
-    let demo_image = images.get(&demo.manifest)?;
+    let mut demo_image = None;
     images.get(&baseline.manifest)?;
 
     let mut demo_runs = Vec::new();
     let mut demo_wall = Vec::new();
     let mut base_ms = Vec::new();
     let mut base_wall = Vec::new();
+    let mut volume_runs = Vec::new();
     for i in 1..=runs {
         let d = boot(&demo, &mut images, &format!("bench-demo-{i}"))?;
+        demo_image = Some(d.image.clone());
         let parsed = parse_demo(&d.console);
         println!(
             "bench: run {i}/{runs}: demo workload exec at {} ms, wall {}",
@@ -123,7 +187,14 @@ pub fn cmd(args: &[String]) -> Result<()> {
         println!("bench: run {i}/{runs}: baseline init at {at} ms, wall {}", kernel::fmt_duration(b.wall));
         base_ms.push(at);
         base_wall.push(ms(b.wall));
+        let v = boot(&volume, &mut images, &format!("bench-volume-{i}"))?;
+        let parsed = parse_volume(&v.console);
+        let (vol, plain, ratio) =
+            parsed.throughput().with_context(|| format!("no read-bench figures in {}", v.log.display()))?;
+        println!("bench: run {i}/{runs}: volume read {vol:.1} MiB/s, plain disk {plain:.1} MiB/s, ratio {ratio:.3}");
+        volume_runs.push(parsed);
     }
+    let demo_image = demo_image.context("no demo boot")?;
 
     // Stage order from the first run; values per stage across runs.
     let mut order: Vec<String> = Vec::new();
@@ -182,11 +253,35 @@ pub fn cmd(args: &[String]) -> Result<()> {
     println!("{:<34} {:>9}", "overhead: demo - baseline (median)", fmt_ms(overhead));
     row("boot wall time, demo", stats(&demo_wall).context("no data")?);
     row("boot wall time, baseline", stats(&base_wall).context("no data")?);
+    let rates: Vec<(f64, f64, f64)> = volume_runs.iter().filter_map(VolumeRun::throughput).collect();
+    let pick = |f: fn(&(f64, f64, f64)) -> f64| stats_f64(&rates.iter().map(f).collect::<Vec<_>>());
+    let (vol_s, plain_s, ratio_s) =
+        (pick(|r| r.0).context("no data")?, pick(|r| r.1).context("no data")?, pick(|r| r.2).context("no data")?);
+    let open_s = stats(&volume_runs.iter().filter_map(|r| r.open_ms).collect::<Vec<_>>());
+    let bytes = volume_runs.iter().find_map(|r| r.volume).map(|(b, _)| b).unwrap_or(0);
+    let rate_row = |label: &str, (median, min, max): (f64, f64, f64), unit: &str| {
+        let f = |v: f64| format!("{v:.1}{unit}");
+        println!("{label:<34} {:>9} {:>9} {:>9}", f(median), f(min), f(max))
+    };
+    println!("-- model volume: {} read in the guest, same boot (MiB/s)", util::human_size(bytes));
+    rate_row("read: dm-crypt + dm-verity + erofs", vol_s, "");
+    rate_row("read: plain virtio disk", plain_s, "");
+    println!(
+        "{:<34} {:>9} {:>9} {:>9}",
+        "ratio volume / plain",
+        format!("{:.3}", ratio_s.0),
+        format!("{:.3}", ratio_s.1),
+        format!("{:.3}", ratio_s.2)
+    );
+    if let Some(s) = open_s {
+        row(&format!("stage volume, {} (full verify)", util::human_size(bytes)), s);
+    }
     println!("{:<34} {:>9}", "ztinit static binary", util::human_size(bin_size));
     println!("{:<34} {:>9}", "demo initramfs", util::human_size(initramfs_size));
     println!("{:<34} {:>9}", "kernel bzImage", util::human_size(kernel_size));
 
     let j = |s: Stats| json!({"median_ms": s.median, "min_ms": s.min, "max_ms": s.max});
+    let jf = |(median, min, max): (f64, f64, f64)| json!({"median": median, "min": min, "max": max});
     let stages: serde_json::Map<String, serde_json::Value> =
         order.iter().filter_map(|n| stats(&per_stage[n]).map(|s| (n.clone(), j(s)))).collect();
     let report = json!({
@@ -202,6 +297,15 @@ pub fn cmd(args: &[String]) -> Result<()> {
         "ztinit_start_to_workload_exec": in_run_s.map(j),
         "wall_demo": j(stats(&demo_wall).context("no data")?),
         "wall_baseline": j(stats(&base_wall).context("no data")?),
+        "volume_read": {
+            "bytes": bytes,
+            "filesystem": "erofs",
+            "verify": "full",
+            "volume_mib_s": jf(vol_s),
+            "plain_mib_s": jf(plain_s),
+            "ratio_volume_to_plain": jf(ratio_s),
+            "volume_stage": open_s.map(j),
+        },
         "sizes": {
             "ztinit_binary_bytes": bin_size,
             "initramfs_bytes": initramfs_size,
@@ -254,5 +358,21 @@ mod tests {
         assert_eq!(r.init_started_ms, Some(800));
         assert_eq!(parse_baseline("x\nbaseline: init running at 731 ms\n"), Some(731));
         assert_eq!(parse_baseline("nothing"), None);
+    }
+
+    #[test]
+    fn parses_read_bench_lines() {
+        let console = "[ 9.1] ztinit: stage volume done at 9383 ms (took 1599 ms)\n\
+                       workload: testkit: read-bench: volume /models/model.bin 16777216 bytes in 4000000 us (4.0 MiB/s)\n\
+                       workload: testkit: read-bench: plain /dev/vdb 16777216 bytes in 400000 us (40.0 MiB/s)\n\
+                       workload: testkit: read-bench: volume/plain throughput ratio 0.100\n";
+        let r = parse_volume(console);
+        assert_eq!(r.open_ms, Some(1599));
+        assert_eq!(r.volume, Some((16777216, 4_000_000)));
+        assert_eq!(r.plain, Some((16777216, 400_000)));
+        let (v, p, ratio) = r.throughput().unwrap();
+        assert!((v - 4.0).abs() < 1e-9 && (p - 40.0).abs() < 1e-9 && (ratio - 0.1).abs() < 1e-9, "{v} {p} {ratio}");
+        assert_eq!(parse_volume("workload: testkit: read-bench: FAILED: x").throughput(), None);
+        assert_eq!(stats_f64(&[3.0, 1.0, 2.0, 4.0]), Some((2.5, 1.0, 4.0)));
     }
 }
