@@ -27,13 +27,19 @@ pub fn cmd(args: &[String]) -> Result<()> {
         scenario.kernel.as_deref().unwrap_or("test")
     );
     kernel::ensure(scenario.kernel.as_deref().unwrap_or("test"))?;
-    println!("demo: building the image {}", scenario.manifest);
     let mut images = ImageCache::default();
-    images.get(&scenario.manifest)?;
+    if scenario.config_append.is_empty() {
+        println!("demo: building the image {}", scenario.manifest);
+        images.get(&scenario.manifest)?;
+    } else {
+        println!("demo: the image {} is built after the model volume", scenario.manifest);
+    }
     println!("demo: booting under QEMU; the guest console follows\n");
     let report = e2e::run_scenario(&scenario, &mut images, true, Some("demo"))?;
     println!("\n== demo summary");
     print!("{}", summary(&report.console));
+    let host_sha = std::fs::read_to_string(e2e::e2e_dir().join(&scenario.name).join("model.sha256")).ok();
+    print!("{}", model_summary(&report.console, host_sha.as_deref()));
     println!("outcome:  {} after {} wall time", report.outcome, kernel::fmt_duration(report.wall));
     println!("console:  {}", report.log.display());
     if report.failures.is_empty() {
@@ -45,6 +51,31 @@ pub fn cmd(args: &[String]) -> Result<()> {
         }
         bail!("the demo did not end as expected")
     }
+}
+
+/// The model the workload hashed, against the host's digest of the file the
+/// volume was built from.
+pub fn model_summary(console: &str, host_sha256: Option<&str>) -> String {
+    const MARK: &str = "demo: model ";
+    let host = host_sha256.map(str::trim).filter(|h| !h.is_empty());
+    let mut s = String::new();
+    for line in console.lines() {
+        let Some(i) = line.find(MARK) else { continue };
+        let rest = &line[i + MARK.len()..];
+        let words: Vec<&str> = rest.split_whitespace().collect();
+        if let [path, "sha256", guest, ..] = words.as_slice() {
+            let verdict = match host {
+                Some(h) if h == *guest => "= the host's",
+                Some(_) => "DIFFERS from the host's",
+                None => "(no host digest)",
+            };
+            s.push_str(&format!("model:    {path} sha256 {guest} {verdict}\n"));
+        }
+    }
+    if s.is_empty() && host.is_some() {
+        s.push_str("model:    the workload printed no model digest\n");
+    }
+    s
 }
 
 /// The stage timeline and the workload's end, from the console.
@@ -73,4 +104,18 @@ pub fn summary(console: &str) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_digest_is_compared_with_the_hosts() {
+        let console = "workload: demo: model /models/model.bin sha256 abc (3 bytes)\n";
+        assert_eq!(model_summary(console, Some("abc\n")), "model:    /models/model.bin sha256 abc = the host's\n");
+        assert!(model_summary(console, Some("abd")).contains("DIFFERS"));
+        assert!(model_summary("", Some("abc")).contains("no model digest"));
+        assert_eq!(model_summary("", None), "");
+    }
 }
