@@ -305,7 +305,7 @@ impl LaunchPlan {
             source: std::io::Error::other("unknown"),
         })?;
         if keep_caps != 0 {
-            log::warn!("sandbox: the workload keeps capabilities {:?}", sandbox.capabilities);
+            log::warn!("sandbox: {path} keeps capabilities {:?}", sandbox.capabilities);
         }
         let cap_last = caps::last_cap(&opts.proc_root).map_err(setup("cap_last_cap"))?;
 
