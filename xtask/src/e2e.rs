@@ -48,6 +48,10 @@ pub struct Scenario {
     /// Console substrings that must not appear.
     #[serde(default)]
     pub forbid: Vec<String>,
+    /// Console substrings that must appear exactly once (with `expect`: a
+    /// marker that comes after another and never before it).
+    #[serde(default)]
+    pub once: Vec<String>,
     /// Files whose every non-empty line must not appear (e.g. a secret's hex
     /// and base64 forms written by a prepare step).
     #[serde(default)]
@@ -93,6 +97,13 @@ pub struct Service {
     /// Relay the guest's 10.0.2.100:8080 to this service (default: true
     /// when it is the only service).
     pub forward: Option<bool>,
+    /// Substrings its log (stdout and stderr) must contain, in order, once
+    /// the VM has ended.
+    #[serde(default)]
+    pub expect: Vec<String>,
+    /// Substrings its log must not contain.
+    #[serde(default)]
+    pub forbid: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, Clone)]
@@ -290,9 +301,10 @@ pub fn run_scenario(s: &Scenario, images: &mut ImageCache, echo: bool, log_name:
     }
     let mut running = Running::default();
     let mut forward = None;
+    let service_log = |sv: &Service| e2e_dir().join(format!("{}.{}.log", s.name, sv.name));
     for sv in &s.service {
         let port = vars.ports[&sv.name];
-        running.start(sv, &vars, port, &e2e_dir().join(format!("{}.{}.log", s.name, sv.name)))?;
+        running.start(sv, &vars, port, &service_log(sv))?;
         if sv.forward.unwrap_or(s.service.len() == 1) {
             forward = Some(port);
         }
@@ -331,7 +343,17 @@ pub fn run_scenario(s: &Scenario, images: &mut ImageCache, echo: bool, log_name:
         let text = std::fs::read_to_string(&path).with_context(|| format!("forbid_files: cannot read {path}"))?;
         forbidden.extend(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string));
     }
-    let failures = check(&run.outcome, &run.console, &s.exit, &expect, &forbidden);
+    let mut failures = check(&run.outcome, &run.console, &s.exit, &expect, &forbidden);
+    failures.extend(check_once(&run.console, &vars.expand_all(&s.once)?));
+    for sv in &s.service {
+        if sv.expect.is_empty() && sv.forbid.is_empty() {
+            continue;
+        }
+        let log = service_log(sv);
+        let text = std::fs::read_to_string(&log).with_context(|| format!("cannot read {}", log.display()))?;
+        let found = check_markers(&text, &vars.expand_all(&sv.expect)?, &vars.expand_all(&sv.forbid)?);
+        failures.extend(found.into_iter().map(|f| format!("service {} ({}): {f}", sv.name, log.display())));
+    }
     Ok(Report { image, outcome: run.outcome, console: run.console, wall: run.wall, log, failures })
 }
 
@@ -351,20 +373,37 @@ pub fn check(
             .push(format!("expected isa-debug-exit value {want}{}, got: {got}", qemu::describe_exit_value(*want))),
         (ExpectedExit::Named(_), got) => failures.push(format!("expected a clean power-off, got: {got}")),
     }
+    failures.extend(check_markers(console, expect, forbid));
+    failures
+}
+
+/// `expect` in order and no `forbid` in `text`.
+pub fn check_markers(text: &str, expect: &[String], forbid: &[String]) -> Vec<String> {
+    let mut failures = Vec::new();
     let mut from = 0;
     for marker in expect {
-        match console[from..].find(marker.as_str()) {
+        match text[from..].find(marker.as_str()) {
             Some(i) => from += i + marker.len(),
-            None if console.contains(marker.as_str()) => failures.push(format!("marker out of order: {marker:?}")),
+            None if text.contains(marker.as_str()) => failures.push(format!("marker out of order: {marker:?}")),
             None => failures.push(format!("missing marker: {marker:?}")),
         }
     }
     for f in forbid {
-        if console.contains(f.as_str()) {
-            failures.push(format!("forbidden string on the console: {f:?}"));
+        if text.contains(f.as_str()) {
+            failures.push(format!("forbidden string present: {f:?}"));
         }
     }
     failures
+}
+
+/// Each of `once` exactly once in `console`.
+pub fn check_once(console: &str, once: &[String]) -> Vec<String> {
+    once.iter()
+        .filter_map(|m| match console.matches(m.as_str()).count() {
+            1 => None,
+            n => Some(format!("expected exactly once, found {n} times: {m:?}")),
+        })
+        .collect()
 }
 
 /// Placeholder values for scenario strings.
@@ -555,6 +594,26 @@ mod tests {
         assert!(missing[0].contains("missing marker"), "{missing:?}");
         let order = check(&Outcome::DebugExit(3), console, &ExpectedExit::Value(3), &strings(&["status=3", "a"]), &[]);
         assert!(order[0].contains("out of order"), "{order:?}");
+    }
+
+    #[test]
+    fn once_markers_and_service_logs() {
+        let console = "accepted\nset-ready\nset-ready\n";
+        assert_eq!(check_once(console, &strings(&["accepted"])), Vec::<String>::new());
+        assert_eq!(
+            check_once(console, &strings(&["set-ready"])),
+            ["expected exactly once, found 2 times: \"set-ready\""]
+        );
+        assert_eq!(check_once(console, &strings(&["gone"])), ["expected exactly once, found 0 times: \"gone\""]);
+        let log = "ztinit-kbs: listening\nztinit-kbs: attestation accepted: sample + nvidia\n";
+        assert!(check_markers(log, &strings(&["listening", "accepted: sample + nvidia"]), &[]).is_empty());
+        assert_eq!(check_markers(log, &[], &strings(&["refused"])), Vec::<String>::new());
+        assert_eq!(
+            check_markers(log, &strings(&["accepted", "listening"]), &[]),
+            ["marker out of order: \"listening\""]
+        );
+        let s = parse("x", "description = \"d\"\nmanifest = \"m\"\nexit = 0\nonce = [\"a\"]\n[[service]]\nname = \"kbs\"\ncommand = [\"k\"]\nexpect = [\"e\"]\nforbid = [\"f\"]\n").unwrap();
+        assert_eq!((s.once.len(), s.service[0].expect.len(), s.service[0].forbid.len()), (1, 1, 1));
     }
 
     #[test]

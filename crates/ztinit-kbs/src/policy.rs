@@ -10,6 +10,10 @@
 //! allow = false
 //! tees = ["snp", "tdx"]      # optional: the rule applies only to these TEEs
 //! reason = "model keys need real hardware"
+//!
+//! [nvidia]                   # the `nvidia` device verifier (see `nvidia.rs`)
+//! device_root = "root.pem"
+//! measurements = { "2" = ["<hex>"] }
 //! ```
 
 use serde::Deserialize;
@@ -33,6 +37,9 @@ pub struct Policy {
     pub default: Fallback,
     #[serde(default)]
     pub resources: Vec<Rule>,
+    /// Reference values and trust anchor of the `nvidia` device verifier.
+    #[serde(default)]
+    pub nvidia: Option<crate::nvidia::NvidiaSection>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
