@@ -150,8 +150,9 @@ fn boot() -> ! {
     // volume: dm-verity + dm-crypt with the released keys, mounted read-only.
     let mut volume_keys = released.volume_keys;
     for (vol, key) in config.volumes.iter().zip(volume_keys.drain(..)) {
-        let opened = or_fatal("volume", volume::open(vol, &key, &VolumePaths::default()));
-        log::info!("volume {}: {} mounted read-only on {}", opened.name, opened.disk, opened.mountpoint.display());
+        // volume::open logs what it opened and verified; the volume stays
+        // mounted for the life of the VM.
+        or_fatal("volume", volume::open(vol, &key, &VolumePaths::default()));
     }
     if config.volumes.is_empty() {
         timeline.skipped("volume")
