@@ -58,6 +58,9 @@ pub struct Scenario {
     pub service: Vec<Service>,
     #[serde(default)]
     pub disk: Vec<DiskDef>,
+    /// Time bounds between console markers (host arrival times).
+    #[serde(default)]
+    pub within: Vec<Within>,
 }
 
 #[derive(Debug, Deserialize, Clone, PartialEq, Eq)]
@@ -77,7 +80,12 @@ pub struct Prepare {
 #[serde(deny_unknown_fields)]
 pub struct Service {
     pub name: String,
+    #[serde(default)]
     pub command: Vec<String>,
+    /// `false`: the service is down. Its port is reserved and forwarded
+    /// but nothing listens there (connections are refused).
+    #[serde(default = "yes")]
+    pub running: bool,
     /// Workspace packages to `cargo build` (debug, host) before starting.
     #[serde(default)]
     pub build: Vec<String>,
@@ -87,6 +95,27 @@ pub struct Service {
     /// Relay the guest's 10.0.2.100:8080 to this service (default: true
     /// when it is the only service).
     pub forward: Option<bool>,
+    /// Substrings that must appear in the service's log, in this order,
+    /// once the VM has ended.
+    #[serde(default)]
+    pub expect: Vec<String>,
+    /// Substrings that must not appear in the service's log.
+    #[serde(default)]
+    pub forbid: Vec<String>,
+}
+
+/// `from` → `to` took at most `max_ms` (and at least `min_ms`), measured
+/// on the host from the arrival of the console lines.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Within {
+    /// Console marker; default: QEMU's start.
+    pub from: Option<String>,
+    /// Console marker; default: the end of the VM (QEMU's exit).
+    pub to: Option<String>,
+    pub max_ms: u64,
+    #[serde(default)]
+    pub min_ms: u64,
 }
 
 #[derive(Debug, Deserialize, Clone)]
@@ -97,6 +126,10 @@ pub struct DiskDef {
     pub size_mib: Option<u64>,
     #[serde(default)]
     pub readonly: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 pub fn scenario_dir() -> PathBuf {
@@ -131,6 +164,15 @@ pub fn parse(name: &str, text: &str) -> Result<Scenario> {
     }
     if s.service.iter().filter(|sv| sv.forward == Some(true)).count() > 1 {
         bail!("only one service can be forwarded to the guest");
+    }
+    for sv in &s.service {
+        if sv.running == sv.command.is_empty() {
+            bail!("service {}: a command is needed exactly when the service is running", sv.name);
+        }
+        let needs_a_process = !sv.expect.is_empty() || sv.ready.is_some() || !sv.build.is_empty();
+        if !sv.running && needs_a_process {
+            bail!("service {}: a service that is not running has no build, ready or expect", sv.name);
+        }
     }
     Ok(s)
 }
@@ -220,6 +262,8 @@ pub struct Report {
     pub console: String,
     pub wall: Duration,
     pub log: PathBuf,
+    /// The scenario's scratch directory (what its prepare steps wrote).
+    pub scratch: PathBuf,
     /// Every failed check (empty: pass).
     pub failures: Vec<String>,
 }
@@ -255,9 +299,14 @@ pub fn run_scenario(s: &Scenario, images: &mut ImageCache, echo: bool, log_name:
     }
     let mut running = Running::default();
     let mut forward = None;
+    let service_log = |name: &str| e2e_dir().join(format!("{}.{name}.log", s.name));
     for sv in &s.service {
         let port = vars.ports[&sv.name];
-        running.start(sv, &vars, port, &e2e_dir().join(format!("{}.{}.log", s.name, sv.name)))?;
+        if sv.running {
+            running.start(sv, &vars, port, &service_log(&sv.name))?;
+        } else {
+            println!("e2e:   service {} is down (nothing listens on 127.0.0.1:{port})", sv.name);
+        }
         if sv.forward.unwrap_or(s.service.len() == 1) {
             forward = Some(port);
         }
@@ -289,14 +338,86 @@ pub fn run_scenario(s: &Scenario, images: &mut ImageCache, echo: bool, log_name:
     let run = qemu::run_captured(&spec, timeout, &log, echo)?;
     running.stop();
     let mut forbidden: Vec<String> =
-        ALWAYS_FORBIDDEN.iter().map(|s| s.to_string()).chain(s.forbid.iter().cloned()).collect();
+        ALWAYS_FORBIDDEN.iter().map(|s| s.to_string()).chain(vars.expand_all(&s.forbid)?).collect();
     for f in &s.forbid_files {
         let path = vars.expand(f)?;
         let text = std::fs::read_to_string(&path).with_context(|| format!("forbid_files: cannot read {path}"))?;
         forbidden.extend(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string));
     }
-    let failures = check(&run.outcome, &run.console, &s.exit, &s.expect, &forbidden);
-    Ok(Report { outcome: run.outcome, console: run.console, wall: run.wall, log, failures })
+    let expect = vars.expand_all(&s.expect)?;
+    let mut failures = check(&run.outcome, &run.console, &s.exit, &expect, &forbidden);
+    for w in &s.within {
+        let w = Within {
+            from: w.from.as_deref().map(|m| vars.expand(m)).transpose()?,
+            to: w.to.as_deref().map(|m| vars.expand(m)).transpose()?,
+            ..w.clone()
+        };
+        let (measured, failed) = check_within(&run.timed_lines, run.wall, &w);
+        if let Some(line) = measured {
+            println!("e2e:   within: {line}");
+        }
+        failures.extend(failed);
+    }
+    for sv in s.service.iter().filter(|sv| sv.running) {
+        let path = service_log(&sv.name);
+        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let (expect, forbid) = (vars.expand_all(&sv.expect)?, vars.expand_all(&sv.forbid)?);
+        failures.extend(
+            check_text(&text, &expect, &forbid, "in its log").into_iter().map(|f| format!("service {}: {f}", sv.name)),
+        );
+    }
+    Ok(Report { outcome: run.outcome, console: run.console, wall: run.wall, log, scratch, failures })
+}
+
+/// `expect` in order and no `forbid` in `text` (`place` names it).
+fn check_text(text: &str, expect: &[String], forbid: &[String], place: &str) -> Vec<String> {
+    let mut failures = Vec::new();
+    let mut from = 0;
+    for marker in expect {
+        match text[from..].find(marker.as_str()) {
+            Some(i) => from += i + marker.len(),
+            None if text.contains(marker.as_str()) => failures.push(format!("marker out of order: {marker:?}")),
+            None => failures.push(format!("missing marker: {marker:?}")),
+        }
+    }
+    for f in forbid {
+        if text.contains(f.as_str()) {
+            failures.push(format!("forbidden string {place}: {f:?}"));
+        }
+    }
+    failures
+}
+
+/// The time between two console markers (first lines containing them),
+/// or from QEMU's start / to QEMU's exit where a marker is not given:
+/// what was measured (for the run's output) and the failures.
+pub fn check_within(lines: &[(Duration, String)], end: Duration, w: &Within) -> (Option<String>, Vec<String>) {
+    let at = |marker: &Option<String>, default: Duration| -> Result<Duration, String> {
+        match marker {
+            None => Ok(default),
+            Some(m) => lines
+                .iter()
+                .find(|(_, l)| l.contains(m.as_str()))
+                .map(|(t, _)| *t)
+                .ok_or_else(|| format!("within: marker {m:?} is not on the console")),
+        }
+    };
+    let span = match (at(&w.from, Duration::ZERO), at(&w.to, end)) {
+        (Ok(from), Ok(to)) => to.saturating_sub(from),
+        (Err(e), _) | (_, Err(e)) => return (None, vec![e]),
+    };
+    let name = |m: &Option<String>, default: &str| m.as_deref().map_or(default.to_string(), |m| format!("{m:?}"));
+    let (from, to) = (name(&w.from, "QEMU start"), name(&w.to, "the end of the VM"));
+    let ms = span.as_millis() as u64;
+    let measured = format!("{from} -> {to} took {ms} ms (bounds {}..={} ms)", w.min_ms, w.max_ms);
+    let failures = if ms > w.max_ms {
+        vec![format!("{from} -> {to} took {ms} ms, more than {} ms", w.max_ms)]
+    } else if ms < w.min_ms {
+        vec![format!("{from} -> {to} took {ms} ms, less than {} ms", w.min_ms)]
+    } else {
+        Vec::new()
+    };
+    (Some(measured), failures)
 }
 
 /// Every way the run differs from the expectation.
@@ -315,19 +436,7 @@ pub fn check(
             .push(format!("expected isa-debug-exit value {want}{}, got: {got}", qemu::describe_exit_value(*want))),
         (ExpectedExit::Named(_), got) => failures.push(format!("expected a clean power-off, got: {got}")),
     }
-    let mut from = 0;
-    for marker in expect {
-        match console[from..].find(marker.as_str()) {
-            Some(i) => from += i + marker.len(),
-            None if console.contains(marker.as_str()) => failures.push(format!("marker out of order: {marker:?}")),
-            None => failures.push(format!("missing marker: {marker:?}")),
-        }
-    }
-    for f in forbid {
-        if console.contains(f.as_str()) {
-            failures.push(format!("forbidden string on the console: {f:?}"));
-        }
-    }
+    failures.extend(check_text(console, expect, forbid, "on the console"));
     failures
 }
 
@@ -366,6 +475,7 @@ impl Vars {
                     .get(&k[5..])
                     .map(|p| p.to_string())
                     .with_context(|| format!("no service {:?} for {s:?}", &k[5..]))?,
+                k if k.starts_with("file.") => self.scratch_file(&k[5..]).with_context(|| format!("in {s:?}"))?,
                 k => self.fixed.get(k).cloned().with_context(|| format!("unknown placeholder {{{k}}} in {s:?}"))?,
             };
             out.push_str(&value);
@@ -377,6 +487,21 @@ impl Vars {
 
     fn expand(&self, s: &str) -> Result<String> {
         self.expand_with(s, None)
+    }
+
+    /// `{file.NAME}`: the trimmed text of `{scratch}/NAME`, a value a
+    /// prepare step computed on the host (e.g. a secret's SHA-256).
+    fn scratch_file(&self, name: &str) -> Result<String> {
+        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+            bail!("{{file.{name}}}: a file name in the scratch directory is expected");
+        }
+        let path = Path::new(&self.fixed["scratch"]).join(name);
+        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let value = text.trim();
+        if value.is_empty() || value.contains('\n') {
+            bail!("{}: expected one non-empty line", path.display());
+        }
+        Ok(value.to_string())
     }
 
     fn expand_all(&self, v: &[String]) -> Result<Vec<String>> {
@@ -520,5 +645,55 @@ mod tests {
         assert_eq!(v.expand_with("127.0.0.1:{port}", Some(5)).unwrap(), "127.0.0.1:5");
         assert!(v.expand("{nope}").is_err());
         assert!(v.expand("{port}").is_err());
+    }
+
+    #[test]
+    fn file_placeholders_read_one_line_from_the_scratch_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("secret.sha256"), "abc123\n").unwrap();
+        std::fs::write(dir.path().join("two"), "a\nb\n").unwrap();
+        let v = Vars::new(dir.path(), Path::new("/k"), Path::new("/i")).unwrap();
+        assert_eq!(v.expand("sha256={file.secret.sha256}.").unwrap(), "sha256=abc123.");
+        assert!(v.expand("{file.absent}").is_err());
+        assert!(v.expand("{file.two}").is_err());
+        assert!(v.expand("{file.../x}").is_err());
+    }
+
+    #[test]
+    fn within_measures_between_markers_and_to_the_end() {
+        let ms = Duration::from_millis;
+        let lines = vec![(ms(100), "start".to_string()), (ms(900), "ztinit: FATAL: x".to_string())];
+        let w = |from: Option<&str>, to: Option<&str>, max_ms, min_ms| Within {
+            from: from.map(str::to_string),
+            to: to.map(str::to_string),
+            max_ms,
+            min_ms,
+        };
+        let (measured, ok) = check_within(&lines, ms(1000), &w(Some("start"), Some("FATAL"), 800, 800));
+        assert!(ok.is_empty(), "{ok:?}");
+        assert_eq!(measured.unwrap(), "\"start\" -> \"FATAL\" took 800 ms (bounds 800..=800 ms)");
+        let slow = check_within(&lines, ms(1000), &w(Some("start"), None, 800, 0)).1;
+        assert_eq!(slow, vec!["\"start\" -> the end of the VM took 900 ms, more than 800 ms".to_string()]);
+        let fast = check_within(&lines, ms(1000), &w(None, Some("FATAL"), 5000, 1000)).1;
+        assert!(fast[0].contains("less than 1000 ms"), "{fast:?}");
+        let missing = check_within(&lines, ms(1000), &w(Some("nope"), None, 5000, 0));
+        assert!(missing.0.is_none() && missing.1[0].contains("\"nope\" is not on the console"), "{missing:?}");
+    }
+
+    #[test]
+    fn service_logs_are_checked_and_down_services_are_consistent() {
+        assert_eq!(
+            check_text("GET /a -> 200\n", &strings(&["/a -> 200"]), &strings(&["PolicyDeny"]), "x"),
+            Vec::<String>::new()
+        );
+        let f = check_text("POST /kbs/v0/auth -> 200\n", &[], &strings(&["/kbs/v0/"]), "in its log");
+        assert_eq!(f, vec!["forbidden string in its log: \"/kbs/v0/\"".to_string()]);
+        let base = "description = \"d\"\nmanifest = \"m\"\nexit = 0\n";
+        let down = parse("x", &format!("{base}[[service]]\nname = \"kbs\"\nrunning = false\n")).unwrap();
+        assert!(!down.service[0].running);
+        assert!(parse("x", &format!("{base}[[service]]\nname = \"kbs\"\n")).is_err());
+        assert!(
+            parse("x", &format!("{base}[[service]]\nname = \"kbs\"\nrunning = false\ncommand = [\"x\"]\n")).is_err()
+        );
     }
 }
