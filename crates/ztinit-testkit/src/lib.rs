@@ -1,5 +1,7 @@
 //! Helpers shared by the test workloads.
 
+pub mod sha256;
+
 /// Milliseconds since boot (CLOCK_BOOTTIME), the clock ztinit's stage
 /// timeline uses.
 pub fn boottime_ms() -> u64 {
