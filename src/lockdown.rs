@@ -2,9 +2,27 @@
 //! back (a mismatch is fatal), `kernel.modules_disabled = 1` last (after
 //! module loading and GPU bring-up), and the root mount made read-only.
 //!
-//! A knob whose file does not exist belongs to a feature the kernel was
-//! built without (no Yama, no io_uring, no kexec...): nothing to lock, so it
-//! is logged and skipped. Any other failure is an error.
+//! A knob whose file does not exist is accepted only when its absence
+//! cannot leave the guest weaker than configured:
+//!
+//! - the knob is registered exactly when the kernel implements the system
+//!   calls it restricts (`io_uring_disabled` with `io_uring_setup`,
+//!   `kexec_load_disabled` with `kexec_load`/`kexec_file_load`...), and
+//!   each of those answers `ENOSYS`: the feature is not built, nothing to
+//!   lock. If one of them is implemented, the knob is missing for another
+//!   reason (a kernel older than the knob, no sysctl support) and the
+//!   interface is open: fatal.
+//! - or the kernel behaves without the knob as with the configured value:
+//!   Yama's `ptrace_scope` is registered only while Yama is active (it is
+//!   absent when Yama is not built or `lsm=` on the command line leaves it
+//!   out), and without Yama ptrace follows the classic rules, i.e. scope 0.
+//!   So `ptrace_scope = 0` accepts an absent Yama; any stricter value is
+//!   fatal, since ptrace itself is always there.
+//!
+//! `fs.suid_dumpable` has neither excuse (it is always registered with
+//! sysctl support): its absence is fatal. Probing a system call means
+//! calling it with arguments the kernel rejects before doing anything;
+//! only `ENOSYS` counts as "not built".
 
 use std::path::{Path, PathBuf};
 
@@ -70,6 +88,8 @@ pub enum LockdownError {
     },
     #[error("{knob}: wrote {wanted}, the kernel reports {got:?}")]
     Mismatch { knob: String, wanted: String, got: String },
+    #[error("{knob} is absent, so {value} cannot be enforced: {reason}")]
+    Absent { knob: String, value: String, reason: String },
     #[error("read-only root: {0}")]
     ReadOnlyRoot(std::io::Error),
 }
@@ -99,19 +119,105 @@ impl RootRemount for KernelRemount {
     }
 }
 
+/// One sysctl of the lockdown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Knob {
+    /// Path below /proc/sys.
+    pub path: &'static str,
+    pub value: String,
+    /// The system calls the knob restricts. The kernel registers the knob
+    /// whenever it implements one of them, so an absent knob is accepted
+    /// when none is implemented. Empty: the knob has no such excuse.
+    pub guards: &'static [&'static str],
+    /// How the kernel behaves without the knob, as a value of it (Yama
+    /// inactive: classic ptrace rules, scope 0). An absent knob is accepted
+    /// when the configured value is this one.
+    pub absent_means: Option<&'static str>,
+    /// Why the knob may be missing and what accepts that, for the error.
+    pub note: &'static str,
+}
+
+impl Knob {
+    fn new(path: &'static str, value: impl ToString, guards: &'static [&'static str]) -> Self {
+        Self { path, value: value.to_string(), guards, absent_means: None, note: "" }
+    }
+
+    /// `kernel.yama.ptrace_scope`.
+    pub fn name(&self) -> String {
+        self.path.replace('/', ".")
+    }
+}
+
 /// The knobs in the order they are written; `modules_disabled` is last.
-pub fn knobs(cfg: &LockdownConfig) -> Vec<(&'static str, String)> {
+pub fn knobs(cfg: &LockdownConfig) -> Vec<Knob> {
+    // kptr_restrict and dmesg_restrict are registered by printk's sysctl
+    // table (CONFIG_PRINTK), whose system call is syslog.
     vec![
-        ("kernel/kptr_restrict", "2".into()),
-        ("kernel/dmesg_restrict", "1".into()),
-        ("kernel/unprivileged_bpf_disabled", "1".into()),
-        ("kernel/kexec_load_disabled", "1".into()),
-        ("kernel/io_uring_disabled", cfg.io_uring_disabled.to_string()),
-        ("kernel/perf_event_paranoid", cfg.perf_event_paranoid.to_string()),
-        ("kernel/yama/ptrace_scope", cfg.ptrace_scope.to_string()),
-        ("fs/suid_dumpable", "0".into()),
-        ("kernel/modules_disabled", "1".into()),
+        Knob::new("kernel/kptr_restrict", 2, &["syslog"]),
+        Knob::new("kernel/dmesg_restrict", 1, &["syslog"]),
+        Knob::new("kernel/unprivileged_bpf_disabled", 1, &["bpf"]),
+        Knob::new("kernel/kexec_load_disabled", 1, &["kexec_load", "kexec_file_load"]),
+        Knob {
+            absent_means: Some("0"),
+            note: "kernels before 6.6 have io_uring without this knob ([lockdown] io_uring_disabled = 0 accepts that)",
+            ..Knob::new("kernel/io_uring_disabled", cfg.io_uring_disabled, &["io_uring_setup"])
+        },
+        Knob::new("kernel/perf_event_paranoid", cfg.perf_event_paranoid, &["perf_event_open"]),
+        // ptrace itself is always there.
+        Knob {
+            absent_means: Some("0"),
+            note: "Yama is not active (not built, or left out by lsm= on the kernel command line); \
+                   [lockdown] ptrace_scope = 0 accepts classic ptrace rules",
+            ..Knob::new("kernel/yama/ptrace_scope", cfg.ptrace_scope, &[])
+        },
+        Knob { note: "it exists whenever the kernel has sysctl support", ..Knob::new("fs/suid_dumpable", 0, &[]) },
+        Knob::new("kernel/modules_disabled", 1, &["finit_module", "init_module"]),
     ]
+}
+
+/// Whether the running kernel implements a system call, behind a trait so
+/// the absent-knob rules are tested on any host.
+pub trait SyscallProbe {
+    /// False only when the call is known not to be built (`ENOSYS`).
+    fn implemented(&self, name: &str) -> bool;
+}
+
+/// The real probe: each call with arguments that the kernel rejects
+/// (bad flags, a NULL or empty buffer, an unknown command) before it
+/// changes anything; `ENOSYS` means the call is not built. A name without
+/// a known harmless invocation counts as implemented (fail closed).
+pub struct KernelProbe;
+
+impl SyscallProbe for KernelProbe {
+    fn implemented(&self, name: &str) -> bool {
+        // Arguments (x86_64): each rejected up front, see the comments.
+        let args: [u64; 5] = match name {
+            // SYSLOG_ACTION_SIZE_BUFFER: only reads the buffer size.
+            "syslog" => [10, 0, 0, 0, 0],
+            // An unknown command: EINVAL after the permission checks.
+            "bpf" => [i32::MAX as u64, 0, 0, 0, 0],
+            // 0x8000 is not a KEXEC_* flag: EINVAL before anything is read.
+            "kexec_load" => [0, 0, 0, 0x8000, 0],
+            // 1 << 20 is not a KEXEC_FILE_* flag: EINVAL.
+            "kexec_file_load" => [u64::MAX, u64::MAX, 0, 0, 1 << 20],
+            // Parameters at NULL: EFAULT (or EPERM when disabled).
+            "io_uring_setup" => [0, 0, 0, 0, 0],
+            // 1 << 31 is not a PERF_FLAG_*: EINVAL before the attr is read.
+            "perf_event_open" => [0, 0, u64::MAX, u64::MAX, 1 << 31],
+            // fd -1 and an unknown flag: EPERM or EINVAL.
+            "finit_module" => [u64::MAX, 0, 1 << 31, 0, 0],
+            // An empty image: ENOEXEC (or EPERM).
+            "init_module" => [0, 0, 0, 0, 0],
+            _ => return true,
+        };
+        let Some(nr) = crate::sandbox::seccomp::syscalls::number(name) else {
+            return true;
+        };
+        // SAFETY: the arguments above make the kernel fail the call before
+        // it has any effect; no pointer argument is dereferenced (all NULL).
+        let r = unsafe { libc::syscall(nr as libc::c_long, args[0], args[1], args[2], args[3], args[4]) };
+        !(r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS))
+    }
 }
 
 /// What `apply` did, for the log.
@@ -124,17 +230,29 @@ pub struct Applied {
 
 /// Applies the lockdown. `proc_sys` is `/proc/sys` at boot.
 pub fn apply(cfg: &LockdownConfig, proc_sys: &Path, root: &dyn RootRemount) -> Result<Applied, LockdownError> {
+    apply_with(cfg, proc_sys, root, &KernelProbe)
+}
+
+/// `apply` with the system-call probe given (tests).
+pub fn apply_with(
+    cfg: &LockdownConfig,
+    proc_sys: &Path,
+    root: &dyn RootRemount,
+    probe: &dyn SyscallProbe,
+) -> Result<Applied, LockdownError> {
     let mut applied = Applied::default();
-    for (knob, value) in knobs(cfg) {
-        let path: PathBuf = proc_sys.join(knob);
-        let name = knob.replace('/', ".");
+    for knob in knobs(cfg) {
+        let path: PathBuf = proc_sys.join(knob.path);
+        let name = knob.name();
         if !path.exists() {
-            log::info!("lockdown: {name} is absent (feature not built into this kernel)");
+            // Not inside log!: its arguments are not evaluated when the level is off.
+            let excuse = absent_excuse(&knob, probe)?;
+            log::info!("lockdown: {name} is absent: {excuse}");
             applied.absent.push(name);
             continue;
         }
-        write_and_check(&path, &name, &value)?;
-        applied.set.push(format!("{name}={value}"));
+        write_and_check(&path, &name, &knob.value)?;
+        applied.set.push(format!("{name}={}", knob.value));
     }
     applied.root_read_only = match cfg.read_only_root {
         ReadOnlyRoot::Off => false,
@@ -152,6 +270,21 @@ pub fn apply(cfg: &LockdownConfig, proc_sys: &Path, root: &dyn RootRemount) -> R
     };
     log::info!("lockdown: {}{}", applied.set.join(" "), if applied.root_read_only { " root=ro" } else { "" });
     Ok(applied)
+}
+
+/// Why an absent knob leaves the guest as configured, or the error.
+fn absent_excuse(knob: &Knob, probe: &dyn SyscallProbe) -> Result<String, LockdownError> {
+    if knob.absent_means == Some(knob.value.as_str()) {
+        return Ok(format!("the kernel behaves as with {}", knob.value));
+    }
+    let implemented = knob.guards.iter().find(|g| probe.implemented(g));
+    let reason = match implemented {
+        None if !knob.guards.is_empty() => return Ok(format!("{} not built into this kernel", knob.guards.join(", "))),
+        None => knob.note.to_string(),
+        Some(call) if knob.note.is_empty() => format!("the kernel implements {call}"),
+        Some(call) => format!("the kernel implements {call}; {}", knob.note),
+    };
+    Err(LockdownError::Absent { knob: knob.name(), value: knob.value.clone(), reason })
 }
 
 fn write_and_check(path: &Path, name: &str, value: &str) -> Result<(), LockdownError> {
@@ -234,12 +367,115 @@ mod tests {
         assert_eq!(read("fs/suid_dumpable"), "0\n");
     }
 
+    /// A kernel implementing exactly these system calls.
+    struct FakeProbe(&'static [&'static str]);
+
+    impl SyscallProbe for FakeProbe {
+        fn implemented(&self, name: &str) -> bool {
+            self.0.contains(&name)
+        }
+    }
+
+    /// The test kernel: no BPF syscall, no kexec, no io_uring.
+    const TEST_KERNEL: FakeProbe = FakeProbe(&["syslog", "perf_event_open", "finit_module", "init_module"]);
+
+    fn without(knobs: &[&str]) -> tempfile::TempDir {
+        tree(&ALL.iter().copied().filter(|k| !knobs.contains(k)).collect::<Vec<_>>())
+    }
+
     #[test]
-    fn absent_knobs_are_skipped() {
-        let dir = tree(&["kernel/kptr_restrict", "kernel/modules_disabled"]);
-        let applied = apply(&LockdownConfig::default(), dir.path(), &ok_remount()).unwrap();
-        assert_eq!(applied.set, ["kernel.kptr_restrict=2", "kernel.modules_disabled=1"]);
-        assert!(applied.absent.contains(&"kernel.yama.ptrace_scope".to_string()));
+    fn knobs_of_features_not_built_are_skipped() {
+        let dir =
+            without(&["kernel/unprivileged_bpf_disabled", "kernel/kexec_load_disabled", "kernel/io_uring_disabled"]);
+        let applied = apply_with(&LockdownConfig::default(), dir.path(), &ok_remount(), &TEST_KERNEL).unwrap();
+        assert_eq!(
+            applied.absent,
+            ["kernel.unprivileged_bpf_disabled", "kernel.kexec_load_disabled", "kernel.io_uring_disabled"]
+        );
+        assert_eq!(applied.set.len(), 6);
+        assert_eq!(applied.set.last().unwrap(), "kernel.modules_disabled=1");
+    }
+
+    #[test]
+    fn an_absent_knob_whose_system_call_exists_is_fatal() {
+        // io_uring built, knob missing (a kernel before 6.6).
+        let dir = without(&["kernel/io_uring_disabled"]);
+        let probe = FakeProbe(&["syslog", "io_uring_setup", "perf_event_open", "finit_module"]);
+        let err = apply_with(&LockdownConfig::default(), dir.path(), &ok_remount(), &probe).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "kernel.io_uring_disabled is absent, so 2 cannot be enforced: the kernel implements io_uring_setup; \
+             kernels before 6.6 have io_uring without this knob ([lockdown] io_uring_disabled = 0 accepts that)"
+        );
+        assert_eq!(std::fs::read_to_string(dir.path().join("kernel/modules_disabled")).unwrap(), "0\n");
+        // io_uring_disabled = 0 is what such a kernel does anyway.
+        let open = LockdownConfig { io_uring_disabled: 0, ..LockdownConfig::default() };
+        let applied = apply_with(&open, dir.path(), &ok_remount(), &probe).unwrap();
+        assert_eq!(applied.absent, ["kernel.io_uring_disabled"]);
+        // One implemented guard is enough: kexec_file_load without kexec_load.
+        let dir = without(&["kernel/kexec_load_disabled"]);
+        let err = apply_with(&LockdownConfig::default(), dir.path(), &ok_remount(), &FakeProbe(&["kexec_file_load"]))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "kernel.kexec_load_disabled is absent, so 1 cannot be enforced: the kernel implements kexec_file_load"
+        );
+    }
+
+    #[test]
+    fn yama_absent_is_fatal_unless_ptrace_scope_is_0() {
+        let dir = without(&["kernel/yama/ptrace_scope"]);
+        for scope in [1, 2, 3] {
+            let cfg = LockdownConfig { ptrace_scope: scope, ..LockdownConfig::default() };
+            let err = apply_with(&cfg, dir.path(), &ok_remount(), &TEST_KERNEL).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "kernel.yama.ptrace_scope is absent, so {scope} cannot be enforced: Yama is not active (not \
+                     built, or left out by lsm= on the kernel command line); [lockdown] ptrace_scope = 0 accepts \
+                     classic ptrace rules"
+                )
+            );
+        }
+        let classic = LockdownConfig { ptrace_scope: 0, ..LockdownConfig::default() };
+        let applied = apply_with(&classic, dir.path(), &ok_remount(), &TEST_KERNEL).unwrap();
+        assert_eq!(applied.absent, ["kernel.yama.ptrace_scope"]);
+        assert_eq!(applied.set.last().unwrap(), "kernel.modules_disabled=1");
+    }
+
+    #[test]
+    fn without_sysctl_support_nothing_is_excused() {
+        // No /proc/sys at all: the first knob whose call exists stops it.
+        let dir = tempfile::tempdir().unwrap();
+        let err = apply_with(&LockdownConfig::default(), dir.path(), &ok_remount(), &TEST_KERNEL).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "kernel.kptr_restrict is absent, so 2 cannot be enforced: the kernel implements syslog"
+        );
+        // Even a kernel with none of the guarded calls keeps suid_dumpable.
+        let err = apply_with(&LockdownConfig::default(), dir.path(), &ok_remount(), &FakeProbe(&[])).unwrap_err();
+        assert!(err.to_string().starts_with("kernel.yama.ptrace_scope is absent"), "{err}");
+        let classic = LockdownConfig { ptrace_scope: 0, ..LockdownConfig::default() };
+        let err = apply_with(&classic, dir.path(), &ok_remount(), &FakeProbe(&[])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "fs.suid_dumpable is absent, so 0 cannot be enforced: it exists whenever the kernel has sysctl support"
+        );
+    }
+
+    #[test]
+    fn the_kernel_probe_tells_enosys_from_a_rejected_call() {
+        // syslog exists on every kernel these tests run on (CONFIG_PRINTK);
+        // SYSLOG_ACTION_SIZE_BUFFER or EPERM, never ENOSYS.
+        assert!(KernelProbe.implemented("syslog"));
+        // A call without a known harmless invocation counts as implemented.
+        assert!(KernelProbe.implemented("reboot"));
+        // Every guard has a harmless invocation (none falls back to "implemented").
+        for knob in knobs(&LockdownConfig::default()) {
+            for g in knob.guards {
+                assert!(crate::sandbox::seccomp::syscalls::number(g).is_some(), "{g}");
+            }
+        }
     }
 
     #[test]

@@ -243,7 +243,7 @@ pub fn load_configured(
         use std::os::fd::AsFd;
         match loader.finit_module(file.as_fd(), &p, flags) {
             Ok(()) => {
-                log::info!("modules: loaded {name}");
+                log::debug!("modules: loaded {name}");
                 done.push(name);
             }
             Err(libc::EEXIST) => log::debug!("modules: {name} was already loaded"),

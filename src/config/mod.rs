@@ -372,11 +372,8 @@ fn parse_section<T: Section>(
     files: &dyn Files,
 ) -> Option<T> {
     let mut unknown = Vec::new();
-    let mut track = serde_path_to_error::Track::new();
-    let result: Result<T, _> = {
-        let de = serde_path_to_error::Deserializer::new(value, &mut track);
-        serde_ignored::deserialize(de, |path| unknown.push(ignored_path(name, &path)))
-    };
+    let result: Result<T, toml::de::Error> =
+        deserialize(value.clone(), &mut |path| unknown.push(ignored_path(name, &path)));
     for path in unknown {
         pending.push(Pending { origin: PendingOrigin::File, path, message: "unknown key".into() });
     }
@@ -387,11 +384,44 @@ fn parse_section<T: Section>(
             Some(section)
         }
         Err(e) => {
-            let path = tracked_path(name, &track.path());
-            pending.push(Pending { origin: PendingOrigin::File, path, message: clean_serde_message(&e.to_string()) });
+            let (message, keys) = split_toml_error(&e.to_string());
+            let mut path = name.to_string();
+            // toml names the keys but not the array index: find the entry.
+            if let toml::Value::Array(items) = &value
+                && let Some(i) = items
+                    .iter()
+                    .position(|item| deserialize::<T>(toml::Value::Array(vec![item.clone()]), &mut |_| {}).is_err())
+            {
+                path.push_str(&format!("[{i}]"));
+            }
+            if let Some(keys) = keys {
+                path.push('.');
+                path.push_str(&keys);
+            }
+            pending.push(Pending { origin: PendingOrigin::File, path, message });
             None
         }
     }
+}
+
+/// One instantiation per section type (the callback is a trait object), so
+/// the retry above costs no extra code in a size-budgeted PID 1.
+fn deserialize<T: Section>(
+    value: toml::Value,
+    unknown: &mut dyn FnMut(serde_ignored::Path<'_>),
+) -> Result<T, toml::de::Error> {
+    serde_ignored::deserialize(value, unknown)
+}
+
+/// toml's value errors read "MESSAGE\nin `a.b`": the message and the keys.
+fn split_toml_error(text: &str) -> (String, Option<String>) {
+    let mut lines = text.lines();
+    let message = lines.next().unwrap_or(text).trim().to_string();
+    let keys = lines
+        .find_map(|l| l.trim().strip_prefix("in `").and_then(|k| k.strip_suffix('`')))
+        .filter(|k| !k.is_empty())
+        .map(str::to_string);
+    (message, keys)
 }
 
 fn ignored_path(section: &str, path: &serde_ignored::Path<'_>) -> String {
@@ -416,32 +446,6 @@ fn ignored_path(section: &str, path: &serde_ignored::Path<'_>) -> String {
     let mut out = section.to_string();
     walk(path, &mut out);
     out
-}
-
-fn tracked_path(section: &str, path: &serde_path_to_error::Path) -> String {
-    use serde_path_to_error::Segment;
-    let mut out = section.to_string();
-    for seg in path.iter() {
-        match seg {
-            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
-            Segment::Map { key } => {
-                out.push('.');
-                out.push_str(key);
-            }
-            Segment::Enum { variant } => {
-                out.push('.');
-                out.push_str(variant);
-            }
-            Segment::Unknown => {}
-        }
-    }
-    out
-}
-
-/// serde's messages for enums list variants with backticks; keep them, but
-/// drop the "for key `...`" suffixes that toml adds, since we name the key.
-fn clean_serde_message(msg: &str) -> String {
-    msg.lines().next().unwrap_or(msg).trim().to_string()
 }
 
 /// Everything needed to produce a [`Config`].
@@ -484,15 +488,6 @@ pub fn read_system_sources(path: &Path, cmdline_path: &Path) -> Result<(String, 
     })?;
     let cmdline = String::from_utf8_lossy(&read(cmdline_path, 64 << 10)?).into_owned();
     Ok((text, cmdline))
-}
-
-/// One section deserialised on its own, without validation or error
-/// reporting: for decisions that must precede the full load (the `[tee]`
-/// section decides whether initdata is read). `None` when absent or
-/// malformed; the full load then reports the problem.
-pub fn peek_section<T: Section>(table: &toml::Table, name: &str) -> Option<T> {
-    let value = table.get(name)?.clone();
-    T::deserialize(value).ok()
 }
 
 impl Config {

@@ -208,3 +208,13 @@ fn the_debug_exit_flag_survives_an_invalid_config() {
     assert!(!peek_isa_debug_exit(&p));
     assert!(!peek_isa_debug_exit(&dir.path().join("missing")));
 }
+
+#[test]
+fn type_errors_in_arrays_of_tables_name_the_entry() {
+    let text = "[workload]\npath = \"/bin/app\"\n[kbs]\nurl = \"http://k:8080\"\ninsecure_http = true\n\
+                [[secrets]]\nresource = \"a/b/c\"\nfile = \"one\"\n[[secrets]]\nresource = \"a/b/d\"\nfile = \"two\"\nmode = \"x\"\n";
+    let i = issues(text, None);
+    assert_eq!(i.len(), 1, "{i:?}");
+    assert_eq!(i[0].key, "secrets[1].mode");
+    assert_eq!(i[0].line, Some(12));
+}

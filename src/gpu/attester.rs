@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use super::GpuError;
 use super::config::GpuConfig;
 use super::evidence::{CollectedDevice, NvidiaEvidence};
-use super::helper::{Helper, HelperCommand};
+use super::helper::{Confinement, Helper, HelperCommand};
 use super::protocol::{CcSettings, Inventory};
 use super::rim;
 use super::verify::{self, Arch, Evidence, Expected, ReferenceValues, Trust};
@@ -58,11 +58,14 @@ pub struct AttesterEnv {
     pub helper_env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
     /// Time for certificate validity (RIM signers, device chains).
     pub now: SystemTime,
+    /// Run the helper in its sandbox (see `helper::Confinement`). Only tests
+    /// run by an ordinary user, who cannot set one up, turn this off.
+    pub confine: bool,
 }
 
 impl Default for AttesterEnv {
     fn default() -> Self {
-        AttesterEnv { files_root: PathBuf::from("/"), helper_env: Vec::new(), now: SystemTime::now() }
+        AttesterEnv { files_root: PathBuf::from("/"), helper_env: Vec::new(), now: SystemTime::now(), confine: true }
     }
 }
 
@@ -120,6 +123,14 @@ impl GpuAttester {
             nvml_library: Some(cfg.nvml_library.clone()),
             env: env.helper_env.clone(),
             timeout: cfg.helper_timeout(),
+            confinement: if env.confine {
+                Confinement::Sandboxed {
+                    read_write: cfg.helper_read_write.clone(),
+                    seccomp_allow: cfg.helper_seccomp_allow.clone(),
+                }
+            } else {
+                Confinement::Unconfined
+            },
         })?;
         let inventory = helper.inventory()?;
         if inventory.gpus.len() != plan.detected.gpus.len() {

@@ -62,6 +62,11 @@ pub struct GpuConfig {
     pub nvml_library: String,
     /// Deadline of each helper request.
     pub helper_timeout_ms: u64,
+    /// Paths the helper may also write, beyond the NVIDIA device nodes
+    /// (test images: the fake NVML's record and ready-state files).
+    pub helper_read_write: Vec<String>,
+    /// System calls the helper's `strict` seccomp profile also allows.
+    pub helper_seccomp_allow: Vec<String>,
     pub persistenced: String,
     /// Appears once nvidia-persistenced is ready.
     pub persistenced_socket: String,
@@ -98,6 +103,8 @@ impl Default for GpuConfig {
             helper: "/usr/libexec/ztinit/ztinit-gpu".into(),
             nvml_library: "libnvidia-ml.so.1".into(),
             helper_timeout_ms: 60_000,
+            helper_read_write: Vec::new(),
+            helper_seccomp_allow: Vec::new(),
             persistenced: super::bringup::DEFAULT_PERSISTENCED.into(),
             persistenced_socket: super::bringup::DEFAULT_PERSISTENCED_SOCKET.into(),
             ready_timeout_ms: 60_000,
@@ -160,6 +167,17 @@ impl Section for GpuConfig {
             v.error("nvml_library", "must be a library name or absolute path");
         }
         v.range("helper_timeout_ms", self.helper_timeout_ms, 1_000, 600_000);
+        for (i, path) in self.helper_read_write.iter().enumerate() {
+            v.absolute_path(&format!("helper_read_write[{i}]"), path);
+        }
+        for (i, name) in self.helper_seccomp_allow.iter().enumerate() {
+            let key = format!("helper_seccomp_allow[{i}]");
+            if crate::sandbox::seccomp::syscalls::number(name).is_none() {
+                v.error(&key, format!("{name:?} is not an x86_64 system call"));
+            } else if crate::sandbox::seccomp::builtin::KILL_LIST.contains(&name.as_str()) {
+                v.error(&key, format!("{name} is on the kill list and cannot be allowed"));
+            }
+        }
         v.range("ready_timeout_ms", self.ready_timeout_ms, 1_000, 1_800_000);
         v.range("ready_timeout_per_gpu_ms", self.ready_timeout_per_gpu_ms, 0, 600_000);
         if let Some(root) = &self.device_root
@@ -269,6 +287,8 @@ measurements = { "0" = ["zz"], "2" = [] }
 locked_clocks_mhz = [2000, 1000]
 power_limit_w = 5
 multi_gpu_mode = "protected-pcie"
+helper_read_write = ["run"]
+helper_seccomp_allow = ["mount", "no_such_call"]
 typo = 1
 "#,
             &NoFiles,
@@ -284,6 +304,9 @@ typo = 1
             "gpu.power_limit_w: 5 is out of range",
             "gpu.typo: unknown key",
             "gpu.multi_gpu_mode: \"protected-pcie\" is not supported yet",
+            "gpu.helper_read_write[0]: \"run\" must be an absolute path",
+            "gpu.helper_seccomp_allow[0]: mount is on the kill list and cannot be allowed",
+            "gpu.helper_seccomp_allow[1]: \"no_such_call\" is not an x86_64 system call",
         ] {
             assert!(joined.contains(needle), "missing {needle:?} in\n{joined}");
         }

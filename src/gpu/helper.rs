@@ -1,13 +1,21 @@
-//! ztinit's side of the `ztinit-gpu` helper: spawn it with a clean
-//! environment, send one request line at a time, and wait for one response
-//! line within a deadline. A crash, a timeout, an oversized or malformed
-//! line, or a version mismatch is an error; the caller treats every error as
-//! fatal for the boot.
+//! ztinit's side of the `ztinit-gpu` helper: start it confined (the
+//! workload sandbox's launch path with the `strict` seccomp profile, Landlock
+//! and only `CAP_SYS_ADMIN`) with a clean environment, send one request line
+//! at a time, and wait for one response line within a deadline. A crash, a
+//! timeout, an oversized or malformed line, or a version mismatch is an
+//! error; the caller treats every error as fatal for the boot.
+//!
+//! The helper is waited for by its pid only (never `waitpid(-1)`), and
+//! always reaped before `Helper` is gone, so the supervisor's reaper never
+//! sees it.
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
+use std::fs::File;
 use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,9 +24,25 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde::de::DeserializeOwned;
 
 use super::protocol::{self, CcSettings, EvidenceReply, Inventory, Op, ReadyReply, Request, Response, TuneReply};
+use crate::config::{LaunchMode, WorkloadConfig};
+use crate::sandbox::{
+    LandlockMode, LaunchOptions, LaunchPlan, Limit, RlimitConfig, SandboxConfig, SandboxError, SeccompChoice,
+};
 
 /// Bytes of the helper's stderr kept for error messages.
 const STDERR_TAIL: usize = 2048;
+/// How long a killed helper may take to be reaped before ztinit gives up
+/// waiting (a process stuck in a driver call dies only when it returns).
+const REAP_AFTER_KILL: Duration = Duration::from_secs(5);
+
+/// NVIDIA device nodes the helper may open read-write with ioctls.
+pub const HELPER_DEVICES: &[&str] = &["/dev/nvidia*", "/dev/nvidia-caps/*"];
+/// The one capability the helper keeps: the driver's privileged controls
+/// (setting the CC ready state, clocks, power) require `CAP_SYS_ADMIN`
+/// (`RMCTRL_FLAGS_PRIVILEGED` → `osIsAdministrator`).
+pub const HELPER_CAPABILITIES: &[&str] = &["CAP_SYS_ADMIN"];
+/// System calls a glibc program loading NVML needs beyond `strict`.
+pub const HELPER_SYSCALLS: &[&str] = &["sysinfo", "flock", "getppid", "sched_getparam", "sched_getscheduler"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum HelperError {
@@ -27,6 +51,12 @@ pub enum HelperError {
         path: String,
         #[source]
         source: std::io::Error,
+    },
+    #[error("cannot start GPU helper {path} in its sandbox: {source}")]
+    Sandbox {
+        path: String,
+        #[source]
+        source: SandboxError,
     },
     #[error("GPU helper did not answer {op} within {secs} s")]
     Timeout { op: &'static str, secs: u64 },
@@ -44,6 +74,21 @@ pub enum HelperError {
     Io(#[from] std::io::Error),
 }
 
+/// How the helper runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Confinement {
+    /// The workload launch path: own session, signals reset, `strict`
+    /// seccomp (kill on anything else) plus `HELPER_SYSCALLS` and
+    /// `seccomp_allow`, Landlock (read everywhere; read-write only the NVIDIA
+    /// device nodes and `read_write`), every capability dropped but
+    /// `HELPER_CAPABILITIES`, no_new_privs, oom_score_adj 0, same uid/gid as
+    /// ztinit (root).
+    Sandboxed { read_write: Vec<String>, seccomp_allow: Vec<String> },
+    /// A plain child with only the clean environment (tests run as an
+    /// ordinary user, who cannot set up the sandbox).
+    Unconfined,
+}
+
 /// How to start the helper.
 #[derive(Debug, Clone)]
 pub struct HelperCommand {
@@ -55,34 +100,199 @@ pub struct HelperCommand {
     pub env: Vec<(OsString, OsString)>,
     /// Deadline for each request.
     pub timeout: Duration,
+    pub confinement: Confinement,
+}
+
+impl HelperCommand {
+    /// The sandbox the helper runs in (`Confinement::Sandboxed`).
+    pub fn sandbox(read_write: &[String], seccomp_allow: &[String]) -> SandboxConfig {
+        SandboxConfig {
+            seccomp: SeccompChoice::Strict,
+            seccomp_allow: HELPER_SYSCALLS.iter().map(|s| s.to_string()).chain(seccomp_allow.iter().cloned()).collect(),
+            seccomp_log: true,
+            landlock: LandlockMode::Required,
+            read_only: vec!["/".into()],
+            read_write: read_write.to_vec(),
+            executable: Vec::new(),
+            devices: HELPER_DEVICES.iter().map(|s| s.to_string()).collect(),
+            capabilities: HELPER_CAPABILITIES.iter().map(|s| s.to_string()).collect(),
+            // Lower than the workload's: NVML needs a few descriptors and no
+            // pinned memory to speak of (8 MiB is the kernel's default).
+            rlimits: RlimitConfig { nofile: Limit(1024), memlock: Limit(8 << 20), nproc: None },
+            ..SandboxConfig::default()
+        }
+    }
+
+    fn args(&self) -> Vec<OsString> {
+        match &self.nvml_library {
+            Some(lib) => vec!["--nvml".into(), lib.into()],
+            None => Vec::new(),
+        }
+    }
+}
+
+/// The helper process, known by pid; reaped by `waitpid(pid)` only.
+struct Process {
+    pid: libc::pid_t,
+    /// The exit status, once reaped.
+    status: Option<String>,
+}
+
+impl Process {
+    /// The status if the process has ended (reaping it), `None` while it runs.
+    fn try_reap(&mut self) -> Option<String> {
+        if self.status.is_none() {
+            let mut raw = 0;
+            // SAFETY: waitpid on our own child's pid with a valid status pointer.
+            let r = unsafe { libc::waitpid(self.pid, &mut raw, libc::WNOHANG) };
+            if r == self.pid {
+                self.status = Some(describe_wait_status(raw));
+            } else if r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                // ECHILD: not our child any more; nothing left to reap.
+                self.status = Some("status unknown".into());
+            }
+        }
+        self.status.clone()
+    }
+
+    /// Waits up to `limit` for the process to end.
+    fn reap_within(&mut self, limit: Duration) -> Option<String> {
+        let until = Instant::now() + limit;
+        loop {
+            if let Some(s) = self.try_reap() {
+                return Some(s);
+            }
+            if Instant::now() >= until {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn kill(&mut self) {
+        if self.try_reap().is_some() {
+            return;
+        }
+        // SAFETY: signals our own, not yet reaped, child by pid.
+        unsafe { libc::kill(self.pid, libc::SIGKILL) };
+        if self.reap_within(REAP_AFTER_KILL).is_none() {
+            log::warn!("gpu: helper (pid {}) did not end after SIGKILL; leaving it to the reaper", self.pid);
+        }
+    }
+}
+
+/// "exit status 3", "killed by signal 31 (SIGSYS: a system call outside its seccomp profile)".
+fn describe_wait_status(raw: i32) -> String {
+    if libc::WIFEXITED(raw) {
+        format!("exit status {}", libc::WEXITSTATUS(raw))
+    } else if libc::WIFSIGNALED(raw) {
+        match libc::WTERMSIG(raw) {
+            libc::SIGSYS => format!(
+                "killed by signal {} (SIGSYS: a system call outside its seccomp profile; see [gpu] helper_seccomp_allow)",
+                libc::SIGSYS
+            ),
+            libc::SIGKILL => format!("killed by signal {} (SIGKILL)", libc::SIGKILL),
+            libc::SIGSEGV => format!("killed by signal {} (SIGSEGV)", libc::SIGSEGV),
+            libc::SIGABRT => format!("killed by signal {} (SIGABRT)", libc::SIGABRT),
+            sig => format!("killed by signal {sig}"),
+        }
+    } else {
+        format!("wait status {raw:#x}")
+    }
 }
 
 pub struct Helper {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: ChildStdout,
+    process: Process,
+    stdin: Option<File>,
+    stdout: File,
     buf: Vec<u8>,
     timeout: Duration,
     stderr_tail: Arc<Mutex<Vec<u8>>>,
 }
 
+/// The started helper's pid and pipe ends (stdin write, stdout and stderr
+/// read), before any request.
+struct Started {
+    pid: libc::pid_t,
+    stdin: OwnedFd,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+}
+
+fn spawn_unconfined(cmd: &HelperCommand) -> Result<Started, HelperError> {
+    let mut c = Command::new(&cmd.program);
+    c.args(cmd.args());
+    c.env_clear().envs(cmd.env.iter().map(|(k, v)| (k, v)));
+    c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child =
+        c.spawn().map_err(|source| HelperError::Spawn { path: cmd.program.display().to_string(), source })?;
+    let pid = child.id() as libc::pid_t;
+    match (child.stdin.take(), child.stdout.take(), child.stderr.take()) {
+        // Dropping `Child` neither kills nor waits: `Process` reaps by pid.
+        (Some(stdin), Some(stdout), Some(stderr)) => {
+            Ok(Started { pid, stdin: stdin.into(), stdout: stdout.into(), stderr: stderr.into() })
+        }
+        _ => {
+            let mut p = Process { pid, status: None };
+            p.kill();
+            Err(HelperError::Io(std::io::Error::other("helper pipes missing")))
+        }
+    }
+}
+
+fn spawn_sandboxed(cmd: &HelperCommand, read_write: &[String], allow: &[String]) -> Result<Started, HelperError> {
+    let path = cmd.program.display().to_string();
+    let not_utf8 = |what: &str| HelperError::Spawn {
+        path: path.clone(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{what} is not UTF-8")),
+    };
+    let program = cmd.program.to_str().ok_or_else(|| not_utf8("the program path"))?.to_string();
+    let args = cmd
+        .args()
+        .into_iter()
+        .map(|a| a.into_string().map_err(|_| not_utf8("an argument")))
+        .collect::<Result<_, _>>()?;
+    let mut env = BTreeMap::new();
+    for (k, v) in &cmd.env {
+        let k = k.to_str().ok_or_else(|| not_utf8("an environment name"))?;
+        env.insert(k.to_string(), v.to_str().ok_or_else(|| not_utf8("an environment value"))?.to_string());
+    }
+    let workload = WorkloadConfig {
+        path: program,
+        args,
+        env,
+        user: rustix::process::geteuid().as_raw(),
+        group: rustix::process::getegid().as_raw(),
+        supplementary_groups: Vec::new(),
+        workdir: "/".into(),
+        mode: LaunchMode::Supervise,
+    };
+    let sandbox = HelperCommand::sandbox(read_write, allow);
+    let opts = LaunchOptions { stdin_pipe: true, ..LaunchOptions::default() };
+    let sandbox_err = |source| HelperError::Sandbox { path: path.clone(), source };
+    let launched =
+        LaunchPlan::with_options(&workload, &sandbox, &[], &opts).and_then(|plan| plan.spawn()).map_err(sandbox_err)?;
+    // The launch path hands out non-blocking read ends; this side polls
+    // stdout itself and drains stderr on a thread.
+    for fd in [&launched.stdout, &launched.stderr] {
+        let flags = rustix::fs::fcntl_getfl(fd).map_err(|e| HelperError::Io(e.into()))?;
+        rustix::fs::fcntl_setfl(fd, flags - rustix::fs::OFlags::NONBLOCK).map_err(|e| HelperError::Io(e.into()))?;
+    }
+    let Some(stdin) = launched.stdin else {
+        let mut p = Process { pid: launched.pid, status: None };
+        p.kill();
+        return Err(HelperError::Io(std::io::Error::other("helper stdin pipe missing")));
+    };
+    Ok(Started { pid: launched.pid, stdin, stdout: launched.stdout, stderr: launched.stderr })
+}
+
 impl Helper {
     pub fn spawn(cmd: &HelperCommand) -> Result<Helper, HelperError> {
-        let mut c = Command::new(&cmd.program);
-        if let Some(lib) = &cmd.nvml_library {
-            c.arg("--nvml").arg(lib);
-        }
-        c.env_clear().envs(cmd.env.iter().map(|(k, v)| (k, v)));
-        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child =
-            c.spawn().map_err(|source| HelperError::Spawn { path: cmd.program.display().to_string(), source })?;
-        let (Some(stdin), Some(stdout), Some(mut stderr)) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take())
-        else {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(HelperError::Io(std::io::Error::other("helper pipes missing")));
+        let started = match &cmd.confinement {
+            Confinement::Sandboxed { read_write, seccomp_allow } => spawn_sandboxed(cmd, read_write, seccomp_allow)?,
+            Confinement::Unconfined => spawn_unconfined(cmd)?,
         };
+        let mut stderr = File::from(started.stderr);
         // Drain stderr so the helper cannot block on it; keep only a tail.
         let stderr_tail = Arc::new(Mutex::new(Vec::new()));
         let tail = Arc::clone(&stderr_tail);
@@ -99,7 +309,19 @@ impl Helper {
                 }
             }
         });
-        Ok(Helper { child, stdin: Some(stdin), stdout, buf: Vec::new(), timeout: cmd.timeout, stderr_tail })
+        Ok(Helper {
+            process: Process { pid: started.pid, status: None },
+            stdin: Some(File::from(started.stdin)),
+            stdout: File::from(started.stdout),
+            buf: Vec::new(),
+            timeout: cmd.timeout,
+            stderr_tail,
+        })
+    }
+
+    /// The helper's process id.
+    pub fn pid(&self) -> libc::pid_t {
+        self.process.pid
     }
 
     /// Sends one request and returns the `ok` value.
@@ -209,49 +431,33 @@ impl Helper {
     fn crashed(&mut self, op: &'static str) -> HelperError {
         // The helper closed its end: collect its status (bounded wait).
         self.stdin = None;
-        let mut status = "status unknown".to_string();
-        let until = Instant::now() + Duration::from_millis(500);
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(s)) => {
-                    status = s.to_string();
-                    break;
-                }
-                Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(10)),
-                Ok(None) => {
-                    self.kill();
-                    break;
-                }
-                // Reaped by PID 1's reaper already: the status is gone.
-                Err(_) => break,
+        let status = match self.process.reap_within(Duration::from_millis(500)) {
+            Some(s) => s,
+            None => {
+                self.process.kill();
+                "still running; killed".to_string()
             }
-        }
+        };
         let tail = self.stderr_tail.lock().map(|t| printable(&String::from_utf8_lossy(&t))).unwrap_or_default();
         let stderr = if tail.trim().is_empty() { String::new() } else { format!(": {}", tail.trim()) };
         HelperError::Crashed { op, status, stderr }
     }
 
     fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stdin = None;
+        self.process.kill();
     }
 
-    /// Closes stdin (the helper exits at EOF) and waits briefly for it.
+    /// Closes stdin (the helper exits at EOF) and waits briefly for it; a
+    /// helper that does not end is killed. Either way it is reaped here.
     pub fn close(mut self) {
         self.shutdown();
     }
 
     fn shutdown(&mut self) {
-        if self.stdin.take().is_none() {
-            return;
-        }
-        let until = Instant::now() + Duration::from_secs(2);
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(_)) | Err(_) => return,
-                Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(10)),
-                Ok(None) => return self.kill(),
-            }
+        self.stdin = None;
+        if self.process.reap_within(Duration::from_secs(2)).is_none() {
+            self.process.kill();
         }
     }
 }
@@ -280,7 +486,7 @@ fn printable(s: &str) -> String {
     one
 }
 
-fn wait_readable(fd: &ChildStdout, timeout: Duration) -> Result<bool, HelperError> {
+fn wait_readable(fd: &impl AsFd, timeout: Duration) -> Result<bool, HelperError> {
     use rustix::event::{PollFd, PollFlags, poll};
     let ts = rustix::time::Timespec {
         tv_sec: timeout.as_secs().min(i64::MAX as u64) as i64,
@@ -308,7 +514,13 @@ mod tests {
         std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
         // Generous: the test machine may be loaded; `silence_times_out` uses its own.
-        HelperCommand { program: p, nvml_library: None, env: Vec::new(), timeout: Duration::from_secs(10) }
+        HelperCommand {
+            program: p,
+            nvml_library: None,
+            env: Vec::new(),
+            timeout: Duration::from_secs(10),
+            confinement: Confinement::Unconfined,
+        }
     }
 
     use std::path::Path;
@@ -328,6 +540,63 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_signal_is_named_in_the_crash() {
+        match inventory_err("read line; kill -SYS $$") {
+            HelperError::Crashed { status, .. } => {
+                assert_eq!(
+                    status,
+                    "killed by signal 31 (SIGSYS: a system call outside its seccomp profile; see [gpu] \
+                     helper_seccomp_allow)"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// After `close` the pid is gone: reaped by pid, not left for PID 1's
+    /// `waitpid(-1)` to find and report.
+    fn assert_reaped(pid: libc::pid_t) {
+        let mut status = 0;
+        // SAFETY: waitpid with a valid status pointer.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        assert_eq!((r, std::io::Error::last_os_error().raw_os_error()), (-1, Some(libc::ECHILD)));
+    }
+
+    #[test]
+    fn close_reaps_the_helper() {
+        let t = tempfile::tempdir().unwrap();
+        let h = Helper::spawn(&script(t.path(), "read line")).unwrap();
+        let pid = h.pid();
+        h.close();
+        assert_reaped(pid);
+    }
+
+    #[test]
+    fn a_helper_that_ignores_end_of_input_is_killed_and_reaped() {
+        let t = tempfile::tempdir().unwrap();
+        let h = Helper::spawn(&script(t.path(), "exec sleep 30")).unwrap();
+        let pid = h.pid();
+        let started = Instant::now();
+        drop(h);
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_reaped(pid);
+    }
+
+    #[test]
+    fn the_sandbox_is_strict_with_only_the_driver_capability() {
+        let s = HelperCommand::sandbox(&["/run/x".into()], &["socket".into()]);
+        assert_eq!(s.seccomp, SeccompChoice::Strict);
+        assert_eq!(s.landlock, LandlockMode::Required);
+        assert_eq!(s.capabilities, ["CAP_SYS_ADMIN"]);
+        assert_eq!(s.read_only, ["/"]);
+        assert_eq!(s.read_write, ["/run/x"]);
+        assert_eq!(s.devices, ["/dev/nvidia*", "/dev/nvidia-caps/*"]);
+        assert!(s.seccomp_allow.iter().any(|c| c == "sysinfo") && s.seccomp_allow.ends_with(&["socket".into()]));
+        assert_eq!(s.oom_score_adj, 0);
+        assert_eq!((s.rlimits.nofile, s.rlimits.memlock), (Limit(1024), Limit(8 << 20)));
     }
 
     #[test]
@@ -367,6 +636,7 @@ mod tests {
             nvml_library: None,
             env: Vec::new(),
             timeout: Duration::from_secs(1),
+            confinement: Confinement::Unconfined,
         };
         assert!(matches!(Helper::spawn(&cmd), Err(HelperError::Spawn { .. })));
     }

@@ -25,9 +25,11 @@ const MAX_CHALLENGE_BYTES: usize = 64 << 10;
 const MAX_TOKEN_BYTES: usize = 4 << 20;
 /// Longest nonce we hash (Trustee's is 44 characters).
 const MAX_NONCE_LEN: usize = 1024;
-/// Tokens up to this size are also sent as `Authorization: Bearer`; larger
-/// ones could exceed the server's header limit, the cookie suffices.
-const MAX_BEARER_LEN: usize = 32 << 10;
+/// The token is also sent as `Authorization: Bearer` when that header line
+/// is at most this long. Common servers refuse longer header lines (Apache
+/// 8190 bytes, nginx 8 KiB buffers, the dev KBS's 8 KiB reader), and an EAR
+/// token carrying GPU measurements is longer: the cookie session suffices.
+const MAX_BEARER_LINE: usize = 8000;
 /// Cookies we keep from a KBS (session id, maybe a load balancer's).
 const MAX_COOKIES: usize = 8;
 const MAX_COOKIE_LEN: usize = 4096;
@@ -256,11 +258,8 @@ impl Session<'_> {
             let jar: Vec<String> = self.cookies.iter().map(|(k, v)| format!("{k}={}", v.as_str())).collect();
             headers.push(("Cookie", jar.join("; ")));
         }
-        if let Some(token) = &self.token
-            && token.len() <= MAX_BEARER_LEN
-            && token.bytes().all(is_token68_char)
-        {
-            headers.push(("Authorization", format!("Bearer {}", token.as_str())));
+        if let Some(value) = self.token.as_deref().and_then(|t| bearer(t)) {
+            headers.push(("Authorization", value));
         }
         let req = Request { method, path, body, headers, max_body };
         let resp = self.client.transport.send(&req, self.deadline).map_err(|source| match source {
@@ -329,6 +328,14 @@ pub(crate) fn collect_evidence(
         .map_err(|e| evidence_error(e.to_string()))?;
     let primary = cpu.evidence(&digest).map_err(|e| evidence_error(format!("{}: {e}", cpu.kind())))?;
     Ok((primary, additional))
+}
+
+/// The `Authorization` value for `token`, when it is plain token68 and its
+/// header line stays within `MAX_BEARER_LINE`.
+pub(crate) fn bearer(token: &str) -> Option<String> {
+    let value = format!("Bearer {token}");
+    let line = "Authorization: ".len() + value.len();
+    (line <= MAX_BEARER_LINE && token.bytes().all(is_token68_char)).then_some(value)
 }
 
 /// RFC 7235 token68 characters (what a JWT consists of).

@@ -28,6 +28,7 @@ pub mod jcs;
 pub mod jwe;
 pub mod protocol;
 pub mod resource;
+mod tls;
 pub mod transport;
 
 use std::fmt;

@@ -170,3 +170,22 @@ fn device_names_must_be_unique() {
     let e = client.attest(&mut SampleProvider, vec![&mut a, &mut b], None).unwrap_err();
     assert!(e.to_string().contains("\"sampledevice\" is empty or used twice"), "{e}");
 }
+
+#[test]
+fn long_tokens_travel_in_the_cookie_session_only() {
+    use super::client::bearer;
+    // A JWT-shaped token of a CPU-only attestation goes out as Bearer too.
+    let short = format!("{}.{}.", "e".repeat(36), "a".repeat(2000));
+    assert_eq!(bearer(&short), Some(format!("Bearer {short}")));
+    // An EAR token carrying GPU measurements (~12 KiB) would make a header
+    // line that common servers, and the dev KBS, refuse.
+    let gpu = format!("{}.{}.", "e".repeat(36), "a".repeat(12_000));
+    assert_eq!(bearer(&gpu), None);
+    // The limit is on the whole header line.
+    let edge = "a".repeat(8000 - "Authorization: Bearer ".len());
+    assert!(bearer(&edge).is_some());
+    assert!(bearer(&format!("{edge}a")).is_none());
+    // Never anything but token68.
+    assert_eq!(bearer("a b"), None);
+    assert_eq!(bearer("a\r\nX-Injected: 1"), None);
+}

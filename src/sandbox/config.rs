@@ -159,7 +159,8 @@ fn check_profile(v: &mut Validator<'_>, path: &str, bytes: &[u8], capabilities: 
         return;
     }
     let ctx = seccomp::oci::ImportContext { capabilities, kernel: None };
-    match seccomp::oci::import(path, bytes, ctx).map(|p| seccomp::compile(&p)) {
+    let compiled = |p: seccomp::Profile| seccomp::check_launchable(&p).and_then(|()| seccomp::compile(&p));
+    match seccomp::oci::import(path, bytes, ctx).map(compiled) {
         Err(e) => v.error("seccomp", e),
         Ok(Err(e)) => v.error("seccomp", e),
         Ok(Ok(_)) => {}
@@ -319,6 +320,18 @@ mod tests {
         );
         let issues = load_with("[sandbox]\nseccomp = \"/etc/broken.json\"\n", &files).unwrap_err();
         assert!(issues.iter().any(|i| i.contains("/etc/broken.json: line 2 column 14: ")), "{issues:#?}");
+        std::fs::write(
+            dir.path().join("etc/noexec.json"),
+            r#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["execve", "exit_group"], "action": "SCMP_ACT_ALLOW"}]}"#,
+        )
+        .unwrap();
+        let issues = load_with("[sandbox]\nseccomp = \"/etc/noexec.json\"\n", &files).unwrap_err();
+        assert!(
+            issues
+                .iter()
+                .any(|i| i.contains("sandbox.seccomp: /etc/noexec.json: execveat is not allowed (Errno(1)): ")),
+            "{issues:#?}"
+        );
         let issues = load_with("[sandbox]\nseccomp = \"/etc/missing.json\"\n", &files).unwrap_err();
         assert!(issues.iter().any(|i| i.contains("/etc/missing.json: no such file in the image")), "{issues:#?}");
         // The real Docker profile passes (only the workload binary is missing).

@@ -305,7 +305,7 @@ impl LaunchPlan {
             source: std::io::Error::other("unknown"),
         })?;
         if keep_caps != 0 {
-            log::warn!("sandbox: the workload keeps capabilities {:?}", sandbox.capabilities);
+            log::warn!("sandbox: {path} keeps capabilities {:?}", sandbox.capabilities);
         }
         let cap_last = caps::last_cap(&opts.proc_root).map_err(setup("cap_last_cap"))?;
 
@@ -437,11 +437,16 @@ impl LaunchPlan {
         if got == 0 {
             return Ok(());
         }
+        // The child reported a failure and exits, unless its filter keeps
+        // it from exiting (check_launchable refuses such profiles): PID 1
+        // must not wait on it forever either way.
+        // SAFETY: signalling our own child, not yet reaped, so the pid is its.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
         let mut status = 0;
-        // SAFETY: reaping our own child, which reported a failure and exits.
-        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        // SAFETY: reaping our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
         if got != buf.len() {
-            return Err(SandboxError::ChildVanished(describe_status(r, status)));
+            return Err(SandboxError::ChildVanished(format!("a partial failure report ({got} of 12 bytes)")));
         }
         let word = |i: usize| u32::from_ne_bytes([buf[i], buf[i + 1], buf[i + 2], buf[i + 3]]);
         match Step::from_u32(word(0)) {
@@ -738,6 +743,7 @@ fn compile_profile(
         }
     };
     profile.log |= sandbox.seccomp_log;
+    seccomp::check_launchable(&profile)?;
     let program = seccomp::compile(&profile)?;
     if workload.mode == LaunchMode::Handoff && program.has_fatal_actions() {
         log::warn!(

@@ -48,6 +48,10 @@ pub struct Scenario {
     /// Console substrings that must not appear.
     #[serde(default)]
     pub forbid: Vec<String>,
+    /// Console substrings that must appear exactly once (with `expect`: a
+    /// marker that comes after another and never before it).
+    #[serde(default)]
+    pub once: Vec<String>,
     /// Files whose every non-empty line must not appear (e.g. a secret's hex
     /// and base64 forms written by a prepare step).
     #[serde(default)]
@@ -95,11 +99,11 @@ pub struct Service {
     /// Relay the guest's 10.0.2.100:8080 to this service (default: true
     /// when it is the only service).
     pub forward: Option<bool>,
-    /// Substrings that must appear in the service's log, in this order,
-    /// once the VM has ended.
+    /// Substrings its log (stdout and stderr) must contain, in order, once
+    /// the VM has ended.
     #[serde(default)]
     pub expect: Vec<String>,
-    /// Substrings that must not appear in the service's log.
+    /// Substrings its log must not contain.
     #[serde(default)]
     pub forbid: Vec<String>,
 }
@@ -346,6 +350,7 @@ pub fn run_scenario(s: &Scenario, images: &mut ImageCache, echo: bool, log_name:
     }
     let expect = vars.expand_all(&s.expect)?;
     let mut failures = check(&run.outcome, &run.console, &s.exit, &expect, &forbidden);
+    failures.extend(check_once(&run.console, &vars.expand_all(&s.once)?));
     for w in &s.within {
         let w = Within {
             from: w.from.as_deref().map(|m| vars.expand(m)).transpose()?,
@@ -359,18 +364,19 @@ pub fn run_scenario(s: &Scenario, images: &mut ImageCache, echo: bool, log_name:
         failures.extend(failed);
     }
     for sv in s.service.iter().filter(|sv| sv.running) {
-        let path = service_log(&sv.name);
-        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        let (expect, forbid) = (vars.expand_all(&sv.expect)?, vars.expand_all(&sv.forbid)?);
-        failures.extend(
-            check_text(&text, &expect, &forbid, "in its log").into_iter().map(|f| format!("service {}: {f}", sv.name)),
-        );
+        if sv.expect.is_empty() && sv.forbid.is_empty() {
+            continue;
+        }
+        let log = service_log(&sv.name);
+        let text = std::fs::read_to_string(&log).with_context(|| format!("cannot read {}", log.display()))?;
+        let found = check_markers(&text, &vars.expand_all(&sv.expect)?, &vars.expand_all(&sv.forbid)?);
+        failures.extend(found.into_iter().map(|f| format!("service {} ({}): {f}", sv.name, log.display())));
     }
     Ok(Report { outcome: run.outcome, console: run.console, wall: run.wall, log, scratch, failures })
 }
 
-/// `expect` in order and no `forbid` in `text` (`place` names it).
-fn check_text(text: &str, expect: &[String], forbid: &[String], place: &str) -> Vec<String> {
+/// `expect` in order and no `forbid` in `text`.
+pub fn check_markers(text: &str, expect: &[String], forbid: &[String]) -> Vec<String> {
     let mut failures = Vec::new();
     let mut from = 0;
     for marker in expect {
@@ -382,10 +388,20 @@ fn check_text(text: &str, expect: &[String], forbid: &[String], place: &str) -> 
     }
     for f in forbid {
         if text.contains(f.as_str()) {
-            failures.push(format!("forbidden string {place}: {f:?}"));
+            failures.push(format!("forbidden string present: {f:?}"));
         }
     }
     failures
+}
+
+/// Each of `once` exactly once in `console`.
+pub fn check_once(console: &str, once: &[String]) -> Vec<String> {
+    once.iter()
+        .filter_map(|m| match console.matches(m.as_str()).count() {
+            1 => None,
+            n => Some(format!("expected exactly once, found {n} times: {m:?}")),
+        })
+        .collect()
 }
 
 /// The time between two console markers (first lines containing them),
@@ -436,7 +452,7 @@ pub fn check(
             .push(format!("expected isa-debug-exit value {want}{}, got: {got}", qemu::describe_exit_value(*want))),
         (ExpectedExit::Named(_), got) => failures.push(format!("expected a clean power-off, got: {got}")),
     }
-    failures.extend(check_text(console, expect, forbid, "on the console"));
+    failures.extend(check_markers(console, expect, forbid));
     failures
 }
 
@@ -682,12 +698,8 @@ mod tests {
 
     #[test]
     fn service_logs_are_checked_and_down_services_are_consistent() {
-        assert_eq!(
-            check_text("GET /a -> 200\n", &strings(&["/a -> 200"]), &strings(&["PolicyDeny"]), "x"),
-            Vec::<String>::new()
-        );
-        let f = check_text("POST /kbs/v0/auth -> 200\n", &[], &strings(&["/kbs/v0/"]), "in its log");
-        assert_eq!(f, vec!["forbidden string in its log: \"/kbs/v0/\"".to_string()]);
+        let f = check_markers("POST /kbs/v0/auth -> 200\n", &[], &strings(&["/kbs/v0/"]));
+        assert_eq!(f, vec!["forbidden string present: \"/kbs/v0/\"".to_string()]);
         let base = "description = \"d\"\nmanifest = \"m\"\nexit = 0\n";
         let down = parse("x", &format!("{base}[[service]]\nname = \"kbs\"\nrunning = false\n")).unwrap();
         assert!(!down.service[0].running);
@@ -695,5 +707,25 @@ mod tests {
         assert!(
             parse("x", &format!("{base}[[service]]\nname = \"kbs\"\nrunning = false\ncommand = [\"x\"]\n")).is_err()
         );
+    }
+
+    #[test]
+    fn once_markers_and_service_logs() {
+        let console = "accepted\nset-ready\nset-ready\n";
+        assert_eq!(check_once(console, &strings(&["accepted"])), Vec::<String>::new());
+        assert_eq!(
+            check_once(console, &strings(&["set-ready"])),
+            ["expected exactly once, found 2 times: \"set-ready\""]
+        );
+        assert_eq!(check_once(console, &strings(&["gone"])), ["expected exactly once, found 0 times: \"gone\""]);
+        let log = "ztinit-kbs: listening\nztinit-kbs: attestation accepted: sample + nvidia\n";
+        assert!(check_markers(log, &strings(&["listening", "accepted: sample + nvidia"]), &[]).is_empty());
+        assert_eq!(check_markers(log, &[], &strings(&["refused"])), Vec::<String>::new());
+        assert_eq!(
+            check_markers(log, &strings(&["accepted", "listening"]), &[]),
+            ["marker out of order: \"listening\""]
+        );
+        let s = parse("x", "description = \"d\"\nmanifest = \"m\"\nexit = 0\nonce = [\"a\"]\n[[service]]\nname = \"kbs\"\ncommand = [\"k\"]\nexpect = [\"e\"]\nforbid = [\"f\"]\n").unwrap();
+        assert_eq!((s.once.len(), s.service[0].expect.len(), s.service[0].forbid.len()), (1, 1, 1));
     }
 }

@@ -23,6 +23,12 @@ const SHELLS: &[&str] =
     &["sh", "bash", "ash", "dash", "busybox", "zsh", "ksh", "mksh", "csh", "tcsh", "fish", "toybox"];
 /// Symlink hops followed when the config check reads a file.
 const MAX_LINK_HOPS: usize = 16;
+/// Bytes that mark a file as TEST ONLY (the fake libnvidia-ml.so.1 embeds
+/// them): only images with `[image] test = true` may contain such a file,
+/// whichever way it got in (build, source, copy under another name).
+pub const TEST_ONLY_MARKER: &[u8] = b"ZTINIT-TEST-ONLY";
+/// Files larger than this are not scanned for markers (no test double is).
+const MAX_SCAN: u64 = 64 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Data {
@@ -184,6 +190,17 @@ pub fn resolve(m: &Loaded) -> Result<Tree> {
     tree.add_parents();
     if !m.debug {
         tree.refuse_shells().with_context(|| format!("{shown}: refused"))?;
+    }
+    let test_only = tree.test_only_files();
+    if !test_only.is_empty() {
+        if !m.test {
+            bail!(
+                "{shown}: refused: TEST-ONLY files would be in the image (only a test image, [image] test = true, \
+                 may contain them): {}",
+                test_only.join(", ")
+            );
+        }
+        println!("image: test image with TEST-ONLY files: {}", test_only.join(", "));
     }
     if let Some((c, source)) = &m.config {
         let guest = c.path.clone().unwrap_or_else(|| ztinit::config::DEFAULT_PATH.into());
@@ -498,6 +515,25 @@ impl Tree {
         Ok(())
     }
 
+    /// Files that carry `TEST_ONLY_MARKER`, as "/path (origin)".
+    fn test_only_files(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        for (key, e) in &self.entries {
+            let marked = match &e.node {
+                Node::File(Data::Bytes(b)) => contains(b, TEST_ONLY_MARKER),
+                Node::File(Data::Host(p)) => {
+                    std::fs::metadata(p).is_ok_and(|m| m.len() <= MAX_SCAN)
+                        && std::fs::read(p).is_ok_and(|b| contains(&b, TEST_ONLY_MARKER))
+                }
+                _ => false,
+            };
+            if marked {
+                found.push(format!("/{key} ({})", e.origin));
+            }
+        }
+        found
+    }
+
     /// Entries in archive order: component-wise path order, parents first.
     fn ordered(&self) -> Vec<(&String, &Entry)> {
         let mut v: Vec<(&String, &Entry)> = self.entries.iter().collect();
@@ -529,8 +565,11 @@ fn data_len(d: &Data) -> Result<u64> {
     })
 }
 
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
 fn is_busybox(path: &Path) -> bool {
-    const MAX_SCAN: u64 = 64 << 20;
     let Ok(meta) = std::fs::metadata(path) else { return false };
     if meta.len() > MAX_SCAN {
         return false;
@@ -657,6 +696,40 @@ mod tests {
         assert!(t.refuse_shells().is_err());
         let t = tree_of(&[("/usr/bin/shasum", Node::Dir)]);
         t.refuse_shells().unwrap();
+    }
+
+    #[test]
+    fn test_only_files_are_found_by_content() {
+        let mut marked = b"\x7fELF...".to_vec();
+        marked.extend_from_slice(TEST_ONLY_MARKER);
+        marked.extend_from_slice(b": fake libnvidia-ml.so.1");
+        let dir = tempfile::tempdir().unwrap();
+        let renamed = dir.path().join("libc.so.6");
+        std::fs::write(&renamed, &marked).unwrap();
+        let t = tree_of(&[
+            ("/usr/lib/libnvidia-ml.so.1", Node::File(Data::Bytes(marked))),
+            ("/usr/lib/innocent", Node::File(Data::Host(renamed))),
+            ("/usr/lib/real", Node::File(Data::Bytes(b"ZTINIT-TEST".to_vec()))),
+        ]);
+        assert_eq!(t.test_only_files(), ["/usr/lib/innocent (test)", "/usr/lib/libnvidia-ml.so.1 (test)"]);
+    }
+
+    #[test]
+    fn test_only_files_need_a_test_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut marked = TEST_ONLY_MARKER.to_vec();
+        marked.extend_from_slice(b" fake");
+        std::fs::write(dir.path().join("fake.so"), marked).unwrap();
+        let manifest = |test: bool| {
+            let text = format!(
+                "[image]\ntest = {test}\n[[file]]\npath = \"/usr/lib/libnvidia-ml.so.1\"\nsource = \"fake.so\"\n"
+            );
+            std::fs::write(dir.path().join("m.toml"), text).unwrap();
+            manifest::load(&dir.path().join("m.toml")).unwrap()
+        };
+        let e = format!("{:#}", resolve(&manifest(false)).unwrap_err());
+        assert!(e.contains("TEST-ONLY files would be in the image") && e.contains("/usr/lib/libnvidia-ml.so.1"), "{e}");
+        resolve(&manifest(true)).unwrap();
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //!
 //! [image]
 //! debug = false          # true allows a shell or busybox in the image
+//! test = false           # true allows TEST-ONLY files (the fake NVML library)
 //! compression = "none"   # "none" | "zstd"
 //! kernel = "test"        # kernel profile that [[module]] entries come from
 //!
@@ -58,6 +59,9 @@ pub struct Manifest {
 #[serde(deny_unknown_fields)]
 pub struct ImageOptions {
     pub debug: Option<bool>,
+    /// A test image: files marked TEST ONLY (`image::TEST_ONLY_MARKER`) are
+    /// allowed; any other image containing one is refused.
+    pub test: Option<bool>,
     pub compression: Option<Compression>,
     pub kernel: Option<String>,
 }
@@ -183,6 +187,7 @@ pub struct ModuleEntry {
 pub struct Loaded {
     pub path: PathBuf,
     pub debug: bool,
+    pub test: bool,
     pub compression: Compression,
     pub kernel: Option<String>,
     pub ztinit: Option<ZtinitEntry>,
@@ -218,6 +223,9 @@ fn merge(path: &Path, out: &mut Loaded, stack: &mut Vec<PathBuf>) -> Result<()> 
     // Later files (the including manifest) override scalar options.
     if let Some(d) = m.image.debug {
         out.debug = d;
+    }
+    if let Some(t) = m.image.test {
+        out.test = t;
     }
     if let Some(c) = m.image.compression {
         out.compression = c;

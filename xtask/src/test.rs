@@ -18,7 +18,7 @@ pub fn cmd(args: &[String]) -> Result<()> {
             "-h" | "--help" => {
                 println!(
                     "usage: cargo xtask test [--no-unit] [SCENARIO...]\n\
-                     Checks prerequisites, runs `cargo test --workspace`, builds the test kernel\n\
+                     Checks prerequisites, runs `cargo fmt --check`, clippy and `cargo test --workspace`, builds the test kernel\n\
                      (cached) and runs the QEMU scenarios of tests/e2e/ (all unless named)."
                 );
                 return Ok(());
@@ -31,8 +31,20 @@ pub fn cmd(args: &[String]) -> Result<()> {
     step("prerequisites");
     prereq::ensure()?;
     if unit {
-        step("unit and integration tests (cargo test --workspace)");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        step("lint (cargo fmt --check, cargo clippy -D warnings)");
+        util::run(Command::new(&cargo).current_dir(util::workspace_root()).args(["fmt", "--all", "--", "--check"]))
+            .context("cargo fmt --check failed: run `cargo fmt`")?;
+        util::run(Command::new(&cargo).current_dir(util::workspace_root()).args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+        .context("clippy found warnings")?;
+        step("unit and integration tests (cargo test --workspace)");
         util::run(Command::new(cargo).current_dir(util::workspace_root()).args(["test", "--workspace"]))
             .context("workspace tests failed")?;
     }

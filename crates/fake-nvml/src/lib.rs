@@ -21,6 +21,13 @@ use p384::ecdsa::signature::Signer;
 use p384::ecdsa::{Signature, SigningKey};
 use sha2::{Digest, Sha384};
 
+/// Marks this library TEST ONLY for the image builder (`xtask image`), which
+/// refuses any image containing these bytes unless it is declared a test
+/// image (`[image] test = true`), whatever the file is called.
+#[used]
+#[unsafe(no_mangle)]
+pub static ZTINIT_FAKE_NVML_MARKER: [u8; 41] = *b"ZTINIT-TEST-ONLY: fake libnvidia-ml.so.1\0";
+
 const CHAIN_PEM: &str = include_str!("../testca/chain.pem");
 const LEAF_SCALAR_HEX: &str = include_str!("../testca/leaf.scalar.hex");
 const FWID_HEX: &str = include_str!("../testca/fwid.hex");

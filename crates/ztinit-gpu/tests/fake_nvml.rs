@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha384};
 use ztinit::gpu::evidence::{NvidiaPolicy, verify_nvidia_evidence};
-use ztinit::gpu::helper::{Helper, HelperCommand, HelperError};
+use ztinit::gpu::helper::{Confinement, Helper, HelperCommand, HelperError};
 use ztinit::gpu::verify::{self, Evidence, Expected, Trust};
 use ztinit::gpu::{AttesterEnv, GpuAttester, GpuConfig, GpuError, GpuMode, certs};
 
@@ -32,6 +32,11 @@ fn fake_lib() -> &'static Path {
         assert!(lib.exists(), "{}", lib.display());
         lib
     })
+}
+
+fn is_root() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
 }
 
 fn test_root_pem() -> String {
@@ -65,13 +70,35 @@ impl Fake {
     }
 
     fn helper(&self) -> Helper {
-        Helper::spawn(&HelperCommand {
+        Helper::spawn(&self.command()).unwrap()
+    }
+
+    fn command(&self) -> HelperCommand {
+        HelperCommand {
             program: HELPER.into(),
             nvml_library: Some(fake_lib().to_str().unwrap().into()),
             env: self.env(),
             timeout: Duration::from_secs(20),
-        })
-        .unwrap()
+            confinement: self.confinement(),
+        }
+    }
+
+    /// As at boot when the tests run as root (the sandbox needs it): the
+    /// fake's record and ready files are the helper's only writable paths.
+    fn confinement(&self) -> Confinement {
+        if is_root() {
+            Confinement::Sandboxed { read_write: self.writable(), seccomp_allow: Vec::new() }
+        } else {
+            Confinement::Unconfined
+        }
+    }
+
+    fn writable(&self) -> Vec<String> {
+        vec![self.dir.path().to_str().unwrap().to_string()]
+    }
+
+    fn attester_env(&self, guest: PathBuf) -> AttesterEnv {
+        AttesterEnv { files_root: guest, helper_env: self.env(), now: std::time::SystemTime::now(), confine: is_root() }
     }
 
     /// A guest tree with one NVIDIA GPU on the PCI bus and the test root.
@@ -110,8 +137,8 @@ fn config() -> GpuConfig {
 fn start(fake: &Fake, cfg: &GpuConfig, gpus: usize) -> Result<GpuAttester, GpuError> {
     let guest = fake.guest(gpus);
     let plan = ztinit::gpu::plan(cfg, &guest).unwrap().unwrap();
-    let env = AttesterEnv { files_root: guest, helper_env: fake.env(), now: std::time::SystemTime::now() };
-    GpuAttester::start(cfg, &plan, &env)
+    let cfg = GpuConfig { helper_read_write: fake.writable(), ..cfg.clone() };
+    GpuAttester::start(&cfg, &plan, &fake.attester_env(guest))
 }
 
 fn test_trust() -> Trust {
@@ -269,8 +296,9 @@ fn bring_up_loads_modules_waits_for_the_daemon_then_starts_the_attester() {
     let fake = Fake::new(serde_json::json!({}));
     let guest = fake.guest(1);
     let mut hooks = Hooks { root: guest.clone(), modules: Vec::new(), daemon: Vec::new() };
-    let env = AttesterEnv { files_root: guest.clone(), helper_env: fake.env(), now: std::time::SystemTime::now() };
-    let mut a = ztinit::gpu::bring_up(&config(), &guest, &mut hooks, &env).unwrap().unwrap();
+    let env = fake.attester_env(guest.clone());
+    let cfg = GpuConfig { helper_read_write: fake.writable(), ..config() };
+    let mut a = ztinit::gpu::bring_up(&cfg, &guest, &mut hooks, &env).unwrap().unwrap();
     assert_eq!(hooks.modules, ["nvidia NVreg_NvLinkDisable=1", "nvidia-uvm "]);
     assert_eq!(hooks.daemon, ["/usr/bin/nvidia-persistenced", "--verbose", "--uvm-persistence-mode"]);
     a.collect(&[3u8; 48]).unwrap();
@@ -288,8 +316,56 @@ fn bring_up_loads_modules_waits_for_the_daemon_then_starts_the_attester() {
     }
     let fake2 = Fake::new(serde_json::json!({}));
     let guest2 = fake2.guest(1);
-    let env2 = AttesterEnv { files_root: guest2.clone(), helper_env: fake2.env(), now: std::time::SystemTime::now() };
+    let env2 = fake2.attester_env(guest2.clone());
     let err = ztinit::gpu::bring_up(&config(), &guest2, &mut Dying, &env2).err().unwrap().to_string();
     assert_eq!(err, "nvidia-persistenced exited before it was ready");
     assert!(!fake2.calls().contains("nvmlInit"));
+}
+
+/// The helper as ztinit starts it at boot (root only: the sandbox needs it).
+#[test]
+fn the_helper_runs_confined_and_is_reaped_by_pid() {
+    if !is_root() {
+        eprintln!("skipped: needs root to set up the sandbox");
+        return;
+    }
+    let fake = Fake::new(serde_json::json!({}));
+    let mut h = fake.helper();
+    let pid = h.pid();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field =
+        |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).map(str::trim).unwrap_or_default().to_string();
+    // CAP_SYS_ADMIN (21) only, everywhere it could come back from.
+    assert_eq!(field("CapEff:"), "0000000000200000", "{status}");
+    assert_eq!(field("CapBnd:"), "0000000000200000", "{status}");
+    assert_eq!(field("NoNewPrivs:"), "1");
+    assert_eq!(field("Seccomp:"), "2");
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    assert_eq!(environ, format!("FAKE_NVML_CONFIG={}\0", fake.dir.path().join("fake.json").display()).into_bytes());
+    // Every request works under the strict profile and Landlock.
+    h.inventory().unwrap();
+    h.cc_settings().unwrap();
+    h.evidence(0, &[7u8; 32]).unwrap();
+    assert!(h.set_ready().unwrap());
+    h.close();
+    assert!(fake.calls().contains("nvmlSystemSetConfComputeGpusReadyState(1)"), "{}", fake.calls());
+    // Reaped by close(): nothing left for PID 1's reaper.
+    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "pid {pid} still exists (zombie?)");
+}
+
+#[test]
+fn the_confined_helper_cannot_write_outside_its_paths() {
+    if !is_root() {
+        eprintln!("skipped: needs root to set up the sandbox");
+        return;
+    }
+    // The fake records into a directory Landlock does not open for writing:
+    // the calls are lost, the answers still come.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let record = elsewhere.path().join("calls");
+    let fake = Fake::new(serde_json::json!({"record": record.to_str().unwrap()}));
+    let mut h = fake.helper();
+    h.inventory().unwrap();
+    h.close();
+    assert!(!record.exists(), "Landlock let the helper write {}", record.display());
 }

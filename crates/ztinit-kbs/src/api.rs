@@ -257,6 +257,7 @@ fn verify(shared: &Shared, session: &Session, a: &Attestation) -> Result<TokenIn
             }
         }),
     );
+    let mut verified = Vec::new();
     if !additional.is_empty() {
         let devices: serde_json::Map<String, Value> =
             serde_json::from_str(additional).map_err(|_| "additional_evidence is not a JSON object".to_string())?;
@@ -269,12 +270,18 @@ fn verify(shared: &Shared, session: &Session, a: &Attestation) -> Result<TokenIn
                 .device(name)
                 .ok_or_else(|| format!("no verifier for additional evidence {:?}", shown(name)))?;
             let claims = v.verify(evidence, &device_digest, None).map_err(|e| format!("{name}: {e}"))?;
+            verified.push(shown(name));
             submods.insert(
                 format!("gpu{i}"),
                 json!({"ear.status": "affirming", "ear.veraison.annotated-evidence": { name.clone(): claims }}),
             );
         }
     }
+    log::info!(
+        "attestation accepted: {}{}",
+        session.tee,
+        if verified.is_empty() { String::new() } else { format!(" + {}", verified.join(", ")) }
+    );
     let iat = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let jti = hex::encode(random_bytes::<16>());
     let claims = json!({

@@ -13,6 +13,7 @@
 mod api;
 pub mod http;
 pub mod jwe;
+pub mod nvidia;
 pub mod policy;
 pub mod verifier;
 
@@ -27,6 +28,7 @@ use std::time::Duration;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+pub use nvidia::NvidiaDeviceVerifier;
 pub use policy::Policy;
 pub use verifier::{TeeVerifier, Verifier, Verifiers};
 

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use ztinit_kbs::{Fault, Options, Policy, Server, TlsFiles, Verifiers};
+use ztinit_kbs::{Fault, NvidiaDeviceVerifier, Options, Policy, Server, TlsFiles, Verifiers};
 
 const USAGE: &str = "\
 usage: ztinit-kbs --resources DIR [options]
@@ -15,8 +15,9 @@ Binds 127.0.0.1 only. Prints `ztinit-kbs: listening on URL` on stdout once ready
 options:
   --listen 127.0.0.1:PORT   address to listen on (port 0 picks a free one; default 127.0.0.1:0)
   --resources DIR           resources are the files DIR/REPO/TYPE/TAG
-  --policy FILE             resource policy and SNP/TDX reference values (TOML, see docs/kbs.md;
-                            default: sample evidence refused, all else allowed, any measurement)
+  --policy FILE             resource policy, SNP/TDX reference values and the [nvidia] GPU verifier
+                            (TOML, see docs/kbs.md; default: sample evidence refused, all else
+                            allowed, any measurement)
   --tls-cert PEM --tls-key PEM
                             serve HTTPS with this certificate chain and key
   --session-ttl-secs N      session, nonce and token lifetime (default 300)
@@ -50,6 +51,7 @@ fn run() -> Result<(), String> {
     let mut resources = None;
     let mut listen = "127.0.0.1:0".to_string();
     let mut policy = Policy::default();
+    let mut policy_dir = std::path::PathBuf::from(".");
     let (mut cert, mut key) = (None, None);
     let mut ttl = 300u64;
     let mut max_request = 2usize << 20;
@@ -66,6 +68,7 @@ fn run() -> Result<(), String> {
             "--policy" => {
                 let file = value("--policy")?;
                 policy = Policy::load(std::path::Path::new(&file)).map_err(|e| format!("{file}: {e}"))?;
+                policy_dir = std::path::Path::new(&file).parent().unwrap_or(std::path::Path::new(".")).to_path_buf();
             }
             "--tls-cert" => cert = Some(value("--tls-cert")?),
             "--tls-key" => key = Some(value("--tls-key")?),
@@ -89,6 +92,13 @@ fn run() -> Result<(), String> {
         log::warn!("TDX: the policy names no MRTD: any TD is accepted (development)");
     }
     opts.verifiers = Verifiers::with_tee(policy.tee.clone());
+    // `nvidia` additional evidence: NVIDIA's root and no reference values
+    // unless the policy has an [nvidia] table.
+    let nvidia = match &policy.nvidia {
+        Some(section) => NvidiaDeviceVerifier::from_section(section, &policy_dir)?,
+        None => NvidiaDeviceVerifier::nvidia_default(),
+    };
+    opts.verifiers.add_device(Box::new(nvidia));
     opts.policy = policy;
     opts.tls = match (cert, key) {
         (Some(cert), Some(key)) => Some(TlsFiles { cert: cert.into(), key: key.into() }),

@@ -23,6 +23,10 @@
 //! rtmr1 = "559c…"            # rtmr0..rtmr3, mr_config_id: exact values where given
 //! allow_debug = false
 //! replay_eventlog = true
+//!
+//! [nvidia]                   # the `nvidia` device verifier (see `nvidia.rs`)
+//! device_root = "root.pem"
+//! measurements = { "2" = ["<hex>"] }
 //! ```
 //!
 //! Paths (`vcek`) are relative to the policy file.
@@ -49,6 +53,8 @@ pub struct Policy {
     /// What SNP and TDX evidence must show (reference values, debug,
     /// endorsement keys), for the verifiers of `ztinit::tee::verify`.
     pub tee: verify::Policy,
+    /// Reference values and trust anchor of the `nvidia` device verifier.
+    pub nvidia: Option<crate::nvidia::NvidiaSection>,
 }
 
 /// The file as written.
@@ -67,6 +73,8 @@ struct PolicyFile {
     snp: SnpSection,
     #[serde(default)]
     tdx: TdxSection,
+    #[serde(default)]
+    nvidia: Option<crate::nvidia::NvidiaSection>,
 }
 
 #[derive(Deserialize, Default)]
@@ -226,6 +234,7 @@ impl Policy {
             default: f.default,
             resources: f.resources,
             tee,
+            nvidia: f.nvidia,
         })
     }
 

@@ -85,6 +85,23 @@ fn plan_rejects_bad_input_before_fork() {
 }
 
 #[test]
+fn plan_refuses_a_profile_that_cannot_launch() {
+    // Valid JSON and valid names, but no execveat and no exit: the child
+    // would fail after installing the filter and spin in _exit, and PID 1
+    // would wait for it forever. Refused before anything is forked.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.json"),
+        r#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"}]}"#,
+    )
+    .unwrap();
+    let s = SandboxConfig { seccomp: SeccompChoice::File("/p.json".into()), ..sandbox() };
+    let opts = LaunchOptions { image_root: dir.path().into(), ..LaunchOptions::default() };
+    let err = LaunchPlan::with_options(&workload("/bin/sh", &[]), &s, &[], &opts).unwrap_err();
+    assert!(err.to_string().starts_with("seccomp: /p.json: execveat is not allowed (Errno(1)): "), "{err}");
+}
+
+#[test]
 fn plan_debug_hides_environment() {
     let mut w = workload("/bin/sh", &[]);
     w.env.insert("API_TOKEN".into(), "s3cr3t".into());

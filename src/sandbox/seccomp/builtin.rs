@@ -166,6 +166,12 @@ pub fn strict(extra: &[String]) -> Profile {
     p.add_names(STRICT_ALLOW, Action::Allow);
     // Threads only: no namespace flags.
     p.add("clone", Action::Allow, vec![Condition::new(0, Width::Qword, Op::MaskedEq(CLONE_NAMESPACE_FLAGS), 0)]);
+    // clone3 passes its flags in memory seccomp cannot read; glibc >= 2.34
+    // tries it first for every thread and falls back to clone on ENOSYS
+    // (killing here would kill any helper that starts a thread).
+    if !extra.iter().any(|e| e == "clone3") {
+        p.add_names(&["clone3"], Action::Errno(libc::ENOSYS as u16));
+    }
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     p.add_names(&extra, Action::Allow);
     p
@@ -254,6 +260,7 @@ mod tests {
         check(&p, "socket", [1, 1, 0, 0, 0, 0], Action::KillProcess);
         check(&p, "clone", [0x003d_0f00, 0, 0, 0, 0, 0], Action::Allow);
         check(&p, "clone", [0x2_0000, 0, 0, 0, 0, 0], Action::KillProcess);
+        check(&p, "clone3", [0; 6], Action::Errno(libc::ENOSYS as u16));
     }
 
     #[test]

@@ -162,6 +162,42 @@ impl Profile {
     }
 }
 
+/// `AT_EMPTY_PATH`: how the launch calls execveat on the pre-opened program.
+const AT_EMPTY_PATH: u64 = 0x1000;
+
+/// Checks that a profile lets the launch finish once the filter is in
+/// place. The child installs the filter and then only calls
+/// `execveat(fd, "", argv, envp, AT_EMPTY_PATH)` and, if that fails, writes
+/// a report and calls `exit_group` (then `exit`). A profile that refuses
+/// `execveat` can never start the workload, and one that answers both exit
+/// calls with an errno leaves a failed child spinning forever (musl's
+/// `_exit` retries), so both are refused before anything is forked.
+pub fn check_launchable(p: &Profile) -> Result<(), SeccompError> {
+    let call = |name: &str, args: [u64; 6]| syscalls::number(name).map(|nr| p.evaluate(nr, args));
+    let exec = call("execveat", [3, 0, 0, 0, AT_EMPTY_PATH, 0]);
+    if !matches!(exec, Some(Action::Allow | Action::Log)) {
+        return Err(SeccompError::NotLaunchable {
+            profile: p.name.clone(),
+            reason: format!(
+                "execveat is not allowed ({}): ztinit starts the workload with execveat(fd, \"\", argv, envp, \
+                 AT_EMPTY_PATH) after installing the filter",
+                exec.map_or("unknown".to_string(), |a| format!("{a:?}"))
+            ),
+        });
+    }
+    // Killing or trapping ends the process too; an errno does not.
+    let ends = |a: Option<Action>| !matches!(a, None | Some(Action::Errno(_) | Action::Trace(_)));
+    if !ends(call("exit_group", [127, 0, 0, 0, 0, 0])) && !ends(call("exit", [127, 0, 0, 0, 0, 0])) {
+        return Err(SeccompError::NotLaunchable {
+            profile: p.name.clone(),
+            reason: "neither exit_group nor exit is allowed: a launch that fails after the filter is installed \
+                     could never end"
+                .to_string(),
+        });
+    }
+    Ok(())
+}
+
 fn holds(c: &Condition, args: &[u64; 6]) -> bool {
     let Some(&raw) = args.get(usize::from(c.index)) else {
         return false;
@@ -192,7 +228,73 @@ pub enum SeccompError {
     TooLarge { profile: String, len: usize },
     #[error("{profile}: {reason}")]
     Backend { profile: String, reason: String },
+    #[error("{profile}: {reason}")]
+    NotLaunchable { profile: String, reason: String },
 }
 
 #[cfg(test)]
 mod kernel_tests;
+
+#[cfg(test)]
+mod launchable_tests {
+    use super::*;
+
+    fn profile(default: Action, rules: &[(&str, Action)]) -> Profile {
+        let mut p = Profile::new("p.json", default);
+        for (name, action) in rules {
+            p.add_names(&[name], *action);
+        }
+        p
+    }
+
+    #[test]
+    fn builtin_and_docker_profiles_can_launch() {
+        check_launchable(&builtin::workload_default(&[])).unwrap();
+        check_launchable(&builtin::strict(&[])).unwrap();
+        let json = include_bytes!("../../../tests/data/seccomp/docker-default.json");
+        let docker = oci::import("docker.json", json, oci::ImportContext { capabilities: 0, kernel: None }).unwrap();
+        check_launchable(&docker).unwrap();
+    }
+
+    #[test]
+    fn a_profile_without_execveat_is_refused() {
+        // Allows what a program needs, but execve only: ztinit uses execveat.
+        let p = profile(
+            Action::Errno(1),
+            &[
+                ("read", Action::Allow),
+                ("write", Action::Allow),
+                ("execve", Action::Allow),
+                ("exit_group", Action::Allow),
+            ],
+        );
+        assert_eq!(
+            check_launchable(&p).unwrap_err().to_string(),
+            "p.json: execveat is not allowed (Errno(1)): ztinit starts the workload with execveat(fd, \"\", argv, \
+             envp, AT_EMPTY_PATH) after installing the filter"
+        );
+        // Conditions are honoured: execveat allowed only without AT_EMPTY_PATH.
+        let mut p = profile(Action::Errno(1), &[("exit_group", Action::Allow)]);
+        p.add("execveat", Action::Allow, vec![Condition::new(4, Width::Dword, Op::Eq, 0)]);
+        assert!(matches!(check_launchable(&p), Err(SeccompError::NotLaunchable { .. })));
+    }
+
+    #[test]
+    fn a_profile_that_cannot_exit_is_refused() {
+        // A child whose execveat fails would spin in _exit forever.
+        let p = profile(Action::Errno(1), &[("execveat", Action::Allow), ("write", Action::Allow)]);
+        assert_eq!(
+            check_launchable(&p).unwrap_err().to_string(),
+            "p.json: neither exit_group nor exit is allowed: a launch that fails after the filter is installed \
+             could never end"
+        );
+        // Being killed ends it too; exit alone is enough.
+        for rules in [
+            [("execveat", Action::Allow), ("exit_group", Action::KillProcess)],
+            [("execveat", Action::Allow), ("exit", Action::Allow)],
+        ] {
+            check_launchable(&profile(Action::Errno(1), &rules)).unwrap();
+        }
+        check_launchable(&profile(Action::KillProcess, &[("execveat", Action::Log)])).unwrap();
+    }
+}

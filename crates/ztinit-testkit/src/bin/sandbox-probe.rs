@@ -1,4 +1,4 @@
-//! sandbox-probe: the workload of the sandbox end-to-end scenario. Runs
+//! sandbox-probe: the workload of the sandbox end-to-end scenarios. Runs
 //! under ztinit's default profile as an unprivileged user and prints one
 //! verdict line per check, then a summary line:
 //!
@@ -13,26 +13,116 @@
 //! NAME=VALUE` (expected lockdown value, overriding the defaults; `absent`
 //! when the kernel is built without the feature),
 //! `--rw-dir DIR` (a Landlock read-write directory, default /tmp),
-//! `--denied-dir DIR` (a directory writable by DAC but outside the Landlock
-//! read-write paths, default /var/tmp), `--module NAME` (a module that must
-//! appear in /proc/modules).
+//! `--denied-dir DIR` (a world-writable directory on a writable mount but
+//! outside the Landlock read-write paths, default /var/tmp: only Landlock
+//! can refuse a write there), `--root-read-only` (the root mount must be
+//! read-only), `--module NAME` (a module that must appear in
+//! /proc/modules), `--only PREFIX` (report only the checks whose name
+//! starts with PREFIX; repeatable).
 //!
 //! Raw system calls only (no libc wrappers that could substitute another
 //! call); each kill-listed call runs in a forked child so the probe itself
-//! survives to report.
+//! survives to report. Every call of ztinit's kill list is tried (the list
+//! is written out here, not taken from ztinit, so a call dropped from the
+//! product's list fails the probe).
 
 use std::collections::BTreeMap;
 
-/// A raw system call issued by a forked child.
-type RawCall = fn() -> libc::c_long;
+/// A raw system call: number and arguments.
+type RawCall = (libc::c_long, [libc::c_long; 6]);
+
+fn call((nr, a): RawCall) -> libc::c_long {
+    // SAFETY: raw system calls with NULL pointers or harmless values; every
+    // caller expects the kernel or the filter to refuse them.
+    unsafe { libc::syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]) }
+}
+
+/// x86_64 numbers the libc crate does not name yet.
+const SYS_LSM_GET_SELF_ATTR: libc::c_long = 459;
+const SYS_OPEN_TREE_ATTR: libc::c_long = 467;
+
+/// ztinit's kill list (docs/sandbox.md), by family: each must kill the
+/// calling process with SIGSYS before the kernel sees it.
+const KILL_LIST: &[(&str, RawCall)] = &[
+    // kexec
+    ("kexec_load", (libc::SYS_kexec_load, [0; 6])),
+    ("kexec_file_load", (libc::SYS_kexec_file_load, [-1, -1, 0, 0, 0, 0])),
+    // modules
+    ("init_module", (libc::SYS_init_module, [0; 6])),
+    ("finit_module", (libc::SYS_finit_module, [-1, 0, 0, 0, 0, 0])),
+    ("delete_module", (libc::SYS_delete_module, [0; 6])),
+    // kernel introspection
+    ("bpf", (libc::SYS_bpf, [0; 6])),
+    ("perf_event_open", (libc::SYS_perf_event_open, [0, 0, -1, -1, 0, 0])),
+    // other processes' memory
+    ("ptrace", (libc::SYS_ptrace, [libc::PTRACE_TRACEME as libc::c_long, 0, 0, 0, 0, 0])),
+    ("process_vm_readv", (libc::SYS_process_vm_readv, [0; 6])),
+    ("process_vm_writev", (libc::SYS_process_vm_writev, [0; 6])),
+    ("userfaultfd", (libc::SYS_userfaultfd, [0; 6])),
+    // kernel keyrings
+    ("keyctl", (libc::SYS_keyctl, [0; 6])),
+    ("add_key", (libc::SYS_add_key, [0; 6])),
+    ("request_key", (libc::SYS_request_key, [0; 6])),
+    // mounts, classic and new API
+    ("mount", (libc::SYS_mount, [0; 6])),
+    ("umount2", (libc::SYS_umount2, [0; 6])),
+    ("pivot_root", (libc::SYS_pivot_root, [0; 6])),
+    ("fsopen", (libc::SYS_fsopen, [0; 6])),
+    ("fsconfig", (libc::SYS_fsconfig, [-1, 0, 0, 0, 0, 0])),
+    ("fsmount", (libc::SYS_fsmount, [-1, 0, 0, 0, 0, 0])),
+    ("fspick", (libc::SYS_fspick, [-1, 0, 0, 0, 0, 0])),
+    ("move_mount", (libc::SYS_move_mount, [-1, 0, -1, 0, 0, 0])),
+    ("open_tree", (libc::SYS_open_tree, [-1, 0, 0, 0, 0, 0])),
+    ("open_tree_attr", (SYS_OPEN_TREE_ATTR, [-1, 0, 0, 0, 0, 0])),
+    ("mount_setattr", (libc::SYS_mount_setattr, [-1, 0, 0, 0, 0, 0])),
+    // swap, reboot
+    ("swapon", (libc::SYS_swapon, [0; 6])),
+    ("swapoff", (libc::SYS_swapoff, [0; 6])),
+    ("reboot", (libc::SYS_reboot, [0; 6])),
+    // file handles, namespaces
+    ("open_by_handle_at", (libc::SYS_open_by_handle_at, [-1, 0, 0, 0, 0, 0])),
+    ("setns", (libc::SYS_setns, [-1, 0, 0, 0, 0, 0])),
+    ("unshare(CLONE_NEWUSER)", (libc::SYS_unshare, [libc::CLONE_NEWUSER as libc::c_long, 0, 0, 0, 0, 0])),
+    ("unshare(CLONE_NEWNS)", (libc::SYS_unshare, [libc::CLONE_NEWNS as libc::c_long, 0, 0, 0, 0, 0])),
+    ("clone(CLONE_NEWUSER)", (libc::SYS_clone, [(libc::CLONE_NEWUSER | libc::SIGCHLD) as libc::c_long, 0, 0, 0, 0, 0])),
+    // io_uring
+    ("io_uring_setup", (libc::SYS_io_uring_setup, [1, 0, 0, 0, 0, 0])),
+    ("io_uring_enter", (libc::SYS_io_uring_enter, [-1, 0, 0, 0, 0, 0])),
+    ("io_uring_register", (libc::SYS_io_uring_register, [-1, 0, 0, 0, 0, 0])),
+];
+
+/// Calls the profile denies without killing: (check, call, expected errno).
+const DENIED: &[(&str, &str, RawCall, i32)] = &[
+    // Unknown to the profile: ENOSYS, so libraries fall back.
+    ("seccomp-enosys", "lsm_get_self_attr", (SYS_LSM_GET_SELF_ATTR, [0; 6]), libc::ENOSYS),
+    // clone3's flags are out of the filter's reach: ENOSYS, libc falls back to clone.
+    ("seccomp-enosys-clone3", "clone3", (libc::SYS_clone3, [0; 6]), libc::ENOSYS),
+    // Privileged calls a capability-less program may probe: EPERM.
+    ("seccomp-eperm", "settimeofday", (libc::SYS_settimeofday, [0; 6]), libc::EPERM),
+    ("seccomp-eperm-chroot", "chroot", (libc::SYS_chroot, [0; 6]), libc::EPERM),
+    ("seccomp-eperm-pidfd_getfd", "pidfd_getfd", (libc::SYS_pidfd_getfd, [-1, -1, 0, 0, 0, 0]), libc::EPERM),
+    // Socket families other than unix, inet, inet6, netlink.
+    (
+        "seccomp-vsock",
+        "socket(AF_VSOCK)",
+        (libc::SYS_socket, [libc::AF_VSOCK as libc::c_long, libc::SOCK_STREAM as libc::c_long, 0, 0, 0, 0]),
+        libc::EAFNOSUPPORT,
+    ),
+];
 
 struct Probe {
     passed: u32,
     failed: u32,
+    /// `--only` prefixes: other checks still run but are neither printed
+    /// nor counted.
+    only: Vec<String>,
 }
 
 impl Probe {
     fn check(&mut self, name: &str, result: Result<String, String>) {
+        if !self.only.is_empty() && !self.only.iter().any(|o| name.starts_with(o.as_str())) {
+            return;
+        }
         match result {
             Ok(detail) => {
                 self.passed += 1;
@@ -79,14 +169,14 @@ fn expect_errno(name: &str, want: i32, f: impl FnOnce() -> libc::c_long) -> Resu
 
 /// Forks; the child issues `f` and exits 0 if it returned. The parent
 /// expects the child to die of SIGSYS.
-fn expect_sigsys(name: &str, f: RawCall) -> Result<String, String> {
+fn expect_sigsys(name: &str, raw_call: RawCall) -> Result<String, String> {
     // SAFETY: the child only issues raw system calls and _exits.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(format!("fork failed: {}", errno_name(errno())));
     }
     if pid == 0 {
-        let r = f();
+        let r = call(raw_call);
         // SAFETY: leaving the child.
         unsafe { libc::_exit(if r < 0 { 100 } else { 0 }) };
     }
@@ -118,7 +208,9 @@ fn main() {
     let mut gid: u32 = 1000;
     let mut rw_dir = "/tmp".to_string();
     let mut denied_dir = "/var/tmp".to_string();
+    let mut root_read_only = false;
     let mut modules = Vec::new();
+    let mut only = Vec::new();
     let mut sysctls: BTreeMap<String, String> = [
         ("kernel/kptr_restrict", "2"),
         ("kernel/dmesg_restrict", "1"),
@@ -141,7 +233,9 @@ fn main() {
             "--gid" => gid = value().parse().unwrap_or(u32::MAX),
             "--rw-dir" => rw_dir = value(),
             "--denied-dir" => denied_dir = value(),
+            "--root-read-only" => root_read_only = true,
             "--module" => modules.push(value()),
+            "--only" => only.push(value()),
             "--sysctl" => {
                 let v = value();
                 if let Some((k, val)) = v.split_once('=') {
@@ -152,19 +246,30 @@ fn main() {
         }
     }
 
-    let mut p = Probe { passed: 0, failed: 0 };
+    let mut p = Probe { passed: 0, failed: 0, only };
 
     // Identity.
-    // SAFETY: getters without arguments.
-    let (ruid, rgid) = unsafe { (libc::syscall(libc::SYS_getuid) as u32, libc::syscall(libc::SYS_getgid) as u32) };
+    // SAFETY: getters; getgroups with size 0 only counts.
+    let (ruid, rgid, ngroups) = unsafe {
+        (
+            libc::syscall(libc::SYS_getuid) as u32,
+            libc::syscall(libc::SYS_getgid) as u32,
+            libc::syscall(libc::SYS_getgroups, 0, 0),
+        )
+    };
     p.check("uid", if ruid == uid { Ok(ruid.to_string()) } else { Err(format!("{ruid}, expected {uid}")) });
     p.check("gid", if rgid == gid { Ok(rgid.to_string()) } else { Err(format!("{rgid}, expected {gid}")) });
+    p.check(
+        "groups",
+        if ngroups == 0 { Ok("none".into()) } else { Err(format!("{ngroups} supplementary groups, expected none")) },
+    );
 
     // /proc/self/status.
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     for (field, want) in [
         ("CapEff", "0000000000000000"),
         ("CapPrm", "0000000000000000"),
+        ("CapInh", "0000000000000000"),
         ("CapBnd", "0000000000000000"),
         ("CapAmb", "0000000000000000"),
         ("NoNewPrivs", "1"),
@@ -182,54 +287,21 @@ fn main() {
     }
 
     // Seccomp: unknown and privileged calls fail as the profile says.
-    // SAFETY (closures): raw system calls with harmless arguments.
-    p.check(
-        "seccomp-enosys",
-        expect_errno("lsm_get_self_attr", libc::ENOSYS, || unsafe { libc::syscall(459, 0, 0, 0, 0) }),
-    );
-    p.check(
-        "seccomp-eperm",
-        expect_errno("settimeofday", libc::EPERM, || unsafe { libc::syscall(libc::SYS_settimeofday, 0, 0) }),
-    );
-    p.check(
-        "seccomp-vsock",
-        expect_errno("socket(AF_VSOCK)", libc::EAFNOSUPPORT, || unsafe {
-            libc::syscall(libc::SYS_socket, libc::AF_VSOCK, libc::SOCK_STREAM, 0)
-        }),
-    );
-    // Kill list: each in a forked child.
-    let kills: [(&str, RawCall); 7] = [
-        ("mount", || unsafe { libc::syscall(libc::SYS_mount, 0, 0, 0, 0, 0) }),
-        ("ptrace", || unsafe { libc::syscall(libc::SYS_ptrace, libc::PTRACE_TRACEME, 0, 0, 0) }),
-        ("bpf", || unsafe { libc::syscall(libc::SYS_bpf, 0, 0, 0) }),
-        ("kexec_load", || unsafe { libc::syscall(libc::SYS_kexec_load, 0, 0, 0, 0) }),
-        ("keyctl", || unsafe { libc::syscall(libc::SYS_keyctl, 0, 0, 0, 0, 0) }),
-        ("unshare(CLONE_NEWUSER)", || unsafe { libc::syscall(libc::SYS_unshare, libc::CLONE_NEWUSER) }),
-        ("io_uring_setup", || unsafe { libc::syscall(libc::SYS_io_uring_setup, 1, 0) }),
-    ];
-    for (name, f) in kills {
-        p.check(&format!("seccomp-kill {name}"), expect_sigsys(name, f));
+    for (check, name, raw_call, want) in DENIED {
+        p.check(check, expect_errno(name, *want, || call(*raw_call)));
     }
-    // Loading a module: killed by seccomp before the kernel sees it.
-    p.check(
-        "module-load",
-        expect_sigsys("finit_module", || unsafe { libc::syscall(libc::SYS_finit_module, 0, c"".as_ptr(), 0) }),
-    );
+    // Kill list: each in a forked child.
+    for (name, raw_call) in KILL_LIST {
+        p.check(&format!("seccomp-kill {name}"), expect_sigsys(name, *raw_call));
+    }
+    // Loading a module: killed by seccomp before the kernel sees it (and
+    // kernel.modules_disabled is checked with the sysctls below).
+    p.check("module-load", expect_sigsys("finit_module", (libc::SYS_finit_module, [-1, 0, 0, 0, 0, 0])));
 
-    // Landlock: writes outside the read-write paths fail with EACCES.
-    let denied = format!("{denied_dir}/probe-landlock-{}\0", std::process::id());
-    p.check(
-        "landlock-deny",
-        expect_errno(&format!("create in {denied_dir}"), libc::EACCES, || unsafe {
-            libc::syscall(
-                libc::SYS_openat,
-                libc::AT_FDCWD,
-                denied.as_ptr(),
-                libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
-                0o600,
-            )
-        }),
-    );
+    // Landlock: writes outside the read-write paths fail with EACCES. The
+    // directory must be world-writable on a writable mount, so that only
+    // Landlock can be the one refusing.
+    p.check("landlock-deny", landlock_deny(&denied_dir));
     let allowed = format!("{rw_dir}/probe-landlock-{}", std::process::id());
     p.check(
         "landlock-allow",
@@ -251,6 +323,7 @@ fn main() {
                 let path = format!("{allowed}\0");
                 let argv = [path.as_ptr(), std::ptr::null()];
                 let envp = [std::ptr::null::<u8>()];
+                // SAFETY: NUL-terminated path, NULL-terminated argv and envp that outlive the call.
                 let r = expect_errno("execve from the read-write dir", libc::EACCES, || unsafe {
                     libc::syscall(libc::SYS_execve, path.as_ptr(), argv.as_ptr(), envp.as_ptr())
                 });
@@ -259,6 +332,9 @@ fn main() {
             }
         },
     );
+    if root_read_only {
+        p.check("root-read-only", root_is_read_only());
+    }
 
     // Lockdown sysctls.
     for (knob, want) in &sysctls {
@@ -293,4 +369,58 @@ fn main() {
 
     println!("probe: SUMMARY passed={} failed={}", p.passed, p.failed);
     std::process::exit(if p.failed == 0 { 0 } else { 1 });
+}
+
+/// Creating a file in `dir` fails with EACCES although the mode bits and
+/// the mount would allow it.
+fn landlock_deny(dir: &str) -> Result<String, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir).map_err(|e| format!("{dir}: {e}"))?.permissions().mode();
+    if mode & 0o002 == 0 {
+        return Err(format!("{dir} (mode {:o}) is not world-writable: EACCES would not prove Landlock", mode & 0o7777));
+    }
+    if statvfs_read_only(dir)? {
+        return Err(format!("{dir} is on a read-only mount: EROFS would come before Landlock"));
+    }
+    let denied = format!("{dir}/probe-landlock-{}\0", std::process::id());
+    // SAFETY: a NUL-terminated path that outlives the call.
+    expect_errno(&format!("create in {dir} (mode {:o})", mode & 0o7777), libc::EACCES, || unsafe {
+        libc::syscall(
+            libc::SYS_openat,
+            libc::AT_FDCWD,
+            denied.as_ptr(),
+            libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+            0o600,
+        )
+    })
+}
+
+fn statvfs_read_only(path: &str) -> Result<bool, String> {
+    let c = std::ffi::CString::new(path).map_err(|_| format!("{path:?}: NUL"))?;
+    // SAFETY: statvfs is plain data.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and a writable local.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(format!("statvfs {path}: {}", errno_name(errno())));
+    }
+    Ok(st.f_flag & libc::ST_RDONLY != 0)
+}
+
+/// The root mount is read-only: statvfs says so and creating a file fails
+/// with EROFS (before Landlock is asked).
+fn root_is_read_only() -> Result<String, String> {
+    if !statvfs_read_only("/")? {
+        return Err("statvfs(/) does not report ST_RDONLY".into());
+    }
+    let path = format!("/probe-ro-{}\0", std::process::id());
+    // SAFETY: a NUL-terminated path that outlives the call.
+    expect_errno("create in /", libc::EROFS, || unsafe {
+        libc::syscall(
+            libc::SYS_openat,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+            0o600,
+        )
+    })
 }
