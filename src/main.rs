@@ -15,7 +15,7 @@ use ztinit::power;
 use ztinit::sandbox::LaunchPlan;
 use ztinit::supervise::{self, Scope, Supervisor};
 use ztinit::tee::initdata::Initdata;
-use ztinit::tee::{self, EvidenceProvider, InitdataMode, TeeConfig, TeeKind, TeePaths};
+use ztinit::tee::{self, EvidenceProvider, InitdataMode, TeeConfig, TeePaths};
 use ztinit::timeline::Timeline;
 use ztinit::volume::{self, VolumePaths};
 use ztinit::{console, kmsg, mount, net, version};
@@ -227,11 +227,9 @@ fn attest_and_fetch(
         Some(p) => p,
         None => loaded.tee.insert(or_fatal("attest", tee::detect(tee, &TeePaths::default()))),
     };
+    // tee::detect has already warned when the sample TEE stands in.
     let kind = provider.kind();
-    match kind {
-        TeeKind::Sample => log::warn!("TEE: sample: this guest proves nothing (development image)"),
-        kind => log::info!("TEE: {kind}"),
-    }
+    log::info!("TEE: {kind}");
     if !config.attestation_configured() {
         log::info!("no [kbs] configured: nothing to attest to");
         timeline.done("attest");

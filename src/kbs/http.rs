@@ -17,6 +17,9 @@ pub enum HttpError {
     Malformed(String),
     #[error("HTTP {what} larger than {limit} bytes")]
     TooLarge { what: &'static str, limit: usize },
+    /// Refused from its `Content-Length`, before reading any of it.
+    #[error("HTTP body of {length} bytes announced, more than the {limit} accepted")]
+    Announced { length: usize, limit: usize },
 }
 
 /// Start line and headers of a message.
@@ -144,7 +147,7 @@ pub fn read_body<R: BufRead>(r: &mut R, framing: Framing, max: usize) -> Result<
         Framing::None => Ok(Vec::new()),
         Framing::Length(n) => {
             if n > max {
-                return Err(too_large());
+                return Err(HttpError::Announced { length: n, limit: max });
             }
             let mut body = vec![0u8; n];
             r.read_exact(&mut body).map_err(|e| match e.kind() {
@@ -252,7 +255,8 @@ mod tests {
     #[test]
     fn size_caps() {
         let e = parse(b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello world", 10).unwrap_err();
-        assert!(matches!(e, HttpError::TooLarge { what: "body", limit: 10 }), "{e}");
+        assert!(matches!(e, HttpError::Announced { length: 11, limit: 10 }), "{e}");
+        assert_eq!(e.to_string(), "HTTP body of 11 bytes announced, more than the 10 accepted");
         let e = parse(b"HTTP/1.1 200 OK\r\n\r\nhello world", 10).unwrap_err();
         assert!(matches!(e, HttpError::TooLarge { what: "body", .. }), "{e}");
         let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n";

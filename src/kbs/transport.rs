@@ -148,10 +148,10 @@ pub struct Policy {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
-    #[error("gave up after {attempts} attempt(s): {last}")]
-    Exhausted { attempts: u32, last: String },
-    #[error("deadline reached after {attempts} attempt(s): {last}")]
-    Deadline { attempts: u32, last: String },
+    #[error("gave up after {attempts} attempt(s) in {elapsed_ms} ms: {last}")]
+    Exhausted { attempts: u32, elapsed_ms: u64, last: String },
+    #[error("deadline reached after {attempts} attempt(s) in {elapsed_ms} ms: {last}")]
+    Deadline { attempts: u32, elapsed_ms: u64, last: String },
     #[error("TLS: {0}")]
     Tls(String),
     #[error("{0}")]
@@ -215,6 +215,8 @@ impl Transport {
 
     /// Sends `req`, retrying connection failures with backoff, never past `deadline`.
     pub fn send(&self, req: &Request<'_>, deadline: Instant) -> Result<Response, TransportError> {
+        let started = Instant::now();
+        let elapsed_ms = || started.elapsed().as_millis() as u64;
         let mut backoff = self.policy.backoff;
         let mut attempts = 0;
         loop {
@@ -225,10 +227,10 @@ impl Transport {
                 Err(Failure::Retry(why)) => why,
             };
             if Instant::now() >= deadline {
-                return Err(TransportError::Deadline { attempts, last: why });
+                return Err(TransportError::Deadline { attempts, elapsed_ms: elapsed_ms(), last: why });
             }
             if attempts > self.policy.retries {
-                return Err(TransportError::Exhausted { attempts, last: why });
+                return Err(TransportError::Exhausted { attempts, elapsed_ms: elapsed_ms(), last: why });
             }
             log::warn!(
                 "KBS {} {}: attempt {attempts} failed ({why}); retrying in {} ms",
@@ -237,7 +239,7 @@ impl Transport {
                 backoff.as_millis()
             );
             if Instant::now() + backoff >= deadline {
-                return Err(TransportError::Deadline { attempts, last: why });
+                return Err(TransportError::Deadline { attempts, elapsed_ms: elapsed_ms(), last: why });
             }
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -246,7 +248,17 @@ impl Transport {
 
     fn attempt(&self, req: &Request<'_>, deadline: Instant) -> Result<Response, Failure> {
         let tcp = self.connect(deadline)?;
+        let peer = tcp.peer_addr().map_or_else(|_| self.endpoint.host_header(), |a| a.to_string());
         let stream = DeadlineStream { inner: tcp, deadline, read_timeout: self.policy.read_timeout };
+        // A failure after the connection was made names the peer, as a
+        // connection failure does ("connect to ADDR: ...").
+        self.exchange_over(stream, req).map_err(|f| match f {
+            Failure::Retry(why) => Failure::Retry(format!("{peer}: {why}")),
+            fatal => fatal,
+        })
+    }
+
+    fn exchange_over(&self, stream: DeadlineStream, req: &Request<'_>) -> Result<Response, Failure> {
         match &self.tls {
             None => exchange(stream, &self.request_bytes(req), req.max_body),
             Some(config) => {
@@ -380,11 +392,23 @@ impl DeadlineStream {
     }
 }
 
+/// The socket's timeout error (EAGAIN on Linux, whose text "Resource
+/// temporarily unavailable" hides that it is a timeout) as one that says
+/// how long ztinit waited.
+fn timed_out(e: io::Error, what: &str, waited: Duration) -> io::Error {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+            io::Error::new(io::ErrorKind::TimedOut, format!("{what} within {} ms", waited.as_millis()))
+        }
+        _ => e,
+    }
+}
+
 impl Read for DeadlineStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let t = self.budget()?;
         self.inner.set_read_timeout(Some(t))?;
-        self.inner.read(buf)
+        self.inner.read(buf).map_err(|e| timed_out(e, "no data from the KBS", t))
     }
 }
 
@@ -392,7 +416,7 @@ impl Write for DeadlineStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let t = self.budget()?;
         self.inner.set_write_timeout(Some(t))?;
-        self.inner.write(buf)
+        self.inner.write(buf).map_err(|e| timed_out(e, "the KBS took no data", t))
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -558,5 +582,57 @@ mod tests {
         assert!(matches!(Transport::new(https, Trust::None, p), Err(TransportError::Setup(_))));
         let http = Endpoint::parse("http://kbs").unwrap();
         assert!(matches!(Transport::new(http, Trust::Pinned(vec![]), p), Err(TransportError::Setup(_))));
+    }
+
+    fn plain(url: &str, read_timeout_ms: u64, retries: u32) -> Transport {
+        let policy = Policy {
+            connect_timeout: Duration::from_secs(2),
+            read_timeout: Duration::from_millis(read_timeout_ms),
+            retries,
+            backoff: Duration::from_millis(10),
+        };
+        Transport::new(Endpoint::parse(url).unwrap(), Trust::None, policy).unwrap()
+    }
+
+    fn get() -> Request<'static> {
+        Request { method: "POST", path: "/kbs/v0/auth", body: Some(b"{}"), headers: Vec::new(), max_body: 1024 }
+    }
+
+    /// A forward whose service is down (QEMU's relay) accepts and closes:
+    /// the message names the peer, the attempts and the time spent.
+    #[test]
+    fn a_peer_that_closes_at_once_is_named_with_attempts_and_time() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().take(3) {
+                drop(conn);
+            }
+        });
+        let t = plain(&format!("http://{addr}"), 2_000, 2);
+        let err = t.send(&get(), Instant::now() + Duration::from_secs(10)).err().unwrap();
+        assert!(matches!(err, TransportError::Exhausted { attempts: 3, .. }), "{err}");
+        let msg = err.to_string();
+        assert!(msg.starts_with("gave up after 3 attempt(s) in "), "{msg}");
+        assert!(msg.contains(&format!(" ms: {addr}: ")), "{msg}");
+    }
+
+    /// Linux reports a socket timeout as EAGAIN ("Resource temporarily
+    /// unavailable"); the message says it is a timeout and how long it was.
+    #[test]
+    fn a_silent_peer_is_reported_as_a_timeout_with_its_duration() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let held = std::thread::spawn(move || {
+            let (conn, _) = listener.accept().unwrap();
+            std::thread::sleep(Duration::from_millis(800));
+            drop(conn);
+        });
+        let t = plain(&format!("http://{addr}"), 200, 0);
+        let err = t.send(&get(), Instant::now() + Duration::from_secs(10)).err().unwrap();
+        let msg = err.to_string();
+        assert!(msg.ends_with(&format!("{addr}: timed out: no data from the KBS within 200 ms")), "{msg}");
+        assert!(!msg.contains("temporarily unavailable"), "{msg}");
+        held.join().unwrap();
     }
 }

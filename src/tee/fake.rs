@@ -96,6 +96,10 @@ impl ConfigFs for FakeTsm {
         if let Fault::MkdirErrno(e) = self.fault {
             return Err(Self::errno(e));
         }
+        // tsm_report_make_item(): no provider registered.
+        if self.provider.is_none() {
+            return Err(Self::errno(libc::ENXIO));
+        }
         self.real.create_dir(path)?;
         self.created.lock().unwrap().push(path.to_path_buf());
         std::fs::write(path.join("provider"), self.provider.map(|p| format!("{p}\n")).unwrap_or_default())?;

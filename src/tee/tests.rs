@@ -100,6 +100,13 @@ fn no_tee_names_what_was_expected_and_found() {
     let msg = err.to_string();
     assert!(msg.starts_with("no TEE found: accepted snp; configfs-tsm has no report provider and "), "{msg}");
     assert!(msg.ends_with("/dev/sev-guest is missing"), "{msg}");
+    assert!(g.fake.created.lock().unwrap().is_empty(), "the kernel refuses the probe directory");
+}
+
+#[test]
+fn the_probe_directory_is_removed() {
+    let g = snp_guest(milan_report(), Fault::None);
+    assert_eq!(detect(&cfg(&[TeeKind::Snp]), &g.paths).unwrap().kind(), TeeKind::Snp);
     assert!(g.fake.all_removed(), "the probe directory must be removed");
 }
 

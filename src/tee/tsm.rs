@@ -154,7 +154,14 @@ impl Tsm<'_> {
         if !self.fs.is_dir(self.base) {
             return Ok(Probe::Unavailable);
         }
-        let dir = self.create_instance()?;
+        // Without a provider the kernel refuses the mkdir itself (ENXIO from
+        // tsm_report_make_item), or, when the provider goes away after it,
+        // the read of `provider`.
+        let dir = match self.create_instance() {
+            Ok(dir) => dir,
+            Err(TsmError::NoProvider) => return Ok(Probe::NoProvider),
+            Err(e) => return Err(e),
+        };
         let result = match self.read_provider(&dir.path) {
             Ok(p) => Ok(Probe::Provider(p)),
             Err(TsmError::NoProvider) => Ok(Probe::NoProvider),

@@ -1,10 +1,16 @@
 //! `cargo xtask demo`: the project's main job. Installs what is missing,
-//! builds the kernel and the demo image, boots it with the console
-//! streamed, and ends with a summary: the stage timeline and the outcome.
+//! builds the kernel and the demo image, starts the dev KBS with a fresh
+//! demo secret, boots the image with the console streamed, and ends with a
+//! summary: the stage timeline, the attestation, each secret's SHA-256 as
+//! the workload printed it against the host's, and the outcome.
 //!
-//! The demo is the scenario `tests/e2e/demo.toml`, so growing it (the dev
-//! KBS as a [[service]], a model volume as [[prepare]] + [[disk]], new
-//! markers) is an edit of that file; `cargo xtask test` checks it too.
+//! The demo is the scenario `tests/e2e/demo.toml` (the KBS is its
+//! [[service]], the secret its [[prepare]] step), so growing it (a model
+//! volume as [[prepare]] + [[disk]], new markers) is an edit of that file;
+//! `cargo xtask test` checks it too.
+
+use std::collections::BTreeMap;
+use std::path::Path;
 
 use anyhow::{Result, bail};
 
@@ -37,11 +43,14 @@ pub fn cmd(args: &[String]) -> Result<()> {
     println!("demo: booting under QEMU; the guest console follows\n");
     let report = e2e::run_scenario(&scenario, &mut images, true, Some("demo"))?;
     println!("\n== demo summary");
-    print!("{}", summary(&report.console));
-    let host_sha = std::fs::read_to_string(e2e::e2e_dir().join(&scenario.name).join("model.sha256")).ok();
-    print!("{}", model_summary(&report.console, host_sha.as_deref()));
+    let hosts = host_hashes(&report.scratch);
+    print!("{}", summary(&report.console, &hosts));
+    print!("{}", model_summary(&report.console, hosts.get("model").map(String::as_str)));
     println!("outcome:  {} after {} wall time", report.outcome, kernel::fmt_duration(report.wall));
     println!("console:  {}", report.log.display());
+    for sv in &scenario.service {
+        println!("{:<9} {}", format!("{}:", sv.name), e2e::e2e_dir().join(format!("demo.{}.log", sv.name)).display());
+    }
     if report.failures.is_empty() {
         println!("result:   OK");
         Ok(())
@@ -78,8 +87,36 @@ pub fn model_summary(console: &str, host_sha256: Option<&str>) -> String {
     s
 }
 
-/// The stage timeline and the workload's end, from the console.
-pub fn summary(console: &str) -> String {
+/// SHA-256 (hex) of each secret the prepare steps made, by name: the
+/// `NAME.sha256` files of the scratch directory (`xtask dev-secret`).
+pub fn host_hashes(scratch: &Path) -> BTreeMap<String, String> {
+    let Ok(entries) = std::fs::read_dir(scratch) else { return BTreeMap::new() };
+    entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter_map(|p| {
+            let name = p.file_name()?.to_str()?.strip_suffix(".sha256")?.to_string();
+            Some((name, std::fs::read_to_string(&p).ok()?.trim().to_string()))
+        })
+        .collect()
+}
+
+/// What the guest's `demo: secret NAME: N bytes, sha256=HEX` line says,
+/// compared with the host's hash of the secret it released.
+fn secret_line(line: &str, host: &BTreeMap<String, String>) -> Option<String> {
+    let rest = &line[line.find("demo: secret ")? + "demo: secret ".len()..];
+    let (name, rest) = rest.split_once(": ")?;
+    let guest = rest.split("sha256=").nth(1)?.trim();
+    let verdict = match host.get(name) {
+        Some(h) if h == guest => "matches the host's".to_string(),
+        Some(h) => format!("DIFFERS from the host's {h}"),
+        None => "no host hash to compare with".to_string(),
+    };
+    Some(format!("{name}: sha256 {guest} {verdict}"))
+}
+
+/// The stage timeline, the attestation, the secrets' hashes against the
+/// host's, and the workload's end, from the console.
+pub fn summary(console: &str, host_hashes: &BTreeMap<String, String>) -> String {
     let mut s = String::from("stage        done at     took\n");
     let mut any = false;
     for line in console.lines() {
@@ -96,6 +133,13 @@ pub fn summary(console: &str) -> String {
         s.push_str("(no stage lines on the console)\n");
     }
     for line in console.lines() {
+        // main's line names the KBS by its URL.
+        if let Some(i) = line.find("ztinit: KBS ").filter(|_| line.contains("://") && line.contains(" accepted the ")) {
+            s.push_str(&format!("attest:   {}\n", line[i + "ztinit: ".len()..].trim()));
+        }
+        if let Some(shown) = secret_line(line, host_hashes) {
+            s.push_str(&format!("secret:   {shown}\n"));
+        }
         if let Some(i) = line.find("ztinit: workload exited") {
             s.push_str(&format!("workload: {}\n", line[i + "ztinit: ".len()..].trim()));
         }
@@ -117,5 +161,37 @@ mod tests {
         assert!(model_summary(console, Some("abd")).contains("DIFFERS"));
         assert!(model_summary("", Some("abc")).contains("no model digest"));
         assert_eq!(model_summary("", None), "");
+    }
+
+    const CONSOLE: &str = "ztinit: stage attest done at 5544 ms (took 396 ms)
+ztinit: KBS accepted the sample evidence (hash sha384)
+ztinit: KBS http://10.0.2.100:8080 accepted the sample evidence
+workload: demo: secret demo-secret: 32 bytes, sha256=aa11
+workload: demo: secret other: 3 bytes, sha256=bb22
+ztinit: workload exited status=0
+";
+
+    #[test]
+    fn the_summary_shows_attestation_secrets_against_the_host_and_the_exit() {
+        let host = BTreeMap::from([("demo-secret".to_string(), "aa11".to_string())]);
+        let s = summary(CONSOLE, &host);
+        assert!(s.contains("attest       5544 ms   396 ms\n"), "{s}");
+        assert!(s.contains("attest:   KBS http://10.0.2.100:8080 accepted the sample evidence\n"), "{s}");
+        assert_eq!(s.matches("attest:").count(), 1, "{s}");
+        assert!(s.contains("secret:   demo-secret: sha256 aa11 matches the host's\n"), "{s}");
+        assert!(s.contains("secret:   other: sha256 bb22 no host hash to compare with\n"), "{s}");
+        assert!(s.contains("workload: workload exited status=0\n"), "{s}");
+        let wrong = BTreeMap::from([("demo-secret".to_string(), "cc33".to_string())]);
+        assert!(summary(CONSOLE, &wrong).contains("sha256 aa11 DIFFERS from the host's cc33"));
+    }
+
+    #[test]
+    fn host_hashes_are_the_sha256_files_of_the_scratch_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("demo-secret.sha256"), "aa11\n").unwrap();
+        std::fs::write(dir.path().join("demo-secret.forms"), "x\n").unwrap();
+        let h = host_hashes(dir.path());
+        assert_eq!(h, BTreeMap::from([("demo-secret".to_string(), "aa11".to_string())]));
+        assert!(host_hashes(&dir.path().join("absent")).is_empty());
     }
 }

@@ -68,6 +68,9 @@ pub struct Scenario {
     pub service: Vec<Service>,
     #[serde(default)]
     pub disk: Vec<DiskDef>,
+    /// Time bounds between console markers (host arrival times).
+    #[serde(default)]
+    pub within: Vec<Within>,
 }
 
 #[derive(Debug, Deserialize, Clone, PartialEq, Eq)]
@@ -87,7 +90,12 @@ pub struct Prepare {
 #[serde(deny_unknown_fields)]
 pub struct Service {
     pub name: String,
+    #[serde(default)]
     pub command: Vec<String>,
+    /// `false`: the service is down. Its port is reserved and forwarded
+    /// but nothing listens there (connections are refused).
+    #[serde(default = "yes")]
+    pub running: bool,
     /// Workspace packages to `cargo build` (debug, host) before starting.
     #[serde(default)]
     pub build: Vec<String>,
@@ -106,6 +114,20 @@ pub struct Service {
     pub forbid: Vec<String>,
 }
 
+/// `from` → `to` took at most `max_ms` (and at least `min_ms`), measured
+/// on the host from the arrival of the console lines.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Within {
+    /// Console marker; default: QEMU's start.
+    pub from: Option<String>,
+    /// Console marker; default: the end of the VM (QEMU's exit).
+    pub to: Option<String>,
+    pub max_ms: u64,
+    #[serde(default)]
+    pub min_ms: u64,
+}
+
 #[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct DiskDef {
@@ -116,6 +138,10 @@ pub struct DiskDef {
     pub readonly: bool,
     /// virtio-blk serial the guest sees in /sys/block/*/serial.
     pub serial: Option<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 pub fn scenario_dir() -> PathBuf {
@@ -154,6 +180,15 @@ pub fn parse(name: &str, text: &str) -> Result<Scenario> {
     for d in &s.disk {
         if let Some(serial) = &d.serial {
             qemu::check_serial(serial)?;
+        }
+    }
+    for sv in &s.service {
+        if sv.running == sv.command.is_empty() {
+            bail!("service {}: a command is needed exactly when the service is running", sv.name);
+        }
+        let needs_a_process = !sv.expect.is_empty() || sv.ready.is_some() || !sv.build.is_empty();
+        if !sv.running && needs_a_process {
+            bail!("service {}: a service that is not running has no build, ready or expect", sv.name);
         }
     }
     Ok(s)
@@ -246,6 +281,8 @@ pub struct Report {
     pub console: String,
     pub wall: Duration,
     pub log: PathBuf,
+    /// The scenario's scratch directory (what its prepare steps wrote).
+    pub scratch: PathBuf,
     /// Every failed check (empty: pass).
     pub failures: Vec<String>,
 }
@@ -301,10 +338,14 @@ pub fn run_scenario(s: &Scenario, images: &mut ImageCache, echo: bool, log_name:
     }
     let mut running = Running::default();
     let mut forward = None;
-    let service_log = |sv: &Service| e2e_dir().join(format!("{}.{}.log", s.name, sv.name));
+    let service_log = |name: &str| e2e_dir().join(format!("{}.{name}.log", s.name));
     for sv in &s.service {
         let port = vars.ports[&sv.name];
-        running.start(sv, &vars, port, &service_log(sv))?;
+        if sv.running {
+            running.start(sv, &vars, port, &service_log(&sv.name))?;
+        } else {
+            println!("e2e:   service {} is down (nothing listens on 127.0.0.1:{port})", sv.name);
+        }
         if sv.forward.unwrap_or(s.service.len() == 1) {
             forward = Some(port);
         }
@@ -345,36 +386,28 @@ pub fn run_scenario(s: &Scenario, images: &mut ImageCache, echo: bool, log_name:
     }
     let mut failures = check(&run.outcome, &run.console, &s.exit, &expect, &forbidden);
     failures.extend(check_once(&run.console, &vars.expand_all(&s.once)?));
-    for sv in &s.service {
+    for w in &s.within {
+        let w = Within {
+            from: w.from.as_deref().map(|m| vars.expand(m)).transpose()?,
+            to: w.to.as_deref().map(|m| vars.expand(m)).transpose()?,
+            ..w.clone()
+        };
+        let (measured, failed) = check_within(&run.timed_lines, run.wall, &w);
+        if let Some(line) = measured {
+            println!("e2e:   within: {line}");
+        }
+        failures.extend(failed);
+    }
+    for sv in s.service.iter().filter(|sv| sv.running) {
         if sv.expect.is_empty() && sv.forbid.is_empty() {
             continue;
         }
-        let log = service_log(sv);
+        let log = service_log(&sv.name);
         let text = std::fs::read_to_string(&log).with_context(|| format!("cannot read {}", log.display()))?;
         let found = check_markers(&text, &vars.expand_all(&sv.expect)?, &vars.expand_all(&sv.forbid)?);
         failures.extend(found.into_iter().map(|f| format!("service {} ({}): {f}", sv.name, log.display())));
     }
-    Ok(Report { image, outcome: run.outcome, console: run.console, wall: run.wall, log, failures })
-}
-
-/// Every way the run differs from the expectation.
-pub fn check(
-    outcome: &Outcome,
-    console: &str,
-    exit: &ExpectedExit,
-    expect: &[String],
-    forbid: &[String],
-) -> Vec<String> {
-    let mut failures = Vec::new();
-    match (exit, outcome) {
-        (ExpectedExit::Value(want), Outcome::DebugExit(got)) if want == got => {}
-        (ExpectedExit::Named(_), Outcome::PoweredOff) => {}
-        (ExpectedExit::Value(want), got) => failures
-            .push(format!("expected isa-debug-exit value {want}{}, got: {got}", qemu::describe_exit_value(*want))),
-        (ExpectedExit::Named(_), got) => failures.push(format!("expected a clean power-off, got: {got}")),
-    }
-    failures.extend(check_markers(console, expect, forbid));
-    failures
+    Ok(Report { image, outcome: run.outcome, console: run.console, wall: run.wall, log, scratch, failures })
 }
 
 /// `expect` in order and no `forbid` in `text`.
@@ -404,6 +437,58 @@ pub fn check_once(console: &str, once: &[String]) -> Vec<String> {
             n => Some(format!("expected exactly once, found {n} times: {m:?}")),
         })
         .collect()
+}
+
+/// The time between two console markers (first lines containing them),
+/// or from QEMU's start / to QEMU's exit where a marker is not given:
+/// what was measured (for the run's output) and the failures.
+pub fn check_within(lines: &[(Duration, String)], end: Duration, w: &Within) -> (Option<String>, Vec<String>) {
+    let at = |marker: &Option<String>, default: Duration| -> Result<Duration, String> {
+        match marker {
+            None => Ok(default),
+            Some(m) => lines
+                .iter()
+                .find(|(_, l)| l.contains(m.as_str()))
+                .map(|(t, _)| *t)
+                .ok_or_else(|| format!("within: marker {m:?} is not on the console")),
+        }
+    };
+    let span = match (at(&w.from, Duration::ZERO), at(&w.to, end)) {
+        (Ok(from), Ok(to)) => to.saturating_sub(from),
+        (Err(e), _) | (_, Err(e)) => return (None, vec![e]),
+    };
+    let name = |m: &Option<String>, default: &str| m.as_deref().map_or(default.to_string(), |m| format!("{m:?}"));
+    let (from, to) = (name(&w.from, "QEMU start"), name(&w.to, "the end of the VM"));
+    let ms = span.as_millis() as u64;
+    let measured = format!("{from} -> {to} took {ms} ms (bounds {}..={} ms)", w.min_ms, w.max_ms);
+    let failures = if ms > w.max_ms {
+        vec![format!("{from} -> {to} took {ms} ms, more than {} ms", w.max_ms)]
+    } else if ms < w.min_ms {
+        vec![format!("{from} -> {to} took {ms} ms, less than {} ms", w.min_ms)]
+    } else {
+        Vec::new()
+    };
+    (Some(measured), failures)
+}
+
+/// Every way the run differs from the expectation.
+pub fn check(
+    outcome: &Outcome,
+    console: &str,
+    exit: &ExpectedExit,
+    expect: &[String],
+    forbid: &[String],
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    match (exit, outcome) {
+        (ExpectedExit::Value(want), Outcome::DebugExit(got)) if want == got => {}
+        (ExpectedExit::Named(_), Outcome::PoweredOff) => {}
+        (ExpectedExit::Value(want), got) => failures
+            .push(format!("expected isa-debug-exit value {want}{}, got: {got}", qemu::describe_exit_value(*want))),
+        (ExpectedExit::Named(_), got) => failures.push(format!("expected a clean power-off, got: {got}")),
+    }
+    failures.extend(check_markers(console, expect, forbid));
+    failures
 }
 
 /// Placeholder values for scenario strings.
@@ -438,7 +523,7 @@ impl Vars {
                 "port" => {
                     own_port.map(|p| p.to_string()).with_context(|| format!("{{port}} outside a service in {s:?}"))?
                 }
-                k if k.starts_with("file:") => self.scratch_file(&k[5..])?,
+                k if k.starts_with("file:") => self.scratch_file(&k[5..]).with_context(|| format!("in {s:?}"))?,
                 k if k.starts_with("port.") => self
                     .ports
                     .get(&k[5..])
@@ -467,6 +552,9 @@ impl Vars {
         let text = text.trim();
         if text.is_empty() {
             bail!("{{file:{name}}}: {} is empty", path.display());
+        }
+        if text.contains('\n') {
+            bail!("{{file:{name}}}: {} holds more than one line", path.display());
         }
         Ok(text.to_string())
     }
@@ -597,6 +685,71 @@ mod tests {
     }
 
     #[test]
+    fn a_panic_or_hang_never_passes() {
+        let panic = check(&Outcome::Panicked, "Kernel panic", &ExpectedExit::Value(3), &[], &strings(ALWAYS_FORBIDDEN));
+        assert_eq!(panic.len(), 2, "{panic:?}");
+        let hang =
+            check(&Outcome::TimedOut(Duration::from_secs(1)), "", &ExpectedExit::Named("poweroff".into()), &[], &[]);
+        assert!(hang[0].contains("timed out"), "{hang:?}");
+    }
+
+    #[test]
+    fn placeholders_expand_and_unknown_ones_fail() {
+        let v = Vars::new(Path::new("/s"), Path::new("/k"), Path::new("/i")).unwrap();
+        assert_eq!(v.expand("{scratch}/x").unwrap(), "/s/x");
+        assert_eq!(v.expand_with("127.0.0.1:{port}", Some(5)).unwrap(), "127.0.0.1:5");
+        assert!(v.expand("{nope}").is_err());
+        assert!(v.expand("{port}").is_err());
+    }
+
+    #[test]
+    fn file_placeholders_read_one_line_from_the_scratch_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("secret.sha256"), "abc123\n").unwrap();
+        std::fs::write(dir.path().join("two"), "a\nb\n").unwrap();
+        let v = Vars::new(dir.path(), Path::new("/k"), Path::new("/i")).unwrap();
+        assert_eq!(v.expand("sha256={file:secret.sha256}.").unwrap(), "sha256=abc123.");
+        assert!(v.expand("{file:absent}").is_err());
+        assert!(v.expand("{file:two}").map_err(|e| format!("{e:#}")).unwrap_err().contains("more than one line"));
+        assert!(v.expand("{file:../x}").is_err());
+        assert!(v.expand("{file.secret.sha256}").is_err(), "one spelling only");
+    }
+
+    #[test]
+    fn within_measures_between_markers_and_to_the_end() {
+        let ms = Duration::from_millis;
+        let lines = vec![(ms(100), "start".to_string()), (ms(900), "ztinit: FATAL: x".to_string())];
+        let w = |from: Option<&str>, to: Option<&str>, max_ms, min_ms| Within {
+            from: from.map(str::to_string),
+            to: to.map(str::to_string),
+            max_ms,
+            min_ms,
+        };
+        let (measured, ok) = check_within(&lines, ms(1000), &w(Some("start"), Some("FATAL"), 800, 800));
+        assert!(ok.is_empty(), "{ok:?}");
+        assert_eq!(measured.unwrap(), "\"start\" -> \"FATAL\" took 800 ms (bounds 800..=800 ms)");
+        let slow = check_within(&lines, ms(1000), &w(Some("start"), None, 800, 0)).1;
+        assert_eq!(slow, vec!["\"start\" -> the end of the VM took 900 ms, more than 800 ms".to_string()]);
+        let fast = check_within(&lines, ms(1000), &w(None, Some("FATAL"), 5000, 1000)).1;
+        assert!(fast[0].contains("less than 1000 ms"), "{fast:?}");
+        let missing = check_within(&lines, ms(1000), &w(Some("nope"), None, 5000, 0));
+        assert!(missing.0.is_none() && missing.1[0].contains("\"nope\" is not on the console"), "{missing:?}");
+    }
+
+    #[test]
+    fn service_logs_are_checked_and_down_services_are_consistent() {
+        let f = check_markers("POST /kbs/v0/auth -> 200\n", &[], &strings(&["/kbs/v0/"]));
+        assert_eq!(f, vec!["forbidden string present: \"/kbs/v0/\"".to_string()]);
+        let base = "description = \"d\"\nmanifest = \"m\"\nexit = 0\n";
+        let down = parse("x", &format!("{base}[[service]]\nname = \"kbs\"\nrunning = false\n")).unwrap();
+        assert!(!down.service[0].running);
+        assert!(parse("x", &format!("{base}[[service]]\nname = \"kbs\"\n")).is_err());
+        assert!(
+            parse("x", &format!("{base}[[service]]\nname = \"kbs\"\nrunning = false\ncommand = [\"x\"]\n")).is_err()
+        );
+    }
+
+    #[test]
     fn once_markers_and_service_logs() {
         let console = "accepted\nset-ready\nset-ready\n";
         assert_eq!(check_once(console, &strings(&["accepted"])), Vec::<String>::new());
@@ -617,35 +770,20 @@ mod tests {
     }
 
     #[test]
-    fn a_panic_or_hang_never_passes() {
-        let panic = check(&Outcome::Panicked, "Kernel panic", &ExpectedExit::Value(3), &[], &strings(ALWAYS_FORBIDDEN));
-        assert_eq!(panic.len(), 2, "{panic:?}");
-        let hang =
-            check(&Outcome::TimedOut(Duration::from_secs(1)), "", &ExpectedExit::Named("poweroff".into()), &[], &[]);
-        assert!(hang[0].contains("timed out"), "{hang:?}");
-    }
-
-    #[test]
-    fn placeholders_expand_and_unknown_ones_fail() {
-        let v = Vars::new(Path::new("/s"), Path::new("/k"), Path::new("/i")).unwrap();
-        assert_eq!(v.expand("{scratch}/x").unwrap(), "/s/x");
-        assert_eq!(v.expand_with("127.0.0.1:{port}", Some(5)).unwrap(), "127.0.0.1:5");
-        assert!(v.expand("{nope}").is_err());
-        assert!(v.expand("{port}").is_err());
-    }
-
-    #[test]
     fn file_placeholders_read_the_scratch_directory() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("model.sha256"), "abc123\n").unwrap();
         std::fs::write(dir.path().join("empty"), "\n").unwrap();
         let v = Vars::new(dir.path(), Path::new("/k"), Path::new("/i")).unwrap();
         assert_eq!(v.expand("sha256 {file:model.sha256} ok").unwrap(), "sha256 abc123 ok");
-        let missing = v.expand("{file:nope}").unwrap_err().to_string();
+        let missing = format!("{:#}", v.expand("{file:nope}").unwrap_err());
         assert!(missing.contains("cannot read"), "{missing}");
-        assert!(v.expand("{file:empty}").unwrap_err().to_string().contains("is empty"));
+        assert!(v.expand("{file:empty}").map_err(|e| format!("{e:#}")).unwrap_err().contains("is empty"));
         for escape in ["{file:../x}", "{file:/etc/passwd}", "{file:}"] {
-            assert!(v.expand(escape).unwrap_err().to_string().contains("relative to the scratch"), "{escape}");
+            assert!(
+                v.expand(escape).map_err(|e| format!("{e:#}")).unwrap_err().contains("relative to the scratch"),
+                "{escape}"
+            );
         }
     }
 

@@ -101,19 +101,30 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     Ok(hex::encode(h.finalize()))
 }
 
-/// Every text form of `secret` a log line could hold.
+/// Bytes of a prefix whose encodings are forbidden too, so that a shortened
+/// preview (`d4f3…`) of a secret is caught as well.
+pub const PREFIX: usize = 12;
+
+/// Every text form of `secret` a log line could hold: lower- and uppercase
+/// hex of the secret, of each half and of its first [`PREFIX`] bytes;
+/// standard base64 and base64url with and without padding; Rust's `Debug`
+/// of the bytes (an accidental `{:?}`).
 pub fn secret_forms(secret: &[u8]) -> Vec<String> {
     let mut forms = Vec::new();
     let (a, b) = secret.split_at(secret.len() / 2);
-    for part in [secret, a, b] {
+    let prefix = &secret[..PREFIX.min(secret.len())];
+    for part in [secret, a, b, prefix] {
         forms.push(hex::encode(part));
         forms.push(hex::encode_upper(part));
     }
-    for engine in [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD] {
-        forms.push(engine.encode(secret));
+    for part in [secret, prefix] {
+        for engine in [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD] {
+            forms.push(engine.encode(part));
+        }
+        forms.push(format!("{part:?}").trim_end_matches(']').to_string());
     }
     let mut seen = std::collections::BTreeSet::new();
-    forms.retain(|f| seen.insert(f.clone()));
+    forms.retain(|f| !f.is_empty() && seen.insert(f.clone()));
     forms
 }
 
@@ -159,6 +170,7 @@ mod tests {
                 "+/8AEKvN7wE",
                 "-_8AEKvN7wE=",
                 "-_8AEKvN7wE",
+                "[251, 255, 0, 16, 171, 205, 239, 1",
             ]
         );
     }

@@ -6,6 +6,7 @@
 mod bench;
 mod cpio;
 mod demo;
+mod dev_secret;
 mod e2e;
 mod echo_server;
 mod elf;
@@ -66,6 +67,8 @@ fn dispatch(args: &[String]) -> Result<()> {
         "relay" => relay::cmd(rest),
         // Hidden: the host service of the `network` scenario.
         "echo-server" => echo_server::cmd(rest),
+        // Hidden: a random secret for the dev-KBS scenarios and the demo.
+        "dev-secret" => dev_secret::cmd(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())

@@ -180,6 +180,9 @@ pub struct Run {
     pub outcome: Outcome,
     pub console: String,
     pub wall: Duration,
+    /// Each complete console line with the time since QEMU started at
+    /// which its end arrived on the host.
+    pub timed_lines: Vec<(Duration, String)>,
 }
 
 /// Boots `spec`, keeping the console in `log` (and echoing it when `echo`),
@@ -202,10 +205,13 @@ pub fn run_captured(spec: &Spec, timeout: Duration, log: &Path, echo: bool) -> R
         .spawn()
         .with_context(|| format!("cannot start {QEMU} (apt-get install qemu-system-x86)"))?;
     let console = Arc::new(Mutex::new(Vec::<u8>::new()));
+    // (console length after a read, when it arrived)
+    let arrivals = Arc::new(Mutex::new(Vec::<(usize, Duration)>::new()));
     let log_file = Arc::new(Mutex::new(log_file));
     let out_reader = {
         let mut stdout = child.stdout.take().context("no QEMU stdout")?;
         let console = Arc::clone(&console);
+        let arrivals = Arc::clone(&arrivals);
         let log_file = Arc::clone(&log_file);
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
@@ -215,6 +221,9 @@ pub fn run_captured(spec: &Spec, timeout: Duration, log: &Path, echo: bool) -> R
                 }
                 if let Ok(mut c) = console.lock() {
                     c.extend_from_slice(&buf[..n]);
+                    if let Ok(mut a) = arrivals.lock() {
+                        a.push((c.len(), started.elapsed()));
+                    }
                 }
                 if let Ok(mut f) = log_file.lock() {
                     let _ = f.write_all(&buf[..n]);
@@ -239,7 +248,9 @@ pub fn run_captured(spec: &Spec, timeout: Duration, log: &Path, echo: bool) -> R
     let _ = out_reader.join();
     let stderr = err_reader.join().unwrap_or_default();
     let wall = started.elapsed();
-    let console = String::from_utf8_lossy(&console.lock().map(|c| c.clone()).unwrap_or_default()).into_owned();
+    let raw = console.lock().map(|c| c.clone()).unwrap_or_default();
+    let timed_lines = timed_lines(&raw, &arrivals.lock().map(|a| a.clone()).unwrap_or_default());
+    let console = String::from_utf8_lossy(&raw).into_owned();
     let outcome = match status {
         Some(s) => decode(s, &console, &stderr),
         None => Outcome::TimedOut(timeout),
@@ -250,7 +261,30 @@ pub fn run_captured(spec: &Spec, timeout: Duration, log: &Path, echo: bool) -> R
         }
         let _ = writeln!(f, "\n# outcome: {outcome} (wall {})", kernel::fmt_duration(wall));
     }
-    Ok(Run { outcome, console, wall })
+    Ok(Run { outcome, console, wall, timed_lines })
+}
+
+/// Splits the raw console into lines, each with the arrival time of the
+/// read that brought its newline (or its last byte).
+pub fn timed_lines(raw: &[u8], arrivals: &[(usize, Duration)]) -> Vec<(Duration, String)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut chunk = 0;
+    for (i, _) in raw.iter().enumerate().filter(|(_, b)| **b == b'\n') {
+        while chunk + 1 < arrivals.len() && arrivals[chunk].0 <= i {
+            chunk += 1;
+        }
+        let at = arrivals.get(chunk).map_or(Duration::ZERO, |a| a.1);
+        out.push((at, String::from_utf8_lossy(&raw[start..i]).trim_end_matches('\r').to_string()));
+        start = i + 1;
+    }
+    if start < raw.len() {
+        out.push((
+            arrivals.last().map_or(Duration::ZERO, |a| a.1),
+            String::from_utf8_lossy(&raw[start..]).into_owned(),
+        ));
+    }
+    out
 }
 
 /// Waits for the child; after the deadline kills its process group and
@@ -419,5 +453,18 @@ mod tests {
         assert_eq!((d.readonly, d.serial), (false, None));
         assert!(parse_disk(":ro").is_err());
         assert!(parse_disk("m.img:serial=").is_err());
+    }
+
+    #[test]
+    fn console_lines_get_the_arrival_time_of_their_newline() {
+        let ms = Duration::from_millis;
+        // "a\nb" arrives at 1 ms, "c\nd\n" at 5 ms, "tail" at 9 ms.
+        let raw = b"a\nbc\nd\ntail";
+        let arrivals = [(3, ms(1)), (8, ms(5)), (12, ms(9))];
+        let lines = timed_lines(raw, &arrivals);
+        let want: Vec<(Duration, String)> =
+            vec![(ms(1), "a".into()), (ms(5), "bc".into()), (ms(5), "d".into()), (ms(9), "tail".into())];
+        assert_eq!(lines, want);
+        assert!(timed_lines(b"", &[]).is_empty());
     }
 }

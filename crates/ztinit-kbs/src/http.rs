@@ -54,7 +54,7 @@ pub fn read_request<R: BufRead>(r: &mut R, max_body: usize) -> Result<Request, R
     let framing = http::framing(&head, false).map_err(|e| ReadError::Bad(e.to_string()))?;
     let body = match http::read_body(r, framing, max_body) {
         Ok(b) => b,
-        Err(HttpError::TooLarge { .. }) => return Err(ReadError::TooLarge),
+        Err(HttpError::TooLarge { .. } | HttpError::Announced { .. }) => return Err(ReadError::TooLarge),
         Err(HttpError::Io(_)) => return Err(ReadError::Closed),
         Err(e) => return Err(ReadError::Bad(e.to_string())),
     };

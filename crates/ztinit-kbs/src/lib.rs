@@ -6,8 +6,9 @@
 //! TOML file instead of Rego.
 //!
 //! Evidence is checked by [`verifier::Verifier`]s; `sample` and
-//! `sampledevice` are built in, SNP/TDX/NVIDIA plug in through the same
-//! trait.
+//! `sampledevice` are built in, SNP and TDX come from `ztinit::tee::verify`
+//! with the policy file's reference values ([`Verifiers::with_tee`], what
+//! the binary uses), NVIDIA plugs in through the same trait.
 
 mod api;
 pub mod http;
@@ -29,7 +30,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 pub use nvidia::NvidiaDeviceVerifier;
 pub use policy::Policy;
-pub use verifier::{Verifier, Verifiers};
+pub use verifier::{TeeVerifier, Verifier, Verifiers};
 
 /// Test-only misbehaviours, to check that a client fails closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

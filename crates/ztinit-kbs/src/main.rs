@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use ztinit_kbs::{Fault, NvidiaDeviceVerifier, Options, Policy, Server, TlsFiles};
+use ztinit_kbs::{Fault, NvidiaDeviceVerifier, Options, Policy, Server, TlsFiles, Verifiers};
 
 const USAGE: &str = "\
 usage: ztinit-kbs --resources DIR [options]
@@ -15,8 +15,9 @@ Binds 127.0.0.1 only. Prints `ztinit-kbs: listening on URL` on stdout once ready
 options:
   --listen 127.0.0.1:PORT   address to listen on (port 0 picks a free one; default 127.0.0.1:0)
   --resources DIR           resources are the files DIR/REPO/TYPE/TAG
-  --policy FILE             resource policy (TOML; default: sample evidence refused, all else allowed)
-                            and the [nvidia] GPU verifier (reference measurements, device root)
+  --policy FILE             resource policy, SNP/TDX reference values and the [nvidia] GPU verifier
+                            (TOML, see docs/kbs.md; default: sample evidence refused, all else
+                            allowed, any measurement)
   --tls-cert PEM --tls-key PEM
                             serve HTTPS with this certificate chain and key
   --session-ttl-secs N      session, nonce and token lifetime (default 300)
@@ -66,8 +67,7 @@ fn run() -> Result<(), String> {
             "--resources" => resources = Some(value("--resources")?),
             "--policy" => {
                 let file = value("--policy")?;
-                let text = std::fs::read_to_string(&file).map_err(|e| format!("{file}: {e}"))?;
-                policy = Policy::parse(&text).map_err(|e| format!("{file}: {e}"))?;
+                policy = Policy::load(std::path::Path::new(&file)).map_err(|e| format!("{file}: {e}"))?;
                 policy_dir = std::path::Path::new(&file).parent().unwrap_or(std::path::Path::new(".")).to_path_buf();
             }
             "--tls-cert" => cert = Some(value("--tls-cert")?),
@@ -85,6 +85,13 @@ fn run() -> Result<(), String> {
     let resources = resources.ok_or_else(|| format!("--resources is required\n\n{USAGE}"))?;
     let mut opts = Options::new(resources);
     opts.listen = listen.parse().map_err(|e| format!("--listen {listen}: {e}"))?;
+    if policy.tee.snp.measurements.is_empty() {
+        log::warn!("SNP: the policy names no measurement: any launch measurement is accepted (development)");
+    }
+    if policy.tee.tdx.mrtd.is_empty() {
+        log::warn!("TDX: the policy names no MRTD: any TD is accepted (development)");
+    }
+    opts.verifiers = Verifiers::with_tee(policy.tee.clone());
     // `nvidia` additional evidence: NVIDIA's root and no reference values
     // unless the policy has an [nvidia] table.
     let nvidia = match &policy.nvidia {

@@ -5,11 +5,15 @@
 //! NVIDIA truncates to its 32-byte nonce, `sample` compares as is).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use ztinit::kbs::InitData;
+use ztinit::tee::TeeKind;
+use ztinit::tee::initdata::Initdata;
+use ztinit::tee::verify;
 
 /// Verifies one kind of evidence. Returns the claims to put in the token.
 pub trait Verifier: Send + Sync {
@@ -37,6 +41,17 @@ impl Verifiers {
         let mut v = Self::default();
         v.add_cpu(Box::new(SampleVerifier));
         v.add_device(Box::new(SampleDeviceVerifier));
+        v
+    }
+
+    /// The samples, plus SEV-SNP and TDX checked by `ztinit::tee::verify`
+    /// against `policy` (the reference values of the policy file).
+    pub fn with_tee(policy: verify::Policy) -> Self {
+        let mut v = Self::with_samples();
+        let policy = Arc::new(policy);
+        for kind in [TeeKind::Snp, TeeKind::Tdx] {
+            v.add_cpu(Box::new(TeeVerifier { kind, policy: policy.clone() }));
+        }
         v
     }
 
@@ -75,6 +90,39 @@ fn check_sample(evidence: &Value, report_data: &[u8], kind: &str) -> Result<Valu
         return Err(format!("{kind} REPORT_DATA does not match the runtime data"));
     }
     Ok(json!({ "svn": svn, "report_data": STANDARD.encode(&rd) }))
+}
+
+/// SEV-SNP or TDX evidence, verified by `ztinit::tee::verify::verify`:
+/// report structure and signature chain, REPORT_DATA = the runtime-data
+/// digest zero-padded to 64 bytes, HOSTDATA / MRCONFIGID = the init-data
+/// digest when the guest sent init-data, debug, and the reference values.
+pub struct TeeVerifier {
+    kind: TeeKind,
+    policy: Arc<verify::Policy>,
+}
+
+impl TeeVerifier {
+    pub fn new(kind: TeeKind, policy: verify::Policy) -> Self {
+        Self { kind, policy: Arc::new(policy) }
+    }
+}
+
+/// The digest the launch must have bound: the init-data document hashed
+/// with the algorithm it declares (as Trustee and Kata do).
+pub fn init_data_digest(init_data: &InitData) -> Result<Vec<u8>, String> {
+    Initdata::parse(init_data.body.as_bytes().to_vec()).map(|d| d.digest()).map_err(|e| format!("init-data: {e}"))
+}
+
+impl Verifier for TeeVerifier {
+    fn tee(&self) -> &str {
+        self.kind.as_str()
+    }
+
+    fn verify(&self, evidence: &Value, report_data: &[u8], init_data: Option<&InitData>) -> Result<Value, String> {
+        let init_digest = init_data.map(init_data_digest).transpose()?;
+        verify::verify(self.kind, evidence, report_data, init_digest.as_deref(), &self.policy)
+            .map_err(|e| e.to_string())
+    }
 }
 
 pub struct SampleVerifier;

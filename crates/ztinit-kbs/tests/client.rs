@@ -127,7 +127,7 @@ fn kbs_down_bounded_retries() {
     let start = Instant::now();
     let e = fetch(&cfg).unwrap_err();
     match &e {
-        KbsError::Transport { source: TransportError::Exhausted { attempts, last }, .. } => {
+        KbsError::Transport { source: TransportError::Exhausted { attempts, last, .. }, .. } => {
             assert_eq!(*attempts, 4);
             assert!(last.contains("onnection refused"), "{last}");
         }
@@ -159,7 +159,7 @@ fn a_kbs_that_never_answers_is_bounded_by_the_read_timeout_and_the_deadline() {
     let start = Instant::now();
     let e = fetch(&cfg).unwrap_err();
     assert!(
-        matches!(&e, KbsError::Transport { source: TransportError::Exhausted { attempts: 2, last }, .. } if last.contains("timed out")),
+        matches!(&e, KbsError::Transport { source: TransportError::Exhausted { attempts: 2, last, .. }, .. } if last.ends_with("timed out: no data from the KBS within 300 ms")),
         "{e}"
     );
     assert!(start.elapsed() < Duration::from_secs(3));
@@ -248,7 +248,7 @@ fn oversized_body_is_refused_without_reading_it() {
     let start = Instant::now();
     let e = fetch(&config(kbs.url())).unwrap_err();
     assert_eq!(e.class(), FailureClass::Protocol, "{e}");
-    assert!(e.to_string().contains("body larger than"), "{e}");
+    assert!(e.to_string().contains("HTTP body of 268435456 bytes announced, more than the"), "{e}");
     assert!(start.elapsed() < Duration::from_secs(3));
 }
 

@@ -11,6 +11,11 @@ use sha2::{Digest, Sha256};
 /// Read size: large enough that the syscall cost is noise.
 const CHUNK: usize = 1 << 20;
 
+/// The lowercase hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
 /// The lowercase hex SHA-256 of a file's content, and its length.
 pub fn sha256_file(path: &Path) -> io::Result<(String, u64)> {
     sha256_prefix(path, u64::MAX)
