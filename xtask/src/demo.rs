@@ -74,7 +74,7 @@ pub fn model_summary(console: &str, host_sha256: Option<&str>) -> String {
         let words: Vec<&str> = rest.split_whitespace().collect();
         if let [path, "sha256", guest, ..] = words.as_slice() {
             let verdict = match host {
-                Some(h) if h == *guest => "= the host's",
+                Some(h) if h == *guest => "matches the host's",
                 Some(_) => "DIFFERS from the host's",
                 None => "(no host digest)",
             };
@@ -157,7 +157,7 @@ mod tests {
     #[test]
     fn model_digest_is_compared_with_the_hosts() {
         let console = "workload: demo: model /models/model.bin sha256 abc (3 bytes)\n";
-        assert_eq!(model_summary(console, Some("abc\n")), "model:    /models/model.bin sha256 abc = the host's\n");
+        assert_eq!(model_summary(console, Some("abc\n")), "model:    /models/model.bin sha256 abc matches the host's\n");
         assert!(model_summary(console, Some("abd")).contains("DIFFERS"));
         assert!(model_summary("", Some("abc")).contains("no model digest"));
         assert_eq!(model_summary("", None), "");
