@@ -28,7 +28,6 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use sha2::Digest;
 
 use super::config::{InitdataMode, TeeConfig};
 use super::detect::TeePaths;
@@ -90,40 +89,9 @@ pub enum InitdataError {
     OverlaySection(String),
 }
 
-/// The hash an initdata document declares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Algorithm {
-    Sha256,
-    Sha384,
-    Sha512,
-}
-
-impl Algorithm {
-    fn parse(name: &str) -> Result<Self, InitdataError> {
-        match name {
-            "sha256" => Ok(Self::Sha256),
-            "sha384" => Ok(Self::Sha384),
-            "sha512" => Ok(Self::Sha512),
-            other => Err(InitdataError::UnsupportedAlgorithm(other.to_string())),
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Sha256 => "sha256",
-            Self::Sha384 => "sha384",
-            Self::Sha512 => "sha512",
-        }
-    }
-
-    pub fn digest(self, data: &[u8]) -> Vec<u8> {
-        match self {
-            Self::Sha256 => sha2::Sha256::digest(data).to_vec(),
-            Self::Sha384 => sha2::Sha384::digest(data).to_vec(),
-            Self::Sha512 => sha2::Sha512::digest(data).to_vec(),
-        }
-    }
-}
+/// The hash an initdata document declares: the algorithms of the KBS
+/// protocol (kbs-types `HashAlgorithm`, SM3 aside).
+pub use crate::kbs::protocol::HashAlgorithm as Algorithm;
 
 /// A parsed initdata document and the exact text it was parsed from.
 #[derive(Debug, Clone)]
@@ -147,7 +115,8 @@ impl Initdata {
         if doc.version != VERSION {
             return Err(InitdataError::UnsupportedVersion(doc.version));
         }
-        let algorithm = Algorithm::parse(&doc.algorithm)?;
+        let algorithm = Algorithm::parse(&doc.algorithm)
+            .ok_or_else(|| InitdataError::UnsupportedAlgorithm(doc.algorithm.clone()))?;
         Ok(Self { body, algorithm, data: doc.data })
     }
 
@@ -270,7 +239,7 @@ pub fn bind(
             let expected = doc.digest_for_field(found.len());
             if expected != found {
                 return Err(InitdataError::Mismatch {
-                    algorithm: doc.algorithm.name(),
+                    algorithm: doc.algorithm.as_str(),
                     digest: short_hex(&expected, 16),
                     field,
                     found: short_hex(found, 16),
@@ -311,7 +280,7 @@ pub fn load(
         log::info!(
             "initdata: {} ({}, {} entries) matches {}",
             path.display(),
-            doc.algorithm.name(),
+            doc.algorithm.as_str(),
             doc.data.len(),
             field_name(provider.kind())
         );

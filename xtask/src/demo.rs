@@ -157,7 +157,10 @@ mod tests {
     #[test]
     fn model_digest_is_compared_with_the_hosts() {
         let console = "workload: demo: model /models/model.bin sha256 abc (3 bytes)\n";
-        assert_eq!(model_summary(console, Some("abc\n")), "model:    /models/model.bin sha256 abc matches the host's\n");
+        assert_eq!(
+            model_summary(console, Some("abc\n")),
+            "model:    /models/model.bin sha256 abc matches the host's\n"
+        );
         assert!(model_summary(console, Some("abd")).contains("DIFFERS"));
         assert!(model_summary("", Some("abc")).contains("no model digest"));
         assert_eq!(model_summary("", None), "");

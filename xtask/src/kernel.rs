@@ -27,7 +27,7 @@ const SOURCE_PACKAGE: &str = "linux-source-6.12";
 const SOURCE_TARBALL: &str = "/usr/src/linux-source-6.12.tar.xz";
 const SOURCE_DIR: &str = "linux-source-6.12";
 /// Host packages the kernel build needs.
-const BUILD_DEBS: &[&str] = &[
+pub const BUILD_DEBS: &[&str] = &[
     "linux-source-6.12",
     "flex",
     "bison",

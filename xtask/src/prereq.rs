@@ -7,34 +7,29 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 use crate::manifest::MUSL_TARGET;
-use crate::util;
+use crate::{kernel, util};
 
-/// Debian packages: QEMU, the musl C toolchain (ring's C code), zstd for
-/// compressed images, and everything the kernel build needs.
-pub const DEBS: &[&str] = &[
-    "qemu-system-x86",
-    "musl-tools",
-    "zstd",
-    "cpio",
-    "linux-source-6.12",
-    "flex",
-    "bison",
-    "libelf-dev",
-    "libssl-dev",
-    "bc",
-    "gcc",
-    "make",
-    "libc6-dev",
-    "xz-utils",
-    "kmod",
-];
+/// Debian packages besides the kernel build's: QEMU, the musl C toolchain
+/// (ring's C code), cpio (reads our archives in tests), and the filesystem
+/// builders of `xtask model-volume` (the demo's and the volume scenarios'
+/// model disks).
+const TOOL_DEBS: &[&str] = &["qemu-system-x86", "musl-tools", "cpio", "erofs-utils", "e2fsprogs"];
+
+/// Every Debian package the build and the tests need.
+pub fn debs() -> Vec<&'static str> {
+    let mut all: Vec<&str> = TOOL_DEBS.iter().chain(kernel::BUILD_DEBS).copied().collect();
+    all.sort_unstable();
+    all.dedup();
+    all
+}
 
 pub fn ensure() -> Result<()> {
-    let missing: Vec<&str> = DEBS.iter().copied().filter(|p| util::deb_version(p).is_none()).collect();
+    let debs = debs();
+    let missing: Vec<&str> = debs.iter().copied().filter(|p| util::deb_version(p).is_none()).collect();
     if missing.is_empty() {
-        println!("prereq: host packages present ({})", DEBS.len());
+        println!("prereq: host packages present ({})", debs.len());
     } else {
-        util::ensure_debs(DEBS, "the ztinit build and QEMU tests")?;
+        util::ensure_debs(&debs, "the ztinit build and QEMU tests")?;
     }
     ensure_rust_target(MUSL_TARGET)
 }
