@@ -200,19 +200,9 @@ fn in_sysroot(sysroot: &Path, guest: &str) -> PathBuf {
     sysroot.join(guest.trim_start_matches('/'))
 }
 
-/// Removes `.` and resolves `..` textually.
+/// Removes `.` and resolves `..` textually; absolute result.
 fn normalize(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in path.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    format!("/{}", parts.join("/"))
+    format!("/{}", crate::util::normalize_path(path))
 }
 
 #[cfg(test)]

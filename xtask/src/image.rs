@@ -399,16 +399,16 @@ struct ImageFiles<'a> {
 impl ztinit::config::Files for ImageFiles<'_> {
     fn read(&self, path: &str) -> ztinit::config::FileLookup {
         use ztinit::config::FileLookup;
-        let mut current = normalize(path);
+        let mut current = util::normalize_path(path);
         for _ in 0..MAX_LINK_HOPS {
             match self.tree.entries.get(&current) {
                 None => return FileLookup::Missing,
                 Some(Entry { node: Node::Symlink(target), .. }) => {
                     current = if target.starts_with('/') {
-                        normalize(target)
+                        util::normalize_path(target)
                     } else {
                         let parent = current.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
-                        normalize(&format!("{parent}/{target}"))
+                        util::normalize_path(&format!("{parent}/{target}"))
                     };
                 }
                 Some(Entry { node: Node::File(data), .. }) => {
@@ -427,26 +427,11 @@ impl ztinit::config::Files for ImageFiles<'_> {
     }
 }
 
-/// `/a/./b/../c/` -> `a/c` (image keys have no leading slash).
-fn normalize(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in path.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    parts.join("/")
-}
-
 fn validate_guest_path(path: &str) -> Result<String> {
     if !path.starts_with('/') || path.contains('\0') || path.split('/').any(|c| c == "." || c == "..") {
         bail!("{path:?}: image paths must be absolute, without . or .. components");
     }
-    let key = normalize(path);
+    let key = util::normalize_path(path);
     if key.is_empty() {
         bail!("{path:?}: the root directory cannot be an entry");
     }

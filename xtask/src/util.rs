@@ -150,3 +150,19 @@ pub fn source_date_epoch() -> Result<u32> {
         _ => Ok(0),
     }
 }
+
+/// `/a/./b/../c/` -> `a/c`: `.` removed and `..` resolved textually,
+/// without the leading slash (the form of image keys).
+pub fn normalize_path(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    parts.join("/")
+}

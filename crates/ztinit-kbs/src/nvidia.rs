@@ -73,7 +73,8 @@ impl NvidiaDeviceVerifier {
             None => None,
             Some(p) => {
                 let path = base.join(p);
-                let bytes = read_capped(&path).map_err(|e| format!("nvidia.device_root {}: {e}", path.display()))?;
+                let bytes = ztinit::config::read_capped(&path, MAX_ROOT_PEM)
+                    .map_err(|e| format!("nvidia.device_root {}: {e}", path.display()))?;
                 Some(
                     String::from_utf8(bytes)
                         .map_err(|_| format!("nvidia.device_root {}: not UTF-8 PEM", path.display()))?,
@@ -101,16 +102,6 @@ impl NvidiaDeviceVerifier {
     pub fn reference_count(&self) -> usize {
         self.inner.policy.reference.entries.len()
     }
-}
-
-fn read_capped(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)?.take(MAX_ROOT_PEM + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_ROOT_PEM {
-        return Err(std::io::Error::other(format!("larger than {MAX_ROOT_PEM} bytes")));
-    }
-    Ok(bytes)
 }
 
 impl Verifier for NvidiaDeviceVerifier {
