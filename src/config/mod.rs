@@ -100,7 +100,10 @@ fn summary(issues: &[Issue]) -> String {
 /// pinned certificates, seccomp profiles...). At boot this is the real root;
 /// `check-config` and the image builder point it elsewhere.
 pub trait Files {
-    fn read(&self, path: &str) -> FileLookup;
+    /// The first `limit` bytes of the file (all of it when shorter): the
+    /// callers decide whether a longer file is an error or only its head
+    /// matters (a workload binary may be far larger than any config file).
+    fn read(&self, path: &str, limit: u64) -> FileLookup;
 }
 
 pub enum FileLookup {
@@ -127,10 +130,11 @@ impl RootFiles {
 }
 
 impl Files for RootFiles {
-    fn read(&self, path: &str) -> FileLookup {
-        let full = self.path_of(path);
-        match read_capped(&full, MAX_REFERENCED_FILE_BYTES) {
-            Ok(bytes) => FileLookup::Found(bytes),
+    fn read(&self, path: &str, limit: u64) -> FileLookup {
+        use std::io::Read;
+        let mut bytes = Vec::new();
+        match std::fs::File::open(self.path_of(path)).and_then(|f| f.take(limit).read_to_end(&mut bytes)) {
+            Ok(_) => FileLookup::Found(bytes),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => FileLookup::Missing,
             Err(e) => FileLookup::Error(e.to_string()),
         }
@@ -141,7 +145,7 @@ impl Files for RootFiles {
 pub struct NoFiles;
 
 impl Files for NoFiles {
-    fn read(&self, _path: &str) -> FileLookup {
+    fn read(&self, _path: &str, _limit: u64) -> FileLookup {
         FileLookup::Unchecked
     }
 }
@@ -240,10 +244,21 @@ impl<'a> Validator<'a> {
         ok
     }
 
-    /// Reads a referenced file for offline checks. `None` when it is missing
-    /// (an error is recorded) or cannot be checked in this context.
-    pub fn file(&mut self, key: &str, path: &str) -> Option<Vec<u8>> {
-        match self.files.read(path) {
+    /// Reads a referenced file of at most `max` bytes for offline checks.
+    /// `None` when it is missing, too large (an error is recorded) or cannot
+    /// be checked in this context.
+    pub fn file(&mut self, key: &str, path: &str, max: u64) -> Option<Vec<u8>> {
+        let bytes = self.file_head(key, path, max.saturating_add(1))?;
+        if bytes.len() as u64 > max {
+            self.error(key, format!("{path}: larger than {max} bytes"));
+            return None;
+        }
+        Some(bytes)
+    }
+
+    /// The first `len` bytes of a referenced file, as [`Validator::file`].
+    pub fn file_head(&mut self, key: &str, path: &str, len: u64) -> Option<Vec<u8>> {
+        match self.files.read(path, len) {
             FileLookup::Found(bytes) => Some(bytes),
             FileLookup::Missing => {
                 self.error(key, format!("{path}: no such file in the image"));

@@ -131,7 +131,7 @@ impl Section for WorkloadConfig {
     fn validate(&self, v: &mut Validator<'_>) {
         if !self.path.is_empty()
             && v.absolute_path("path", &self.path)
-            && let Some(bytes) = v.file("path", &self.path)
+            && let Some(bytes) = v.file_head("path", &self.path, 4)
             && !bytes.starts_with(b"\x7fELF")
         {
             v.error("path", format!("{} is not an ELF executable", self.path));
@@ -150,7 +150,7 @@ impl Section for WorkloadConfig {
                     "environment names must be non-empty without '=' or NUL; values without NUL",
                 );
             }
-            if k == "CREDENTIALS_DIRECTORY" {
+            if k == crate::secrets::CREDENTIALS_ENV {
                 v.error(&format!("env.{k}"), "is set by ztinit when secrets are delivered");
             }
         }

@@ -191,6 +191,25 @@ fn referenced_files_are_checked_when_available() {
 }
 
 #[test]
+fn a_workload_larger_than_any_config_file_is_accepted_but_a_large_profile_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = RootFiles::new(dir.path());
+    std::fs::create_dir_all(dir.path().join("bin")).unwrap();
+    // Inference servers are hundreds of MiB; only the ELF magic is read.
+    let app = std::fs::File::create(dir.path().join("bin/app")).unwrap();
+    std::io::Write::write_all(&mut &app, b"\x7fELF").unwrap();
+    app.set_len(MAX_REFERENCED_FILE_BYTES * 4).unwrap();
+    let text = "[workload]\npath = \"/bin/app\"\n";
+    assert!(Config::load(Sources { origin: "c.toml", text, cmdline: None, files: &files }).is_ok());
+
+    let profile = std::fs::File::create(dir.path().join("p.json")).unwrap();
+    profile.set_len(MAX_REFERENCED_FILE_BYTES).unwrap();
+    let text = "[workload]\npath = \"/bin/app\"\n[sandbox]\nseccomp = \"/p.json\"\n";
+    let err = Config::load(Sources { origin: "c.toml", text, cmdline: None, files: &files }).unwrap_err();
+    assert!(err.to_string().contains("sandbox.seccomp: /p.json: larger than"), "{err}");
+}
+
+#[test]
 fn issue_display_names_file_line_and_key() {
     let i = issues("[workload]\npath = \"/bin/app\"\nbogus = 1\n", None);
     assert_eq!(i[0].to_string(), "ztinit.toml:3: workload.bogus: unknown key");

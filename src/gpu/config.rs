@@ -182,7 +182,7 @@ impl Section for GpuConfig {
         v.range("ready_timeout_per_gpu_ms", self.ready_timeout_per_gpu_ms, 0, 600_000);
         if let Some(root) = &self.device_root
             && v.absolute_path("device_root", root)
-            && let Some(bytes) = v.file("device_root", root)
+            && let Some(bytes) = v.file("device_root", root, crate::config::MAX_REFERENCED_FILE_BYTES)
             && let Err(e) = certs::parse_pem_cert(&String::from_utf8_lossy(&bytes))
         {
             v.error("device_root", format!("{root}: {e}"));
@@ -190,7 +190,7 @@ impl Section for GpuConfig {
         for (i, rim) in self.rims.iter().enumerate() {
             let key = format!("rims[{i}]");
             if v.absolute_path(&key, rim)
-                && let Some(bytes) = v.file(&key, rim)
+                && let Some(bytes) = v.file(&key, rim, crate::config::MAX_REFERENCED_FILE_BYTES)
                 && let Err(e) = Rim::parse(&bytes)
             {
                 v.error(&key, format!("{rim}: {e}"));

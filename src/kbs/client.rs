@@ -117,8 +117,10 @@ fn trust_from_config(cfg: &KbsConfig, endpoint: &Endpoint) -> Result<Trust, KbsE
     let load = |inline: &Option<String>, file: &Option<String>| -> Result<Option<Vec<_>>, KbsError> {
         let pem = match (inline, file) {
             (Some(pem), _) => pem.as_bytes().to_vec(),
-            (None, Some(path)) => crate::config::read_capped(std::path::Path::new(path), 1 << 20)
-                .map_err(|e| KbsError::Config(format!("cannot read {path}: {e}")))?,
+            (None, Some(path)) => {
+                crate::config::read_capped(std::path::Path::new(path), super::config::MAX_CERT_FILE_BYTES)
+                    .map_err(|e| KbsError::Config(format!("cannot read {path}: {e}")))?
+            }
             (None, None) => return Ok(None),
         };
         parse_pem_certs(&pem).map(Some).map_err(KbsError::Config)

@@ -11,6 +11,9 @@ use super::resource::ResourcePath;
 use super::transport::{Endpoint, Scheme, parse_pem_certs};
 use crate::config::{Section, Validator};
 
+/// A pinned certificate or CA bundle file is small; anything larger is not one.
+pub const MAX_CERT_FILE_BYTES: u64 = 1 << 20;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct KbsConfig {
@@ -150,7 +153,7 @@ impl KbsConfig {
         if let Some(path) = self.ca_cert_file.as_ref().or(self.pinned_cert_file.as_ref()) {
             let key = if self.ca_cert_file.is_some() { "ca_cert_file" } else { "pinned_cert_file" };
             if v.absolute_path(key, path)
-                && let Some(bytes) = v.file(key, path)
+                && let Some(bytes) = v.file(key, path, MAX_CERT_FILE_BYTES)
             {
                 check(v, key, &bytes);
             }

@@ -154,10 +154,6 @@ impl SandboxConfig {
 /// Imports and compiles a user profile as the launch would (offline: every
 /// `minKernel` counts as satisfied), recording the first problem.
 fn check_profile(v: &mut Validator<'_>, path: &str, bytes: &[u8], capabilities: u64) {
-    if bytes.len() > MAX_PROFILE_BYTES {
-        v.error("seccomp", format!("{path}: larger than {MAX_PROFILE_BYTES} bytes"));
-        return;
-    }
     let ctx = seccomp::oci::ImportContext { capabilities, kernel: None };
     let compiled = |p: seccomp::Profile| seccomp::check_launchable(&p).and_then(|()| seccomp::compile(&p));
     match seccomp::oci::import(path, bytes, ctx).map(compiled) {
@@ -172,7 +168,7 @@ impl Section for SandboxConfig {
         match &self.seccomp {
             SeccompChoice::File(path) => {
                 if v.absolute_path("seccomp", path)
-                    && let Some(bytes) = v.file("seccomp", path)
+                    && let Some(bytes) = v.file("seccomp", path, MAX_PROFILE_BYTES as u64)
                 {
                     check_profile(v, path, &bytes, self.capability_mask());
                 }

@@ -391,13 +391,28 @@ fn read_data(data: &Data) -> Result<Vec<u8>> {
     }
 }
 
+/// The first `limit` bytes of a file's contents.
+fn read_data_prefix(data: &Data, limit: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    match data {
+        Data::Bytes(b) => Ok(b[..b.len().min(limit as usize)].to_vec()),
+        Data::Host(p) => {
+            let mut bytes = Vec::new();
+            std::fs::File::open(p)
+                .and_then(|f| f.take(limit).read_to_end(&mut bytes))
+                .with_context(|| format!("cannot read {}", p.display()))?;
+            Ok(bytes)
+        }
+    }
+}
+
 /// Lets ztinit's config validation read files as they will be in the image.
 struct ImageFiles<'a> {
     tree: &'a Tree,
 }
 
 impl ztinit::config::Files for ImageFiles<'_> {
-    fn read(&self, path: &str) -> ztinit::config::FileLookup {
+    fn read(&self, path: &str, limit: u64) -> ztinit::config::FileLookup {
         use ztinit::config::FileLookup;
         let mut current = util::normalize_path(path);
         for _ in 0..MAX_LINK_HOPS {
@@ -412,10 +427,7 @@ impl ztinit::config::Files for ImageFiles<'_> {
                     };
                 }
                 Some(Entry { node: Node::File(data), .. }) => {
-                    return match read_data(data) {
-                        Ok(b) if b.len() as u64 > ztinit::config::MAX_REFERENCED_FILE_BYTES => FileLookup::Error(
-                            format!("larger than {} bytes", ztinit::config::MAX_REFERENCED_FILE_BYTES),
-                        ),
+                    return match read_data_prefix(data, limit) {
                         Ok(b) => FileLookup::Found(b),
                         Err(e) => FileLookup::Error(format!("{e:#}")),
                     };
@@ -745,10 +757,10 @@ mod tests {
             ("/bin/loop", Node::Symlink("/bin/loop".into())),
         ]);
         let f = ImageFiles { tree: &t };
-        assert!(matches!(f.read("/bin/link"), FileLookup::Found(b) if b == b"\x7fELF"));
-        assert!(matches!(f.read("/nope"), FileLookup::Missing));
-        assert!(matches!(f.read("/bin/loop"), FileLookup::Error(e) if e.contains("symbolic links")));
-        assert!(matches!(f.read("/usr"), FileLookup::Error(_)));
+        assert!(matches!(f.read("/bin/link", 64), FileLookup::Found(b) if b == b"\x7fELF"));
+        assert!(matches!(f.read("/nope", 64), FileLookup::Missing));
+        assert!(matches!(f.read("/bin/loop", 64), FileLookup::Error(e) if e.contains("symbolic links")));
+        assert!(matches!(f.read("/usr", 64), FileLookup::Error(_)));
     }
 
     #[test]

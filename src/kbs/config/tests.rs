@@ -8,12 +8,13 @@ const CA_PEM: &str = include_str!("../../../crates/ztinit-kbs/testdata/ca.pem");
 struct OneFile(&'static str, &'static str);
 
 impl Files for OneFile {
-    fn read(&self, path: &str) -> FileLookup {
-        match path {
-            "/bin/app" => FileLookup::Found(b"\x7fELF".to_vec()),
-            p if p == self.0 => FileLookup::Found(self.1.as_bytes().to_vec()),
-            _ => FileLookup::Missing,
-        }
+    fn read(&self, path: &str, limit: u64) -> FileLookup {
+        let bytes: &[u8] = match path {
+            "/bin/app" => b"\x7fELF",
+            p if p == self.0 => self.1.as_bytes(),
+            _ => return FileLookup::Missing,
+        };
+        FileLookup::Found(bytes[..bytes.len().min(limit as usize)].to_vec())
     }
 }
 
