@@ -119,23 +119,17 @@ fn boot() -> ! {
     // modules: the configured list, before the GPU driver and lockdown.
     let loaded_modules =
         or_fatal("modules", modules::load_configured(&config.modules, &ModulesEnv::default(), &mut KernelLoader));
-    if loaded_modules.is_empty() {
-        timeline.skipped("modules");
-    } else {
+    if !loaded_modules.is_empty() {
         log::info!("modules: loaded {}", loaded_modules.join(", "));
-        timeline.done("modules");
     }
+    timeline.stage("modules", !loaded_modules.is_empty());
 
     // gpu: driver, nvidia-persistenced, helper, CC policy. Evidence is
     // collected during attest, and the GPUs are set ready only after the
     // KBS has accepted it.
     let mut hooks = GpuHooks::default();
     let mut gpus = or_fatal("gpu", gpu::bring_up(&config.gpu, Path::new("/"), &mut hooks, &AttesterEnv::default()));
-    if gpus.is_some() {
-        timeline.done("gpu")
-    } else {
-        timeline.skipped("gpu")
-    }
+    timeline.stage("gpu", gpus.is_some());
 
     // attest + secrets: the TEE, the KBS handshake, then every resource.
     let released = match config.effective_tee() {
@@ -154,11 +148,7 @@ fn boot() -> ! {
         // mounted for the life of the VM.
         or_fatal("volume", volume::open(vol, &key, &VolumePaths::default()));
     }
-    if config.volumes.is_empty() {
-        timeline.skipped("volume")
-    } else {
-        timeline.done("volume")
-    }
+    timeline.stage("volume", !config.volumes.is_empty());
 
     // lockdown: GPUs ready (the KBS has accepted them), then the kernel
     // knobs, modules_disabled last.
@@ -262,11 +252,7 @@ fn attest_and_fetch(
         let owner = secrets::Owner { uid: config.workload.user, gid: config.workload.group };
         Some(or_fatal("secrets", secrets::deliver(Path::new("/"), &mut secrets::SystemSecretsFs, owner, files)))
     };
-    if credentials_dir.is_none() && volume_keys.is_empty() {
-        timeline.skipped("secrets")
-    } else {
-        timeline.done("secrets")
-    }
+    timeline.stage("secrets", credentials_dir.is_some() || !volume_keys.is_empty());
     Released { credentials_dir, volume_keys }
 }
 

@@ -53,6 +53,11 @@ impl Timeline {
         self.record(name, false);
     }
 
+    /// Records a stage as done when it `ran`, as skipped otherwise.
+    pub fn stage(&mut self, name: &'static str, ran: bool) {
+        self.record(name, !ran);
+    }
+
     /// Records a stage that had nothing to do.
     pub fn skipped(&mut self, name: &'static str) {
         self.record(name, true);

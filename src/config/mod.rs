@@ -125,7 +125,7 @@ impl RootFiles {
     }
 
     pub fn path_of(&self, guest_path: &str) -> PathBuf {
-        self.root.join(guest_path.trim_start_matches('/'))
+        crate::mount::under(&self.root, guest_path)
     }
 }
 

@@ -93,7 +93,7 @@ enum State {
 }
 
 fn read_guest_file(root: &Path, guest: &str) -> Result<Vec<u8>, GpuError> {
-    let path = root.join(guest.trim_start_matches('/'));
+    let path = crate::mount::under(root, guest);
     crate::config::read_capped(&path, crate::config::MAX_REFERENCED_FILE_BYTES)
         .map_err(|e| GpuError::Config(format!("{guest}: {e}")))
 }

@@ -6,7 +6,7 @@
 //! [`persistenced_command`] and owns reaping; this module only describes
 //! them and waits for readiness.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -75,10 +75,6 @@ pub fn wait_persistenced_ready(
 
 pub const DEFAULT_PERSISTENCED: &str = "/usr/bin/nvidia-persistenced";
 pub const DEFAULT_PERSISTENCED_SOCKET: &str = "/run/nvidia-persistenced/socket";
-
-pub fn default_socket() -> PathBuf {
-    PathBuf::from(DEFAULT_PERSISTENCED_SOCKET)
-}
 
 #[cfg(test)]
 mod tests {

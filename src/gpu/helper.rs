@@ -183,21 +183,15 @@ impl Process {
 
 /// "exit status 3", "killed by signal 31 (SIGSYS: a system call outside its seccomp profile)".
 fn describe_wait_status(raw: i32) -> String {
-    if libc::WIFEXITED(raw) {
-        format!("exit status {}", libc::WEXITSTATUS(raw))
-    } else if libc::WIFSIGNALED(raw) {
-        match libc::WTERMSIG(raw) {
-            libc::SIGSYS => format!(
-                "killed by signal {} (SIGSYS: a system call outside its seccomp profile; see [gpu] helper_seccomp_allow)",
-                libc::SIGSYS
-            ),
-            libc::SIGKILL => format!("killed by signal {} (SIGKILL)", libc::SIGKILL),
-            libc::SIGSEGV => format!("killed by signal {} (SIGSEGV)", libc::SIGSEGV),
-            libc::SIGABRT => format!("killed by signal {} (SIGABRT)", libc::SIGABRT),
-            sig => format!("killed by signal {sig}"),
+    match crate::supervise::Exit::from_wait_status(raw) {
+        crate::supervise::Exit::Status(n) => format!("exit status {n}"),
+        crate::supervise::Exit::Signal(libc::SIGSYS) => format!(
+            "killed by signal {} (SIGSYS: a system call outside its seccomp profile; see [gpu] helper_seccomp_allow)",
+            libc::SIGSYS
+        ),
+        crate::supervise::Exit::Signal(sig) => {
+            format!("killed by signal {sig} ({})", crate::supervise::signal_name(sig))
         }
-    } else {
-        format!("wait status {raw:#x}")
     }
 }
 

@@ -93,7 +93,7 @@ pub fn bring_up(
     if plan.start_persistenced {
         let program = Path::new(&cfg.persistenced);
         let alive = hooks.start_persistenced(bringup::persistenced_command(program)).map_err(GpuError::Driver)?;
-        let socket = root.join(cfg.persistenced_socket.trim_start_matches('/'));
+        let socket = crate::mount::under(root, &cfg.persistenced_socket);
         let took = bringup::wait_persistenced_ready(&socket, plan.readiness_deadline, alive)?;
         log::info!("gpu: nvidia-persistenced ready after {} ms", took.as_millis());
     }
@@ -116,7 +116,7 @@ pub struct GpuPlan {
 /// `/sys/bus/pci/devices`) and decides the mode: `None` means CPU-only
 /// (skip the stage).
 pub fn plan(cfg: &GpuConfig, root: &Path) -> Result<Option<GpuPlan>, GpuError> {
-    let pci_devices = root.join(cfg.pci_devices.trim_start_matches('/'));
+    let pci_devices = crate::mount::under(root, &cfg.pci_devices);
     if cfg.mode == GpuMode::Cpu {
         return Ok(None);
     }

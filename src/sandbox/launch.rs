@@ -674,12 +674,8 @@ fn detail_text(step: Step, detail: u32) -> String {
 fn describe_status(r: libc::pid_t, status: i32) -> String {
     if r < 0 {
         format!("waitpid: {}", std::io::Error::last_os_error())
-    } else if libc::WIFEXITED(status) {
-        format!("exit status {}", libc::WEXITSTATUS(status))
-    } else if libc::WIFSIGNALED(status) {
-        format!("killed by signal {}", libc::WTERMSIG(status))
     } else {
-        format!("wait status {status:#x}")
+        crate::supervise::Exit::from_wait_status(status).describe()
     }
 }
 
@@ -734,7 +730,7 @@ fn compile_profile(
         SeccompChoice::WorkloadDefault => seccomp::builtin::workload_default(&sandbox.seccomp_allow),
         SeccompChoice::Strict => seccomp::builtin::strict(&sandbox.seccomp_allow),
         SeccompChoice::File(path) => {
-            let full = opts.image_root.join(path.trim_start_matches('/'));
+            let full = crate::mount::under(&opts.image_root, path);
             let bytes = crate::config::read_capped(&full, super::config::MAX_PROFILE_BYTES as u64)
                 .map_err(|e| SandboxError::ProfileRead { path: path.clone(), reason: e.to_string() })?;
             let ctx =

@@ -159,17 +159,9 @@ impl Default for VolumeConfig {
     }
 }
 
-/// `repo/type/tag`, each segment matching Trustee's
-/// `^[a-zA-Z0-9_-][a-zA-Z0-9_.-]*$` and at most 128 bytes (the rule of the
-/// KBS client's `ResourcePath`).
+/// `repo/type/tag` as the KBS client accepts it.
 pub fn is_resource_path(s: &str) -> bool {
-    let segment_ok = |seg: &str| {
-        let b = seg.as_bytes();
-        let ok = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'-';
-        !b.is_empty() && b.len() <= 128 && ok(b[0]) && b[1..].iter().all(|&c| ok(c) || c == b'.')
-    };
-    let parts: Vec<&str> = s.split('/').collect();
-    parts.len() == 3 && parts.iter().all(|p| segment_ok(p))
+    crate::kbs::ResourcePath::parse(s).is_ok()
 }
 
 impl Section for VolumeConfig {

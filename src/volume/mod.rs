@@ -300,7 +300,7 @@ impl Stack<'_> {
         let (device, _) = self.map(&config.name, &target, true, paths)?;
         drop(params);
 
-        let mountpoint = paths.root.join(config.mountpoint.trim_start_matches('/'));
+        let mountpoint = crate::mount::under(&paths.root, &config.mountpoint);
         std::fs::create_dir_all(&mountpoint).map_err(|source| VolumeError::Mountpoint {
             volume: volume.clone(),
             path: mountpoint.display().to_string(),
