@@ -77,8 +77,6 @@ pub struct GpuAttester {
     inventory: Inventory,
     trust: Trust,
     reference: ReferenceValues,
-    driver_versions: Vec<String>,
-    vbios_versions: Vec<String>,
     state: State,
 }
 
@@ -147,6 +145,21 @@ impl GpuAttester {
                     g.index, g.uuid, g.arch
                 )));
             }
+            // Configured version lists are an extra constraint on top of
+            // NVML's; checked before any evidence attempt is spent. The
+            // verification later binds the signed report to this inventory.
+            for (what, list, got) in [
+                ("driver", &cfg.driver_versions, &inventory.driver_version),
+                ("VBIOS", &cfg.vbios_versions, &g.vbios_version),
+            ] {
+                if !list.is_empty() && !list.iter().any(|v| v.eq_ignore_ascii_case(got)) {
+                    return Err(GpuError::Policy(format!(
+                        "GPU {} {what} version {got} is not one of {}",
+                        g.index,
+                        list.join(", ")
+                    )));
+                }
+            }
         }
         let settings = helper.cc_settings()?;
         check_cc_settings(&settings, cfg)?;
@@ -175,8 +188,6 @@ impl GpuAttester {
             inventory,
             trust: Trust { root, now: env.now },
             reference,
-            driver_versions: cfg.driver_versions.clone(),
-            vbios_versions: cfg.vbios_versions.clone(),
             state: State::Started,
         })
     }
@@ -228,19 +239,6 @@ impl GpuAttester {
             }
             if let Some(failure) = verdict.first_failure() {
                 return Err(GpuError::Evidence { gpu: g.index, uuid: g.uuid.clone(), reason: failure.to_string() });
-            }
-            // Configured version lists are an extra constraint on top of NVML's.
-            for (what, list, got) in [
-                ("driver", &self.driver_versions, &self.inventory.driver_version),
-                ("VBIOS", &self.vbios_versions, &g.vbios_version),
-            ] {
-                if !list.is_empty() && !list.iter().any(|v| v.eq_ignore_ascii_case(got)) {
-                    return Err(GpuError::Policy(format!(
-                        "GPU {} {what} version {got} is not one of {}",
-                        g.index,
-                        list.join(", ")
-                    )));
-                }
             }
             log::info!("gpu {} ({}): evidence verified locally", g.index, g.uuid);
             devices.push(CollectedDevice {

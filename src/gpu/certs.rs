@@ -89,32 +89,26 @@ pub fn subject(cert: &Certificate) -> String {
 /// the certificate the root issued; either way trust comes only from the
 /// pinned root, never from the chain's own last certificate.
 pub fn verify_chain(chain: &[Certificate], root: &Certificate, now: SystemTime) -> Result<(), CertError> {
-    if chain.is_empty() {
-        return Err(CertError::Empty);
-    }
+    let Some(last) = chain.last() else { return Err(CertError::Empty) };
     if chain.len() > MAX_CHAIN_LEN {
         return Err(CertError::TooLong(chain.len()));
     }
     let root_der = root.to_der().map_err(|e| CertError::Parse(e.to_string()))?;
     let is_root = |c: &Certificate| c.to_der().is_ok_and(|d| d == root_der);
     let mut path: Vec<&Certificate> = chain.iter().collect();
-    match chain.last() {
-        Some(last) if is_root(last) => {
-            if chain.len() == 1 {
-                return Err(CertError::OnlyRoot);
-            }
+    if is_root(last) {
+        if chain.len() == 1 {
+            return Err(CertError::OnlyRoot);
         }
-        Some(last) => {
-            // A self-issued last certificate that is not the pinned root is a
-            // foreign root; anything else must be issued by the pinned root.
-            if last.tbs_certificate.issuer != root.tbs_certificate.subject
-                || last.tbs_certificate.issuer == last.tbs_certificate.subject
-            {
-                return Err(CertError::UntrustedRoot { root: subject(root), last: subject(last) });
-            }
-            path.push(root);
+    } else {
+        // A self-issued last certificate that is not the pinned root is a
+        // foreign root; anything else must be issued by the pinned root.
+        if last.tbs_certificate.issuer != root.tbs_certificate.subject
+            || last.tbs_certificate.issuer == last.tbs_certificate.subject
+        {
+            return Err(CertError::UntrustedRoot { root: subject(root), last: subject(last) });
         }
-        None => return Err(CertError::Empty),
+        path.push(root);
     }
     for (index, cert) in path.iter().enumerate() {
         check_validity(index, cert, now)?;

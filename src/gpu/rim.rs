@@ -94,7 +94,7 @@ impl Rim {
         // VBIOS versions have five dotted hex parts; driver versions fewer.
         let kind = if version.split('.').count() == 5 { RimKind::Vbios } else { RimKind::Driver };
         let payload = root.child("Payload").ok_or_else(|| fmt("no Payload element"))?;
-        let mut measurements = Vec::new();
+        let mut measurements: Vec<RimMeasurement> = Vec::new();
         for r in payload.elements().filter(|e| e.local_name() == "Resource") {
             if r.attr("type") != Some("Measurement") {
                 continue;
@@ -102,13 +102,11 @@ impl Rim {
             if measurements.len() == MAX_MEASUREMENTS {
                 return Err(fmt("too many measurements"));
             }
-            measurements.push(parse_measurement(r)?);
-        }
-        let mut seen = std::collections::BTreeSet::new();
-        for m in &measurements {
-            if !seen.insert(m.index) {
+            let m = parse_measurement(r)?;
+            if measurements.iter().any(|seen| seen.index == m.index) {
                 return Err(RimError::Format(format!("measurement index {} appears twice", m.index)));
             }
+            measurements.push(m);
         }
         Ok(Rim { tag_id, product, version, kind, measurements, root })
     }
@@ -149,9 +147,6 @@ impl Rim {
         }
         if chain.is_empty() {
             return Err(RimError::SignatureFormat("no X509Certificate".into()));
-        }
-        if chain.len() > certs::MAX_CHAIN_LEN {
-            return Err(CertError::TooLong(chain.len()).into());
         }
         Ok(chain)
     }
