@@ -45,17 +45,6 @@ pub struct Challenge {
     pub extra_params: Value,
 }
 
-/// The tee-pubkey JWK. Only the members Trustee's `TeePubKey::EC` has, since
-/// the server hashes the key exactly as it re-serialises it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct EcPublicJwk {
-    pub kty: String,
-    pub crv: String,
-    pub alg: String,
-    pub x: String,
-    pub y: String,
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RuntimeData {
     pub nonce: String,

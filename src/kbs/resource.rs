@@ -57,7 +57,7 @@ impl ResourcePath {
 /// Paths come from the configuration or from a hostile peer: keep messages
 /// short and printable.
 fn shown(s: &str) -> String {
-    s.chars().take(64).map(|c| if c.is_control() { '?' } else { c }).collect()
+    super::http::truncate(s, 64)
 }
 
 pub fn valid_segment(seg: &str) -> bool {

@@ -65,15 +65,13 @@ pub fn parse_report(bytes: &[u8]) -> Result<AttestationReport, SnpError> {
     AttestationReport::from_bytes(bytes).map_err(|e| SnpError::Malformed(e.to_string()))
 }
 
-/// The checks made before the report leaves the guest.
+/// The checks made before the report leaves the guest (the version was
+/// checked by [`parse_report`]).
 pub fn check_report(
     report: &AttestationReport,
     expected: &[u8; REPORT_DATA_LEN],
     allow_debug: bool,
 ) -> Result<(), SnpError> {
-    if !SUPPORTED_VERSIONS.contains(&report.version) {
-        return Err(SnpError::UnsupportedVersion(report.version));
-    }
     if report.report_data.0 != *expected {
         return Err(SnpError::ReportDataMismatch {
             expected: short_hex(expected, 16),

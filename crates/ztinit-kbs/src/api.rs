@@ -380,8 +380,5 @@ fn read_resource(shared: &Shared, path: &ResourcePath) -> Result<Vec<u8>, String
     if !meta.is_file() {
         return Err(format!("resource {path} is not a regular file"));
     }
-    if meta.len() > MAX_RESOURCE_BYTES {
-        return Err(format!("resource {path} is too large"));
-    }
-    std::fs::read(&file).map_err(|e| format!("resource {path}: {e}"))
+    ztinit::config::read_capped(&file, MAX_RESOURCE_BYTES).map_err(|e| format!("resource {path}: {e}"))
 }

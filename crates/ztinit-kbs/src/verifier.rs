@@ -101,12 +101,6 @@ pub struct TeeVerifier {
     policy: Arc<verify::Policy>,
 }
 
-impl TeeVerifier {
-    pub fn new(kind: TeeKind, policy: verify::Policy) -> Self {
-        Self { kind, policy: Arc::new(policy) }
-    }
-}
-
 /// The digest the launch must have bound: the init-data document hashed
 /// with the algorithm it declares (as Trustee and Kata do).
 pub fn init_data_digest(init_data: &InitData) -> Result<Vec<u8>, String> {
