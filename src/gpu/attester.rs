@@ -183,13 +183,7 @@ impl GpuAttester {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        Ok(GpuAttester {
-            helper,
-            inventory,
-            trust: Trust { root, now: env.now },
-            reference,
-            state: State::Started,
-        })
+        Ok(GpuAttester { helper, inventory, trust: Trust { root, now: env.now }, reference, state: State::Started })
     }
 
     /// The additional-evidence key Trustee expects.

@@ -37,14 +37,9 @@ pub struct Stats {
 }
 
 pub fn stats(values: &[u64]) -> Option<Stats> {
-    if values.is_empty() {
-        return None;
-    }
-    let mut v = values.to_vec();
-    v.sort_unstable();
-    let n = v.len();
-    let median = if n % 2 == 1 { v[n / 2] as f64 } else { (v[n / 2 - 1] + v[n / 2]) as f64 / 2.0 };
-    Some(Stats { median, min: v[0], max: v[n - 1] })
+    let floats: Vec<f64> = values.iter().map(|&v| v as f64).collect();
+    let (median, _, _) = stats_f64(&floats)?;
+    Some(Stats { median, min: *values.iter().min()?, max: *values.iter().max()? })
 }
 
 /// One demo boot's numbers from its console.
@@ -161,7 +156,7 @@ pub fn cmd(args: &[String]) -> Result<()> {
     let demo = e2e::load(&e2e::scenario_dir().join("demo.toml"))?;
     let baseline = e2e::parse("bench-baseline", BASELINE)?;
     let volume = e2e::load(&e2e::scenario_dir().join("volume-bench.toml"))?;
-    let k = kernel::ensure(demo.kernel.as_deref().unwrap_or("test"))?;
+    let k = kernel::ensure(demo.kernel.as_deref().unwrap_or(kernel::DEFAULT_PROFILE))?;
     let mut images = ImageCache::default();
     let mut demo_image = None;
     images.get(&baseline.manifest)?;

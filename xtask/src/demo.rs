@@ -30,7 +30,7 @@ pub fn cmd(args: &[String]) -> Result<()> {
     let scenario = e2e::load(&e2e::scenario_dir().join("demo.toml"))?;
     println!(
         "demo: guest kernel ({} profile; the first build takes several minutes)",
-        scenario.kernel.as_deref().unwrap_or("test")
+        scenario.kernel.as_deref().unwrap_or(kernel::DEFAULT_PROFILE)
     );
     kernel::ensure(scenario.kernel.as_deref().unwrap_or("test"))?;
     let mut images = ImageCache::default();

@@ -36,18 +36,12 @@ pub fn cmd(args: &[String]) -> Result<()> {
     if !(PREFIX..=1 << 20).contains(&bytes) {
         bail!("--bytes must be between {PREFIX} and 1048576");
     }
-    let segments: Vec<&str> = resource.split('/').collect();
-    let valid = |s: &&str| {
-        !s.is_empty() && !s.starts_with('.') && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-    };
-    if segments.len() != 3 || !segments.iter().all(valid) {
-        bail!("--resource {resource:?} is not REPO/TYPE/TAG");
-    }
+    let path = ztinit::kbs::ResourcePath::parse(&resource).map_err(|e| anyhow::anyhow!("--resource: {e}"))?;
     let mut secret = vec![0u8; bytes];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut secret))
         .context("cannot read /dev/urandom")?;
-    write(&out, &resource, segments[2], &secret)?;
+    write(&out, &resource, path.tag(), &secret)?;
     println!("dev-secret: {bytes} random bytes as {resource} in {}", out.join("resources").display());
     Ok(())
 }

@@ -303,7 +303,7 @@ pub fn own_image_path(s: &Scenario) -> PathBuf {
 /// checks. `echo` streams the console to stdout; `log_name` overrides the
 /// log file name (default `target/e2e/NAME.log`).
 pub fn run_scenario(s: &Scenario, images: &mut ImageCache, echo: bool, log_name: Option<&str>) -> Result<Report> {
-    let kernel = kernel::ensure(s.kernel.as_deref().unwrap_or("test"))?;
+    let kernel = kernel::ensure(s.kernel.as_deref().unwrap_or(kernel::DEFAULT_PROFILE))?;
     let scratch = e2e_dir().join(&s.name);
     if scratch.exists() {
         std::fs::remove_dir_all(&scratch).with_context(|| format!("cannot clean {}", scratch.display()))?;

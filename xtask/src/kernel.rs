@@ -143,12 +143,19 @@ fn ensure_with(profile: &str, extra: &[PathBuf]) -> Result<Kernel> {
 }
 
 fn ensure_host_packages() -> Result<()> {
+    // Every scenario and image asks for its kernel; one package check per
+    // run is enough (each one is a dozen dpkg-query calls).
+    static CHECKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if CHECKED.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(());
+    }
     util::ensure_debs(BUILD_DEBS, "building the guest kernel")?;
     if !Path::new(SOURCE_TARBALL).is_file() {
         bail!(
             "{SOURCE_PACKAGE} is installed but {SOURCE_TARBALL} is missing; reinstall it: apt-get install --reinstall {SOURCE_PACKAGE}"
         );
     }
+    CHECKED.store(true, std::sync::atomic::Ordering::Relaxed);
     Ok(())
 }
 

@@ -53,20 +53,8 @@ pub struct Options {
     pub snippet_out: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fs {
-    Erofs,
-    Ext4,
-}
-
-impl Fs {
-    fn as_str(self) -> &'static str {
-        match self {
-            Fs::Erofs => "erofs",
-            Fs::Ext4 => "ext4",
-        }
-    }
-}
+/// The filesystems ztinit mounts, by the names its config uses.
+pub use ztinit::volume::config::Filesystem as Fs;
 
 /// What was built: everything the `[[volumes]]` entry needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,6 +127,7 @@ fn parse(args: &[String]) -> Result<Options> {
     for (flag, set) in [("--input", &o.input), ("--key", &o.key_file), ("--out", &o.out)] {
         ensure!(!set.as_os_str().is_empty(), "{flag} is required\nusage: {USAGE}");
     }
+    ztinit::kbs::ResourcePath::parse(&o.key_resource).map_err(|e| anyhow::anyhow!("--key-resource: {e}"))?;
     Ok(o)
 }
 
@@ -445,7 +434,7 @@ pub fn snippet(opts: &Options, b: &Built) -> String {
 name = \"{name}\"
 serial = \"{serial}\"
 key = \"{key}\"
-cipher = \"aes-xts-plain64\"
+cipher = \"{cipher}\"
 key_size = {key_size}
 filesystem = \"{fs}\"
 mountpoint = \"{mountpoint}\"
@@ -460,6 +449,7 @@ hash_offset = {offset}
 ",
         img = opts.out.display(),
         key = opts.key_resource,
+        cipher = ztinit::volume::config::DEFAULT_CIPHER,
         key_size = b.key_size,
         fs = opts.fs.as_str(),
         mountpoint = opts.mountpoint,

@@ -49,7 +49,7 @@ pub fn cmd(args: &[String]) -> Result<()> {
             .context("workspace tests failed")?;
     }
     step("test kernel");
-    let k = kernel::ensure("test")?;
+    let k = kernel::ensure(kernel::DEFAULT_PROFILE)?;
     println!("{}", k.bzimage().display());
     step("QEMU end-to-end scenarios");
     e2e::run_selected(&names)?;
