@@ -266,12 +266,8 @@ fn spawn_sandboxed(cmd: &HelperCommand, read_write: &[String], allow: &[String])
     let sandbox_err = |source| HelperError::Sandbox { path: path.clone(), source };
     let launched =
         LaunchPlan::with_options(&workload, &sandbox, &[], &opts).and_then(|plan| plan.spawn()).map_err(sandbox_err)?;
-    // The launch path hands out non-blocking read ends; this side polls
-    // stdout itself and drains stderr on a thread.
-    for fd in [&launched.stdout, &launched.stderr] {
-        let flags = rustix::fs::fcntl_getfl(fd).map_err(|e| HelperError::Io(e.into()))?;
-        rustix::fs::fcntl_setfl(fd, flags - rustix::fs::OFlags::NONBLOCK).map_err(|e| HelperError::Io(e.into()))?;
-    }
+    // Blocking read ends: this side polls stdout itself and drains stderr
+    // on a thread.
     let Some(stdin) = launched.stdin else {
         let mut p = Process { pid: launched.pid, status: None };
         p.kill();

@@ -152,7 +152,8 @@ impl Default for LaunchOptions {
 }
 
 /// A started workload. The integrator's supervise loop polls `stdout` and
-/// `stderr` (non-blocking read ends) and reaps `pid`.
+/// `stderr` (pipe read ends, blocking until their reader says otherwise) and
+/// reaps `pid`.
 #[derive(Debug)]
 pub struct Launched {
     pub pid: libc::pid_t,
@@ -379,12 +380,6 @@ impl LaunchPlan {
             w
         });
         self.await_report(pid, rep_r)?;
-        for fd in [&out_r, &err_r] {
-            let flags = rustix::fs::fcntl_getfl(fd)
-                .map_err(|e| SandboxError::Setup { what: "fcntl".into(), source: e.into() })?;
-            rustix::fs::fcntl_setfl(fd, flags | rustix::fs::OFlags::NONBLOCK)
-                .map_err(|e| SandboxError::Setup { what: "fcntl".into(), source: e.into() })?;
-        }
         Ok(Launched { pid, stdout: out_r, stderr: err_r, stdin })
     }
 

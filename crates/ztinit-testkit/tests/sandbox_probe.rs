@@ -12,27 +12,8 @@ use ztinit::sandbox::{LaunchPlan, Limit, RlimitConfig, SandboxConfig};
 
 fn read_all(fd: &OwnedFd) -> String {
     let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match rustix_read(fd, &mut buf) {
-            Ok(0) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(libc::EAGAIN) => {
-                let mut pfd =
-                    libc::pollfd { fd: std::os::fd::AsRawFd::as_raw_fd(fd), events: libc::POLLIN, revents: 0 };
-                // SAFETY: one valid pollfd.
-                unsafe { libc::poll(&mut pfd, 1, -1) };
-            }
-            Err(e) => panic!("read: errno {e}"),
-        }
-    }
+    std::io::Read::read_to_end(&mut std::fs::File::from(fd.try_clone().unwrap()), &mut out).unwrap();
     String::from_utf8_lossy(&out).into_owned()
-}
-
-fn rustix_read(fd: &OwnedFd, buf: &mut [u8]) -> Result<usize, i32> {
-    // SAFETY: reading into a live buffer.
-    let r = unsafe { libc::read(std::os::fd::AsRawFd::as_raw_fd(fd), buf.as_mut_ptr().cast(), buf.len()) };
-    if r < 0 { Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0)) } else { Ok(r as usize) }
 }
 
 fn hard_limit(resource: libc::__rlimit_resource_t) -> u64 {

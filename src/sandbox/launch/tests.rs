@@ -44,20 +44,8 @@ fn sandbox() -> SandboxConfig {
 }
 
 fn read_all(fd: &OwnedFd) -> String {
-    // The read end is non-blocking: poll until EOF.
     let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match rustix::io::read(fd, &mut buf) {
-            Ok(0) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(rustix::io::Errno::AGAIN) => {
-                let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
-                rustix::event::poll(&mut fds, None).unwrap();
-            }
-            Err(e) => panic!("read: {e}"),
-        }
-    }
+    std::io::Read::read_to_end(&mut std::fs::File::from(fd.try_clone().unwrap()), &mut out).unwrap();
     String::from_utf8_lossy(&out).into_owned()
 }
 
