@@ -381,7 +381,7 @@ fn config_fatal(e: &config::ConfigError) -> ! {
     // A test image must still end through isa-debug-exit when its
     // configuration is refused: take that one flag from the raw file.
     if config::peek_isa_debug_exit(Path::new(config::DEFAULT_PATH)) {
-        power::configure(true, OnExit::Poweroff, true);
+        power::configure(OnExit::Poweroff, true);
     }
     for line in e.issues().iter().skip(1) {
         kmsg::always(3, &format!("ztinit: error: config: {line}"));
@@ -391,7 +391,7 @@ fn config_fatal(e: &config::ConfigError) -> ! {
 
 fn apply_boot_settings(config: &Config) {
     kmsg::set_level(config.boot.log_level.filter());
-    power::configure(true, config.boot.on_exit, config.boot.isa_debug_exit);
+    power::configure(config.boot.on_exit, config.boot.isa_debug_exit);
     if let Some(h) = &config.boot.hostname
         && let Err(e) = rustix::system::sethostname(h.as_bytes())
     {

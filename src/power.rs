@@ -45,8 +45,7 @@ impl Outcome {
 }
 
 /// Records how the boot must end, once the configuration is known.
-pub fn configure(is_pid1: bool, on_exit: OnExit, debug_exit: bool) {
-    IS_PID1.store(is_pid1, Ordering::SeqCst);
+pub fn configure(on_exit: OnExit, debug_exit: bool) {
     ON_EXIT_REBOOT.store(on_exit == OnExit::Reboot, Ordering::SeqCst);
     DEBUG_EXIT.store(debug_exit, Ordering::SeqCst);
 }

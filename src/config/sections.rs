@@ -258,6 +258,6 @@ impl Section for NetworkConfig {
 }
 
 fn same_subnet(a: Ipv4Addr, b: Ipv4Addr, prefix: u8) -> bool {
-    let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix)) };
+    let mask = u32::from(crate::net::netmask(prefix));
     u32::from(a) & mask == u32::from(b) & mask
 }
