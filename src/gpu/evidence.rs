@@ -130,13 +130,9 @@ impl DeviceEntry {
             .ok()
             .filter(|c| c.len() <= MAX_CHAIN_PEM && c.starts_with(b"-----BEGIN"))
             .ok_or(EvidenceError::Certificate { index })?;
-        let nonce = match &self.nonce {
-            None => None,
-            Some(n) => {
-                let bytes = hex::decode(n.trim()).map_err(|_| EvidenceError::Nonce { index })?;
-                Some(bytes.try_into().map_err(|_| EvidenceError::Nonce { index })?)
-            }
-        };
+        let nonce = (self.nonce.as_deref())
+            .map(|n| crate::tee::verify::parse_hex(n).map_err(|_| EvidenceError::Nonce { index }))
+            .transpose()?;
         Ok(DecodedDevice { arch, uuid: self.uuid.clone(), report, chain_pem, nonce })
     }
 }

@@ -97,14 +97,12 @@ pub fn run(args: &[String]) -> (i32, Vec<String>) {
 fn run_inner(args: &[String], lines: &mut Vec<String>) -> Result<i32, String> {
     let a = parse_args(args)?;
     let now = a.time.map(certs::unix).unwrap_or_else(SystemTime::now);
-    let root = match &a.root {
-        Some(p) => certs::parse_pem_cert(&String::from_utf8_lossy(&read(p)?)).map_err(|e| format!("{p}: {e}"))?,
-        None => certs::nvidia_device_root(),
+    let pem_or = |path: &Option<String>, builtin: fn() -> _| match path {
+        Some(p) => certs::parse_pem_cert(&String::from_utf8_lossy(&read(p)?)).map_err(|e| format!("{p}: {e}")),
+        None => Ok(builtin()),
     };
-    let rim_root = match &a.rim_root {
-        Some(p) => certs::parse_pem_cert(&String::from_utf8_lossy(&read(p)?)).map_err(|e| format!("{p}: {e}"))?,
-        None => certs::nvidia_rim_root(),
-    };
+    let root = pem_or(&a.root, certs::nvidia_device_root)?;
+    let rim_root = pem_or(&a.rim_root, certs::nvidia_rim_root)?;
     let trust = Trust { root, now };
     lines.push(format!("time: {}", certs::format_time(now)));
 
