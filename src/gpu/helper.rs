@@ -202,6 +202,8 @@ pub struct Helper {
     buf: Vec<u8>,
     timeout: Duration,
     stderr_tail: Arc<Mutex<Vec<u8>>>,
+    /// Signalled when the stderr drain reaches EOF.
+    stderr_eof: std::sync::mpsc::Receiver<()>,
 }
 
 /// The started helper's pid and pipe ends (stdin write, stdout and stderr
@@ -286,6 +288,7 @@ impl Helper {
         // Drain stderr so the helper cannot block on it; keep only a tail.
         let stderr_tail = Arc::new(Mutex::new(Vec::new()));
         let tail = Arc::clone(&stderr_tail);
+        let (eof_tx, stderr_eof) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut chunk = [0u8; 512];
             while let Ok(n) = stderr.read(&mut chunk) {
@@ -298,6 +301,7 @@ impl Helper {
                     t.drain(..excess);
                 }
             }
+            let _ = eof_tx.send(());
         });
         Ok(Helper {
             process: Process { pid: started.pid, status: None },
@@ -306,6 +310,7 @@ impl Helper {
             buf: Vec::new(),
             timeout: cmd.timeout,
             stderr_tail,
+            stderr_eof,
         })
     }
 
@@ -428,6 +433,8 @@ impl Helper {
                 "still running; killed".to_string()
             }
         };
+        // Its last words may still be in the pipe: let the drain finish.
+        let _ = self.stderr_eof.recv_timeout(Duration::from_millis(500));
         let tail = self.stderr_tail.lock().map(|t| printable(&String::from_utf8_lossy(&t))).unwrap_or_default();
         let stderr = if tail.trim().is_empty() { String::new() } else { format!(": {}", tail.trim()) };
         HelperError::Crashed { op, status, stderr }
