@@ -202,8 +202,8 @@ pub struct Helper {
     buf: Vec<u8>,
     timeout: Duration,
     stderr_tail: Arc<Mutex<Vec<u8>>>,
-    /// Signalled when the stderr drain reaches EOF.
-    stderr_eof: std::sync::mpsc::Receiver<()>,
+    /// Set when the stderr drain reaches EOF.
+    stderr_eof: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The started helper's pid and pipe ends (stdin write, stdout and stderr
@@ -288,7 +288,8 @@ impl Helper {
         // Drain stderr so the helper cannot block on it; keep only a tail.
         let stderr_tail = Arc::new(Mutex::new(Vec::new()));
         let tail = Arc::clone(&stderr_tail);
-        let (eof_tx, stderr_eof) = std::sync::mpsc::channel();
+        let stderr_eof = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let eof = Arc::clone(&stderr_eof);
         std::thread::spawn(move || {
             let mut chunk = [0u8; 512];
             while let Ok(n) = stderr.read(&mut chunk) {
@@ -301,7 +302,7 @@ impl Helper {
                     t.drain(..excess);
                 }
             }
-            let _ = eof_tx.send(());
+            eof.store(true, std::sync::atomic::Ordering::Release);
         });
         Ok(Helper {
             process: Process { pid: started.pid, status: None },
@@ -434,7 +435,10 @@ impl Helper {
             }
         };
         // Its last words may still be in the pipe: let the drain finish.
-        let _ = self.stderr_eof.recv_timeout(Duration::from_millis(500));
+        let drained_by = Instant::now() + Duration::from_millis(500);
+        while !self.stderr_eof.load(std::sync::atomic::Ordering::Acquire) && Instant::now() < drained_by {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let tail = self.stderr_tail.lock().map(|t| printable(&String::from_utf8_lossy(&t))).unwrap_or_default();
         let stderr = if tail.trim().is_empty() { String::new() } else { format!(": {}", tail.trim()) };
         HelperError::Crashed { op, status, stderr }
