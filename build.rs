@@ -1,6 +1,8 @@
 //! Embeds the version, the git revision and a hash of the build inputs, so a
 //! running guest can say exactly which ztinit it is. Everything here must be
-//! deterministic: no timestamps, no absolute paths.
+//! deterministic: no timestamps, no absolute paths. The input hash covers
+//! the sources, Cargo.toml, Cargo.lock, this file and the compiler's
+//! `rustc -vV` (pinned by rust-toolchain.toml).
 
 use std::path::Path;
 use std::process::Command;
@@ -37,6 +39,21 @@ fn main() {
         h.update(&data);
         println!("cargo:rerun-if-changed={f}");
     }
+    // The compiler is an input too (rust-toolchain.toml pins it): the same
+    // sources built by another rustc are another binary, and the version
+    // line must say so.
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let rustc_version = Command::new(&rustc)
+        .arg("-vV")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| o.stdout)
+        .unwrap_or_else(|| panic!("`{rustc} -vV` failed: the compiler version is part of the input hash"));
+    h.update(b"rustc -vV");
+    h.update([0]);
+    h.update((rustc_version.len() as u64).to_le_bytes());
+    h.update(&rustc_version);
     let digest = h.finalize();
     let input_hash: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
 

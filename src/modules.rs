@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::config::{Section, Validator};
+use crate::schema::{Section, Validator};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
@@ -182,7 +182,7 @@ impl DepTable {
 }
 
 fn read_text(path: &Path) -> Result<String, ModulesError> {
-    crate::config::read_capped(path, 16 << 20)
+    crate::files::read_capped(path, 16 << 20)
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .map_err(|e| ModulesError::Read { path: path.display().to_string(), reason: e.to_string() })
 }

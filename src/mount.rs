@@ -7,7 +7,9 @@
 //! kernel has them.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use crate::files::under;
 
 use rustix::mount::MountFlags;
 
@@ -205,11 +207,6 @@ pub fn setup(root: &Path, mounter: &mut dyn Mounter) -> Result<Vec<&'static str>
     Ok(done)
 }
 
-/// `root` + an absolute path.
-pub fn under(root: &Path, abs: &str) -> PathBuf {
-    root.join(abs.trim_start_matches('/'))
-}
-
 impl fmt::Display for MountSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} on {} ({})", self.fstype, self.target, self.data)
@@ -219,6 +216,7 @@ impl fmt::Display for MountSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     #[derive(Default)]
     struct Recorder {

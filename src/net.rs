@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::config::{NetworkConfig, NetworkMode};
+use crate::schema::{Section, Validator};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
@@ -86,13 +86,9 @@ pub struct IoctlNet {
 
 impl IoctlNet {
     pub fn new() -> Result<Self, NetError> {
-        // SAFETY: socket(2) with constant arguments; the result is checked.
-        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-        if fd < 0 {
-            return Err(NetError::Socket(std::io::Error::last_os_error()));
-        }
-        // SAFETY: fd is a freshly created descriptor that nothing else owns.
-        let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        use rustix::net::{AddressFamily, SocketFlags, SocketType, socket_with};
+        let sock = socket_with(AddressFamily::INET, SocketType::DGRAM, SocketFlags::CLOEXEC, None)
+            .map_err(|e| NetError::Socket(e.into()))?;
         Ok(Self { sock })
     }
 
@@ -117,22 +113,27 @@ pub fn ifreq(name: &str) -> Result<libc::ifreq, NetError> {
     // SAFETY: ifreq is plain old data; all-zero is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     for (dst, src) in req.ifr_name.iter_mut().zip(bytes) {
-        *dst = *src as libc::c_char;
+        *dst = libc::c_char::from_ne_bytes([*src]);
     }
     Ok(req)
 }
 
-/// A `sockaddr` holding an AF_INET address, as the ioctls expect.
+// libc's constants are c_int; the structs hold narrower fields. AF_INET
+// is 2 and IFF_UP | IFF_RUNNING is 0x41.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+const AF_INET: libc::sa_family_t = libc::AF_INET as libc::sa_family_t;
+#[allow(clippy::cast_possible_truncation)]
+const IFF_UP_RUNNING: libc::c_short = (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+
+/// A `sockaddr` holding an AF_INET address, as the ioctls expect: the
+/// generic view of a `sockaddr_in`, written field by field (port 0 in
+/// `sa_data[0..2]`, the address in network order in `sa_data[2..6]`).
 pub fn sockaddr_in(addr: Ipv4Addr) -> libc::sockaddr {
-    let sin = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: 0,
-        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(addr.octets()) },
-        sin_zero: [0; 8],
-    };
-    // SAFETY: sockaddr_in and sockaddr have the same size (16 bytes) and
-    // sockaddr is the generic view of it, as the ioctl API requires.
-    unsafe { std::mem::transmute::<libc::sockaddr_in, libc::sockaddr>(sin) }
+    let mut sa_data = [0 as libc::c_char; 14];
+    for (dst, src) in sa_data[2..6].iter_mut().zip(addr.octets()) {
+        *dst = libc::c_char::from_ne_bytes([src]);
+    }
+    libc::sockaddr { sa_family: AF_INET, sa_data }
 }
 
 /// The `rtentry` of a default route via `gateway`.
@@ -154,7 +155,7 @@ impl NetOps for IoctlNet {
                 let mut r = ifreq(name)?;
                 self.ioctl(name, "get flags", libc::SIOCGIFFLAGS, &mut r)?;
                 // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
-                unsafe { r.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short };
+                unsafe { r.ifr_ifru.ifru_flags |= IFF_UP_RUNNING };
                 self.ioctl(name, "set flags up", libc::SIOCSIFFLAGS, &mut r)
             }
             Request::SetAddress { name, addr } => {
@@ -214,6 +215,110 @@ pub fn setup(cfg: &NetworkConfig, sys_class_net: &Path, wait: Duration, ops: &mu
         }
     }
     Ok(())
+}
+
+// The `[network] section.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    /// Loopback only.
+    #[default]
+    None,
+    /// A static IPv4 address, prefix and optional default route.
+    Static,
+    /// The kernel's `ip=` autoconfiguration already configured the interface.
+    Kernel,
+}
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct NetworkConfig {
+    pub mode: NetworkMode,
+    /// Interface name, e.g. `eth0`.
+    pub interface: String,
+    /// IPv4 address with prefix, e.g. `10.0.2.15/24`.
+    pub address: String,
+    /// Default gateway.
+    pub gateway: Option<String>,
+}
+
+impl NetworkConfig {
+    /// The parsed address and prefix length (validated at load time).
+    pub fn address(&self) -> Option<(Ipv4Addr, u8)> {
+        parse_cidr(&self.address)
+    }
+
+    pub fn gateway(&self) -> Option<Ipv4Addr> {
+        self.gateway.as_deref().and_then(|g| g.parse().ok())
+    }
+}
+
+pub fn parse_cidr(s: &str) -> Option<(Ipv4Addr, u8)> {
+    let (addr, prefix) = s.split_once('/')?;
+    let addr: Ipv4Addr = addr.parse().ok()?;
+    let prefix: u8 = prefix.parse().ok()?;
+    (prefix <= 32).then_some((addr, prefix))
+}
+
+impl Section for NetworkConfig {
+    fn validate(&self, v: &mut Validator<'_>) {
+        let valid_ifname = |n: &str| {
+            !n.is_empty() && n.len() < 16 && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        };
+        match self.mode {
+            NetworkMode::None => {
+                for (key, set) in [
+                    ("interface", !self.interface.is_empty()),
+                    ("address", !self.address.is_empty()),
+                    ("gateway", self.gateway.is_some()),
+                ] {
+                    if set {
+                        v.error(key, "has no effect with mode = \"none\"");
+                    }
+                }
+            }
+            NetworkMode::Static => {
+                if !valid_ifname(&self.interface) {
+                    v.error("interface", format!("{:?} is not a valid interface name", self.interface));
+                }
+                match parse_cidr(&self.address) {
+                    Some((addr, _)) if addr.is_unspecified() || addr.is_broadcast() || addr.is_multicast() => {
+                        v.error("address", format!("{addr} cannot be an interface address"))
+                    }
+                    Some(_) => {}
+                    None => v.error(
+                        "address",
+                        format!("{:?} is not an IPv4 address with prefix, e.g. \"10.0.2.15/24\"", self.address),
+                    ),
+                }
+                if let Some(g) = &self.gateway {
+                    match (g.parse::<Ipv4Addr>(), parse_cidr(&self.address)) {
+                        (Err(_), _) => v.error("gateway", format!("{g:?} is not an IPv4 address")),
+                        (Ok(gw), Some((addr, prefix))) if !same_subnet(gw, addr, prefix) => {
+                            v.error("gateway", format!("{gw} is not on the subnet of {}", self.address))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            NetworkMode::Kernel => {
+                if !self.interface.is_empty() && !valid_ifname(&self.interface) {
+                    v.error("interface", format!("{:?} is not a valid interface name", self.interface));
+                }
+                for (key, set) in [("address", !self.address.is_empty()), ("gateway", self.gateway.is_some())] {
+                    if set {
+                        v.error(key, "is set by the kernel's ip= autoconfiguration with mode = \"kernel\"");
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn same_subnet(a: Ipv4Addr, b: Ipv4Addr, prefix: u8) -> bool {
+    let mask = u32::from(netmask(prefix));
+    u32::from(a) & mask == u32::from(b) & mask
 }
 
 #[cfg(test)]
@@ -278,7 +383,7 @@ mod tests {
     #[test]
     fn ifreq_encodes_the_name() {
         let r = ifreq("eth0").unwrap();
-        let name: Vec<u8> = r.ifr_name.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+        let name: Vec<u8> = r.ifr_name.iter().take_while(|&&c| c != 0).map(|&c| c.to_ne_bytes()[0]).collect();
         assert_eq!(name, b"eth0");
         assert!(matches!(ifreq("averyveryverylongname"), Err(NetError::NameTooLong(_))));
         assert!(matches!(ifreq(""), Err(NetError::NameTooLong(_))));
@@ -287,9 +392,11 @@ mod tests {
     #[test]
     fn sockaddr_is_af_inet_in_network_order() {
         let sa = sockaddr_in(Ipv4Addr::new(10, 0, 2, 15));
+        // What the kernel reads: the same 16 bytes as a sockaddr_in.
         // SAFETY: test-only reinterpretation of the same 16 bytes.
         let sin: libc::sockaddr_in = unsafe { std::mem::transmute(sa) };
-        assert_eq!(sin.sin_family, libc::AF_INET as libc::sa_family_t);
+        assert_eq!(sin.sin_family, AF_INET);
+        assert_eq!(sin.sin_port, 0);
         assert_eq!(sin.sin_addr.s_addr.to_ne_bytes(), [10, 0, 2, 15]);
     }
 

@@ -124,7 +124,7 @@ pub fn deliver(
             return Err(SecretsError::Mode { file: s.file.clone(), mode: s.mode });
         }
     }
-    let dir = crate::mount::under(root, CREDENTIALS_DIR);
+    let dir = crate::files::under(root, CREDENTIALS_DIR);
     prepare_mount_point(&dir)?;
     fs.mount_ramfs(&dir).map_err(io_err("mount ramfs on", &dir))?;
     std::fs::set_permissions(&dir, Permissions::from_mode(0o700)).map_err(io_err("chmod", &dir))?;

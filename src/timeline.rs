@@ -11,20 +11,99 @@ use std::time::Duration;
 
 use crate::kmsg;
 
-/// Stage names, in boot order (DESIGN.md).
-pub const STAGES: &[&str] =
-    &["early", "config", "network", "modules", "gpu", "attest", "secrets", "volume", "lockdown", "launch"];
+/// The stages of a boot, in order (docs/threat-model.md walks through what
+/// each trusts). The one list of their names: the timeline, the FATAL line
+/// (`ztinit: FATAL: STAGE: ...`) and `cargo xtask bench` all use it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Stage {
+    Early,
+    Config,
+    Network,
+    Modules,
+    Gpu,
+    Attest,
+    Secrets,
+    Volume,
+    Lockdown,
+    Launch,
+    /// From the workload's start to its end: the timeline records it when
+    /// the workload exits, after the summary line.
+    Supervise,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 11] = [
+        Stage::Early,
+        Stage::Config,
+        Stage::Network,
+        Stage::Modules,
+        Stage::Gpu,
+        Stage::Attest,
+        Stage::Secrets,
+        Stage::Volume,
+        Stage::Lockdown,
+        Stage::Launch,
+        Stage::Supervise,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Early => "early",
+            Stage::Config => "config",
+            Stage::Network => "network",
+            Stage::Modules => "modules",
+            Stage::Gpu => "gpu",
+            Stage::Attest => "attest",
+            Stage::Secrets => "secrets",
+            Stage::Volume => "volume",
+            Stage::Lockdown => "lockdown",
+            Stage::Launch => "launch",
+            Stage::Supervise => "supervise",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Stage> {
+        Stage::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// PID 1's peak resident memory (`VmHWM` of `/proc/self/status`), KiB:
+/// logged in the summary and when the workload exits, so `cargo xtask
+/// bench` can report what ztinit costs in memory as well as in time.
+pub fn peak_rss_kib() -> Option<u64> {
+    peak_rss_from(&std::fs::read_to_string("/proc/self/status").ok()?)
+}
+
+/// `VmHWM:    1234 kB` out of a status file.
+pub fn peak_rss_from(status: &str) -> Option<u64> {
+    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+    let mut words = line.split_whitespace();
+    let kib = words.next()?.parse().ok()?;
+    (words.next()? == "kB").then_some(kib)
+}
+
+/// ` VmHWM N KiB` (empty when /proc cannot tell).
+pub fn peak_rss_note() -> String {
+    peak_rss_kib().map(|k| format!(", VmHWM {k} KiB")).unwrap_or_default()
+}
 
 /// Milliseconds since boot.
 pub fn boottime_ms() -> u64 {
     let ts = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
-    let d = Duration::new(ts.tv_sec.max(0) as u64, ts.tv_nsec.clamp(0, 999_999_999) as u32);
-    d.as_millis() as u64
+    let d =
+        Duration::new(u64::try_from(ts.tv_sec).unwrap_or(0), u32::try_from(ts.tv_nsec).unwrap_or(0).min(999_999_999));
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StageRecord {
-    pub name: &'static str,
+    pub stage: Stage,
     pub done_at_ms: u64,
     pub took_ms: u64,
     pub skipped: bool,
@@ -32,6 +111,7 @@ pub struct StageRecord {
 
 pub struct Timeline {
     clock: fn() -> u64,
+    rss: fn() -> String,
     started_ms: u64,
     last_ms: u64,
     records: Vec<StageRecord>,
@@ -40,34 +120,34 @@ pub struct Timeline {
 impl Timeline {
     /// Starts the timeline now (the first thing PID 1 does).
     pub fn start() -> Self {
-        Self::with_clock(boottime_ms)
+        Self { rss: peak_rss_note, ..Self::with_clock(boottime_ms) }
     }
 
     pub fn with_clock(clock: fn() -> u64) -> Self {
         let now = clock();
-        Self { clock, started_ms: now, last_ms: now, records: Vec::new() }
+        Self { clock, rss: String::new, started_ms: now, last_ms: now, records: Vec::new() }
     }
 
     /// Records the end of a stage that began when the previous one ended.
-    pub fn done(&mut self, name: &'static str) {
-        self.record(name, false);
+    pub fn done(&mut self, stage: Stage) {
+        self.record(stage, false);
     }
 
     /// Records a stage as done when it `ran`, as skipped otherwise.
-    pub fn stage(&mut self, name: &'static str, ran: bool) {
-        self.record(name, !ran);
+    pub fn stage(&mut self, stage: Stage, ran: bool) {
+        self.record(stage, !ran);
     }
 
     /// Records a stage that had nothing to do.
-    pub fn skipped(&mut self, name: &'static str) {
-        self.record(name, true);
+    pub fn skipped(&mut self, stage: Stage) {
+        self.record(stage, true);
     }
 
-    fn record(&mut self, name: &'static str, skipped: bool) {
+    fn record(&mut self, stage: Stage, skipped: bool) {
         let now = (self.clock)();
         let took = if skipped { 0 } else { now.saturating_sub(self.last_ms) };
         self.last_ms = now;
-        let rec = StageRecord { name, done_at_ms: now, took_ms: took, skipped };
+        let rec = StageRecord { stage, done_at_ms: now, took_ms: took, skipped };
         kmsg::notice(&rec.line());
         self.records.push(rec);
     }
@@ -78,12 +158,13 @@ impl Timeline {
 
     /// The summary line printed just before the workload is launched.
     pub fn summary(&self) -> String {
-        let stages: Vec<String> = self.records.iter().map(|r| format!("{}={}", r.name, r.took_ms)).collect();
+        let stages: Vec<String> = self.records.iter().map(|r| format!("{}={}", r.stage, r.took_ms)).collect();
         format!(
-            "summary: init started at {} ms, ready at {} ms ({} ms in ztinit); {}",
+            "summary: init started at {} ms, ready at {} ms ({} ms in ztinit{}); {}",
             self.started_ms,
             self.last_ms,
             self.last_ms.saturating_sub(self.started_ms),
+            (self.rss)(),
             stages.join(" ")
         )
     }
@@ -93,15 +174,16 @@ impl StageRecord {
     /// The line without the `ztinit: ` prefix.
     pub fn line(&self) -> String {
         let verb = if self.skipped { "skipped" } else { "done" };
-        format!("stage {} {verb} at {} ms (took {} ms)", self.name, self.done_at_ms, self.took_ms)
+        format!("stage {} {verb} at {} ms (took {} ms)", self.stage, self.done_at_ms, self.took_ms)
     }
 }
 
-/// Parses a console line back into a record (used by tests and the bench).
-pub fn parse_line(line: &str) -> Option<(String, bool, u64, u64)> {
+/// Parses a console line back into a record (used by tests and the bench):
+/// (stage, skipped, done at, took).
+pub fn parse_line(line: &str) -> Option<(Stage, bool, u64, u64)> {
     let rest = &line[line.find("ztinit: stage ")? + "ztinit: stage ".len()..];
     let mut it = rest.split_whitespace();
-    let name = it.next()?.to_string();
+    let name = Stage::from_name(it.next()?)?;
     let skipped = match it.next()? {
         "done" => false,
         "skipped" => true,
@@ -130,11 +212,11 @@ mod tests {
         NOW.store(800, Ordering::SeqCst);
         let mut t = Timeline::with_clock(fake_clock);
         NOW.store(812, Ordering::SeqCst);
-        t.done("early");
+        t.done(Stage::Early);
         NOW.store(815, Ordering::SeqCst);
-        t.skipped("gpu");
+        t.skipped(Stage::Gpu);
         NOW.store(900, Ordering::SeqCst);
-        t.done("attest");
+        t.done(Stage::Attest);
         let r = t.records();
         assert_eq!(r[0].line(), "stage early done at 812 ms (took 12 ms)");
         assert_eq!(r[1].line(), "stage gpu skipped at 815 ms (took 0 ms)");
@@ -147,12 +229,30 @@ mod tests {
 
     #[test]
     fn lines_round_trip_through_the_parser() {
-        let rec = StageRecord { name: "config", done_at_ms: 1234, took_ms: 5, skipped: false };
+        let rec = StageRecord { stage: Stage::Config, done_at_ms: 1234, took_ms: 5, skipped: false };
         let console = format!("[    1.234567] ztinit: {}", rec.line());
-        assert_eq!(parse_line(&console), Some(("config".into(), false, 1234, 5)));
-        assert_eq!(parse_line("ztinit: stage gpu skipped at 9 ms (took 0 ms)"), Some(("gpu".into(), true, 9, 0)));
+        assert_eq!(parse_line(&console), Some((Stage::Config, false, 1234, 5)));
+        assert_eq!(parse_line("ztinit: stage gpu skipped at 9 ms (took 0 ms)"), Some((Stage::Gpu, true, 9, 0)));
+        assert_eq!(parse_line("ztinit: stage nonesuch done at 9 ms (took 0 ms)"), None);
         assert_eq!(parse_line("ztinit: stage x maybe at 1 ms (took 0 ms)"), None);
         assert_eq!(parse_line("something else"), None);
+    }
+
+    #[test]
+    fn peak_rss_is_read_from_the_status_file() {
+        assert_eq!(peak_rss_from("Name:\tztinit\nVmPeak:\t  9000 kB\nVmHWM:\t    2048 kB\n"), Some(2048));
+        assert_eq!(peak_rss_from("VmHWM: lots\n"), None);
+        assert_eq!(peak_rss_from("VmRSS: 12 kB\n"), None);
+        assert!(peak_rss_kib().is_some_and(|k| k > 0), "this test process has a VmHWM");
+        assert!(peak_rss_note().starts_with(", VmHWM "));
+    }
+
+    #[test]
+    fn every_stage_name_maps_back() {
+        for s in Stage::ALL {
+            assert_eq!(Stage::from_name(s.name()), Some(s));
+        }
+        assert!(Stage::ALL.windows(2).all(|w| w[0] < w[1]), "ALL is in boot order");
     }
 
     #[test]

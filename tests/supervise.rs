@@ -184,6 +184,8 @@ fn main() {
     let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     assert_eq!(rc, 0, "PR_SET_CHILD_SUBREAPER");
     supervise::block_signals().expect("block signals");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flag = |f: &str| args.iter().any(|a| a == f);
     let cases: &[(&str, fn())] = &[
         ("exit_status_and_output_are_reported", exit_status_and_output_are_reported),
         ("signal_deaths_are_reported", signal_deaths_are_reported),
@@ -194,6 +196,20 @@ fn main() {
         ("a_failing_exec_names_the_step", a_failing_exec_names_the_step),
         ("the_environment_is_exactly_the_configured_one", the_environment_is_exactly_the_configured_one),
     ];
+    // libtest's flags as `cargo xtask test` passes them: none of these
+    // cases is ignored, so `--ignored` runs and lists nothing.
+    if flag("--list") {
+        if !flag("--ignored") {
+            for (name, _) in cases {
+                println!("{name}: test");
+            }
+        }
+        return;
+    }
+    if flag("--ignored") {
+        println!("test result: ok. 0 passed");
+        return;
+    }
     for (name, case) in cases {
         print!("test {name} ... ");
         let _ = std::io::stdout().flush();

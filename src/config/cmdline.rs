@@ -7,7 +7,7 @@
 //! refused boot.
 
 /// Prefix of our kernel parameters.
-pub const PREFIX: &str = "ztinit.";
+pub use crate::kernel_params::ZTINIT_PREFIX as PREFIX;
 
 /// Configuration paths that the command line may set. `log` is a short alias
 /// for `boot.log_level`.

@@ -9,158 +9,27 @@
 
 pub mod cmdline;
 mod locate;
+pub mod overlay;
 mod sections;
+mod weakenings;
 
-use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use serde::de::DeserializeOwned;
-
-pub use sections::{BootConfig, LaunchMode, LogLevel, NetworkConfig, NetworkMode, OnExit, WorkloadConfig};
+pub use crate::files::{
+    MAX_REFERENCED_FILE_BYTES, VOLATILE_TREES, open_image_file, read_capped, read_image_file, volatile_tree,
+};
+pub use crate::net::{NetworkConfig, NetworkMode};
+pub use crate::power::OnExit;
+pub use crate::sandbox::{LaunchMode, WorkloadConfig};
+pub use crate::schema::{ConfigError, FileLookup, Files, Issue, NoFiles, Origin, RootFiles, Section, Validator};
+use crate::schema::{Pending, PendingOrigin};
+pub use sections::{BootConfig, LogLevel};
+pub use weakenings::{log_weakenings, weakenings};
 
 /// Where the baked configuration lives in the image.
 pub const DEFAULT_PATH: &str = "/etc/ztinit.toml";
 /// Larger baked configurations are refused before parsing.
 pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
-/// Files referenced by the configuration are read up to this size.
-pub const MAX_REFERENCED_FILE_BYTES: u64 = 16 << 20;
-
-/// Where a setting came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
-    File(String),
-    Cmdline,
-}
-
-impl fmt::Display for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Origin::File(p) => f.write_str(p),
-            Origin::Cmdline => f.write_str("kernel command line"),
-        }
-    }
-}
-
-/// One configuration problem, located as precisely as possible.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Issue {
-    pub origin: Origin,
-    pub line: Option<usize>,
-    pub key: String,
-    pub message: String,
-}
-
-impl fmt::Display for Issue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.origin)?;
-        if let Some(line) = self.line {
-            write!(f, ":{line}")?;
-        }
-        if self.key.is_empty() {
-            write!(f, ": {}", self.message)
-        } else {
-            write!(f, ": {}: {}", self.key, self.message)
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: larger than {max} bytes")]
-    TooLarge { path: String, max: u64 },
-    #[error("{}", summary(.0))]
-    Invalid(Vec<Issue>),
-}
-
-impl ConfigError {
-    /// Every issue, for callers that print one line each.
-    pub fn issues(&self) -> Vec<String> {
-        match self {
-            ConfigError::Invalid(issues) => issues.iter().map(ToString::to_string).collect(),
-            other => vec![other.to_string()],
-        }
-    }
-}
-
-fn summary(issues: &[Issue]) -> String {
-    match issues {
-        [] => "invalid configuration".to_string(),
-        [one] => one.to_string(),
-        [first, rest @ ..] => format!("{first} (and {} more)", rest.len()),
-    }
-}
-
-/// Read access to files the configuration references (workload binary,
-/// pinned certificates, seccomp profiles...). At boot this is the real root;
-/// `check-config` and the image builder point it elsewhere.
-pub trait Files {
-    /// The first `limit` bytes of the file (all of it when shorter): the
-    /// callers decide whether a longer file is an error or only its head
-    /// matters (a workload binary may be far larger than any config file).
-    fn read(&self, path: &str, limit: u64) -> FileLookup;
-}
-
-pub enum FileLookup {
-    Found(Vec<u8>),
-    Missing,
-    /// The file cannot be checked here (e.g. `check-config` without `--root`).
-    Unchecked,
-    Error(String),
-}
-
-/// Files under a root directory (`/` at boot, the staging tree offline).
-pub struct RootFiles {
-    root: PathBuf,
-}
-
-impl RootFiles {
-    pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
-    }
-
-    pub fn path_of(&self, guest_path: &str) -> PathBuf {
-        crate::mount::under(&self.root, guest_path)
-    }
-}
-
-impl Files for RootFiles {
-    fn read(&self, path: &str, limit: u64) -> FileLookup {
-        use std::io::Read;
-        let mut bytes = Vec::new();
-        match std::fs::File::open(self.path_of(path)).and_then(|f| f.take(limit).read_to_end(&mut bytes)) {
-            Ok(_) => FileLookup::Found(bytes),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => FileLookup::Missing,
-            Err(e) => FileLookup::Error(e.to_string()),
-        }
-    }
-}
-
-/// No file can be checked: references are only checked for form.
-pub struct NoFiles;
-
-impl Files for NoFiles {
-    fn read(&self, _path: &str, _limit: u64) -> FileLookup {
-        FileLookup::Unchecked
-    }
-}
-
-/// Reads a whole file, refusing files larger than `max` bytes.
-pub fn read_capped(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let file = std::fs::File::open(path)?;
-    let mut buf = Vec::new();
-    file.take(max + 1).read_to_end(&mut buf)?;
-    if buf.len() as u64 > max {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("larger than {max} bytes")));
-    }
-    Ok(buf)
-}
 
 /// `boot.isa_debug_exit` read from a configuration that failed validation,
 /// as long as it is still well-formed TOML: it only decides how the failed
@@ -171,154 +40,24 @@ pub fn peek_isa_debug_exit(path: &Path) -> bool {
     table.get("boot").and_then(|b| b.get("isa_debug_exit")).and_then(toml::Value::as_bool).unwrap_or(false)
 }
 
-/// A problem found before its line is known.
-#[derive(Debug, Clone)]
-struct Pending {
-    origin: PendingOrigin,
-    path: String,
-    message: String,
+/// The keys of a top-level section (`None`: not a section, or a section
+/// that is an array and so one value).
+pub fn section_keys(section: &str) -> Option<&'static [&'static str]> {
+    SECTION_KEYS.iter().find(|(name, _)| *name == section).and_then(|(_, keys)| keys())
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum PendingOrigin {
-    File,
-    Cmdline,
-}
-
-/// Collects validation problems for one section (or a nested part of it).
-pub struct Validator<'a> {
-    prefix: String,
-    pending: &'a mut Vec<Pending>,
-    files: &'a dyn Files,
-}
-
-impl<'a> Validator<'a> {
-    fn new(prefix: String, pending: &'a mut Vec<Pending>, files: &'a dyn Files) -> Self {
-        Self { prefix, pending, files }
+/// True when `path` (`section` or `section.key[.deeper]`) names a key of the
+/// schema. Keys below a map-valued key (`gpu.measurements.10`) count as that key's.
+pub fn is_known_key(path: &str) -> bool {
+    let mut parts = path.split('.');
+    let Some(section) = parts.next() else { return false };
+    if !SECTIONS.contains(&section) {
+        return false;
     }
-
-    fn join(&self, key: &str) -> String {
-        match (self.prefix.is_empty(), key.is_empty()) {
-            (_, true) => self.prefix.clone(),
-            (true, false) => key.to_string(),
-            (false, false) if key.starts_with('[') => format!("{}{key}", self.prefix),
-            (false, false) => format!("{}.{key}", self.prefix),
-        }
-    }
-
-    /// Records a problem with `key` (relative to this validator; "" is the section itself).
-    pub fn error(&mut self, key: &str, message: impl fmt::Display) {
-        let path = self.join(key);
-        self.pending.push(Pending { origin: PendingOrigin::File, path, message: message.to_string() });
-    }
-
-    /// A validator for a nested table.
-    pub fn at(&mut self, key: &str) -> Validator<'_> {
-        let prefix = self.join(key);
-        Validator { prefix, pending: self.pending, files: self.files }
-    }
-
-    /// A validator for one entry of an array.
-    pub fn index(&mut self, i: usize) -> Validator<'_> {
-        let prefix = format!("{}[{i}]", self.prefix);
-        Validator { prefix, pending: self.pending, files: self.files }
-    }
-
-    /// True when no problem has been recorded anywhere so far.
-    pub fn is_clean(&self) -> bool {
-        self.pending.is_empty()
-    }
-
-    pub fn range<T: PartialOrd + fmt::Display>(&mut self, key: &str, value: T, min: T, max: T) {
-        if value < min || value > max {
-            self.error(key, format!("{value} is out of range ({min}..={max})"));
-        }
-    }
-
-    /// Checks that `path` is an absolute, normalised guest path.
-    pub fn absolute_path(&mut self, key: &str, path: &str) -> bool {
-        let ok = path.starts_with('/') && !path.contains('\0') && !path.split('/').any(|c| c == ".." || c == ".");
-        if !ok {
-            self.error(key, format!("{path:?} must be an absolute path without . or .. components"));
-        }
-        ok
-    }
-
-    /// Reads a referenced file of at most `max` bytes for offline checks.
-    /// `None` when it is missing, too large (an error is recorded) or cannot
-    /// be checked in this context.
-    pub fn file(&mut self, key: &str, path: &str, max: u64) -> Option<Vec<u8>> {
-        let bytes = self.file_head(key, path, max.saturating_add(1))?;
-        if bytes.len() as u64 > max {
-            self.error(key, format!("{path}: larger than {max} bytes"));
-            return None;
-        }
-        Some(bytes)
-    }
-
-    /// The first `len` bytes of a referenced file, as [`Validator::file`].
-    pub fn file_head(&mut self, key: &str, path: &str, len: u64) -> Option<Vec<u8>> {
-        match self.files.read(path, len) {
-            FileLookup::Found(bytes) => Some(bytes),
-            FileLookup::Missing => {
-                self.error(key, format!("{path}: no such file in the image"));
-                None
-            }
-            FileLookup::Unchecked => None,
-            FileLookup::Error(e) => {
-                self.error(key, format!("{path}: {e}"));
-                None
-            }
-        }
-    }
-}
-
-/// A top-level section of the configuration.
-pub trait Section: DeserializeOwned + Default {
-    /// Checks what serde cannot express (ranges, paths, cross-field rules).
-    fn validate(&self, _v: &mut Validator<'_>) {}
-}
-
-/// An optional section: absent means the feature is not used at all, which
-/// is different from "present with defaults".
-impl<T: Section> Section for Option<T> {
-    fn validate(&self, v: &mut Validator<'_>) {
-        if let Some(section) = self {
-            section.validate(v);
-        }
-    }
-}
-
-impl<T: Section> Section for Vec<T> {
-    fn validate(&self, v: &mut Validator<'_>) {
-        for (i, item) in self.iter().enumerate() {
-            item.validate(&mut v.index(i));
-        }
-    }
-}
-
-/// A section whose feature this build does not implement yet: present means
-/// refused, never silently ignored.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NotSupported(bool);
-
-impl NotSupported {
-    pub fn is_present(&self) -> bool {
-        self.0
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for NotSupported {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        toml::Value::deserialize(d).map(|_| NotSupported(true))
-    }
-}
-
-impl Section for NotSupported {
-    fn validate(&self, v: &mut Validator<'_>) {
-        if self.0 {
-            v.error("", "this section is not supported yet by this ztinit build");
-        }
+    match (parts.next(), section_keys(section)) {
+        (None, _) => true,
+        (Some(key), Some(keys)) => keys.contains(&key),
+        (Some(_), None) => false,
     }
 }
 
@@ -332,6 +71,11 @@ macro_rules! config_sections {
 
         /// Names of the top-level sections, in documentation order.
         pub const SECTIONS: &[&str] = &[$(stringify!($name)),*];
+
+        /// Each section's keys, read from its type.
+        #[allow(clippy::type_complexity)]
+        const SECTION_KEYS: &[(&str, fn() -> Option<&'static [&'static str]>)] =
+            &[$((stringify!($name), overlay::struct_fields::<$ty>)),*];
 
         fn build(mut table: toml::Table, pending: &mut Vec<Pending>, files: &dyn Files) -> Config {
             let mut config = Config::default();
@@ -514,7 +258,21 @@ impl Config {
 
     /// Merges the kernel command line into `table` (parsed from
     /// `src.text`, possibly with an overlay applied) and validates.
-    pub fn from_table(src: Sources<'_>, mut table: toml::Table) -> Result<Config, ConfigError> {
+    pub fn from_table(src: Sources<'_>, table: toml::Table) -> Result<Config, ConfigError> {
+        Config::from_table_with_initdata(src, table, &[])
+    }
+
+    /// [`Config::from_table`] for a table that initdata has set
+    /// `initdata_keys` of: problems with those keys are reported as
+    /// initdata's, not the baked file's.
+    pub fn from_table_with_initdata(
+        src: Sources<'_>,
+        mut table: toml::Table,
+        initdata_keys: &[String],
+    ) -> Result<Config, ConfigError> {
+        let from_initdata = |path: &str| {
+            initdata_keys.iter().any(|k| path == k || path.strip_prefix(k.as_str()).is_some_and(|r| r.starts_with('.')))
+        };
         let mut pending = Vec::new();
         if let Some(cmdline) = src.cmdline {
             for (path, message) in cmdline::apply(&mut table, cmdline) {
@@ -532,6 +290,9 @@ impl Config {
         let issues = pending
             .into_iter()
             .map(|p| match p.origin {
+                PendingOrigin::File if from_initdata(&p.path) => {
+                    Issue { origin: Origin::Initdata, line: None, key: p.path, message: p.message }
+                }
                 PendingOrigin::File => Issue {
                     origin: Origin::File(src.origin.to_string()),
                     line: locate::line_of(src.text, &p.path),
@@ -547,8 +308,9 @@ impl Config {
             })
             .collect::<Vec<_>>();
         let mut issues = issues;
-        // File order reads best; command-line issues come last.
-        issues.sort_by_key(|i| (i.origin == Origin::Cmdline, i.line.unwrap_or(usize::MAX)));
+        // File order reads best; initdata's and the command line's come last.
+        issues
+            .sort_by_key(|i| (i.origin == Origin::Initdata, i.origin == Origin::Cmdline, i.line.unwrap_or(usize::MAX)));
         Err(ConfigError::Invalid(issues))
     }
 
@@ -562,6 +324,13 @@ impl Config {
         }
     }
 
+    /// The TEE policy that governs initdata in the config stage: the
+    /// effective one (so `[kbs]` without `[tee]` still binds HOSTDATA /
+    /// MRCONFIGID), unless it turns initdata off.
+    pub fn initdata_policy(&self) -> Option<crate::tee::TeeConfig> {
+        self.effective_tee().filter(|t| t.initdata != crate::tee::InitdataMode::Off)
+    }
+
     /// True when a KBS is configured.
     pub fn attestation_configured(&self) -> bool {
         self.kbs.is_enabled()
@@ -572,7 +341,29 @@ impl Config {
         if self.workload.path.is_empty() {
             v.error("workload.path", "required: the program to run");
         }
+        // Over plain HTTP the host answers every request itself: JWE to the
+        // guest's public key hides a secret from the host but proves nothing
+        // about who sent it, and a forged /attest 200 would set the GPUs ready.
+        if self.kbs.insecure_http {
+            let sample_only = self.effective_tee().is_some_and(|t| t.accept == [crate::tee::TeeKind::Sample]);
+            if !sample_only {
+                v.error(
+                    "kbs.insecure_http",
+                    "plain HTTP gives no authenticity (the host can answer for the KBS): allowed only on a development image whose [tee] accept = [\"sample\"]",
+                );
+            }
+        }
         for (key, message) in crate::kbs::config::cross_check(&self.kbs, &self.secrets) {
+            v.error(&key, message);
+        }
+        if let Some(tee) = &self.tee {
+            for (key, message) in overlay::check_tee_keys(tee) {
+                v.error(&key, message);
+            }
+        }
+        for (key, message) in
+            crate::sandbox::config::cross_check(&self.sandbox, &self.workload, self.lockdown.modules_disabled)
+        {
             v.error(&key, message);
         }
         for (i, vol) in self.volumes.iter().enumerate() {

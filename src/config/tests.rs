@@ -104,22 +104,6 @@ fn syntax_errors_carry_a_line() {
 }
 
 #[test]
-fn unimplemented_sections_are_refused_not_ignored() {
-    // Every section of DESIGN.md is implemented now; the mechanism stays for
-    // the next one, so check it on its own.
-    let mut pending = Vec::new();
-    let present: NotSupported = toml::Value::Table(toml::Table::new()).try_into().unwrap();
-    assert!(present.is_present());
-    present.validate(&mut Validator::new("future".into(), &mut pending, &NoFiles));
-    assert_eq!(pending.len(), 1);
-    assert_eq!(pending[0].path, "future");
-    assert!(pending[0].message.contains("not supported yet"));
-    let mut pending = Vec::new();
-    NotSupported::default().validate(&mut Validator::new("future".into(), &mut pending, &NoFiles));
-    assert!(pending.is_empty());
-}
-
-#[test]
 fn environment_names_are_checked() {
     let i = issues("[workload]\npath = \"/bin/app\"\nenv = { \"A=B\" = \"x\" }\n", None);
     assert_eq!(i[0].key, "workload.env.A=B");
@@ -236,4 +220,204 @@ fn type_errors_in_arrays_of_tables_name_the_entry() {
     assert_eq!(i.len(), 1, "{i:?}");
     assert_eq!(i[0].key, "secrets[1].mode");
     assert_eq!(i[0].line, Some(12));
+}
+
+// ------------------------------------------------ initdata: the trust-anchor rule
+
+const CA_PEM: &str = include_str!("../../crates/ztinit-kbs/testdata/ca.pem");
+
+/// A production-shaped baked file: SNP/TDX, a pinned KBS, initdata opened
+/// for `opened` keys.
+fn baked(opened: &[&str], kbs_extra: &str) -> String {
+    let keys = opened.iter().map(|k| format!("{k:?}")).collect::<Vec<_>>().join(", ");
+    format!(
+        "[workload]\npath = \"/bin/app\"\n[tee]\naccept = [\"snp\", \"tdx\"]\ninitdata_keys = [{keys}]\n\
+         [kbs]\nurl = \"https://kbs.example:8443\"\n{kbs_extra}"
+    )
+}
+
+fn pinned() -> String {
+    format!("pinned_cert = '''\n{CA_PEM}'''\n")
+}
+
+/// Applies `overlay` (the `"ztinit.toml"` entry) as the boot does.
+fn with_overlay(baked_text: &str, overlay: &str) -> Result<(Config, Vec<String>), Vec<String>> {
+    let src = || Sources { origin: "ztinit.toml", text: baked_text, cmdline: None, files: &NoFiles };
+    let base = Config::load(src()).map_err(|e| e.issues())?;
+    let mut table = parse_table("ztinit.toml", baked_text).unwrap();
+    let keys = overlay::apply(&mut table, overlay.parse().unwrap(), &base)
+        .map_err(|i| i.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    let c = Config::from_table_with_initdata(src(), table, &keys).map_err(|e| e.issues())?;
+    Ok((c, keys))
+}
+
+#[test]
+fn initdata_cannot_choose_the_kbs_certificate_or_its_transport() {
+    // Finding 1: a host-chosen KBS and the certificate that authenticates it.
+    let text = baked(&["kbs.url"], &pinned());
+    for (overlay, key) in [
+        ("[kbs]\npinned_cert = \"-----BEGIN CERTIFICATE-----\"\n", "kbs.pinned_cert"),
+        ("[kbs]\npinned_cert_file = \"/dev/vdc\"\n", "kbs.pinned_cert_file"),
+        ("[kbs]\nca_cert = \"x\"\n", "kbs.ca_cert"),
+        ("[kbs]\nca_cert_file = \"/etc/ssl/ca.pem\"\n", "kbs.ca_cert_file"),
+        ("[kbs]\ninsecure_http = true\n", "kbs.insecure_http"),
+        ("[kbs]\nmax_resource_bytes = 67108864\n", "kbs.max_resource_bytes"),
+        ("[[secrets]]\nresource = \"a/b/c\"\nfile = \"tls.key\"\n", "secrets"),
+        ("[workload]\nargs = [\"--insecure\"]\n", "workload.args"),
+        ("[tee]\nallow_debug = true\n", "tee.allow_debug"),
+        ("[sandbox]\nseccomp = \"none\"\n", "sandbox.seccomp"),
+    ] {
+        let err = with_overlay(&text, overlay).unwrap_err();
+        assert_eq!(err[0], format!("initdata: {key} is baked-only"), "{overlay}");
+    }
+    // Both at once, as the hostile document does: every key is named.
+    let err = with_overlay(&text, "[kbs]\nurl = \"https://proxy:1\"\npinned_cert = \"x\"\n").unwrap_err();
+    assert_eq!(err, ["initdata: kbs.pinned_cert is baked-only"]);
+}
+
+#[test]
+fn initdata_cannot_choose_gpu_programs_roots_or_checks() {
+    // Finding 3: the gpu stage runs before the KBS sees the initdata.
+    let text = baked(&[], &pinned());
+    for (overlay, key) in [
+        ("[gpu]\npersistenced = \"/x\"\n", "gpu.persistenced"),
+        ("[gpu]\nhelper = \"/x\"\n", "gpu.helper"),
+        ("[gpu]\nhelper_read_write = [\"/\"]\n", "gpu.helper_read_write"),
+        ("[gpu]\nnvml_library = \"/dev/vdc\"\n", "gpu.nvml_library"),
+        ("[gpu]\ndevice_root = \"/dev/vdc\"\n", "gpu.device_root"),
+        ("[gpu]\nverify_rim_signatures = false\n", "gpu.verify_rim_signatures"),
+        ("[gpu]\nmeasurements = { \"10\" = [\"00\"] }\n", "gpu.measurements"),
+    ] {
+        let err = with_overlay(&text, overlay).unwrap_err();
+        assert_eq!(err[0], format!("initdata: {key} is baked-only"), "{overlay}");
+    }
+}
+
+#[test]
+fn initdata_sets_only_keys_the_baked_file_opens() {
+    let text = baked(&["kbs.url", "kbs.deadline_ms"], &pinned());
+    let (c, keys) = with_overlay(&text, "[kbs]\nurl = \"https://kbs2.example:8443\"\ndeadline_ms = 9000\n").unwrap();
+    assert_eq!(keys, ["kbs.deadline_ms", "kbs.url"]);
+    assert_eq!(c.kbs.url, "https://kbs2.example:8443");
+    assert_eq!(c.kbs.deadline_ms, 9000);
+    assert_eq!(c.kbs.pinned_cert.as_deref(), Some(CA_PEM), "the baked pin is kept");
+
+    let err = with_overlay(&text, "[kbs]\nretries = 1\n").unwrap_err();
+    assert_eq!(err, ["initdata: kbs.retries is not opened to initdata by the baked tee.initdata_keys"]);
+    let err = with_overlay(&text, "[kbs]\nurll = \"https://x\"\n").unwrap_err();
+    assert_eq!(err, ["initdata: kbs.urll is not a configuration key"]);
+    // A value initdata sets is validated like any other, and blamed on initdata.
+    let err = with_overlay(&text, "[kbs]\ndeadline_ms = 5\n").unwrap_err();
+    assert_eq!(err, ["initdata: kbs.deadline_ms: 5 is out of range (1000..=3600000)"]);
+}
+
+#[test]
+fn initdata_url_needs_https_and_a_baked_trust_anchor() {
+    let text = baked(&["kbs.url"], &pinned());
+    let err = with_overlay(&text, "[kbs]\nurl = \"http://proxy:8080\"\n").unwrap_err();
+    assert_eq!(err, ["initdata: kbs.url \"http://proxy:8080\" from initdata must be https://"]);
+    // A development image on plain HTTP has no anchor for a host-chosen url.
+    let dev = "[workload]\npath = \"/bin/app\"\n[tee]\naccept = [\"sample\"]\nallow_sample = true\n\
+               initdata_keys = [\"kbs.url\"]\n[kbs]\nurl = \"http://10.0.2.100:8080\"\ninsecure_http = true\n";
+    let err = with_overlay(dev, "[kbs]\nurl = \"https://proxy:8443\"\n").unwrap_err();
+    assert!(err[0].starts_with("initdata: kbs.url may come from initdata only when the baked [kbs] pins"), "{err:?}");
+}
+
+#[test]
+fn the_old_section_opening_explains_what_it_no_longer_grants() {
+    let text = "[workload]\npath = \"/bin/app\"\n[tee]\ninitdata_sections = [\"kbs\", \"gpu\", \"secrets\"]\n";
+    let i = issues(text, None);
+    assert_eq!(i[0].key, "tee.initdata_sections");
+    for lost in ["kbs.pinned_cert_file", "kbs.insecure_http", "gpu.persistenced", "gpu.device_root", "secrets"] {
+        assert!(i[0].message.contains(lost), "{lost}: {}", i[0].message);
+    }
+    let still = i[0].message.split("may still set").nth(1).unwrap();
+    assert!(still.contains("kbs.url") && !still.contains("pinned"), "{still}");
+    assert!(!i[0].message.split("may still set").next().unwrap().contains("kbs.url,"), "{}", i[0].message);
+}
+
+#[test]
+fn schema_keys_come_from_the_section_types() {
+    assert!(section_keys("kbs").unwrap().contains(&"pinned_cert_file"));
+    assert!(section_keys("tee").unwrap().contains(&"initdata_keys"));
+    assert_eq!(section_keys("secrets"), None, "an array is one value");
+    assert!(is_known_key("gpu.measurements.10") && is_known_key("secrets") && !is_known_key("kbs.nope"));
+    for k in overlay::INITDATA_KEYS {
+        assert!(is_known_key(k.path), "{} is not a key of the schema", k.path);
+    }
+}
+
+#[test]
+fn kbs_without_tee_still_binds_initdata() {
+    // Finding 5: with [kbs] and no [tee], the default policy (initdata
+    // "optional", HOSTDATA/MRCONFIGID checked) governs the config stage.
+    let c = load(&format!("{MINIMAL}[kbs]\nurl = \"https://k:1\"\n{}", pinned()), None).unwrap();
+    assert!(c.tee.is_none());
+    let tee = c.initdata_policy().expect("initdata must be looked for");
+    assert_eq!(tee.initdata, crate::tee::InitdataMode::Optional);
+    assert!(load(MINIMAL, None).unwrap().initdata_policy().is_none());
+}
+
+#[test]
+fn plain_http_is_for_sample_only_images() {
+    // Finding 2: over plain HTTP the host answers for the KBS.
+    let kbs = "[kbs]\nurl = \"http://10.0.2.100:8080\"\ninsecure_http = true\n";
+    for tee in ["", "[tee]\naccept = [\"snp\"]\n", "[tee]\naccept = [\"snp\", \"sample\"]\nallow_sample = true\n"] {
+        let i = issues(&format!("{MINIMAL}{tee}{kbs}"), None);
+        assert_eq!(i[0].key, "kbs.insecure_http", "{tee}");
+        assert!(i[0].message.contains("plain HTTP gives no authenticity"), "{}", i[0].message);
+    }
+    assert!(load(&format!("{MINIMAL}[tee]\naccept = [\"sample\"]\nallow_sample = true\n{kbs}"), None).is_ok());
+}
+
+#[test]
+fn referenced_files_must_be_regular_files_of_the_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let files = RootFiles::new(root);
+    let check = |text: &str| match Config::load(Sources { origin: "c.toml", text, cmdline: None, files: &files }) {
+        Ok(_) => String::new(),
+        Err(e) => e.issues().join("\n"),
+    };
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::create_dir_all(root.join("dev")).unwrap();
+    std::fs::write(root.join("bin/app"), b"\x7fELF").unwrap();
+    std::fs::write(root.join("dev/vdc"), CA_PEM).unwrap();
+    std::fs::write(root.join("etc/kbs.pem"), CA_PEM).unwrap();
+    let cfg = |path: &str| {
+        format!("[workload]\npath = \"/bin/app\"\n[kbs]\nurl = \"https://k:1\"\npinned_cert_file = \"{path}\"\n")
+    };
+    assert_eq!(check(&cfg("/etc/kbs.pem")), "");
+    // Named directly: refused by form, with or without --root.
+    for path in ["/dev/vdc", "/sys/x", "/proc/1/mem", "/run/k.pem", "/tmp/k.pem"] {
+        assert!(check(&cfg(path)).contains("is not part of the image"), "{path}");
+        let no_root = Config::load(Sources { origin: "c.toml", text: &cfg(path), cmdline: None, files: &NoFiles });
+        assert!(no_root.is_err(), "{path}");
+    }
+    // Reached through a symlink in the image: refused once resolved.
+    std::os::unix::fs::symlink("/dev/vdc", root.join("etc/abs.pem")).unwrap();
+    std::os::unix::fs::symlink("../../../../dev/vdc", root.join("etc/rel.pem")).unwrap();
+    for link in ["/etc/abs.pem", "/etc/rel.pem"] {
+        let out = check(&cfg(link));
+        assert!(out.contains("resolves to /dev/vdc, which is not part of the image"), "{link}: {out}");
+    }
+    // A symlink cannot leave the root: `..` stops at it.
+    std::os::unix::fs::symlink("../../../../../etc/hostname", root.join("etc/up.pem")).unwrap();
+    assert!(check(&cfg("/etc/up.pem")).contains("no such file in the image"));
+    // Only regular files.
+    std::fs::create_dir(root.join("etc/dir.pem")).unwrap();
+    assert!(check(&cfg("/etc/dir.pem")).contains("not a regular file"));
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        root.join("etc/fifo.pem"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    assert!(check(&cfg("/etc/fifo.pem")).contains("not a regular file"));
+    // The boot's own readers use the same rule.
+    assert!(read_image_file(root, "/etc/abs.pem", 1 << 20).is_err());
+    assert_eq!(read_image_file(root, "/etc/kbs.pem", 1 << 20).unwrap(), CA_PEM.as_bytes());
 }

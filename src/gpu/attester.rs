@@ -91,8 +91,7 @@ enum State {
 }
 
 fn read_guest_file(root: &Path, guest: &str) -> Result<Vec<u8>, GpuError> {
-    let path = crate::mount::under(root, guest);
-    crate::config::read_capped(&path, crate::config::MAX_REFERENCED_FILE_BYTES)
+    crate::files::read_image_file(root, guest, crate::files::MAX_REFERENCED_FILE_BYTES)
         .map_err(|e| GpuError::Config(format!("{guest}: {e}")))
 }
 

@@ -56,6 +56,14 @@ pub enum CertError {
 
 /// Parses a PEM chain (leaf first, as NVML and RIMs give it).
 pub fn parse_pem_chain(pem: &[u8]) -> Result<Vec<Certificate>, CertError> {
+    // x509-cert's PEM reader underflows on blank input (it trims a final
+    // newline it assumes is there): refuse what holds no PEM at all first.
+    if pem.iter().all(u8::is_ascii_whitespace) {
+        return Err(CertError::Empty);
+    }
+    if !crate::kbs::transport::has_pem_block(pem) {
+        return Err(CertError::Parse("no PEM block found".into()));
+    }
     let certs = Certificate::load_pem_chain(pem).map_err(|e| CertError::Parse(e.to_string()))?;
     if certs.is_empty() {
         return Err(CertError::Empty);

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::certs;
 use super::rim::Rim;
 use super::verify::ReferenceValues;
-use crate::config::{Section, Validator};
+use crate::schema::{Section, Validator};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -160,8 +160,16 @@ fn parse_value(v: &str) -> Result<Vec<u8>, String> {
 impl Section for GpuConfig {
     fn validate(&self, v: &mut Validator<'_>) {
         v.absolute_path("pci_devices", &self.pci_devices);
-        v.absolute_path("helper", &self.helper);
-        v.absolute_path("persistenced", &self.persistenced);
+        // Programs ztinit starts as root, and the library the helper loads,
+        // come from the measured image only.
+        for (key, path) in [("helper", &self.helper), ("persistenced", &self.persistenced)] {
+            if v.absolute_path(key, path) {
+                v.image_path(key, path);
+            }
+        }
+        if self.nvml_library.starts_with('/') {
+            v.image_path("nvml_library", &self.nvml_library);
+        }
         v.absolute_path("persistenced_socket", &self.persistenced_socket);
         if self.nvml_library.is_empty() || self.nvml_library.contains('\0') {
             v.error("nvml_library", "must be a library name or absolute path");
@@ -182,7 +190,7 @@ impl Section for GpuConfig {
         v.range("ready_timeout_per_gpu_ms", self.ready_timeout_per_gpu_ms, 0, 600_000);
         if let Some(root) = &self.device_root
             && v.absolute_path("device_root", root)
-            && let Some(bytes) = v.file("device_root", root, crate::config::MAX_REFERENCED_FILE_BYTES)
+            && let Some(bytes) = v.file("device_root", root, crate::files::MAX_REFERENCED_FILE_BYTES)
             && let Err(e) = certs::parse_pem_cert(&String::from_utf8_lossy(&bytes))
         {
             v.error("device_root", format!("{root}: {e}"));
@@ -190,7 +198,7 @@ impl Section for GpuConfig {
         for (i, rim) in self.rims.iter().enumerate() {
             let key = format!("rims[{i}]");
             if v.absolute_path(&key, rim)
-                && let Some(bytes) = v.file(&key, rim, crate::config::MAX_REFERENCED_FILE_BYTES)
+                && let Some(bytes) = v.file(&key, rim, crate::files::MAX_REFERENCED_FILE_BYTES)
                 && let Err(e) = Rim::parse(&bytes)
             {
                 v.error(&key, format!("{rim}: {e}"));
@@ -236,12 +244,12 @@ mod tests {
     use super::*;
     use crate::config::{Config, ConfigError, NoFiles, RootFiles, Sources};
 
-    fn load_with(text: &str, files: &dyn crate::config::Files) -> Result<Config, ConfigError> {
+    fn load_with(text: &str, files: &dyn crate::schema::Files) -> Result<Config, ConfigError> {
         let full = format!("[workload]\npath = \"/bin/app\"\n{text}");
         Config::load(Sources { origin: "ztinit.toml", text: &full, cmdline: None, files })
     }
 
-    fn problems(text: &str, files: &dyn crate::config::Files) -> Vec<String> {
+    fn problems(text: &str, files: &dyn crate::schema::Files) -> Vec<String> {
         match load_with(text, files) {
             Err(ConfigError::Invalid(i)) => i.iter().map(|i| format!("{}: {}", i.key, i.message)).collect(),
             Err(e) => panic!("{e}"),
@@ -324,6 +332,10 @@ typo = 1
         let joined = p.join("\n");
         assert!(joined.contains("gpu.rims[0]: /etc/bad.xml: RIM is not a SWID tag"), "{joined}");
         assert!(joined.contains("gpu.rims[1]: /etc/none.xml: no such file in the image"), "{joined}");
-        assert!(joined.contains("gpu.device_root: /etc/root.pem: certificate chain is not valid PEM"), "{joined}");
+        assert!(
+            joined
+                .contains("gpu.device_root: /etc/root.pem: certificate chain is not valid PEM/DER: no PEM block found"),
+            "{joined}"
+        );
     }
 }

@@ -24,10 +24,10 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde::de::DeserializeOwned;
 
 use super::protocol::{self, CcSettings, EvidenceReply, Inventory, Op, ReadyReply, Request, Response, TuneReply};
-use crate::config::{LaunchMode, WorkloadConfig};
 use crate::sandbox::{
     LandlockMode, LaunchOptions, LaunchPlan, Limit, RlimitConfig, SandboxConfig, SandboxError, SeccompChoice,
 };
+use crate::sandbox::{LaunchMode, Process as LaunchProcess};
 
 /// Bytes of the helper's stderr kept for error messages.
 const STDERR_TAIL: usize = 2048;
@@ -222,7 +222,8 @@ fn spawn_unconfined(cmd: &HelperCommand) -> Result<Started, HelperError> {
     c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child =
         c.spawn().map_err(|source| HelperError::Spawn { path: cmd.program.display().to_string(), source })?;
-    let pid = child.id() as libc::pid_t;
+    // pid_max is at most 2^22: a pid is a positive pid_t.
+    let pid = child.id().cast_signed();
     match (child.stdin.take(), child.stdout.take(), child.stderr.take()) {
         // Dropping `Child` neither kills nor waits: `Process` reaps by pid.
         (Some(stdin), Some(stdout), Some(stderr)) => {
@@ -242,8 +243,8 @@ fn spawn_sandboxed(cmd: &HelperCommand, read_write: &[String], allow: &[String])
         path: path.clone(),
         source: std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{what} is not UTF-8")),
     };
-    let program = cmd.program.to_str().ok_or_else(|| not_utf8("the program path"))?.to_string();
-    let args = cmd
+    let program = cmd.program.to_str().ok_or_else(|| not_utf8("the program path"))?;
+    let args: Vec<String> = cmd
         .args()
         .into_iter()
         .map(|a| a.into_string().map_err(|_| not_utf8("an argument")))
@@ -253,21 +254,21 @@ fn spawn_sandboxed(cmd: &HelperCommand, read_write: &[String], allow: &[String])
         let k = k.to_str().ok_or_else(|| not_utf8("an environment name"))?;
         env.insert(k.to_string(), v.to_str().ok_or_else(|| not_utf8("an environment value"))?.to_string());
     }
-    let workload = WorkloadConfig {
+    let process = LaunchProcess {
         path: program,
-        args,
-        env,
+        args: &args,
+        env: &env,
         user: rustix::process::geteuid().as_raw(),
         group: rustix::process::getegid().as_raw(),
-        supplementary_groups: Vec::new(),
-        workdir: "/".into(),
+        supplementary_groups: &[],
+        workdir: "/",
         mode: LaunchMode::Supervise,
     };
     let sandbox = HelperCommand::sandbox(read_write, allow);
     let opts = LaunchOptions { stdin_pipe: true, ..LaunchOptions::default() };
     let sandbox_err = |source| HelperError::Sandbox { path: path.clone(), source };
     let launched =
-        LaunchPlan::with_options(&workload, &sandbox, &[], &opts).and_then(|plan| plan.spawn()).map_err(sandbox_err)?;
+        LaunchPlan::for_process(&process, &sandbox, &[], &opts).and_then(|plan| plan.spawn()).map_err(sandbox_err)?;
     // Blocking read ends: this side polls stdout itself and drains stderr
     // on a thread.
     let Some(stdin) = launched.stdin else {
@@ -490,7 +491,7 @@ fn printable(s: &str) -> String {
 fn wait_readable(fd: &impl AsFd, timeout: Duration) -> Result<bool, HelperError> {
     use rustix::event::{PollFd, PollFlags, poll};
     let ts = rustix::time::Timespec {
-        tv_sec: timeout.as_secs().min(i64::MAX as u64) as i64,
+        tv_sec: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
         tv_nsec: i64::from(timeout.subsec_nanos()),
     };
     let mut fds = [PollFd::new(fd, PollFlags::IN)];

@@ -20,7 +20,7 @@ pub mod config;
 pub mod detect;
 pub mod evidence;
 pub mod helper;
-pub mod protocol;
+pub use ztinit_gpu_protocol as protocol;
 pub mod rim;
 pub mod spdm;
 pub mod verify;
@@ -61,16 +61,18 @@ pub enum GpuError {
     #[error("GPUs did not report the ready state after it was set")]
     ReadyNotSet,
     #[error("driver: {0}")]
-    Driver(String),
+    Modules(#[from] crate::modules::ModulesError),
+    #[error("driver: start nvidia-persistenced: {0}")]
+    PersistencedStart(#[source] std::io::Error),
 }
 
 /// What the GPU stage needs from the rest of ztinit: the module loader and
 /// the supervisor (which owns the daemon and reaps it).
 pub trait DriverHooks {
     /// Loads the modules in order, with their parameters.
-    fn load_modules(&mut self, modules: &[bringup::ModuleLoad]) -> Result<(), String>;
+    fn load_modules(&mut self, modules: &[bringup::ModuleLoad]) -> Result<(), crate::modules::ModulesError>;
     /// Starts and supervises `cmd`; returns a probe telling whether it still runs.
-    fn start_persistenced(&mut self, cmd: std::process::Command) -> Result<Box<dyn FnMut() -> bool>, String>;
+    fn start_persistenced(&mut self, cmd: std::process::Command) -> std::io::Result<Box<dyn FnMut() -> bool>>;
 }
 
 /// The whole GPU stage up to evidence: plan, driver, daemon readiness,
@@ -88,12 +90,13 @@ pub fn bring_up(
     };
     log::info!("gpu: {} GPU(s) on the PCI bus", plan.detected.gpus.len());
     if !plan.modules.is_empty() {
-        hooks.load_modules(&plan.modules).map_err(GpuError::Driver)?;
+        hooks.load_modules(&plan.modules)?;
     }
     if plan.start_persistenced {
         let program = Path::new(&cfg.persistenced);
-        let alive = hooks.start_persistenced(bringup::persistenced_command(program)).map_err(GpuError::Driver)?;
-        let socket = crate::mount::under(root, &cfg.persistenced_socket);
+        let alive =
+            hooks.start_persistenced(bringup::persistenced_command(program)).map_err(GpuError::PersistencedStart)?;
+        let socket = crate::files::under(root, &cfg.persistenced_socket);
         let took = bringup::wait_persistenced_ready(&socket, plan.readiness_deadline, alive)?;
         log::info!("gpu: nvidia-persistenced ready after {} ms", took.as_millis());
     }
@@ -116,7 +119,7 @@ pub struct GpuPlan {
 /// `/sys/bus/pci/devices`) and decides the mode: `None` means CPU-only
 /// (skip the stage).
 pub fn plan(cfg: &GpuConfig, root: &Path) -> Result<Option<GpuPlan>, GpuError> {
-    let pci_devices = crate::mount::under(root, &cfg.pci_devices);
+    let pci_devices = crate::files::under(root, &cfg.pci_devices);
     if cfg.mode == GpuMode::Cpu {
         return Ok(None);
     }

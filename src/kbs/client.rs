@@ -118,7 +118,7 @@ fn trust_from_config(cfg: &KbsConfig, endpoint: &Endpoint) -> Result<Trust, KbsE
         let pem = match (inline, file) {
             (Some(pem), _) => pem.as_bytes().to_vec(),
             (None, Some(path)) => {
-                crate::config::read_capped(std::path::Path::new(path), super::config::MAX_CERT_FILE_BYTES)
+                crate::files::read_image_file(std::path::Path::new("/"), path, super::config::MAX_CERT_FILE_BYTES)
                     .map_err(|e| KbsError::Config(format!("cannot read {path}: {e}")))?
             }
             (None, None) => return Ok(None),
@@ -188,7 +188,11 @@ impl Session<'_> {
                 reason: format!("resource larger than max_resource_bytes ({})", self.client.max_resource_bytes),
             });
         }
-        log::info!("KBS resource {path} received ({} bytes)", plaintext.len());
+        // The size of a secret says something about it (a key's length, a
+        // token's kind) and the console is the host's to read: the name
+        // only, the size at debug.
+        log::info!("KBS resource {path} received");
+        log::debug!("KBS resource {path}: {} bytes", plaintext.len());
         Ok(plaintext)
     }
 
@@ -212,7 +216,7 @@ impl Session<'_> {
                 reason: format!("challenge nonce of {} bytes (expected 1..={MAX_NONCE_LEN})", challenge.nonce.len()),
             });
         }
-        let alg = HashAlgorithm::from_challenge(&challenge.extra_params).map_err(|name| KbsError::Protocol {
+        let alg = protocol::selected_hash(&challenge.extra_params).map_err(|name| KbsError::Protocol {
             op: Op::Auth,
             reason: format!("challenge selects unsupported hash algorithm {}", truncate(&name, 32)),
         })?;

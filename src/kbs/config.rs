@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::resource::ResourcePath;
 use super::transport::{Endpoint, Scheme, parse_pem_certs};
-use crate::config::{Section, Validator};
+use crate::schema::{Section, Validator};
 
 /// A pinned certificate or CA bundle file is small; anything larger is not one.
 pub const MAX_CERT_FILE_BYTES: u64 = 1 << 20;

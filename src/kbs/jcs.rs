@@ -90,6 +90,9 @@ fn write_string(out: &mut String, s: &str) {
 fn write_number(out: &mut String, n: &serde_json::Number) -> Result<(), JcsError> {
     // An integer is exact when it survives the trip through f64 (compared
     // in i128, where 2^63 and 2^64 do not saturate).
+    // `as` from f64 saturates: an inexact value compares unequal, which is
+    // the check.
+    #[allow(clippy::cast_possible_truncation)]
     let f = if let Some(i) = n.as_i64() {
         let f = i as f64;
         if f as i128 != i128::from(i) {
@@ -131,18 +134,21 @@ fn write_f64(out: &mut String, f: f64) -> Result<(), JcsError> {
     let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
     let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
     let exp: i32 = exp.parse().unwrap_or(0);
-    let k = digits.len() as i32; // number of significant digits
+    // Number of significant digits: at most 17 for a double.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
+    let k = digits.len() as i32;
     let n = exp + 1; // position of the decimal point relative to the digits
     if k <= n && n <= 21 {
         out.push_str(&digits);
-        out.extend(std::iter::repeat_n('0', (n - k) as usize));
+        out.extend(std::iter::repeat_n('0', (n - k).unsigned_abs() as usize));
     } else if 0 < n && n <= 21 {
-        out.push_str(&digits[..n as usize]);
+        let n = n.unsigned_abs() as usize;
+        out.push_str(&digits[..n]);
         out.push('.');
-        out.push_str(&digits[n as usize..]);
+        out.push_str(&digits[n..]);
     } else if -6 < n && n <= 0 {
         out.push_str("0.");
-        out.extend(std::iter::repeat_n('0', (-n) as usize));
+        out.extend(std::iter::repeat_n('0', n.unsigned_abs() as usize));
         out.push_str(&digits);
     } else {
         out.push_str(&digits[..1]);

@@ -207,10 +207,12 @@ pub fn parse_epk(v: &Value) -> Result<PublicKey, JweError> {
 /// SHA-256, producing `N` bytes.
 pub fn concat_kdf<const N: usize>(z: &[u8], algorithm_id: &[u8], apu: &[u8], apv: &[u8]) -> Zeroizing<[u8; N]> {
     let mut out = Zeroizing::new([0u8; N]);
-    let len32 = |n: usize| (n as u32).to_be_bytes();
+    // Every input is a header field or a key of at most a few KiB, the
+    // counter at most N / 32: all fit the KDF's 32-bit length fields.
+    let len32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_be_bytes();
     for (i, chunk) in out.chunks_mut(32).enumerate() {
         let mut h = Sha256::new();
-        h.update(((i + 1) as u32).to_be_bytes());
+        h.update(len32(i + 1));
         h.update(z);
         h.update(len32(algorithm_id.len()));
         h.update(algorithm_id);
@@ -218,7 +220,7 @@ pub fn concat_kdf<const N: usize>(z: &[u8], algorithm_id: &[u8], apu: &[u8], apv
         h.update(apu);
         h.update(len32(apv.len()));
         h.update(apv);
-        h.update(((N * 8) as u32).to_be_bytes());
+        h.update(len32(N * 8));
         let block = Zeroizing::new(h.finalize());
         chunk.copy_from_slice(&block[..chunk.len()]);
     }

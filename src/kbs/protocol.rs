@@ -9,7 +9,6 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sha2::Digest;
 
 use super::jcs;
 
@@ -134,51 +133,16 @@ impl ErrorInformation {
     }
 }
 
-/// Hash algorithms a challenge may select. SHA-384 is the default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HashAlgorithm {
-    Sha256,
-    Sha384,
-    Sha512,
-}
+pub use crate::tee::HashAlgorithm;
 
-impl HashAlgorithm {
-    pub const SUPPORTED: [&'static str; 3] = ["sha256", "sha384", "sha512"];
-
-    pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "sha256" => Some(Self::Sha256),
-            "sha384" => Some(Self::Sha384),
-            "sha512" => Some(Self::Sha512),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Sha256 => "sha256",
-            Self::Sha384 => "sha384",
-            Self::Sha512 => "sha512",
-        }
-    }
-
-    pub fn digest(self, data: &[u8]) -> Vec<u8> {
-        match self {
-            Self::Sha256 => sha2::Sha256::digest(data).to_vec(),
-            Self::Sha384 => sha2::Sha384::digest(data).to_vec(),
-            Self::Sha512 => sha2::Sha512::digest(data).to_vec(),
-        }
-    }
-
-    /// The algorithm a challenge selects: `extra-params.selected-hash-algorithm`
-    /// when present (as guest-components reads it), otherwise SHA-384.
-    /// `Err` carries the unsupported name.
-    pub fn from_challenge(extra_params: &Value) -> Result<Self, String> {
-        match extra_params.get("selected-hash-algorithm") {
-            None => Ok(Self::Sha384),
-            Some(Value::String(name)) => Self::parse(name).ok_or_else(|| name.clone()),
-            Some(other) => Err(other.to_string()),
-        }
+/// The algorithm a challenge selects: `extra-params.selected-hash-algorithm`
+/// when present (as guest-components reads it), otherwise SHA-384.
+/// `Err` carries the unsupported name.
+pub fn selected_hash(extra_params: &Value) -> Result<HashAlgorithm, String> {
+    match extra_params.get("selected-hash-algorithm") {
+        None => Ok(HashAlgorithm::Sha384),
+        Some(Value::String(name)) => HashAlgorithm::parse(name).ok_or_else(|| name.clone()),
+        Some(other) => Err(other.to_string()),
     }
 }
 
@@ -223,12 +187,12 @@ pub(crate) mod tests {
             serde_json::from_str(r#"{"nonce":"xrbGvHykm71xPXl5h6Wv9IE5FKZ7+jR0jyH6ekt1GYc=","extra-params":""}"#)
                 .unwrap();
         assert_eq!(c.nonce, "xrbGvHykm71xPXl5h6Wv9IE5FKZ7+jR0jyH6ekt1GYc=");
-        assert_eq!(HashAlgorithm::from_challenge(&c.extra_params), Ok(HashAlgorithm::Sha384));
+        assert_eq!(selected_hash(&c.extra_params), Ok(HashAlgorithm::Sha384));
     }
 
     #[test]
     fn selected_hash_algorithm_is_honoured_or_refused() {
-        let pick = |v: Value| HashAlgorithm::from_challenge(&v);
+        let pick = |v: Value| selected_hash(&v);
         assert_eq!(pick(json!({"selected-hash-algorithm": "sha512"})), Ok(HashAlgorithm::Sha512));
         assert_eq!(pick(json!({})), Ok(HashAlgorithm::Sha384));
         assert_eq!(pick(Value::Null), Ok(HashAlgorithm::Sha384));

@@ -106,8 +106,18 @@ impl Endpoint {
     }
 }
 
+/// True when `pem` holds at least one PEM block start: checked before any
+/// PEM parser sees host-supplied bytes, so empty or blank input is one clear
+/// error and never reaches a parser's edge cases.
+pub fn has_pem_block(pem: &[u8]) -> bool {
+    pem.windows(11).any(|w| w == b"-----BEGIN ")
+}
+
 /// Certificates from PEM text; at least one, each a parseable X.509.
 pub fn parse_pem_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    if !has_pem_block(pem) {
+        return Err("no PEM CERTIFICATE block found".into());
+    }
     let mut certs = Vec::new();
     for item in CertificateDer::pem_slice_iter(pem) {
         let der = item.map_err(|e| format!("invalid PEM: {e}"))?;
@@ -216,7 +226,7 @@ impl Transport {
     /// Sends `req`, retrying connection failures with backoff, never past `deadline`.
     pub fn send(&self, req: &Request<'_>, deadline: Instant) -> Result<Response, TransportError> {
         let started = Instant::now();
-        let elapsed_ms = || started.elapsed().as_millis() as u64;
+        let elapsed_ms = || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let mut backoff = self.policy.backoff;
         let mut attempts = 0;
         loop {
@@ -504,6 +514,18 @@ impl ServerCertVerifier for PinnedCert {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blank_pem_is_refused_before_any_parser() {
+        // Finding 7: x509-cert's PEM reader underflowed on these (a debug
+        // build panicked); both readers now refuse them first.
+        for blank in [&b""[..], b"\n", b"\n\n\n", b"  \r\n\t"] {
+            assert_eq!(parse_pem_certs(blank).unwrap_err(), "no PEM CERTIFICATE block found");
+            assert_eq!(crate::gpu::certs::parse_pem_chain(blank).unwrap_err(), crate::gpu::certs::CertError::Empty);
+        }
+        let err = crate::gpu::certs::parse_pem_chain(b"not pem\n").unwrap_err();
+        assert_eq!(err.to_string(), "certificate chain is not valid PEM/DER: no PEM block found");
+    }
 
     #[test]
     fn urls() {

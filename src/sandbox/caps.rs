@@ -51,7 +51,7 @@ pub const NAMES: &[&str] = &[
 pub fn by_name(name: &str) -> Option<u32> {
     let upper = name.to_ascii_uppercase();
     let full = if upper.starts_with("CAP_") { upper } else { format!("CAP_{upper}") };
-    NAMES.iter().position(|n| *n == full).map(|i| i as u32)
+    NAMES.iter().position(|n| *n == full).and_then(|i| u32::try_from(i).ok())
 }
 
 /// Bit mask of the named capabilities; the first unknown name is returned as
@@ -91,8 +91,9 @@ pub const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
 /// The capset(2) data for keeping exactly `keep` in E, P and I.
 pub fn cap_data(keep: u64) -> [CapData; 2] {
-    let lo = keep as u32;
-    let hi = (keep >> 32) as u32;
+    let [a, b, c, d, e, f, g, h] = keep.to_le_bytes();
+    let lo = u32::from_le_bytes([a, b, c, d]);
+    let hi = u32::from_le_bytes([e, f, g, h]);
     [
         CapData { effective: lo, permitted: lo, inheritable: lo },
         CapData { effective: hi, permitted: hi, inheritable: hi },

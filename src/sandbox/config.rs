@@ -3,8 +3,8 @@
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 
-use super::{caps, seccomp};
-use crate::config::{Section, Validator};
+use super::{WorkloadConfig, caps, seccomp};
+use crate::schema::{Section, Validator};
 
 /// Which seccomp profile the workload runs under.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,6 +13,8 @@ pub enum SeccompChoice {
     WorkloadDefault,
     /// The built-in minimal profile for ztinit's helpers.
     Strict,
+    /// The built-in profile for container agents (`profile = "agent"`).
+    Agent,
     /// No filter at all (a warning is logged at launch).
     None,
     /// An OCI/Docker JSON profile at this absolute path in the image.
@@ -25,16 +27,80 @@ impl<'de> Deserialize<'de> for SeccompChoice {
         Ok(match s.as_str() {
             "workload-default" => SeccompChoice::WorkloadDefault,
             "strict" => SeccompChoice::Strict,
+            "agent" => SeccompChoice::Agent,
             "none" => SeccompChoice::None,
             path if path.starts_with('/') => SeccompChoice::File(path.to_string()),
             other => {
                 return Err(de::Error::custom(format!(
-                    "{other:?}: expected \"workload-default\", \"strict\", \"none\" or the absolute path of an OCI/Docker JSON profile"
+                    "{other:?}: expected \"workload-default\", \"strict\", \"agent\", \"none\" or the absolute path of an OCI/Docker JSON profile"
                 )));
             }
         })
     }
 }
+
+impl SeccompChoice {
+    /// The spelling of the configuration file.
+    pub fn name(&self) -> &str {
+        match self {
+            SeccompChoice::WorkloadDefault => "workload-default",
+            SeccompChoice::Strict => "strict",
+            SeccompChoice::Agent => "agent",
+            SeccompChoice::None => "none",
+            SeccompChoice::File(path) => path,
+        }
+    }
+}
+
+/// What kind of program the workload is: the defaults of `seccomp`,
+/// `landlock` and the kept capabilities follow from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SandboxProfile {
+    /// An inference server: unprivileged user, no capabilities, Landlock,
+    /// `workload-default` seccomp.
+    #[default]
+    Workload,
+    /// A container agent (kata-agent): root, [`AGENT_CAPABILITIES`], no
+    /// Landlock (it forbids mount(2)), `agent` seccomp. Every difference
+    /// from `workload` is reported by `config::weakenings`.
+    Agent,
+}
+
+/// What a container agent keeps, and why. Containers get their
+/// capabilities from this set (a process cannot grant what it lacks), so
+/// it includes the OCI default set of a container besides what the agent
+/// itself uses. Not kept: CAP_SYS_MODULE (unless listed in `capabilities`
+/// with `[lockdown] modules_disabled = false`), CAP_SYS_RAWIO, CAP_SYS_TIME,
+/// CAP_BPF, CAP_PERFMON, CAP_SYSLOG, CAP_SYS_PACCT, CAP_MAC_*, CAP_AUDIT_CONTROL,
+/// CAP_AUDIT_READ, CAP_LINUX_IMMUTABLE, CAP_IPC_OWNER, CAP_LEASE,
+/// CAP_SYS_TTY_CONFIG, CAP_WAKE_ALARM, CAP_BLOCK_SUSPEND,
+/// CAP_CHECKPOINT_RESTORE.
+#[rustfmt::skip]
+pub const AGENT_CAPABILITIES: &[(&str, &str)] = &[
+    ("CAP_CHOWN", "container rootfs and volume ownership; OCI default set"),
+    ("CAP_DAC_OVERRIDE", "files of any owner in container rootfs and volumes; OCI default set"),
+    ("CAP_DAC_READ_SEARCH", "walking container rootfs of any owner"),
+    ("CAP_FOWNER", "chmod and utimes on files it does not own; OCI default set"),
+    ("CAP_FSETID", "keeping setuid bits when copying into containers; OCI default set"),
+    ("CAP_KILL", "signalling container processes of any user; OCI default set"),
+    ("CAP_SETGID", "switching to the container's group; OCI default set"),
+    ("CAP_SETUID", "switching to the container's user; OCI default set"),
+    ("CAP_SETPCAP", "setting the bounding set of container processes; OCI default set"),
+    ("CAP_SETFCAP", "file capabilities in container images; OCI default set"),
+    ("CAP_NET_BIND_SERVICE", "OCI default set"),
+    ("CAP_NET_RAW", "OCI default set"),
+    ("CAP_NET_ADMIN", "netlink: interfaces, addresses, routes and ARP entries the runtime hands over"),
+    ("CAP_IPC_LOCK", "containers that pin memory (GPU, RDMA)"),
+    ("CAP_SYS_CHROOT", "chroot when the rootfs cannot be pivoted; OCI default set"),
+    ("CAP_SYS_PTRACE", "opening /proc/PID/ns of container processes to join their namespaces (ptrace(2) itself stays killed)"),
+    ("CAP_SYS_ADMIN", "mount, umount, pivot_root, namespaces, setns, sethostname, cgroups"),
+    ("CAP_SYS_BOOT", "powering the VM off when the agent, as PID 1, ends"),
+    ("CAP_SYS_NICE", "container scheduling policies and CPU affinity"),
+    ("CAP_SYS_RESOURCE", "container rlimits and oom_score_adj"),
+    ("CAP_MKNOD", "device nodes in containers; OCI default set"),
+    ("CAP_AUDIT_WRITE", "OCI default set"),
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -90,17 +156,27 @@ impl Default for RlimitConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(from = "RawSandboxConfig")]
 pub struct SandboxConfig {
-    /// `workload-default`, `strict`, `none` or an absolute path to an
-    /// OCI/Docker JSON profile in the image.
+    /// `workload` (default) or `agent`: the defaults of `seccomp` and
+    /// `landlock`, and the capabilities kept besides `capabilities`.
+    pub profile: SandboxProfile,
+    /// `workload-default`, `strict`, `agent`, `none` or an absolute path to
+    /// an OCI/Docker JSON profile in the image. Default: `workload-default`,
+    /// or `agent` with `profile = "agent"`.
     pub seccomp: SeccompChoice,
     /// Extra system calls the built-in profile allows (e.g. `pidfd_getfd`
     /// for CUDA IPC). Kill-listed calls cannot be allowed.
     pub seccomp_allow: Vec<String>,
     /// Install the filter with SECCOMP_FILTER_FLAG_LOG (denials are audited).
     pub seccomp_log: bool,
+    /// Default `required`, or `off` with `profile = "agent"`.
     pub landlock: LandlockMode,
+    /// PR_SET_NO_NEW_PRIVS before exec (default true). `false` lets the
+    /// workload (and the containers an agent starts) gain privileges
+    /// through setuid programs and file capabilities; the kernel then
+    /// installs seccomp and Landlock only with CAP_SYS_ADMIN kept.
+    pub no_new_privs: bool,
     /// Readable (files and directories beneath).
     pub read_only: Vec<String>,
     /// Readable and writable, not executable.
@@ -111,7 +187,8 @@ pub struct SandboxConfig {
     /// Device nodes opened read-write with ioctls, when present. A trailing
     /// `*` in the last component matches by prefix.
     pub devices: Vec<String>,
-    /// Capabilities the workload keeps (default none).
+    /// Capabilities the workload keeps (default none), in addition to
+    /// [`AGENT_CAPABILITIES`] with `profile = "agent"`.
     pub capabilities: Vec<String>,
     pub rlimits: RlimitConfig,
     /// Written to /proc/self/oom_score_adj in the child (PID 1 itself runs at
@@ -122,10 +199,12 @@ pub struct SandboxConfig {
 impl Default for SandboxConfig {
     fn default() -> Self {
         Self {
+            profile: SandboxProfile::Workload,
             seccomp: SeccompChoice::WorkloadDefault,
             seccomp_allow: Vec::new(),
             seccomp_log: true,
             landlock: LandlockMode::Required,
+            no_new_privs: true,
             read_only: vec!["/".into()],
             read_write: vec!["/tmp".into(), "/dev/shm".into()],
             executable: Vec::new(),
@@ -133,6 +212,71 @@ impl Default for SandboxConfig {
             capabilities: Vec::new(),
             rlimits: RlimitConfig::default(),
             oom_score_adj: 0,
+        }
+    }
+}
+
+/// `[sandbox]` as written: the keys whose default depends on `profile`
+/// are optional here and resolved in the conversion.
+#[derive(Deserialize)]
+#[serde(default)]
+struct RawSandboxConfig {
+    profile: SandboxProfile,
+    seccomp: Option<SeccompChoice>,
+    seccomp_allow: Vec<String>,
+    seccomp_log: bool,
+    landlock: Option<LandlockMode>,
+    no_new_privs: bool,
+    read_only: Vec<String>,
+    read_write: Vec<String>,
+    executable: Vec<String>,
+    devices: Vec<String>,
+    capabilities: Vec<String>,
+    rlimits: RlimitConfig,
+    oom_score_adj: i32,
+}
+
+impl Default for RawSandboxConfig {
+    fn default() -> Self {
+        let d = SandboxConfig::default();
+        Self {
+            profile: d.profile,
+            seccomp: None,
+            seccomp_allow: d.seccomp_allow,
+            seccomp_log: d.seccomp_log,
+            landlock: None,
+            no_new_privs: d.no_new_privs,
+            read_only: d.read_only,
+            read_write: d.read_write,
+            executable: d.executable,
+            devices: d.devices,
+            capabilities: d.capabilities,
+            rlimits: d.rlimits,
+            oom_score_adj: d.oom_score_adj,
+        }
+    }
+}
+
+impl From<RawSandboxConfig> for SandboxConfig {
+    fn from(r: RawSandboxConfig) -> Self {
+        let (seccomp, landlock) = match r.profile {
+            SandboxProfile::Workload => (SeccompChoice::WorkloadDefault, LandlockMode::Required),
+            SandboxProfile::Agent => (SeccompChoice::Agent, LandlockMode::Off),
+        };
+        Self {
+            profile: r.profile,
+            seccomp: r.seccomp.unwrap_or(seccomp),
+            seccomp_allow: r.seccomp_allow,
+            seccomp_log: r.seccomp_log,
+            landlock: r.landlock.unwrap_or(landlock),
+            no_new_privs: r.no_new_privs,
+            read_only: r.read_only,
+            read_write: r.read_write,
+            executable: r.executable,
+            devices: r.devices,
+            capabilities: r.capabilities,
+            rlimits: r.rlimits,
+            oom_score_adj: r.oom_score_adj,
         }
     }
 }
@@ -145,18 +289,80 @@ pub const DEFAULT_DEVICES: &[&str] =
 pub const MAX_PROFILE_BYTES: usize = 1 << 20;
 
 impl SandboxConfig {
+    /// Every capability kept: [`AGENT_CAPABILITIES`] for an agent, then
+    /// `capabilities`, without repeats.
+    pub fn kept_capabilities(&self) -> Vec<String> {
+        let base: &[(&str, &str)] = match self.profile {
+            SandboxProfile::Workload => &[],
+            SandboxProfile::Agent => AGENT_CAPABILITIES,
+        };
+        let mut kept: Vec<String> = base.iter().map(|(name, _)| name.to_string()).collect();
+        for name in &self.capabilities {
+            let canonical = caps::by_name(name).and_then(|n| caps::NAMES.get(n as usize)).map_or(name.as_str(), |c| c);
+            if !kept.iter().any(|k| k == canonical) {
+                kept.push(canonical.to_string());
+            }
+        }
+        kept
+    }
+
     /// Capabilities kept, as a mask (validated at load).
     pub fn capability_mask(&self) -> u64 {
-        caps::mask(&self.capabilities).unwrap_or(0)
+        caps::mask(&self.kept_capabilities()).unwrap_or(0)
+    }
+
+    /// Whether CAP_SYS_MODULE is kept: then the agent profile lets module
+    /// loading through (the config requires `[lockdown] modules_disabled =
+    /// false` for it).
+    pub fn keeps_sys_module(&self) -> bool {
+        caps::by_name("CAP_SYS_MODULE").is_some_and(|c| self.capability_mask() & (1 << c) != 0)
+    }
+
+    /// The names the built-in profile in use kills, which `seccomp_allow`
+    /// cannot allow.
+    pub fn kill_list(&self) -> Vec<&'static str> {
+        match self.seccomp {
+            SeccompChoice::Agent => seccomp::builtin::agent_kill_list(self.keeps_sys_module()),
+            _ => seccomp::builtin::KILL_LIST.to_vec(),
+        }
     }
 }
 
+/// Rules between `[sandbox]` and the other sections, as (key, message).
+pub fn cross_check(
+    sandbox: &SandboxConfig,
+    workload: &WorkloadConfig,
+    modules_disabled: bool,
+) -> Vec<(String, String)> {
+    let mut issues = Vec::new();
+    if sandbox.profile == SandboxProfile::Agent {
+        for (key, id) in [("workload.user", workload.user), ("workload.group", workload.group)] {
+            if id != 0 {
+                issues.push((
+                    key.to_string(),
+                    format!("is {id}: the agent profile runs the agent as root (set user = 0 and group = 0)"),
+                ));
+            }
+        }
+    }
+    if sandbox.keeps_sys_module() && modules_disabled {
+        issues.push((
+            "sandbox.capabilities".to_string(),
+            "CAP_SYS_MODULE is of no use while [lockdown] modules_disabled = true (the kernel refuses every module)"
+                .to_string(),
+        ));
+    }
+    issues
+}
+
 /// Imports and compiles a user profile as the launch would (offline: every
-/// `minKernel` counts as satisfied), recording the first problem.
+/// `minKernel` counts as satisfied), recording the first problem. Silent:
+/// the launch logs the skipped foreign names, once.
 fn check_profile(v: &mut Validator<'_>, path: &str, bytes: &[u8], capabilities: u64) {
     let ctx = seccomp::oci::ImportContext { capabilities, kernel: None };
-    let compiled = |p: seccomp::Profile| seccomp::check_launchable(&p).and_then(|()| seccomp::compile(&p));
-    match seccomp::oci::import(path, bytes, ctx).map(compiled) {
+    let compiled =
+        |i: seccomp::oci::Imported| seccomp::check_launchable(&i.profile).and_then(|()| seccomp::compile(&i.profile));
+    match seccomp::oci::import_reporting(path, bytes, ctx).map(compiled) {
         Err(e) => v.error("seccomp", e),
         Ok(Err(e)) => v.error("seccomp", e),
         Ok(Ok(_)) => {}
@@ -165,6 +371,35 @@ fn check_profile(v: &mut Validator<'_>, path: &str, bytes: &[u8], capabilities: 
 
 impl Section for SandboxConfig {
     fn validate(&self, v: &mut Validator<'_>) {
+        if self.profile == SandboxProfile::Agent {
+            if self.landlock != LandlockMode::Off {
+                v.error(
+                    "landlock",
+                    "Landlock forbids mount(2) and pivot_root(2), which a container agent needs: the agent profile \
+                     runs with landlock = \"off\"",
+                );
+            }
+            if matches!(self.seccomp, SeccompChoice::WorkloadDefault | SeccompChoice::Strict) {
+                v.error(
+                    "seccomp",
+                    format!(
+                        "{:?} kills mount, pivot_root and namespace creation, so no container could start: use \
+                         \"agent\" (the default of the agent profile), \"none\" or a JSON profile",
+                        self.seccomp.name()
+                    ),
+                );
+            }
+        }
+        if !self.no_new_privs
+            && (self.seccomp != SeccompChoice::None || self.landlock != LandlockMode::Off)
+            && !self.kept_capabilities().iter().any(|c| c == "CAP_SYS_ADMIN")
+        {
+            v.error(
+                "no_new_privs",
+                "false needs CAP_SYS_ADMIN kept: without no_new_privs the kernel installs a seccomp filter or a \
+                 Landlock ruleset only for a process with CAP_SYS_ADMIN",
+            );
+        }
         match &self.seccomp {
             SeccompChoice::File(path) => {
                 if v.absolute_path("seccomp", path)
@@ -181,11 +416,12 @@ impl Section for SandboxConfig {
             }
             _ => {}
         }
+        let kill_list = self.kill_list();
         for (i, name) in self.seccomp_allow.iter().enumerate() {
             let key = format!("seccomp_allow[{i}]");
             if seccomp::syscalls::number(name).is_none() {
                 v.error(&key, format!("{name:?} is not an x86_64 system call"));
-            } else if seccomp::builtin::KILL_LIST.contains(&name.as_str()) {
+            } else if kill_list.contains(&name.as_str()) {
                 v.error(&key, format!("{name} is on the kill list and cannot be allowed"));
             }
         }
@@ -231,7 +467,7 @@ mod tests {
     use super::*;
     use crate::config::{Config, RootFiles, Sources};
 
-    fn load_with(text: &str, files: &dyn crate::config::Files) -> Result<Config, Vec<String>> {
+    fn load_with(text: &str, files: &dyn crate::schema::Files) -> Result<Config, Vec<String>> {
         let text = format!("[workload]\npath = \"/bin/w\"\n{text}");
         Config::load(Sources { origin: "/etc/ztinit.toml", text: &text, cmdline: None, files }).map_err(|e| e.issues())
     }
@@ -283,8 +519,90 @@ mod tests {
         for w in want {
             assert!(issues.iter().any(|i| i.contains(w)), "missing {w:?} in {issues:#?}");
         }
+        let issues = load("[sandbox]\nprofile = \"agnet\"\nbogus = 1\n").unwrap_err();
+        assert!(issues.iter().any(|i| i.contains("sandbox.profile: unknown variant `agnet`")), "{issues:?}");
+        assert!(issues.iter().any(|i| i.ends_with("sandbox.bogus: unknown key")), "{issues:?}");
         let issues = load("[sandbox]\nseccomp = \"relaxed\"\n").unwrap_err();
         assert!(issues[0].contains("sandbox.seccomp: \"relaxed\": expected"), "{issues:?}");
+    }
+
+    #[test]
+    fn the_agent_profile_resolves_its_defaults() {
+        let c = load("user = 0\ngroup = 0\n[sandbox]\nprofile = \"agent\"\n").unwrap();
+        assert_eq!(c.sandbox.profile, SandboxProfile::Agent);
+        assert_eq!(c.sandbox.seccomp, SeccompChoice::Agent);
+        assert_eq!(c.sandbox.landlock, LandlockMode::Off);
+        assert!(c.sandbox.no_new_privs);
+        let kept = c.sandbox.kept_capabilities();
+        assert_eq!(kept.len(), AGENT_CAPABILITIES.len());
+        for cap in ["CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_SYS_BOOT", "CAP_SETUID", "CAP_SYS_PTRACE"] {
+            assert!(kept.iter().any(|k| k == cap), "{cap}");
+        }
+        for cap in ["CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_BPF", "CAP_PERFMON", "CAP_SYS_TIME", "CAP_SYSLOG"] {
+            assert!(!kept.iter().any(|k| k == cap), "{cap}");
+        }
+        assert!(!c.sandbox.keeps_sys_module());
+        // Extra capabilities add to the set, once, by canonical name.
+        let c = load(
+            "user = 0\ngroup = 0\n[sandbox]\nprofile = \"agent\"\ncapabilities = [\"sys_rawio\", \"CAP_SYS_ADMIN\"]\n\
+             no_new_privs = false\nseccomp = \"none\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.sandbox.kept_capabilities().len(), AGENT_CAPABILITIES.len() + 1);
+        assert_eq!(c.sandbox.kept_capabilities().last().unwrap(), "CAP_SYS_RAWIO");
+        assert!(!c.sandbox.no_new_privs);
+        assert_eq!(c.sandbox.seccomp, SeccompChoice::None);
+        // The workload profile's defaults are unchanged.
+        let c = load("[sandbox]\nprofile = \"workload\"\n").unwrap();
+        assert_eq!((&c.sandbox.seccomp, c.sandbox.landlock), (&SeccompChoice::WorkloadDefault, LandlockMode::Required));
+        assert!(c.sandbox.kept_capabilities().is_empty());
+    }
+
+    #[test]
+    fn the_agent_profile_refuses_what_cannot_work() {
+        let issues = load(
+            "user = 0\ngroup = 0\n[sandbox]\nprofile = \"agent\"\nlandlock = \"required\"\n\
+             seccomp = \"workload-default\"\n",
+        )
+        .unwrap_err();
+        let want = [
+            "sandbox.landlock: Landlock forbids mount(2) and pivot_root(2)",
+            "sandbox.seccomp: \"workload-default\" kills mount, pivot_root and namespace creation",
+        ];
+        for w in want {
+            assert!(issues.iter().any(|i| i.contains(w)), "missing {w:?} in {issues:#?}");
+        }
+        assert_eq!(issues.len(), 2, "{issues:#?}");
+        let issues =
+            load("user = 0\ngroup = 0\n[sandbox]\nprofile = \"agent\"\nseccomp_allow = [\"ptrace\", \"keyctl\"]\n")
+                .unwrap_err();
+        // keyctl is EPERM in the agent profile, so it may be allowed.
+        assert_eq!(issues.len(), 1, "{issues:#?}");
+        assert!(issues[0].contains("sandbox.seccomp_allow[0]: ptrace is on the kill list"), "{issues:#?}");
+        // Cross-section rules: root, and CAP_SYS_MODULE only with modules unlocked.
+        let issues = load("[sandbox]\nprofile = \"agent\"\ncapabilities = [\"CAP_SYS_MODULE\"]\n").unwrap_err();
+        for w in [
+            "workload.user: is 65534: the agent profile runs the agent as root",
+            "workload.group: is 65534",
+            "sandbox.capabilities: CAP_SYS_MODULE is of no use while [lockdown] modules_disabled = true",
+        ] {
+            assert!(issues.iter().any(|i| i.contains(w)), "missing {w:?} in {issues:#?}");
+        }
+        let c = load(
+            "user = 0\ngroup = 0\n[sandbox]\nprofile = \"agent\"\ncapabilities = [\"CAP_SYS_MODULE\"]\n\
+             seccomp_allow = [\"finit_module\"]\n[lockdown]\nmodules_disabled = false\n",
+        )
+        .unwrap();
+        assert!(c.sandbox.keeps_sys_module());
+        assert!(!c.sandbox.kill_list().contains(&"finit_module"));
+    }
+
+    #[test]
+    fn no_new_privs_off_needs_cap_sys_admin_for_the_filters() {
+        let issues = load("[sandbox]\nno_new_privs = false\n").unwrap_err();
+        assert!(issues[0].contains("sandbox.no_new_privs: false needs CAP_SYS_ADMIN kept"), "{issues:?}");
+        load("[sandbox]\nno_new_privs = false\ncapabilities = [\"CAP_SYS_ADMIN\"]\n").unwrap();
+        load("[sandbox]\nno_new_privs = false\nseccomp = \"none\"\nlandlock = \"off\"\n").unwrap();
     }
 
     #[test]

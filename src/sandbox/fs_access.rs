@@ -38,7 +38,7 @@ pub fn kernel_abi() -> i32 {
             LANDLOCK_CREATE_RULESET_VERSION,
         )
     };
-    if v < 0 { 0 } else { v as i32 }
+    i32::try_from(v).unwrap_or(0).max(0)
 }
 
 fn read_rights() -> BitFlags<AccessFs> {
@@ -128,12 +128,13 @@ pub fn elf_interpreter(path: &Path) -> std::io::Result<Option<PathBuf>> {
         return Err(bad("truncated ELF header"));
     };
     for i in 0..phnum {
-        let at = (phoff as usize).saturating_add(i * phentsize);
+        // Out of range saturates: `get` then fails and the error says where.
+        let at = usize::try_from(phoff).unwrap_or(usize::MAX).saturating_add(i * phentsize);
         let (Some(p_type), Some(off), Some(size)) = (u32_at(at), u64_at(at + 8), u64_at(at + 32)) else {
             return Err(bad("program headers beyond the first 64 KiB"));
         };
         if p_type == 3 {
-            let (off, size) = (off as usize, size as usize);
+            let (off, size) = (usize::try_from(off).unwrap_or(usize::MAX), usize::try_from(size).unwrap_or(usize::MAX));
             let Some(raw) = head.get(off..off.saturating_add(size)) else {
                 return Err(bad("PT_INTERP beyond the first 64 KiB"));
             };
@@ -152,10 +153,8 @@ pub fn build(cfg: &SandboxConfig, program: &Path) -> Result<Option<OwnedFd>, San
 
 pub(crate) fn build_with(cfg: &SandboxConfig, program: &Path, abi: i32) -> Result<Option<OwnedFd>, SandboxError> {
     match (cfg.landlock, abi) {
-        (LandlockMode::Off, _) => {
-            log::warn!("sandbox: landlock = \"off\": the workload's file access is not restricted by Landlock");
-            return Ok(None);
-        }
+        // A weakening, reported at boot with the others.
+        (LandlockMode::Off, _) => return Ok(None),
         (LandlockMode::Required, a) if a < 1 => return Err(SandboxError::LandlockUnsupported),
         (LandlockMode::BestEffort, a) if a < 1 => {
             log::warn!("sandbox: the kernel has no Landlock; running without it (landlock = \"best-effort\")");

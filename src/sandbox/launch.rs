@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 
 use super::config::{Limit, SandboxConfig, SeccompChoice};
 use super::seccomp::{self, Program};
+use super::{LaunchMode, Process, WorkloadConfig};
 use super::{SandboxError, caps, fs_access};
-use crate::config::LaunchMode;
-use crate::config::WorkloadConfig;
+use sys::{Kernel, Sys, int};
 
 /// The steps of the child, in order. The number is what the child reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +27,8 @@ pub enum Step {
     ResetSignals = 1,
     /// Empty signal mask (PID 1 blocks signals for its signalfd).
     UnblockSignals = 2,
-    /// New session and process group, so the supervisor can signal the group.
+    /// New session and process group, so the supervisor can signal the
+    /// group. Forked children only: never PID 1 itself in handoff mode.
     Setsid = 3,
     /// stdin from /dev/null (or a pipe for helpers).
     Stdin = 4,
@@ -178,9 +179,12 @@ struct SockFprog {
     filter: *const seccompiler::sock_filter,
 }
 
-const SECCOMP_SET_MODE_FILTER: libc::c_ulong = 1;
-const SECCOMP_FILTER_FLAG_LOG: libc::c_ulong = 2;
-const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+const SECCOMP_SET_MODE_FILTER: usize = 1;
+const SECCOMP_FILTER_FLAG_LOG: usize = 2;
+const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
+// libc's are c_int; the loop counts in u32, as the report does.
+const SIGKILL: u32 = libc::SIGKILL.unsigned_abs();
+const SIGSTOP: u32 = libc::SIGSTOP.unsigned_abs();
 
 /// Everything the child needs, allocated before fork.
 pub struct LaunchPlan {
@@ -202,6 +206,7 @@ pub struct LaunchPlan {
     cap_last: u32,
     keep_caps: u64,
     cap_data: [caps::CapData; 2],
+    no_new_privs: bool,
     landlock: Option<OwnedFd>,
     seccomp: Option<Program>,
     dev_null: OwnedFd,
@@ -258,7 +263,18 @@ impl LaunchPlan {
         extra_env: &[(String, String)],
         opts: &LaunchOptions,
     ) -> Result<Self, SandboxError> {
-        let path = workload.path.as_str();
+        Self::for_process(&workload.process(), sandbox, extra_env, opts)
+    }
+
+    /// A plan for any process, not only the `[workload]` section's (the GPU
+    /// helper builds its own).
+    pub fn for_process(
+        workload: &Process<'_>,
+        sandbox: &SandboxConfig,
+        extra_env: &[(String, String)],
+        opts: &LaunchOptions,
+    ) -> Result<Self, SandboxError> {
+        let path = workload.path;
         let program_err = |source| SandboxError::Program { path: path.to_string(), source };
         let exe =
             rustix::fs::open(path, rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
@@ -301,13 +317,11 @@ impl LaunchPlan {
             rlimits.push((libc::RLIMIT_NPROC as libc::c_uint, limit(n)));
         }
 
-        let keep_caps = caps::mask(&sandbox.capabilities).map_err(|n| SandboxError::Setup {
+        // Kept capabilities are a weakening, reported at boot with the others.
+        let keep_caps = caps::mask(&sandbox.kept_capabilities()).map_err(|n| SandboxError::Setup {
             what: format!("capability {n:?}"),
             source: std::io::Error::other("unknown"),
         })?;
-        if keep_caps != 0 {
-            log::warn!("sandbox: {path} keeps capabilities {:?}", sandbox.capabilities);
-        }
         let cap_last = caps::last_cap(&opts.proc_root).map_err(setup("cap_last_cap"))?;
 
         let seccomp = compile_profile(workload, sandbox, opts, keep_caps)?;
@@ -333,16 +347,17 @@ impl LaunchPlan {
             argv_ptrs,
             _envp: envp,
             envp_ptrs,
-            workdir: cstring("workload.workdir", &workload.workdir)?,
+            workdir: cstring("workload.workdir", workload.workdir)?,
             uid: workload.user,
             gid: workload.group,
-            groups: workload.supplementary_groups.clone(),
+            groups: workload.supplementary_groups.to_vec(),
             rlimits,
             oom_path,
             oom_value: format!("{}\n", sandbox.oom_score_adj).into_bytes(),
             cap_last,
             keep_caps,
             cap_data: caps::cap_data(keep_caps),
+            no_new_privs: sandbox.no_new_privs,
             landlock,
             seccomp,
             dev_null,
@@ -383,7 +398,9 @@ impl LaunchPlan {
         Ok(Launched { pid, stdout: out_r, stderr: err_r, stdin })
     }
 
-    /// Handoff mode: the same steps in this process (PID 1), then exec. First
+    /// Handoff mode: the same steps in this process (PID 1), then exec,
+    /// except `setsid`: PID 1 keeps init's session and process group (0),
+    /// which an init such as kata-agent needs for its own `setsid()`. First
     /// a forked rehearsal runs every step up to seccomp, so a configuration
     /// that cannot work is reported while PID 1 still has its privileges.
     /// Returns only on failure; a failure after the rehearsal leaves this
@@ -410,7 +427,7 @@ impl LaunchPlan {
             return Err(SandboxError::ChildVanished(describe_status(r, status)));
         }
         // SAFETY: `apply` issues raw system calls on memory owned by `self`.
-        match unsafe { self.apply(&io, Until::Exec) } {
+        match unsafe { self.apply(&mut Kernel, &io, Until::ExecInPlace) } {
             Err((step, detail, errno)) => Err(step_error(step, detail, errno)),
             Ok(()) => unreachable_exec(),
         }
@@ -445,7 +462,7 @@ impl LaunchPlan {
         }
         let word = |i: usize| u32::from_ne_bytes([buf[i], buf[i + 1], buf[i + 2], buf[i + 3]]);
         match Step::from_u32(word(0)) {
-            Some(step) => Err(step_error(step, word(4), word(8) as i32)),
+            Some(step) => Err(step_error(step, word(4), word(8).cast_signed())),
             None => Err(SandboxError::ChildVanished(format!("unknown step {}", word(0)))),
         }
     }
@@ -456,7 +473,7 @@ impl LaunchPlan {
     /// Must be called only in a freshly forked child.
     unsafe fn child_main(&self, io: &ChildIo, report: RawFd, until: Until) -> ! {
         // SAFETY: raw system calls on memory prepared before fork.
-        let result = unsafe { self.apply(io, until) };
+        let result = unsafe { self.apply(&mut Kernel, io, until) };
         let code = match result {
             Ok(()) => 0,
             Err((step, detail, errno)) => {
@@ -475,162 +492,180 @@ impl LaunchPlan {
     }
 
     /// The steps. Async-signal-safe: raw system calls only, no allocation,
-    /// no panics (no indexing, no unwrap).
+    /// no panics (no indexing, no unwrap). Every call goes through `sys`
+    /// (the kernel, or the recorder of the unit tests).
     ///
     /// # Safety
-    /// Changes the credentials and state of the calling process.
-    unsafe fn apply(&self, io: &ChildIo, until: Until) -> Result<(), (Step, u32, i32)> {
-        // SAFETY (whole function): every pointer passed to the kernel points
-        // into `self` or the stack and outlives the call.
-        unsafe {
-            let check = |step: Step, detail: u32, r: libc::c_long| -> Result<(), (Step, u32, i32)> {
-                if r < 0 { Err((step, detail, errno())) } else { Ok(()) }
-            };
-            let handoff = matches!(until, Until::BeforeSeccomp) || self.mode == LaunchMode::Handoff;
-
-            // 1. Signal dispositions back to default (handlers would point
-            //    into PID 1's code; SIG_IGN would survive exec).
-            let dfl = KernelSigaction { handler: 0, flags: 0, restorer: 0, mask: 0 };
-            for sig in 1..=64 {
-                if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-                    continue;
-                }
-                let r = libc::syscall(libc::SYS_rt_sigaction, sig, &dfl as *const KernelSigaction, 0usize, 8usize);
-                if r < 0 && errno() != libc::EINVAL {
-                    return Err((Step::ResetSignals, sig as u32, errno()));
-                }
+    /// With [`Kernel`], changes the credentials and state of the calling
+    /// process.
+    unsafe fn apply<S: Sys>(&self, sys: &mut S, io: &ChildIo, until: Until) -> Result<(), (Step, u32, i32)> {
+        // Every pointer passed below points into `self` or this stack frame
+        // and outlives the call.
+        let mut call = |nr: libc::c_long, a: [usize; 6]| -> Result<(), i32> {
+            // SAFETY: see above; the arguments are those of `nr`.
+            let r = unsafe { sys.syscall(nr, a) };
+            if r < 0 { Err(sys.errno()) } else { Ok(()) }
+        };
+        let at = |step: Step, detail: u32| move |errno: i32| (step, detail, errno);
+        // 1. Signal dispositions back to default (handlers would point
+        //    into PID 1's code; SIG_IGN would survive exec).
+        let dfl = KernelSigaction { handler: 0, flags: 0, restorer: 0, mask: 0 };
+        let dfl_ptr = (&raw const dfl).expose_provenance();
+        for sig in 1..=64u32 {
+            if sig == SIGKILL || sig == SIGSTOP {
+                continue;
             }
-            // 2. Empty signal mask.
-            let empty: u64 = 0;
-            check(
-                Step::UnblockSignals,
-                0,
-                libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &empty as *const u64, 0usize, 8usize),
-            )?;
-            // 3. setsid. PID 1 in handoff may already lead its session.
-            let r = libc::syscall(libc::SYS_setsid);
-            if r < 0 && !(handoff && errno() == libc::EPERM) {
-                return Err((Step::Setsid, 0, errno()));
+            match call(libc::SYS_rt_sigaction, [sig as usize, dfl_ptr, 0, 8, 0, 0]) {
+                Err(e) if e != libc::EINVAL => return Err((Step::ResetSignals, sig, e)),
+                _ => {}
             }
-            // 4-6. stdio.
-            move_fd(io.stdin, 0).map_err(|e| (Step::Stdin, 0, e))?;
-            if let Some(fd) = io.stdout {
-                move_fd(fd, 1).map_err(|e| (Step::Stdout, 0, e))?;
-            }
-            if let Some(fd) = io.stderr {
-                move_fd(fd, 2).map_err(|e| (Step::Stderr, 0, e))?;
-            }
-            // 7. rlimits.
-            for (resource, lim) in &self.rlimits {
-                let r = libc::syscall(libc::SYS_prlimit64, 0, *resource, lim as *const libc::rlimit64, 0usize);
-                check(Step::Setrlimit, *resource, r)?;
-            }
-            // 8. oom_score_adj.
-            let fd = libc::syscall(
-                libc::SYS_openat,
-                libc::AT_FDCWD,
-                self.oom_path.as_ptr(),
-                libc::O_WRONLY | libc::O_CLOEXEC,
-                0,
-            );
-            check(Step::OomScoreAdj, 0, fd)?;
-            let r = libc::syscall(libc::SYS_write, fd, self.oom_value.as_ptr(), self.oom_value.len());
-            let write_errno = errno();
-            libc::syscall(libc::SYS_close, fd);
-            if r < 0 {
-                return Err((Step::OomScoreAdj, 0, write_errno));
-            }
-            // 9. Bounding set, while we still hold CAP_SETPCAP.
-            for cap in 0..=self.cap_last {
-                if cap < 64 && self.keep_caps & (1u64 << cap) != 0 {
-                    continue;
-                }
-                let r = libc::syscall(libc::SYS_prctl, libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0);
-                if r < 0 && errno() != libc::EINVAL {
-                    return Err((Step::BoundingSet, cap, errno()));
-                }
-            }
-            // 10-13. Groups, gid, uid (raw: this thread only, which is all there is).
-            check(Step::Setgroups, 0, libc::syscall(libc::SYS_setgroups, self.groups.len(), self.groups.as_ptr()))?;
-            check(Step::Setresgid, 0, libc::syscall(libc::SYS_setresgid, self.gid, self.gid, self.gid))?;
-            if self.keep_caps != 0 && self.uid != 0 {
-                check(Step::KeepCaps, 0, libc::syscall(libc::SYS_prctl, libc::PR_SET_KEEPCAPS, 1, 0, 0, 0))?;
-            }
-            check(Step::Setresuid, 0, libc::syscall(libc::SYS_setresuid, self.uid, self.uid, self.uid))?;
-            // 14. E/P/I = the kept set (empty by default).
-            let header = caps::CapHeader { version: caps::LINUX_CAPABILITY_VERSION_3, pid: 0 };
-            check(
-                Step::Capset,
-                0,
-                libc::syscall(libc::SYS_capset, &header as *const caps::CapHeader, self.cap_data.as_ptr()),
-            )?;
-            // 15-16. Ambient: cleared, then the kept set for a non-root user
-            //        (root gets them back from the bounding set at exec).
-            check(
-                Step::AmbientClear,
-                0,
-                libc::syscall(libc::SYS_prctl, libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0),
-            )?;
-            if self.uid != 0 {
-                for cap in 0..64u32 {
-                    if self.keep_caps & (1u64 << cap) != 0 {
-                        let r = libc::syscall(
-                            libc::SYS_prctl,
-                            libc::PR_CAP_AMBIENT,
-                            libc::PR_CAP_AMBIENT_RAISE,
-                            cap as libc::c_ulong,
-                            0,
-                            0,
-                        );
-                        check(Step::AmbientRaise, cap, r)?;
-                    }
-                }
-            }
-            // 17. Working directory, as the workload user.
-            check(Step::Chdir, 0, libc::syscall(libc::SYS_chdir, self.workdir.as_ptr()))?;
-            // 18. no_new_privs: no setuid or file capability gains, and what
-            //     lets an unprivileged process install Landlock and seccomp.
-            check(Step::NoNewPrivs, 0, libc::syscall(libc::SYS_prctl, libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
-            // 19. Landlock.
-            if let Some(fd) = &self.landlock {
-                check(
-                    Step::LandlockRestrictSelf,
-                    0,
-                    libc::syscall(libc::SYS_landlock_restrict_self, fd.as_raw_fd(), 0),
-                )?;
-            }
-            // 20. Every fd above stdio closes at exec (the report pipe too).
-            check(Step::CloseRange, 0, libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC))?;
-            if matches!(until, Until::BeforeSeccomp) {
-                return Ok(());
-            }
-            // 21. seccomp, last: from here on only what the profile allows.
-            if let Some(prog) = &self.seccomp {
-                let insns = prog.instructions();
-                let fprog = SockFprog { len: insns.len() as u16, filter: insns.as_ptr() };
-                let flags = if prog.log { SECCOMP_FILTER_FLAG_LOG } else { 0 };
-                let r = libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &fprog as *const SockFprog);
-                check(Step::Seccomp, 0, r)?;
-            }
-            // 22. exec the program opened before fork.
-            let r = libc::syscall(
-                libc::SYS_execveat,
-                self.exe.as_raw_fd(),
-                c"".as_ptr(),
-                self.argv_ptrs.as_ptr(),
-                self.envp_ptrs.as_ptr(),
-                libc::AT_EMPTY_PATH,
-            );
-            Err((Step::Execveat, 0, if r < 0 { errno() } else { 0 }))
         }
+        // 2. Empty signal mask.
+        let empty: u64 = 0;
+        let empty_ptr = (&raw const empty).expose_provenance();
+        call(libc::SYS_rt_sigprocmask, [int(libc::SIG_SETMASK), empty_ptr, 0, 8, 0, 0])
+            .map_err(at(Step::UnblockSignals, 0))?;
+        // 3. setsid, in forked children only (supervise, and the
+        //    handoff rehearsal, which must not share PID 1's group).
+        //    PID 1 itself keeps the session and group the kernel gave
+        //    init (0): an init such as kata-agent calls setsid() first
+        //    and gives up on EPERM, which it gets once its caller
+        //    leads a process group.
+        if !matches!(until, Until::ExecInPlace) {
+            call(libc::SYS_setsid, [0; 6]).map_err(at(Step::Setsid, 0))?;
+        }
+        // 4-6. stdio. dup2 onto the fd it already is would leave its
+        //      close-on-exec flag set: clear the flag instead.
+        let mut move_fd = |from: RawFd, to: RawFd| {
+            if from == to {
+                call(libc::SYS_fcntl, [int(to), int(libc::F_SETFD), 0, 0, 0, 0])
+            } else {
+                call(libc::SYS_dup2, [int(from), int(to), 0, 0, 0, 0])
+            }
+        };
+        move_fd(io.stdin, 0).map_err(at(Step::Stdin, 0))?;
+        if let Some(fd) = io.stdout {
+            move_fd(fd, 1).map_err(at(Step::Stdout, 0))?;
+        }
+        if let Some(fd) = io.stderr {
+            move_fd(fd, 2).map_err(at(Step::Stderr, 0))?;
+        }
+        // 7. rlimits.
+        for (resource, lim) in &self.rlimits {
+            let lim_ptr = std::ptr::from_ref(lim).expose_provenance();
+            call(libc::SYS_prlimit64, [0, *resource as usize, lim_ptr, 0, 0, 0])
+                .map_err(at(Step::Setrlimit, *resource))?;
+        }
+        // 8. oom_score_adj.
+        let path = self.oom_path.as_ptr().expose_provenance();
+        // SAFETY: `path` is NUL-terminated and lives in `self`.
+        let fd = unsafe {
+            sys.syscall(libc::SYS_openat, [int(libc::AT_FDCWD), path, int(libc::O_WRONLY | libc::O_CLOEXEC), 0, 0, 0])
+        };
+        if fd < 0 {
+            return Err((Step::OomScoreAdj, 0, sys.errno()));
+        }
+        let fd = usize::try_from(fd).map_err(|_| (Step::OomScoreAdj, 0, libc::EBADF))?;
+        let value = (self.oom_value.as_ptr().expose_provenance(), self.oom_value.len());
+        // SAFETY: writes `oom_value`, which lives in `self`, to the fd just opened.
+        let r = unsafe { sys.syscall(libc::SYS_write, [fd, value.0, value.1, 0, 0, 0]) };
+        let write_errno = sys.errno();
+        // SAFETY: closes the fd just opened, which nothing else holds.
+        unsafe { sys.syscall(libc::SYS_close, [fd, 0, 0, 0, 0, 0]) };
+        if r < 0 {
+            return Err((Step::OomScoreAdj, 0, write_errno));
+        }
+        let mut call = |nr: libc::c_long, a: [usize; 6]| -> Result<(), i32> {
+            // SAFETY: as for the `call` above.
+            let r = unsafe { sys.syscall(nr, a) };
+            if r < 0 { Err(sys.errno()) } else { Ok(()) }
+        };
+        // 9. Bounding set, while we still hold CAP_SETPCAP.
+        for cap in 0..=self.cap_last {
+            if cap < 64 && self.keep_caps & (1u64 << cap) != 0 {
+                continue;
+            }
+            match call(libc::SYS_prctl, [int(libc::PR_CAPBSET_DROP), cap as usize, 0, 0, 0, 0]) {
+                Err(e) if e != libc::EINVAL => return Err((Step::BoundingSet, cap, e)),
+                _ => {}
+            }
+        }
+        // 10-13. Groups, gid, uid (raw: this thread only, which is all there is).
+        let groups = self.groups.as_ptr().expose_provenance();
+        call(libc::SYS_setgroups, [self.groups.len(), groups, 0, 0, 0, 0]).map_err(at(Step::Setgroups, 0))?;
+        let (uid, gid) = (self.uid as usize, self.gid as usize);
+        call(libc::SYS_setresgid, [gid, gid, gid, 0, 0, 0]).map_err(at(Step::Setresgid, 0))?;
+        if self.keep_caps != 0 && self.uid != 0 {
+            call(libc::SYS_prctl, [int(libc::PR_SET_KEEPCAPS), 1, 0, 0, 0, 0]).map_err(at(Step::KeepCaps, 0))?;
+        }
+        call(libc::SYS_setresuid, [uid, uid, uid, 0, 0, 0]).map_err(at(Step::Setresuid, 0))?;
+        // 14. E/P/I = the kept set (empty by default).
+        let header = caps::CapHeader { version: caps::LINUX_CAPABILITY_VERSION_3, pid: 0 };
+        let header_ptr = (&raw const header).expose_provenance();
+        call(libc::SYS_capset, [header_ptr, self.cap_data.as_ptr().expose_provenance(), 0, 0, 0, 0])
+            .map_err(at(Step::Capset, 0))?;
+        // 15-16. Ambient: cleared, then the kept set for a non-root user
+        //        (root gets them back from the bounding set at exec).
+        call(libc::SYS_prctl, [int(libc::PR_CAP_AMBIENT), int(libc::PR_CAP_AMBIENT_CLEAR_ALL), 0, 0, 0, 0])
+            .map_err(at(Step::AmbientClear, 0))?;
+        if self.uid != 0 {
+            for cap in 0..64u32 {
+                if self.keep_caps & (1u64 << cap) != 0 {
+                    let raise = int(libc::PR_CAP_AMBIENT_RAISE);
+                    call(libc::SYS_prctl, [int(libc::PR_CAP_AMBIENT), raise, cap as usize, 0, 0, 0])
+                        .map_err(at(Step::AmbientRaise, cap))?;
+                }
+            }
+        }
+        // 17. Working directory, as the workload user.
+        call(libc::SYS_chdir, [self.workdir.as_ptr().expose_provenance(), 0, 0, 0, 0, 0])
+            .map_err(at(Step::Chdir, 0))?;
+        // 18. no_new_privs: no setuid or file capability gains, and what
+        //     lets an unprivileged process install Landlock and seccomp
+        //     (`no_new_privs = false` is refused by the config unless
+        //     CAP_SYS_ADMIN is kept, which lets the kernel install them).
+        if self.no_new_privs {
+            call(libc::SYS_prctl, [int(libc::PR_SET_NO_NEW_PRIVS), 1, 0, 0, 0, 0]).map_err(at(Step::NoNewPrivs, 0))?;
+        }
+        // 19. Landlock.
+        if let Some(fd) = &self.landlock {
+            call(libc::SYS_landlock_restrict_self, [int(fd.as_raw_fd()), 0, 0, 0, 0, 0])
+                .map_err(at(Step::LandlockRestrictSelf, 0))?;
+        }
+        // 20. Every fd above stdio closes at exec (the report pipe too).
+        call(libc::SYS_close_range, [3, u32::MAX as usize, CLOSE_RANGE_CLOEXEC as usize, 0, 0, 0])
+            .map_err(at(Step::CloseRange, 0))?;
+        if matches!(until, Until::BeforeSeccomp) {
+            return Ok(());
+        }
+        // 21. seccomp, last: from here on only what the profile allows.
+        if let Some(prog) = &self.seccomp {
+            let insns = prog.instructions();
+            // compile() refuses programs over 4096 instructions.
+            let len = u16::try_from(insns.len()).map_err(|_| (Step::Seccomp, 0, libc::E2BIG))?;
+            let fprog = SockFprog { len, filter: insns.as_ptr() };
+            let flags = if prog.log { SECCOMP_FILTER_FLAG_LOG } else { 0 };
+            let fprog_ptr = (&raw const fprog).expose_provenance();
+            call(libc::SYS_seccomp, [SECCOMP_SET_MODE_FILTER, flags, fprog_ptr, 0, 0, 0])
+                .map_err(at(Step::Seccomp, 0))?;
+        }
+        // 22. exec the program opened before fork.
+        let exe = int(self.exe.as_raw_fd());
+        let (argv, envp) = (self.argv_ptrs.as_ptr().expose_provenance(), self.envp_ptrs.as_ptr().expose_provenance());
+        let empty = c"".as_ptr().expose_provenance();
+        let errno = call(libc::SYS_execveat, [exe, empty, argv, envp, int(libc::AT_EMPTY_PATH), 0]).err().unwrap_or(0);
+        Err((Step::Execveat, 0, errno))
     }
 }
 
 #[derive(Clone, Copy)]
 enum Until {
+    /// A forked child: every step, then exec.
     Exec,
     /// The handoff rehearsal: stop before seccomp and exit 0.
     BeforeSeccomp,
+    /// PID 1 itself in handoff mode: every step but `setsid`, then exec.
+    ExecInPlace,
 }
 
 struct ChildIo {
@@ -674,28 +709,6 @@ fn describe_status(r: libc::pid_t, status: i32) -> String {
     }
 }
 
-fn errno() -> i32 {
-    // SAFETY: reads this thread's errno.
-    unsafe { *libc::__errno_location() }
-}
-
-/// dup2 that also works when the fd is already in place (dup2 would then
-/// leave its close-on-exec flag set).
-///
-/// # Safety
-/// Raw fd manipulation in the child.
-unsafe fn move_fd(from: RawFd, to: RawFd) -> Result<(), i32> {
-    // SAFETY: plain fd system calls.
-    let r = unsafe {
-        if from == to {
-            libc::syscall(libc::SYS_fcntl, to, libc::F_SETFD, 0)
-        } else {
-            libc::syscall(libc::SYS_dup2, from, to)
-        }
-    };
-    if r < 0 { Err(errno()) } else { Ok(()) }
-}
-
 fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
     Ok((above_stdio(r)?, above_stdio(w)?))
@@ -712,21 +725,19 @@ fn above_stdio(fd: OwnedFd) -> std::io::Result<OwnedFd> {
 }
 
 fn compile_profile(
-    workload: &WorkloadConfig,
+    workload: &Process<'_>,
     sandbox: &SandboxConfig,
     opts: &LaunchOptions,
     keep_caps: u64,
 ) -> Result<Option<Program>, SandboxError> {
     let mut profile = match &sandbox.seccomp {
-        SeccompChoice::None => {
-            log::warn!("sandbox: seccomp = \"none\": the workload runs without a seccomp filter");
-            return Ok(None);
-        }
+        // A weakening, reported at boot with the others.
+        SeccompChoice::None => return Ok(None),
         SeccompChoice::WorkloadDefault => seccomp::builtin::workload_default(&sandbox.seccomp_allow),
         SeccompChoice::Strict => seccomp::builtin::strict(&sandbox.seccomp_allow),
+        SeccompChoice::Agent => seccomp::builtin::agent(&sandbox.seccomp_allow, sandbox.keeps_sys_module()),
         SeccompChoice::File(path) => {
-            let full = crate::mount::under(&opts.image_root, path);
-            let bytes = crate::config::read_capped(&full, super::config::MAX_PROFILE_BYTES as u64)
+            let bytes = crate::files::read_image_file(&opts.image_root, path, super::config::MAX_PROFILE_BYTES as u64)
                 .map_err(|e| SandboxError::ProfileRead { path: path.clone(), reason: e.to_string() })?;
             let ctx =
                 seccomp::oci::ImportContext { capabilities: keep_caps, kernel: opts.kernel.or_else(running_kernel) };
@@ -746,6 +757,8 @@ fn compile_profile(
     }
     Ok(Some(program))
 }
+
+mod sys;
 
 #[cfg(test)]
 mod tests;

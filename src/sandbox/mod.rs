@@ -11,11 +11,12 @@ pub mod caps;
 pub mod config;
 pub mod fs_access;
 mod launch;
-pub mod output;
 pub mod seccomp;
+mod workload;
 
-pub use config::{LandlockMode, Limit, RlimitConfig, SandboxConfig, SeccompChoice};
+pub use config::{LandlockMode, Limit, RlimitConfig, SandboxConfig, SandboxProfile, SeccompChoice};
 pub use launch::{LaunchOptions, LaunchPlan, Launched, Step};
+pub use workload::{LaunchMode, Process, WorkloadConfig};
 
 /// Why the workload could not be prepared or started. `Display` is one line
 /// that names the failing step; main prints `FATAL: launch: <this>`.

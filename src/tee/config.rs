@@ -1,12 +1,11 @@
 //! The `[tee]` section: which TEEs this image accepts and what evidence it
 //! is prepared to send. Only the baked (measured) file may set it; initdata
-//! never can (see [`super::initdata::FORBIDDEN_SECTIONS`]).
+//! never can (no `tee.*` key is in `config::overlay::INITDATA_KEYS`).
 
 use serde::Deserialize;
 
 use super::TeeKind;
-use super::initdata::{ALLOWED_SECTIONS, FORBIDDEN_SECTIONS};
-use crate::config::{Section, Validator};
+use crate::schema::{Section, Validator};
 
 /// What to do with a Kata initdata device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -36,8 +35,12 @@ pub struct TeeConfig {
     pub allow_debug: bool,
     /// Kata initdata handling.
     pub initdata: InitdataMode,
-    /// Top-level sections that the initdata entry `ztinit.toml` may set.
-    pub initdata_sections: Vec<String>,
+    /// Keys that the initdata entry `ztinit.toml` may set: each must be one
+    /// of `config::overlay::INITDATA_KEYS`, the keys no value of which widens trust.
+    pub initdata_keys: Vec<String>,
+    /// Replaced by `initdata_keys`; only read to explain what it no longer
+    /// grants.
+    pub initdata_sections: Option<Vec<String>>,
 }
 
 impl Default for TeeConfig {
@@ -47,7 +50,8 @@ impl Default for TeeConfig {
             allow_sample: false,
             allow_debug: false,
             initdata: InitdataMode::Optional,
-            initdata_sections: Vec::new(),
+            initdata_keys: Vec::new(),
+            initdata_sections: None,
         }
     }
 }
@@ -85,22 +89,15 @@ impl Section for TeeConfig {
         if self.allow_sample && !lists_sample {
             v.error("allow_sample", "has no effect unless accept lists \"sample\"");
         }
-        for (i, name) in self.initdata_sections.iter().enumerate() {
-            let key = format!("initdata_sections[{i}]");
-            if FORBIDDEN_SECTIONS.contains(&name.as_str()) {
-                v.error(&key, format!("[{name}] may only come from the baked configuration, never from initdata"));
-            } else if !ALLOWED_SECTIONS.contains(&name.as_str()) {
-                v.error(
-                    &key,
-                    format!("{name:?} is not a section initdata may set (allowed: {})", ALLOWED_SECTIONS.join(", ")),
-                );
-            }
-            if self.initdata_sections[..i].contains(name) {
-                v.error(&key, format!("{name} is listed twice"));
+        // Whether each key may come from initdata at all is checked against
+        // the whole schema, by `config::overlay::check_tee_keys`.
+        for (i, key) in self.initdata_keys.iter().enumerate() {
+            if self.initdata_keys[..i].contains(key) {
+                v.error(&format!("initdata_keys[{i}]"), format!("{key} is listed twice"));
             }
         }
-        if !self.initdata_sections.is_empty() && self.initdata == InitdataMode::Off {
-            v.error("initdata_sections", "initdata = \"off\" ignores initdata, so no section can come from it");
+        if !self.initdata_keys.is_empty() && self.initdata == InitdataMode::Off {
+            v.error("initdata_keys", "initdata = \"off\" ignores initdata, so no key can come from it");
         }
     }
 }

@@ -4,76 +4,12 @@
 //! `sample` is used only when the configuration allows it and no hardware
 //! TEE is present, or when it is the only accepted kind.
 
-use std::fmt;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
+use super::paths::TeePaths;
 use super::sample::SampleProvider;
 use super::snp::{self, SnpProvider};
 use super::tdx::{self, TdxProvider};
-use super::tsm::{self, ConfigFs, Probe, RealConfigFs, Tsm};
+use super::tsm::{Probe, Tsm};
 use super::{EvidenceProvider, TeeConfig, TeeError, TeeKind};
-
-/// Every path the TEE code touches, with the real ones by default, and the
-/// configfs implementation (the kernel by default).
-#[derive(Clone)]
-pub struct TeePaths {
-    /// configfs-tsm report directory.
-    pub tsm_report: PathBuf,
-    /// Device directory (`/dev/sev-guest`, `/dev/tdx_guest`, initdata disks).
-    pub dev: PathBuf,
-    /// ACPI tables (`CCEL`, `data/CCEL`).
-    pub acpi_tables: PathBuf,
-    pub configfs: Arc<dyn ConfigFs>,
-}
-
-impl Default for TeePaths {
-    fn default() -> Self {
-        Self {
-            tsm_report: PathBuf::from(tsm::DEFAULT_REPORT_DIR),
-            dev: PathBuf::from("/dev"),
-            acpi_tables: PathBuf::from("/sys/firmware/acpi/tables"),
-            configfs: Arc::new(RealConfigFs),
-        }
-    }
-}
-
-impl TeePaths {
-    /// The real paths re-rooted under `root` (tests, offline tools).
-    pub fn under(root: &Path) -> Self {
-        let d = Self::default();
-        let rebase = |p: &Path| root.join(p.strip_prefix("/").unwrap_or(p));
-        Self {
-            tsm_report: rebase(&d.tsm_report),
-            dev: rebase(&d.dev),
-            acpi_tables: rebase(&d.acpi_tables),
-            configfs: d.configfs,
-        }
-    }
-
-    pub fn with_configfs(mut self, configfs: Arc<dyn ConfigFs>) -> Self {
-        self.configfs = configfs;
-        self
-    }
-
-    fn device(&self, kind: TeeKind) -> Option<PathBuf> {
-        match kind {
-            TeeKind::Snp => Some(self.dev.join("sev-guest")),
-            TeeKind::Tdx => Some(self.dev.join("tdx_guest")),
-            TeeKind::Sample => None,
-        }
-    }
-}
-
-impl fmt::Debug for TeePaths {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TeePaths")
-            .field("tsm_report", &self.tsm_report)
-            .field("dev", &self.dev)
-            .field("acpi_tables", &self.acpi_tables)
-            .finish_non_exhaustive()
-    }
-}
 
 fn kind_of_provider(provider: &str) -> Option<TeeKind> {
     match provider {

@@ -4,11 +4,19 @@
 //! bumps `generation` and regenerates `outblob` from a recorded report or
 //! quote with the inblob at its REPORT_DATA offset, `rmdir` removes the
 //! attributes with the directory. Faults reproduce the kernel's errors.
+//!
+//! [`FakeTdxGuest`] stands in for `/dev/tdx_guest` at the [`TdxGuest`]
+//! interface: it answers `TDX_CMD_GET_REPORT0` with a TDREPORT built from
+//! recorded fields (no public TDREPORT matches the sample quotes, so the
+//! tests build the one the TDX module would give for a quote's body), with
+//! the requested REPORTDATA, as the TDX module does.
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use super::REPORT_DATA_LEN;
+use super::tdx::{TdxGuest, TdxReport};
 use super::tsm::{ConfigFs, RealConfigFs};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,5 +164,42 @@ impl ConfigFs for FakeTsm {
             _ => {}
         }
         std::fs::write(dir.join("outblob"), out)
+    }
+}
+
+/// What the fake `/dev/tdx_guest` answers.
+// A test value made a handful of times: its size does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum TdxAnswer {
+    /// The TDX module: these fields with the requested REPORTDATA.
+    Report(TdxReport),
+    /// These bytes, whatever was asked (a garbled or short answer).
+    Raw(Vec<u8>),
+    /// The ioctl fails with this errno.
+    Errno(i32),
+}
+
+pub struct FakeTdxGuest {
+    pub answer: TdxAnswer,
+    pub calls: Mutex<usize>,
+}
+
+impl FakeTdxGuest {
+    pub fn new(answer: TdxAnswer) -> Self {
+        Self { answer, calls: Mutex::new(0) }
+    }
+}
+
+impl TdxGuest for FakeTdxGuest {
+    fn get_report0(&self, device: &Path, report_data: &[u8; REPORT_DATA_LEN]) -> io::Result<Vec<u8>> {
+        // open(2) of the device node.
+        std::fs::metadata(device)?;
+        *self.calls.lock().unwrap() += 1;
+        match &self.answer {
+            TdxAnswer::Report(r) => Ok(TdxReport { report_data: *report_data, ..r.clone() }.to_bytes()),
+            TdxAnswer::Raw(bytes) => Ok(bytes.clone()),
+            TdxAnswer::Errno(e) => Err(io::Error::from_raw_os_error(*e)),
+        }
     }
 }

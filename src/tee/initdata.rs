@@ -30,8 +30,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::config::{InitdataMode, TeeConfig};
-use super::detect::TeePaths;
 use super::gzip::{self, GzipError};
+use super::paths::TeePaths;
 use super::{EvidenceProvider, TeeError, TeeKind, short_hex};
 
 /// The first bytes of Kata's initdata disk.
@@ -41,13 +41,9 @@ pub const VERSION: &str = "0.1.0";
 /// Larger compressed or decompressed documents are refused.
 pub const MAX_COMPRESSED: u64 = 1 << 20;
 pub const MAX_DOCUMENT: usize = 1 << 20;
-/// The `data` entry whose TOML joins ztinit's configuration.
+/// The `data` entry whose TOML joins ztinit's configuration, key by key
+/// as `crate::config::overlay` allows.
 pub const ZTINIT_KEY: &str = "ztinit.toml";
-/// Sections the baked `tee.initdata_sections` may open to initdata.
-pub const ALLOWED_SECTIONS: &[&str] = &["workload", "network", "kbs", "secrets", "volumes", "gpu"];
-/// Sections that only the baked configuration may set: they decide what
-/// counts as trusted, so the host (which chooses initdata) must not.
-pub const FORBIDDEN_SECTIONS: &[&str] = &["boot", "tee", "modules", "lockdown", "sandbox"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum InitdataError {
@@ -69,8 +65,9 @@ pub enum InitdataError {
     },
     #[error("document is not UTF-8")]
     NotUtf8,
-    #[error("document is not valid initdata TOML: {0}")]
-    Toml(String),
+    // The message only: TOML's snippet would echo the host's document.
+    #[error("document is not valid initdata TOML: {}", .0.message())]
+    Toml(#[source] toml::de::Error),
     #[error("version {0:?} is not supported (only \"0.1.0\")")]
     UnsupportedVersion(String),
     #[error("algorithm {0:?} is not supported (sha256, sha384 or sha512)")]
@@ -83,15 +80,13 @@ pub enum InitdataError {
     Missing(String),
     #[error("{field} is {found} but no initdata disk was found: the launch bound initdata the host did not deliver")]
     Withheld { field: &'static str, found: String },
-    #[error("\"{ZTINIT_KEY}\" is not valid TOML: {0}")]
-    OverlayToml(String),
-    #[error("\"{ZTINIT_KEY}\" sets [{0}], which tee.initdata_sections does not open to initdata")]
-    OverlaySection(String),
+    #[error("\"{ZTINIT_KEY}\" is not valid TOML: {}", .0.message())]
+    OverlayToml(#[source] toml::de::Error),
 }
 
 /// The hash an initdata document declares: the algorithms of the KBS
 /// protocol (kbs-types `HashAlgorithm`, SM3 aside).
-pub use crate::kbs::protocol::HashAlgorithm as Algorithm;
+pub use super::HashAlgorithm as Algorithm;
 
 /// A parsed initdata document and the exact text it was parsed from.
 #[derive(Debug, Clone)]
@@ -111,7 +106,7 @@ struct Document {
 impl Initdata {
     pub fn parse(bytes: Vec<u8>) -> Result<Self, InitdataError> {
         let body = String::from_utf8(bytes).map_err(|_| InitdataError::NotUtf8)?;
-        let doc: Document = toml::from_str(&body).map_err(|e| InitdataError::Toml(e.message().to_string()))?;
+        let doc: Document = toml::from_str(&body).map_err(InitdataError::Toml)?;
         if doc.version != VERSION {
             return Err(InitdataError::UnsupportedVersion(doc.version));
         }
@@ -147,7 +142,7 @@ impl Initdata {
     pub fn overlay(&self) -> Result<Option<toml::Table>, InitdataError> {
         self.data
             .get(ZTINIT_KEY)
-            .map(|text| text.parse::<toml::Table>().map_err(|e| InitdataError::OverlayToml(e.message().to_string())))
+            .map(|text| text.parse::<toml::Table>().map_err(InitdataError::OverlayToml))
             .transpose()
     }
 }
@@ -277,47 +272,12 @@ pub fn load(
         other => other,
     })?;
     if let (Some(path), Some(doc)) = (&device, &initdata) {
-        log::info!(
-            "initdata: {} ({}, {} entries) matches {}",
-            path.display(),
-            doc.algorithm.as_str(),
-            doc.data.len(),
-            field_name(provider.kind())
-        );
+        // The sample TEE binds nothing: `bind` warned, there was no match.
+        let bound = match host_data {
+            Some(_) => format!("matches {}", field_name(provider.kind())),
+            None => "not bound to the launch".to_string(),
+        };
+        log::info!("initdata: {} ({}, {} entries) {bound}", path.display(), doc.algorithm.as_str(), doc.data.len());
     }
     Ok(initdata)
-}
-
-/// Merges the `ztinit.toml` entry over the baked configuration table.
-/// Only sections named in `allowed` (the baked `tee.initdata_sections`) may
-/// appear; tables merge key by key, any other value (arrays included)
-/// replaces the baked one. Returns the sections that were set.
-pub fn apply_overlay(
-    table: &mut toml::Table,
-    initdata: &Initdata,
-    allowed: &[String],
-) -> Result<Vec<String>, InitdataError> {
-    let Some(overlay) = initdata.overlay()? else {
-        return Ok(Vec::new());
-    };
-    for section in overlay.keys() {
-        let permitted = allowed.iter().any(|a| a == section) && !FORBIDDEN_SECTIONS.contains(&section.as_str());
-        if !permitted {
-            return Err(InitdataError::OverlaySection(section.clone()));
-        }
-    }
-    let sections: Vec<String> = overlay.keys().cloned().collect();
-    merge(table, overlay);
-    Ok(sections)
-}
-
-fn merge(base: &mut toml::Table, over: toml::Table) {
-    for (key, value) in over {
-        match (base.get_mut(&key), value) {
-            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
-            (_, value) => {
-                base.insert(key, value);
-            }
-        }
-    }
 }

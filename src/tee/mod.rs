@@ -13,7 +13,9 @@
 pub mod config;
 mod detect;
 mod gzip;
+mod hash;
 pub mod initdata;
+mod paths;
 pub mod sample;
 pub mod snp;
 pub mod tdx;
@@ -28,8 +30,10 @@ mod tests;
 use std::fmt;
 
 pub use config::{InitdataMode, TeeConfig};
-pub use detect::{TeePaths, detect};
+pub use detect::detect;
+pub use hash::HashAlgorithm;
 pub use initdata::InitdataError;
+pub use paths::TeePaths;
 pub use snp::SnpError;
 pub use tdx::TdxError;
 pub use tsm::TsmError;

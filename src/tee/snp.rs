@@ -10,7 +10,7 @@ use std::ops::RangeInclusive;
 use sev::firmware::guest::AttestationReport;
 use sev::firmware::host::{CertTableEntry, CertType};
 
-use super::detect::TeePaths;
+use super::paths::TeePaths;
 use super::tsm::Tsm;
 use super::{EvidenceProvider, REPORT_DATA_LEN, TeeError, TeeKind, pad_report_data, short_hex};
 

@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::fake::{FakeTsm, Fault};
+use super::fake::{FakeTdxGuest, FakeTsm, Fault, TdxAnswer};
+use super::tdx::TdxReport;
 use super::*;
 
 pub(crate) fn data(name: &str) -> Vec<u8> {
@@ -30,6 +31,7 @@ struct Guest {
     _dir: tempfile::TempDir,
     paths: TeePaths,
     fake: Arc<FakeTsm>,
+    tdx: Option<Arc<FakeTdxGuest>>,
 }
 
 impl Guest {
@@ -44,7 +46,20 @@ impl Guest {
         if has_tsm {
             std::fs::create_dir_all(&paths.tsm_report).unwrap();
         }
-        Self { _dir: dir, paths, fake }
+        Self { _dir: dir, paths, fake, tdx: None }
+    }
+
+    /// Adds `/dev/tdx_guest`, answering with `answer`.
+    fn with_tdx_guest(mut self, answer: TdxAnswer) -> Self {
+        let tdx = Arc::new(FakeTdxGuest::new(answer));
+        self.paths = self.paths.clone().with_tdx_guest(tdx.clone());
+        self.device(tdx::device::DEVICE, b"");
+        self.tdx = Some(tdx);
+        self
+    }
+
+    fn tdx_calls(&self) -> usize {
+        self.tdx.as_ref().map_or(0, |t| *t.calls.lock().unwrap())
     }
 
     fn device(&self, name: &str, bytes: &[u8]) -> PathBuf {
@@ -58,8 +73,25 @@ fn snp_guest(template: Vec<u8>, fault: Fault) -> Guest {
     Guest::new(Some(FakeTsm::new(Some("sev_guest"), template, SNP_REPORT_DATA_OFFSET).with_fault(fault)))
 }
 
+/// The TDREPORT the TDX module gives the TD that `quote` describes. No
+/// public TDREPORT belongs to the sample quotes, so the tests build it from
+/// the quote body (the quoting enclave copies those fields from it).
+fn tdreport_of(quote: &[u8]) -> TdxReport {
+    TdxReport::from_quote_body(&tdx::quote::parse(quote).unwrap().body)
+}
+
+/// A TDX guest whose configfs-tsm answers with `template` and whose TDX
+/// module has the TDREPORT that `template` describes.
 fn tdx_guest(template: Vec<u8>, offset: usize, fault: Fault) -> Guest {
-    Guest::new(Some(FakeTsm::new(Some("tdx_guest"), template, offset).with_fault(fault)))
+    let answer = match tdx::quote::parse(&template) {
+        Ok(q) => TdxAnswer::Report(TdxReport::from_quote_body(&q.body)),
+        Err(_) => TdxAnswer::Errno(libc::ENOTTY),
+    };
+    tdx_guest_with(template, offset, fault, answer)
+}
+
+fn tdx_guest_with(template: Vec<u8>, offset: usize, fault: Fault, answer: TdxAnswer) -> Guest {
+    Guest::new(Some(FakeTsm::new(Some("tdx_guest"), template, offset).with_fault(fault))).with_tdx_guest(answer)
 }
 
 fn cfg(accept: &[TeeKind]) -> TeeConfig {
@@ -69,13 +101,13 @@ fn cfg(accept: &[TeeKind]) -> TeeConfig {
 fn digest() -> [u8; 48] {
     let mut d = [0u8; 48];
     for (i, b) in d.iter_mut().enumerate() {
-        *b = i as u8 ^ 0x5a;
+        *b = u8::try_from(i).unwrap() ^ 0x5a;
     }
     d
 }
 
 fn bytes_of(v: &serde_json::Value) -> Vec<u8> {
-    v.as_array().unwrap().iter().map(|b| b.as_u64().unwrap() as u8).collect()
+    v.as_array().unwrap().iter().map(|b| u8::try_from(b.as_u64().unwrap()).unwrap()).collect()
 }
 
 /// A GHCB certificate table with one VCEK entry.
@@ -84,7 +116,7 @@ fn cert_table(vcek: &[u8]) -> Vec<u8> {
     let mut t = Vec::new();
     t.extend_from_slice(guid.as_bytes());
     t.extend_from_slice(&48u32.to_le_bytes());
-    t.extend_from_slice(&(vcek.len() as u32).to_le_bytes());
+    t.extend_from_slice(&u32::try_from(vcek.len()).unwrap().to_le_bytes());
     t.extend_from_slice(&[0u8; 24]);
     t.extend_from_slice(vcek);
     t
@@ -353,7 +385,8 @@ fn tdx_debug_td_is_refused_unless_allowed() {
 fn tdx_quotes_that_do_not_bind_our_data_or_are_cut_are_refused() {
     let g = tdx_guest(data("tdx_quote_5.dat"), TDX_V5_REPORT_DATA_OFFSET, Fault::IgnoresInblob);
     let err = tdx::TdxProvider::new(g.paths.clone(), false).evidence(&digest()).err().unwrap();
-    assert!(matches!(err, TeeError::Tdx(TdxError::ReportDataMismatch { .. })), "{err}");
+    assert!(matches!(err, TeeError::Tdx(TdxError::QuoteMismatch { field: "REPORTDATA", .. })), "{err}");
+    assert!(err.to_string().contains("the quote's REPORTDATA 6d6ab13b"), "{err}");
     let g = tdx_guest(data("tdx_quote_5.dat"), TDX_V5_REPORT_DATA_OFFSET, Fault::Truncate(600));
     let err = tdx::TdxProvider::new(g.paths.clone(), false).evidence(&digest()).err().unwrap();
     assert!(err.to_string().contains("quote is truncated: body.report_data"), "{err}");
@@ -369,6 +402,220 @@ fn oversized_event_logs_are_refused() {
     let err = tdx::TdxProvider::new(g.paths.clone(), false).evidence(&digest()).err().unwrap();
     assert!(matches!(err, TeeError::Tdx(TdxError::EventLogTooLarge { .. })), "{err}");
 }
+
+// ---------------------------------------------------------------- TDX: quote against TDREPORT
+
+fn tdx_error(g: &Guest, allow_debug: bool) -> TdxError {
+    match tdx::TdxProvider::new(g.paths.clone(), allow_debug).evidence(&digest()).err().unwrap() {
+        TeeError::Tdx(e) => e,
+        other => panic!("not a TDX error: {other}"),
+    }
+}
+
+#[test]
+fn a_quote_is_fetched_only_after_the_tdreport_and_must_describe_it() {
+    let g = tdx_guest(data("tdx_quote_5.dat"), TDX_V5_REPORT_DATA_OFFSET, Fault::None);
+    tdx::TdxProvider::new(g.paths.clone(), false).evidence(&digest()).unwrap();
+    assert_eq!(g.tdx_calls(), 1);
+    assert!(g.fake.all_removed());
+}
+
+#[test]
+fn every_quote_field_that_differs_from_the_tdreport_is_named() {
+    type Edit = fn(&mut TdxReport);
+    let edits: [(&str, Edit); 11] = [
+        ("XFAM", |r| r.xfam[0] ^= 1),
+        ("MRTD", |r| r.mr_td[47] ^= 1),
+        ("MRCONFIGID", |r| r.mr_config_id[40] = 0xaa),
+        ("MROWNER", |r| r.mr_owner[0] = 1),
+        ("MROWNERCONFIG", |r| r.mr_owner_config[0] = 1),
+        ("RTMR0", |r| r.rtmr[0][3] ^= 0x80),
+        ("RTMR1", |r| r.rtmr[1][3] ^= 0x80),
+        ("RTMR2", |r| r.rtmr[2][0] = 1),
+        ("RTMR3", |r| r.rtmr[3][47] = 1),
+        ("TEE_TCB_SVN", |r| r.tee_tcb_svn[0] += 1),
+        ("MRSEAM", |r| r.mr_seam[0] ^= 1),
+    ];
+    for (field, edit) in edits {
+        let quote = data("tdx_quote_5.dat");
+        let mut report = tdreport_of(&quote);
+        edit(&mut report);
+        let g = tdx_guest_with(quote, TDX_V5_REPORT_DATA_OFFSET, Fault::None, TdxAnswer::Report(report));
+        let err = tdx_error(&g, false);
+        assert!(matches!(err, TdxError::QuoteMismatch { field: f, .. } if f == field), "{field}: {err}");
+        assert!(err.to_string().starts_with(&format!("the quote's {field} ")), "{err}");
+        assert!(g.fake.all_removed());
+    }
+}
+
+#[test]
+fn a_quote_cannot_add_or_hide_the_debug_attribute() {
+    // The host claims DEBUG that the TD does not have: the attribute differs.
+    let quote = data("tdx_quote_4.dat");
+    let mut report = tdreport_of(&quote);
+    report.td_attributes[0] &= !1;
+    let g = tdx_guest_with(quote, TDX_V4_REPORT_DATA_OFFSET, Fault::None, TdxAnswer::Report(report));
+    let err = tdx_error(&g, true);
+    assert!(matches!(err, TdxError::QuoteMismatch { field: "TDATTRIBUTES", .. }), "{err}");
+    // The TD is a debug TD but the host's quote says otherwise: the DEBUG
+    // check reads the TDREPORT, so it fires before any quote is asked for.
+    let quote = data("tdx_quote_5.dat");
+    let mut report = tdreport_of(&quote);
+    report.td_attributes[0] |= 1;
+    let g = tdx_guest_with(quote.clone(), TDX_V5_REPORT_DATA_OFFSET, Fault::None, TdxAnswer::Report(report.clone()));
+    let err = tdx_error(&g, false);
+    assert!(matches!(err, TdxError::DebugTd { attributes: 0x1000_0001 }), "{err}");
+    assert!(g.fake.created.lock().unwrap().is_empty(), "no quote requested for a debug TD");
+    let g = tdx_guest_with(quote, TDX_V5_REPORT_DATA_OFFSET, Fault::None, TdxAnswer::Report(report));
+    let err = tdx_error(&g, true);
+    assert!(matches!(err, TdxError::QuoteMismatch { field: "TDATTRIBUTES", .. }), "{err}");
+}
+
+#[test]
+fn seam_fields_the_quoting_enclave_leaves_zero_may_be_zero() {
+    let quote = data("tdx_quote_5.dat");
+    let body = tdx::quote::parse(&quote).unwrap().body;
+    let mut report = TdxReport::from_quote_body(&body);
+    report.mrsigner_seam = [7; 48];
+    report.seam_attributes = [7; 8];
+    report.tee_tcb_svn2 = [7; 16];
+    report.servtd_hash = [7; 48];
+    // Zero in the quote (what Intel's reference TD QE writes): accepted.
+    let mut zeroed = body.clone();
+    zeroed.tee_tcb_svn2 = Some([0; 16]);
+    zeroed.mr_servicetd = Some([0; 48]);
+    assert_eq!(tdx::report::compare(&zeroed, &report), Ok(()));
+    // Set in the quote, but to something else: refused.
+    for (field, edit) in [
+        ("MRSIGNERSEAM", (|b| b.mrsigner_seam = [1; 48]) as fn(&mut tdx::TdReport)),
+        ("SEAMATTRIBUTES", |b| b.seam_attributes = [1; 8]),
+        ("TEE_TCB_SVN2", |b| b.tee_tcb_svn2 = Some([1; 16])),
+        ("MRSERVICETD", |b| b.mr_servicetd = Some([1; 48])),
+    ] {
+        let mut forged = zeroed.clone();
+        edit(&mut forged);
+        assert_eq!(tdx::report::compare(&forged, &report).unwrap_err().field, field);
+    }
+    // The real sample: its TDX 1.5 fields equal the TDREPORT's.
+    assert_eq!(tdx::report::compare(&body, &TdxReport::from_quote_body(&body)), Ok(()));
+}
+
+#[test]
+fn a_missing_tdx_guest_device_fails_closed() {
+    let g = tdx_guest(data("tdx_quote_5.dat"), TDX_V5_REPORT_DATA_OFFSET, Fault::None);
+    std::fs::remove_file(g.paths.dev.join("tdx_guest")).unwrap();
+    let mut p = detect(&cfg(&[TeeKind::Tdx]), &g.paths).unwrap();
+    let probes = g.fake.created.lock().unwrap().len();
+    let err = p.evidence(&digest()).err().unwrap();
+    assert!(matches!(err, TeeError::Tdx(TdxError::GuestDeviceMissing { .. })), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("/dev/tdx_guest is missing") && msg.contains("CONFIG_TDX_GUEST_DRIVER"), "{msg}");
+    assert_eq!(g.fake.created.lock().unwrap().len(), probes, "no quote without a TDREPORT");
+    let err = initdata::load(&TeeConfig::default(), &g.paths, p.as_mut()).err().unwrap();
+    assert!(matches!(err, TeeError::Tdx(TdxError::GuestDeviceMissing { .. })), "{err}");
+}
+
+#[test]
+fn short_garbled_and_failed_tdreports_are_refused() {
+    let quote = data("tdx_quote_5.dat");
+    let good = {
+        let mut r = tdreport_of(&quote);
+        r.report_data = tdx_pad(&digest());
+        r.to_bytes()
+    };
+    let mut not_tdx = good.clone();
+    not_tdx[0] = 0;
+    let mut forged_mrconfigid = good.clone();
+    forged_mrconfigid[576] = 0xaa; // TDINFO.MRCONFIGID, without fixing TEE_INFO_HASH
+    let mut forged_svn = good.clone();
+    forged_svn[264] ^= 1; // TEE_TCB_INFO.TEE_TCB_SVN
+    let mut long = good.clone();
+    long.push(0);
+    let other_data = {
+        let mut r = tdreport_of(&quote);
+        r.report_data = [0x42; 64];
+        r.to_bytes()
+    };
+    let cases: [(Vec<u8>, &str); 7] = [
+        (Vec::new(), "0 bytes, expected 1024"),
+        (good[..1023].to_vec(), "1023 bytes, expected 1024"),
+        (long, "1025 bytes, expected 1024"),
+        (not_tdx, "REPORTTYPE.TYPE is 0x0, not TDX"),
+        (forged_mrconfigid, "TEE_INFO_HASH does not match the SHA-384 of TDINFO"),
+        (forged_svn, "TEE_TCB_INFO_HASH does not match the SHA-384 of TEE_TCB_INFO"),
+        (other_data, "the TDREPORT's REPORTDATA 42424242"),
+    ];
+    for (raw, want) in cases {
+        let g = tdx_guest_with(quote.clone(), TDX_V5_REPORT_DATA_OFFSET, Fault::None, TdxAnswer::Raw(raw));
+        let err = tdx_error(&g, false);
+        assert!(err.to_string().contains(want), "{want}: {err}");
+        assert!(g.fake.created.lock().unwrap().is_empty(), "{want}: a quote was requested");
+    }
+    // The unmodified bytes are accepted, so each case above failed for its own reason.
+    let g = tdx_guest_with(quote.clone(), TDX_V5_REPORT_DATA_OFFSET, Fault::None, TdxAnswer::Raw(good));
+    tdx::TdxProvider::new(g.paths.clone(), false).evidence(&digest()).unwrap();
+    for (errno, want) in [(libc::EIO, "TDX_CMD_GET_REPORT0 on "), (libc::ENOTTY, "Inappropriate ioctl")] {
+        let g = tdx_guest_with(quote.clone(), TDX_V5_REPORT_DATA_OFFSET, Fault::None, TdxAnswer::Errno(errno));
+        let err = tdx_error(&g, false);
+        assert!(matches!(err, TdxError::GetReport { .. }) && err.to_string().contains(want), "{err}");
+    }
+}
+
+fn tdx_pad(d: &[u8]) -> [u8; 64] {
+    pad_report_data(d).unwrap()
+}
+
+#[test]
+fn the_public_tdreport_sample_parses_to_the_manifest_values() {
+    // guest-components' tdx_report_1.bin: a real TDREPORT (MANIFEST.md).
+    let r = tdx::report::parse(&data("tdx_report_1.bin")).unwrap();
+    assert_eq!(r.report_type, [0x81, 0, 1, 0]);
+    assert_eq!(r.report_data, [0; 64]);
+    assert_eq!(r.attributes(), 0x1000_0000);
+    assert!(!r.debug());
+    assert_eq!(hex::encode(r.xfam), "e742060000000000");
+    assert_eq!(
+        hex::encode(r.mr_td),
+        "98bbc39e3e27b4cb27ed6d21870b187738f64ec44b9f3f93d603b35a84e610dcb45f1b6d79c648c7bf8e68f7a37b8ab5"
+    );
+    assert_eq!(
+        hex::encode(r.rtmr[0]),
+        "f4ec1a04670fe7926cd5de4aef9aaa7689ab4ceaa132d7c5242b47f67dfaaea64c372a17ad68fef9a6ac99aabbddabdc"
+    );
+    assert_eq!(
+        hex::encode(r.rtmr[1]),
+        "4e5f8826653198ab4bc5156fbe4bc99db054c0b8239a16c4b59249fb427f4acc50eed1b46a85c7d526c4e1e47621b14c"
+    );
+    assert_eq!((r.mr_config_id, r.mr_owner, r.mr_owner_config), ([0; 48], [0; 48], [0; 48]));
+    assert_eq!((r.rtmr[2], r.rtmr[3]), ([0; 48], [0; 48]));
+    // The same TDX module as the v5 sample quote (another TD): the
+    // TEE_TCB_INFO and SERVTD_HASH offsets give the values that quote's
+    // body carries.
+    let q5 = tdx::quote::parse(&data("tdx_quote_5.dat")).unwrap().body;
+    assert_eq!(r.tee_tcb_svn, q5.tee_tcb_svn);
+    assert_eq!(r.mr_seam, q5.mr_seam);
+    assert_eq!(r.mrsigner_seam, q5.mrsigner_seam);
+    assert_eq!(r.seam_attributes, q5.seam_attributes);
+    assert_eq!(Some(r.tee_tcb_svn2), q5.tee_tcb_svn2);
+    assert_eq!(Some(r.servtd_hash), q5.mr_servicetd);
+    // Built from those fields, the bytes parse back to the same report.
+    assert_eq!(tdx::report::parse(&r.to_bytes()).unwrap(), r);
+}
+
+#[test]
+fn the_real_tdx_guest_ioctl_fails_cleanly_off_tdx() {
+    assert_eq!(tdx::device::TDX_CMD_GET_REPORT0, 0xc440_5401);
+    let dir = tempfile::tempdir().unwrap();
+    let real = tdx::RealTdxGuest;
+    let err = real.get_report0(&dir.path().join("tdx_guest"), &[0; 64]).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+    let file = dir.path().join("not-a-device");
+    std::fs::write(&file, b"").unwrap();
+    let err = real.get_report0(&file, &[0; 64]).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOTTY), "{err}");
+}
+
+use tdx::TdxGuest as _;
 
 // ---------------------------------------------------------------- initdata
 
@@ -431,17 +678,47 @@ fn initdata_binds_to_tdx_mrconfigid_with_zero_padding() {
     mrconfigid[..32].copy_from_slice(&sha2::Sha256::digest(doc.as_bytes()));
     let mut quote = data("tdx_quote_5.dat");
     quote[TDX_V5_MRCONFIGID_OFFSET..TDX_V5_MRCONFIGID_OFFSET + 48].copy_from_slice(&mrconfigid);
-    let g = tdx_guest(quote, TDX_V5_REPORT_DATA_OFFSET, Fault::None);
+    // The TD was launched with that MRCONFIGID: the TDX module says so, and
+    // the quote (re-signed by a real QE, edited here) repeats it.
+    let g = tdx_guest(quote.clone(), TDX_V5_REPORT_DATA_OFFSET, Fault::None);
     g.device("vdc", &kata_disk(doc.as_bytes()));
     let mut p = detect(&cfg(&[TeeKind::Tdx]), &g.paths).unwrap();
+    let probes = g.fake.created.lock().unwrap().len();
     let loaded = initdata::load(&TeeConfig::default(), &g.paths, p.as_mut()).unwrap().unwrap();
     assert_eq!(loaded.algorithm, initdata::Algorithm::Sha256);
+    assert_eq!(g.fake.created.lock().unwrap().len(), probes, "MRCONFIGID comes from the TDREPORT, not a quote");
+    assert!(p.evidence(&digest()).is_ok());
     // The same document against an all-zero MRCONFIGID is a mismatch.
     let g = tdx_guest(data("tdx_quote_5.dat"), TDX_V5_REPORT_DATA_OFFSET, Fault::None);
     g.device("vdc", &kata_disk(doc.as_bytes()));
     let mut p = detect(&cfg(&[TeeKind::Tdx]), &g.paths).unwrap();
     let err = initdata::load(&TeeConfig::default(), &g.paths, p.as_mut()).err().unwrap();
     assert!(matches!(err, TeeError::Initdata(InitdataError::Mismatch { field: "MRCONFIGID", .. })), "{err}");
+}
+
+#[test]
+fn a_host_quote_that_claims_another_mrconfigid_is_refused() {
+    // Issue 12, finding 4: the TD was launched with an all-zero MRCONFIGID;
+    // the host delivers its own initdata and a quote (the signed sample,
+    // edited) whose MRCONFIGID is that initdata's digest.
+    let doc = DOC.replace("sha384", "sha256");
+    let mut mrconfigid = [0u8; 48];
+    use sha2::Digest;
+    mrconfigid[..32].copy_from_slice(&sha2::Sha256::digest(doc.as_bytes()));
+    let genuine = data("tdx_quote_5.dat");
+    let mut forged = genuine.clone();
+    forged[TDX_V5_MRCONFIGID_OFFSET..TDX_V5_MRCONFIGID_OFFSET + 48].copy_from_slice(&mrconfigid);
+    let g = tdx_guest_with(forged, TDX_V5_REPORT_DATA_OFFSET, Fault::None, TdxAnswer::Report(tdreport_of(&genuine)));
+    g.device("vdc", &kata_disk(doc.as_bytes()));
+    let mut p = detect(&cfg(&[TeeKind::Tdx]), &g.paths).unwrap();
+    let err = initdata::load(&TeeConfig::default(), &g.paths, p.as_mut()).err().unwrap();
+    assert!(matches!(err, TeeError::Initdata(InitdataError::Mismatch { field: "MRCONFIGID", .. })), "{err}");
+    assert!(err.to_string().contains("does not match MRCONFIGID 000000"), "{err}");
+    let err = p.evidence(&digest()).err().unwrap();
+    assert!(matches!(err, TeeError::Tdx(TdxError::QuoteMismatch { field: "MRCONFIGID", .. })), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains(&format!("the quote's MRCONFIGID {}", hex::encode(mrconfigid))), "{msg}");
+    assert!(msg.contains(&format!("differs from the TDREPORT's {}", hex::encode([0u8; 48]))), "{msg}");
 }
 
 #[test]
@@ -492,25 +769,6 @@ fn malformed_initdata_is_refused_with_its_reason() {
     assert!(matches!(initdata::read_device(&path), Err(InitdataError::Gzip { .. })));
 }
 
-#[test]
-fn initdata_settings_join_only_opened_sections() {
-    let doc = initdata::Initdata::parse(DOC.as_bytes().to_vec()).unwrap();
-    let mut table: toml::Table =
-        "[kbs]\nurl = \"http://baked\"\ntimeout_ms = 5\n[boot]\nlog_level = \"info\"\n".parse().unwrap();
-    let set = initdata::apply_overlay(&mut table, &doc, &["kbs".to_string()]).unwrap();
-    assert_eq!(set, ["kbs"]);
-    assert_eq!(table["kbs"]["url"].as_str(), Some("http://10.0.2.100:8080"));
-    assert_eq!(table["kbs"]["timeout_ms"].as_integer(), Some(5), "tables merge key by key");
-
-    let mut table = toml::Table::new();
-    let err = initdata::apply_overlay(&mut table, &doc, &[]).err().unwrap();
-    assert_eq!(err.to_string(), "\"ztinit.toml\" sets [kbs], which tee.initdata_sections does not open to initdata");
-    let evil = DOC.replace("[kbs]", "[tee]\nallow_debug = true\n[kbs]");
-    let doc = initdata::Initdata::parse(evil.into_bytes()).unwrap();
-    let err = initdata::apply_overlay(&mut table, &doc, &["kbs".into(), "tee".into()]).err().unwrap();
-    assert!(matches!(err, InitdataError::OverlaySection(s) if s == "tee"));
-}
-
 // ---------------------------------------------------------------- config
 
 fn tee_issues(text: &str) -> Vec<String> {
@@ -535,7 +793,7 @@ fn tee_section_defaults_and_validation() {
     assert_eq!(t.accept, [TeeKind::Snp, TeeKind::Tdx]);
     assert!(!t.allow_sample && !t.allow_debug);
     assert!(
-        tee_issues("accept = [\"snp\"]\nallow_debug = true\ninitdata = \"required\"\ninitdata_sections = [\"kbs\"]\n")
+        tee_issues("accept = [\"snp\"]\nallow_debug = true\ninitdata = \"required\"\ninitdata_keys = [\"kbs.url\"]\n")
             .is_empty()
     );
     assert!(tee_issues("accept = [\"sample\"]\nallow_sample = true\n").is_empty());
@@ -545,9 +803,18 @@ fn tee_section_defaults_and_validation() {
         ("accept = []\n", "tee.accept: must name at least one TEE kind"),
         ("accept = [\"snp\", \"snp\"]\n", "snp is listed twice"),
         ("accept = [\"sgx\"]\n", "tee.accept"),
-        ("initdata_sections = [\"tee\"]\n", "[tee] may only come from the baked configuration"),
-        ("initdata_sections = [\"nonsense\"]\n", "is not a section initdata may set"),
-        ("initdata = \"off\"\ninitdata_sections = [\"kbs\"]\n", "initdata = \"off\" ignores initdata"),
+        ("initdata_keys = [\"tee.allow_debug\"]\n", "tee.initdata_keys[0]: tee.allow_debug is baked-only"),
+        (
+            "initdata_keys = [\"kbs.pinned_cert\"]\n",
+            "kbs.pinned_cert is baked-only: initdata may set only boot.log_level",
+        ),
+        ("initdata_keys = [\"kbs.nonsense\"]\n", "kbs.nonsense is not a configuration key"),
+        ("initdata_keys = [\"kbs.url\", \"kbs.url\"]\n", "kbs.url is listed twice"),
+        ("initdata = \"off\"\ninitdata_keys = [\"kbs.url\"]\n", "initdata = \"off\" ignores initdata"),
+        (
+            "initdata_sections = [\"kbs\"]\n",
+            "tee.initdata_sections: replaced by initdata_keys (one key at a time); initdata may no longer set: kbs.ca_cert, kbs.ca_cert_file, kbs.pinned_cert, kbs.pinned_cert_file, kbs.insecure_http",
+        ),
         ("bogus = 1\n", "tee.bogus: unknown key"),
     ] {
         let issues = tee_issues(text);

@@ -8,7 +8,7 @@
 use serde::Deserialize;
 
 use super::verity::{self, Geometry};
-use crate::config::{Section, Validator};
+use crate::schema::{Section, Validator};
 
 /// The only cipher offered: what `cargo xtask model-volume` writes.
 pub const DEFAULT_CIPHER: &str = "aes-xts-plain64";
@@ -241,7 +241,7 @@ mod tests {
 
     fn volume_toml(extra: &str) -> String {
         format!(
-            "[workload]\npath = \"/bin/app\"\n\n[kbs]\nurl = \"http://10.0.2.100:8080\"\ninsecure_http = true\n\n[[volumes]]\nname = \"model\"\nserial = \"ztmodel\"\n\
+            "[workload]\npath = \"/bin/app\"\n[tee]\naccept = [\"sample\"]\nallow_sample = true\n\n[kbs]\nurl = \"http://10.0.2.100:8080\"\ninsecure_http = true\n\n[[volumes]]\nname = \"model\"\nserial = \"ztmodel\"\n\
              key = \"default/model/key\"\nmountpoint = \"/models\"\n{extra}\n[volumes.verity]\n\
              root_hash = \"{ROOT}\"\nsalt = \"7a74696e6974\"\ndata_blocks = 300\nhash_offset = 1228800\n"
         )

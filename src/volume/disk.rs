@@ -39,7 +39,7 @@ pub enum DiskError {
 
 /// Reads a small sysfs attribute, refusing anything larger than `max`.
 fn read_attr(path: &Path, max: u64) -> Result<Option<String>, DiskError> {
-    match crate::config::read_capped(path, max) {
+    match crate::files::read_capped(path, max) {
         Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(DiskError::Read { path: path.display().to_string(), source }),

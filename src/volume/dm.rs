@@ -15,6 +15,8 @@ use zeroize::Zeroizing;
 
 /// `sizeof(struct dm_ioctl)`.
 pub const HEADER_SIZE: usize = 312;
+const HEADER_SIZE_U32: u32 = 312;
+const _: () = assert!(HEADER_SIZE_U32 as usize == HEADER_SIZE);
 /// `sizeof(struct dm_target_spec)`.
 pub const TARGET_SPEC_SIZE: usize = 40;
 /// `DM_NAME_LEN`, including the NUL.
@@ -62,7 +64,7 @@ impl Command {
     /// `_IOWR(0xfd, nr, struct dm_ioctl)`.
     pub fn request(self) -> u32 {
         const IOC_READ_WRITE: u32 = 3;
-        (IOC_READ_WRITE << 30) | ((HEADER_SIZE as u32) << 16) | (0xfd << 8) | self as u32
+        (IOC_READ_WRITE << 30) | (HEADER_SIZE_U32 << 16) | (0xfd << 8) | self as u32
     }
 
     pub fn name(self) -> &'static str {
@@ -87,7 +89,10 @@ pub struct DevId {
 
 impl DevId {
     pub fn decode(dev: u64) -> DevId {
-        let dev = dev as u32;
+        // The kernel's new_encode_dev: the low 32 bits hold majors below 4096
+        // and minors below 2^20, which is what device-mapper hands out.
+        let [a, b, c, d, ..] = dev.to_le_bytes();
+        let dev = u32::from_le_bytes([a, b, c, d]);
         DevId { major: (dev >> 8) & 0xfff, minor: (dev & 0xff) | ((dev >> 12) & 0xf_ff00) }
     }
 
@@ -118,6 +123,13 @@ pub enum EncodeError {
     BadReply(&'static str),
     #[error("reply did not fit in {0} bytes")]
     ReplyTooLarge(usize),
+    #[error("request of {0} bytes does not fit the ioctl's 32-bit sizes")]
+    RequestTooLarge(usize),
+}
+
+/// A size or count for one of `struct dm_ioctl`'s 32-bit fields.
+fn u32_field(n: usize) -> Result<u32, EncodeError> {
+    u32::try_from(n).map_err(|_| EncodeError::RequestTooLarge(n))
 }
 
 /// One target line of a table.
@@ -196,9 +208,9 @@ pub fn encode(req: &Request<'_>) -> Result<Zeroizing<Vec<u8>>, EncodeError> {
     for (i, v) in INTERFACE_VERSION.iter().enumerate() {
         put_u32(&mut buf, OFF_VERSION + 4 * i, *v);
     }
-    put_u32(&mut buf, OFF_DATA_SIZE, size as u32);
-    put_u32(&mut buf, OFF_DATA_START, HEADER_SIZE as u32);
-    put_u32(&mut buf, OFF_TARGET_COUNT, req.targets.len() as u32);
+    put_u32(&mut buf, OFF_DATA_SIZE, u32_field(size)?);
+    put_u32(&mut buf, OFF_DATA_START, HEADER_SIZE_U32);
+    put_u32(&mut buf, OFF_TARGET_COUNT, u32_field(req.targets.len())?);
     put_u32(&mut buf, OFF_FLAGS, req.flags);
     buf[OFF_NAME..OFF_NAME + req.name.len()].copy_from_slice(req.name.as_bytes());
     buf[OFF_UUID..OFF_UUID + req.uuid.len()].copy_from_slice(req.uuid.as_bytes());
@@ -208,7 +220,7 @@ pub fn encode(req: &Request<'_>) -> Result<Zeroizing<Vec<u8>>, EncodeError> {
         put_u64(&mut buf, at, t.sector_start);
         put_u64(&mut buf, at + 8, t.length);
         // status (s32) at +16 stays 0
-        put_u32(&mut buf, at + 20, len as u32);
+        put_u32(&mut buf, at + 20, u32_field(len)?);
         buf[at + 24..at + 24 + t.target_type.len()].copy_from_slice(t.target_type.as_bytes());
         let p = at + TARGET_SPEC_SIZE;
         buf[p..p + t.params.len()].copy_from_slice(t.params.as_bytes());
@@ -240,7 +252,7 @@ pub fn decode_header(buf: &[u8]) -> Result<Reply, EncodeError> {
         data_size: get_u32(buf, OFF_DATA_SIZE),
         data_start: get_u32(buf, OFF_DATA_START),
         target_count: get_u32(buf, OFF_TARGET_COUNT),
-        open_count: get_u32(buf, OFF_OPEN_COUNT) as i32,
+        open_count: get_u32(buf, OFF_OPEN_COUNT).cast_signed(),
         flags: get_u32(buf, OFF_FLAGS),
         event_nr: get_u32(buf, OFF_EVENT_NR),
         dev: DevId::decode(get_u64(buf, OFF_DEV)),
@@ -530,11 +542,11 @@ mod tests {
             buf[p + 24..p + 24 + ty.len()].copy_from_slice(ty.as_bytes());
             buf[p + 40..p + 40 + st.len()].copy_from_slice(st.as_bytes());
             at = align8(at + TARGET_SPEC_SIZE + st.len() + 1);
-            put_u32(&mut buf, p + 20, at as u32);
+            put_u32(&mut buf, p + 20, u32::try_from(at).unwrap());
         }
-        put_u32(&mut buf, OFF_DATA_START, HEADER_SIZE as u32);
-        put_u32(&mut buf, OFF_DATA_SIZE, (HEADER_SIZE + at) as u32);
-        put_u32(&mut buf, OFF_TARGET_COUNT, targets.len() as u32);
+        put_u32(&mut buf, OFF_DATA_START, HEADER_SIZE_U32);
+        put_u32(&mut buf, OFF_DATA_SIZE, u32::try_from(HEADER_SIZE + at).unwrap());
+        put_u32(&mut buf, OFF_TARGET_COUNT, u32::try_from(targets.len()).unwrap());
         buf
     }
 

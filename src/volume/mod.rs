@@ -300,7 +300,7 @@ impl Stack<'_> {
         let (device, _) = self.map(&config.name, &target, true, paths)?;
         drop(params);
 
-        let mountpoint = crate::mount::under(&paths.root, &config.mountpoint);
+        let mountpoint = crate::files::under(&paths.root, &config.mountpoint);
         std::fs::create_dir_all(&mountpoint).map_err(|source| VolumeError::Mountpoint {
             volume: volume.clone(),
             path: mountpoint.display().to_string(),
@@ -435,7 +435,7 @@ pub fn read_through(path: &Path, len: u64) -> Result<(), (u64, io::Error)> {
     let mut buf = vec![0u8; 1 << 20];
     let mut done = 0u64;
     while done < len {
-        let want = (len - done).min(buf.len() as u64) as usize;
+        let want = usize::try_from(len - done).map_or(buf.len(), |n| n.min(buf.len()));
         match file.read(&mut buf[..want]) {
             Ok(0) => {
                 return Err((done, io::Error::new(io::ErrorKind::UnexpectedEof, "device ended early")));

@@ -87,7 +87,11 @@ pub fn build_tree(data: &mut impl Read, data_block_size: u32, geometry: &Geometr
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "salt longer than 256 bytes"));
     }
     let mut block = vec![0u8; data_block_size as usize];
-    let mut digests = Vec::with_capacity(geometry.data_blocks as usize * DIGEST_SIZE);
+    let capacity = usize::try_from(geometry.data_blocks)
+        .ok()
+        .and_then(|n| n.checked_mul(DIGEST_SIZE))
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "too many data blocks for this machine"))?;
+    let mut digests = Vec::with_capacity(capacity);
     for _ in 0..geometry.data_blocks {
         data.read_exact(&mut block)?;
         digests.extend_from_slice(&salted(salt, &block));
@@ -103,7 +107,11 @@ pub fn build_tree(data: &mut impl Read, data_block_size: u32, geometry: &Geometr
     let mut levels: Vec<Vec<u8>> = Vec::with_capacity(geometry.level_blocks.len());
     for &blocks in &geometry.level_blocks {
         // Pack the digests of the level below into zero-padded hash blocks.
-        let mut level = vec![0u8; blocks as usize * hbs];
+        let size = usize::try_from(blocks)
+            .ok()
+            .and_then(|n| n.checked_mul(hbs))
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "hash level too large for this machine"))?;
+        let mut level = vec![0u8; size];
         for (i, d) in digests.chunks_exact(DIGEST_SIZE).enumerate() {
             let at = (i / per_block) * hbs + (i % per_block) * DIGEST_SIZE;
             level[at..at + DIGEST_SIZE].copy_from_slice(d);
@@ -151,7 +159,7 @@ mod tests {
     fn a_two_level_tree_is_laid_out_top_first() {
         let salt = [0xa5u8; 4];
         let g = Geometry::new(130, 4096).unwrap();
-        let data: Vec<u8> = (0..130u32 * 4096).map(|i| (i / 4096) as u8 ^ (i as u8)).collect();
+        let data: Vec<u8> = (0..130u32 * 4096).map(|i| u8::try_from(i / 4096).unwrap() ^ i.to_le_bytes()[0]).collect();
         let t = build_tree(&mut &data[..], 4096, &g, &salt).unwrap();
         assert_eq!(t.bytes.len(), 3 * 4096);
         // Level 0 follows the top block: its block 1 holds the digests of data blocks 128, 129.
@@ -168,7 +176,7 @@ mod tests {
     /// The pattern the vectors below were made from with cryptsetup 2.6.1:
     /// `veritysetup format --no-superblock --salt=7a74696e6974 DATA HASH`.
     fn vector_data(blocks: usize) -> Vec<u8> {
-        (0..blocks * 4096).map(|i| ((i * 7 + i / 4096) % 251) as u8).collect()
+        (0..blocks * 4096).map(|i| u8::try_from((i * 7 + i / 4096) % 251).unwrap()).collect()
     }
 
     fn sha256_hex(b: &[u8]) -> String {

@@ -15,7 +15,8 @@ use serde_json::json;
 
 use crate::e2e::{self, ImageCache, Report};
 use crate::manifest::MUSL_TARGET;
-use crate::{kernel, util};
+use crate::{cli, kernel, util};
+use ztinit::timeline::Stage;
 
 const DEFAULT_RUNS: usize = 5;
 const BASELINE: &str = r#"
@@ -52,6 +53,16 @@ pub struct DemoRun {
     pub workload_exec_ms: Option<u64>,
     /// When ztinit started (its summary line), on the same clock.
     pub init_started_ms: Option<u64>,
+    /// PID 1's peak resident memory (VmHWM, KiB) in the summary line, and
+    /// when the workload exited (while supervising).
+    pub vmhwm_ready_kib: Option<u64>,
+    pub vmhwm_exit_kib: Option<u64>,
+}
+
+/// The KiB figure after `VmHWM ` in a line.
+fn vmhwm_kib(line: &str) -> Option<u64> {
+    let i = line.find("VmHWM ")?;
+    line[i + "VmHWM ".len()..].split_whitespace().next()?.parse().ok()
 }
 
 const INIT_STARTED: &str = "ztinit: summary: init started at ";
@@ -61,13 +72,22 @@ pub fn parse_demo(console: &str) -> DemoRun {
     for line in console.lines() {
         if let Some(i) = line.find(INIT_STARTED) {
             r.init_started_ms = line[i + INIT_STARTED.len()..].split_whitespace().next().and_then(|v| v.parse().ok());
+            r.vmhwm_ready_kib = vmhwm_kib(line);
         }
-        if let Some((name, skipped, at, took)) = ztinit::timeline::parse_line(line) {
+        if line.contains("ztinit: workload exited ") {
+            r.vmhwm_exit_kib = vmhwm_kib(line);
+        }
+        if let Some((stage, skipped, at, took)) = ztinit::timeline::parse_line(line) {
+            let name = stage.name().to_string();
+            // The workload's own run time, not ztinit's.
+            if stage == Stage::Supervise {
+                continue;
+            }
             if skipped {
                 r.skipped.push(name);
                 continue;
             }
-            if name == "launch" {
+            if stage == Stage::Launch {
                 r.workload_exec_ms = Some(at);
             }
             r.stages.push((name, took));
@@ -100,9 +120,7 @@ impl VolumeRun {
 pub fn parse_volume(console: &str) -> VolumeRun {
     let mut r = VolumeRun::default();
     for line in console.lines() {
-        if let Some((name, false, _, took)) = ztinit::timeline::parse_line(line)
-            && name == "volume"
-        {
+        if let Some((Stage::Volume, false, _, took)) = ztinit::timeline::parse_line(line) {
             r.open_ms = Some(took);
         }
         let Some(i) = line.find(READ_BENCH) else { continue };
@@ -137,17 +155,19 @@ pub fn parse_baseline(console: &str) -> Option<u64> {
     console[i + BASELINE_MARKER.len()..].split_whitespace().next()?.parse().ok()
 }
 
+const USAGE: &str = "usage: cargo xtask bench [--runs N]   (default 3; writes target/bench.json)";
+
 pub fn cmd(args: &[String]) -> Result<()> {
     let mut runs = DEFAULT_RUNS;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--runs" => runs = it.next().context("--runs needs a number")?.parse().context("--runs needs a number")?,
-            "-h" | "--help" => {
-                println!("usage: cargo xtask bench [--runs N]   (default {DEFAULT_RUNS}; writes target/bench.json)");
-                return Ok(());
+    let mut p = cli::Args::new(args, USAGE);
+    while let Some(arg) = p.next()? {
+        match arg {
+            cli::Long("runs") => runs = p.parse("--runs")?,
+            cli::Short('h') | cli::Long("help") => return p.help(),
+            other => {
+                let e = other.unexpected();
+                return Err(p.error(e));
             }
-            other => bail!("bench: unknown argument {other:?}"),
         }
     }
     if runs == 0 {
@@ -271,6 +291,22 @@ pub fn cmd(args: &[String]) -> Result<()> {
     if let Some(s) = open_s {
         row(&format!("stage volume, {} (full verify)", util::human_size(bytes)), s);
     }
+    let kib = |f: fn(&DemoRun) -> Option<u64>| stats(&demo_runs.iter().filter_map(f).collect::<Vec<_>>());
+    let (rss_ready, rss_exit) = (kib(|r| r.vmhwm_ready_kib), kib(|r| r.vmhwm_exit_kib));
+    let kib_row = |label: &str, s: Stats| {
+        println!(
+            "{label:<34} {:>9} {:>9} {:>9}",
+            format!("{:.0} KiB", s.median),
+            format!("{} KiB", s.min),
+            format!("{} KiB", s.max)
+        )
+    };
+    if let Some(s) = rss_ready {
+        kib_row("ztinit VmHWM at workload start", s);
+    }
+    if let Some(s) = rss_exit {
+        kib_row("ztinit VmHWM at workload exit", s);
+    }
     println!("{:<34} {:>9}", "ztinit static binary", util::human_size(bin_size));
     println!("{:<34} {:>9}", "demo initramfs", util::human_size(initramfs_size));
     println!("{:<34} {:>9}", "kernel bzImage", util::human_size(kernel_size));
@@ -288,6 +324,8 @@ pub fn cmd(args: &[String]) -> Result<()> {
         "kernel_to_workload_exec": j(exec_s),
         "kernel_to_baseline_init": j(base_s),
         "ztinit_overhead_ms": overhead,
+        "ztinit_vmhwm_kib_at_start": rss_ready.map(|s| json!({"median": s.median, "min": s.min, "max": s.max})),
+        "ztinit_vmhwm_kib_at_exit": rss_exit.map(|s| json!({"median": s.median, "min": s.min, "max": s.max})),
         "kernel_to_ztinit_start": init_s.map(j),
         "ztinit_start_to_workload_exec": in_run_s.map(j),
         "wall_demo": j(stats(&demo_wall).context("no data")?),
@@ -322,7 +360,7 @@ fn boot(s: &e2e::Scenario, images: &mut ImageCache, log: &str) -> Result<Report>
 }
 
 fn ms(d: Duration) -> u64 {
-    d.as_millis() as u64
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn fmt_ms(v: f64) -> String {
@@ -342,15 +380,18 @@ mod tests {
 
     #[test]
     fn parses_stage_lines_and_baseline_marker() {
-        let console = "ztinit: summary: init started at 800 ms, ready at 899 ms\n\
+        let console = "ztinit: summary: init started at 800 ms, ready at 899 ms (99 ms in ztinit, VmHWM 1800 KiB); early=12\n\
                        ztinit: stage early done at 812 ms (took 12 ms)\n\
                        ztinit: stage gpu skipped at 815 ms (took 0 ms)\n\
-                       ztinit: stage launch done at 900 ms (took 85 ms)\n";
+                       ztinit: stage launch done at 900 ms (took 85 ms)\n\
+                       ztinit: workload exited status=0 (ztinit VmHWM 2100 KiB)\n\
+                       ztinit: stage supervise done at 950 ms (took 50 ms)\n";
         let r = parse_demo(console);
         assert_eq!(r.stages, [("early".to_string(), 12), ("launch".to_string(), 85)]);
         assert_eq!(r.skipped, ["gpu"]);
         assert_eq!(r.workload_exec_ms, Some(900));
         assert_eq!(r.init_started_ms, Some(800));
+        assert_eq!((r.vmhwm_ready_kib, r.vmhwm_exit_kib), (Some(1800), Some(2100)));
         assert_eq!(parse_baseline("x\nbaseline: init running at 731 ms\n"), Some(731));
         assert_eq!(parse_baseline("nothing"), None);
     }

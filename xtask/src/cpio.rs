@@ -47,7 +47,8 @@ impl<W: Write> Writer<W> {
         if h.name.is_empty() || h.name.contains('\0') {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("bad member name {:?}", h.name)));
         }
-        let namesize = h.name.len() as u32 + 1;
+        let namesize = u32::try_from(h.name.len() + 1)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("{}: name too long", h.name)))?;
         let header = format!(
             "070701{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}",
             h.ino, h.mode, h.uid, h.gid, h.nlink, h.mtime, filesize, 0, 0, h.rdev_major, h.rdev_minor, namesize, 0

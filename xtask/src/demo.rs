@@ -15,15 +15,21 @@ use std::path::Path;
 use anyhow::{Result, bail};
 
 use crate::e2e::{self, ImageCache};
-use crate::{kernel, prereq};
+use crate::{cli, kernel, prereq};
 
 pub fn cmd(args: &[String]) -> Result<()> {
-    if let Some(a) = args.first() {
-        if a == "-h" || a == "--help" {
-            println!("usage: cargo xtask demo\nBoots the demo image (tests/e2e/demo.toml) and summarises the boot.");
-            return Ok(());
-        }
-        bail!("demo: unknown argument {a:?}");
+    let mut p = cli::Args::new(
+        args,
+        "usage: cargo xtask demo\nBoots the demo image (tests/e2e/demo.toml) and summarises the boot.",
+    );
+    if let Some(arg) = p.next()? {
+        return match arg {
+            cli::Short('h') | cli::Long("help") => p.help(),
+            other => {
+                let e = other.unexpected();
+                Err(p.error(e))
+            }
+        };
     }
     println!("demo: checking prerequisites (installs missing packages when run as root)");
     prereq::ensure()?;
@@ -120,7 +126,8 @@ pub fn summary(console: &str, host_hashes: &BTreeMap<String, String>) -> String 
     let mut s = String::from("stage        done at     took\n");
     let mut any = false;
     for line in console.lines() {
-        if let Some((name, skipped, at, took)) = ztinit::timeline::parse_line(line) {
+        if let Some((stage, skipped, at, took)) = ztinit::timeline::parse_line(line) {
+            let name = stage.name();
             any = true;
             if skipped {
                 s.push_str(&format!("{name:<12} {:>7}          skipped\n", format!("{at} ms")));

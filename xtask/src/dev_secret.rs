@@ -13,30 +13,34 @@ use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
-const USAGE: &str = "usage: xtask dev-secret --out DIR --resource REPO/TYPE/TAG [--bytes N]";
+const USAGE: &str = "usage: cargo xtask dev-secret --out DIR --resource REPO/TYPE/TAG [--bytes N]";
 
+use crate::cli;
 use crate::fixture::PREFIX;
 
 pub fn cmd(args: &[String]) -> Result<()> {
     let (mut out, mut resource, mut bytes) = (None, None, 32usize);
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{a} needs a value\n{USAGE}"));
-        match a.as_str() {
-            "--out" => out = Some(PathBuf::from(value()?)),
-            "--resource" => resource = Some(value()?.clone()),
-            "--bytes" => bytes = value()?.parse().context("--bytes")?,
-            other => bail!("unknown argument {other:?}\n{USAGE}"),
+    let mut p = cli::Args::new(args, USAGE);
+    while let Some(arg) = p.next()? {
+        match arg {
+            cli::Long("out") => out = Some(PathBuf::from(p.value()?)),
+            cli::Long("resource") => resource = Some(p.string()?),
+            cli::Long("bytes") => bytes = p.parse("--bytes")?,
+            cli::Short('h') | cli::Long("help") => return p.help(),
+            other => {
+                let e = other.unexpected();
+                return Err(p.error(e));
+            }
         }
     }
-    let (Some(out), Some(resource)) = (out, resource) else { bail!("{USAGE}") };
+    let (Some(out), Some(resource)) = (out, resource) else { return Err(p.error("--out and --resource are required")) };
     if !(PREFIX..=1 << 20).contains(&bytes) {
-        bail!("--bytes must be between {PREFIX} and 1048576");
+        return Err(p.error(format!("--bytes must be between {PREFIX} and 1048576")));
     }
-    let path = ztinit::kbs::ResourcePath::parse(&resource).map_err(|e| anyhow::anyhow!("--resource: {e}"))?;
+    let path = ztinit::kbs::ResourcePath::parse(&resource).map_err(|e| p.error(format!("--resource: {e}")))?;
     let mut secret = vec![0u8; bytes];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut secret))

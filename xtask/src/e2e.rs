@@ -14,8 +14,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
+use crate::cli;
+use crate::disk_image;
 use crate::image;
 use crate::kernel;
+use crate::procs;
 use crate::qemu::{self, Outcome};
 use crate::util;
 
@@ -32,6 +35,15 @@ pub struct Scenario {
     pub description: String,
     /// Image manifest, relative to the workspace root.
     pub manifest: String,
+    /// How the manifest is booted: "initramfs" (default), or "disk": a
+    /// dm-verity root disk (`xtask image --format disk`) as `/dev/vda`, no
+    /// initramfs, the disk's kernel parameters before `append`.
+    #[serde(default)]
+    pub format: ImageFormat,
+    /// With `format = "disk"`: boot this file (placeholders allowed)
+    /// instead, with the built disk's parameters and root hash (e.g. a copy
+    /// of `{image}` a prepare step tampered with).
+    pub root_disk: Option<String>,
     /// Kernel profile (default "test").
     pub kernel: Option<String>,
     /// Extra kernel command-line words.
@@ -56,10 +68,12 @@ pub struct Scenario {
     /// and base64 forms written by a prepare step).
     #[serde(default)]
     pub forbid_files: Vec<String>,
-    /// Files (placeholders allowed) appended, in order, to the manifest's
-    /// baked config; written by prepare steps (e.g. a `[[volumes]]` entry
-    /// with the root hash of a disk built for this run). The scenario then
-    /// gets an image of its own, built after the prepare steps.
+    /// TOML files (placeholders allowed) merged, in order, into the
+    /// manifest's baked config (`image::merge_config`); written by prepare
+    /// steps (e.g. a `[[volumes]]` entry with the root hash of a disk built
+    /// for this run, or a `[kbs]` fragment with this run's pinned
+    /// certificate). The scenario then gets an image of its own, built
+    /// after the prepare steps.
     #[serde(default)]
     pub config_append: Vec<String>,
     #[serde(default)]
@@ -71,6 +85,18 @@ pub struct Scenario {
     /// Time bounds between console markers (host arrival times).
     #[serde(default)]
     pub within: Vec<Within>,
+    /// Test peers the scenario boots (`kata-agent`, see `peers.rs`): when
+    /// one is not there the scenario is reported as SKIP, never PASS.
+    #[serde(default)]
+    pub requires: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageFormat {
+    #[default]
+    Initramfs,
+    Disk,
 }
 
 #[derive(Debug, Deserialize, Clone, PartialEq, Eq)]
@@ -174,12 +200,20 @@ pub fn parse(name: &str, text: &str) -> Result<Scenario> {
     {
         bail!("exit = {n:?}: use a number (isa-debug-exit value) or \"poweroff\"");
     }
+    if s.root_disk.is_some() && s.format != ImageFormat::Disk {
+        bail!("root_disk needs format = \"disk\"");
+    }
     if s.service.iter().filter(|sv| sv.forward == Some(true)).count() > 1 {
         bail!("only one service can be forwarded to the guest");
     }
     for d in &s.disk {
         if let Some(serial) = &d.serial {
             qemu::check_serial(serial)?;
+        }
+    }
+    for peer in &s.requires {
+        if !crate::peers::KNOWN.iter().any(|(n, _)| n == peer) {
+            bail!("requires: unknown test peer {peer:?}");
         }
     }
     for sv in &s.service {
@@ -196,16 +230,28 @@ pub fn parse(name: &str, text: &str) -> Result<Scenario> {
 
 /// `cargo xtask e2e [NAME...]`: run scenarios (all when none is named).
 pub fn cmd(args: &[String]) -> Result<()> {
-    if args.iter().any(|a| a == "--list") {
+    const USAGE: &str = "usage: cargo xtask e2e [--list] [NAME...]
+Runs the QEMU scenarios of tests/e2e/ (all unless named); --list lists them.";
+    let (mut list, mut names) = (false, Vec::new());
+    let mut p = cli::Args::new(args, USAGE);
+    while let Some(arg) = p.next()? {
+        match arg {
+            cli::Long("list") => list = true,
+            cli::Short('h') | cli::Long("help") => return p.help(),
+            cli::Value(name) => names.push(cli::string(name, USAGE)?),
+            other => {
+                let e = other.unexpected();
+                return Err(p.error(e));
+            }
+        }
+    }
+    if list {
         for s in load_all()? {
             println!("{:<20} {}", s.name, s.description);
         }
         return Ok(());
     }
-    if let Some(bad) = args.iter().find(|a| a.starts_with('-')) {
-        bail!("e2e: unknown option {bad} (usage: cargo xtask e2e [--list] [NAME...])");
-    }
-    run_selected(args)
+    run_selected(&names)
 }
 
 pub fn run_selected(names: &[String]) -> Result<()> {
@@ -227,8 +273,22 @@ pub fn run_selected(names: &[String]) -> Result<()> {
     }
     let mut images = ImageCache::default();
     let mut results = Vec::new();
+    let mut skipped = Vec::new();
     for s in &selected {
         println!("e2e: {} - {}", s.name, s.description);
+        match missing_peers(s) {
+            Ok(missing) if !missing.is_empty() => {
+                println!("e2e: SKIP {} ({})", s.name, missing.join("; "));
+                skipped.push(s.name.clone());
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                println!("e2e: FAIL {}\ne2e:     {e:#}", s.name);
+                results.push((s.name.clone(), vec![format!("{e:#}")]));
+                continue;
+            }
+        }
         let started = Instant::now();
         let failures = match run_one(s, &mut images) {
             Ok(f) => f,
@@ -242,11 +302,35 @@ pub fn run_selected(names: &[String]) -> Result<()> {
         results.push((s.name.clone(), failures));
     }
     let failed: Vec<&String> = results.iter().filter(|(_, f)| !f.is_empty()).map(|(n, _)| n).collect();
-    println!("e2e: {} passed, {} failed (logs in {})", results.len() - failed.len(), failed.len(), e2e_dir().display());
+    println!("e2e: logs in {}", e2e_dir().display());
+    if !skipped.is_empty() {
+        println!("e2e: skipped (test peer missing): {}", skipped.join(", "));
+    }
+    println!("e2e: {}", summary(results.len() - failed.len(), failed.len(), skipped.len()));
     if !failed.is_empty() {
         bail!("e2e scenarios failed: {}", failed.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "));
     }
     Ok(())
+}
+
+/// The closing line: `N passed, N failed` and, when some were, `, N skipped`.
+fn summary(passed: usize, failed: usize, skipped: usize) -> String {
+    let mut line = format!("{passed} passed, {failed} failed");
+    if skipped > 0 {
+        line.push_str(&format!(", {skipped} skipped"));
+    }
+    line
+}
+
+/// Why the test peers a scenario requires are missing (empty: all there).
+fn missing_peers(s: &Scenario) -> Result<Vec<String>> {
+    let mut missing = Vec::new();
+    for peer in &s.requires {
+        if crate::peers::find(peer)?.is_none() {
+            missing.push(crate::peers::describe(peer));
+        }
+    }
+    Ok(missing)
 }
 
 pub fn e2e_dir() -> PathBuf {
@@ -257,6 +341,7 @@ pub fn e2e_dir() -> PathBuf {
 #[derive(Default)]
 pub struct ImageCache {
     built: BTreeMap<String, PathBuf>,
+    disks: BTreeMap<String, disk_image::Disk>,
 }
 
 impl ImageCache {
@@ -273,9 +358,24 @@ impl ImageCache {
     }
 }
 
+impl ImageCache {
+    /// The manifest's root disk (`format = "disk"`).
+    pub fn get_disk(&mut self, manifest: &str) -> Result<disk_image::Disk> {
+        if let Some(d) = self.disks.get(manifest) {
+            return Ok(d.clone());
+        }
+        let stem = manifest.trim_end_matches(".toml").replace('/', "-");
+        let out = e2e_dir().join("images").join(format!("{stem}.disk"));
+        let d = disk_image::build(&util::workspace_root().join(manifest), &[], &out)?;
+        println!("e2e: root disk {manifest}: {}, root hash {}", util::human_size(d.size), d.root_hash);
+        self.disks.insert(manifest.to_string(), d.clone());
+        Ok(d)
+    }
+}
+
 /// What one boot of a scenario gave.
 pub struct Report {
-    /// The initramfs that was booted.
+    /// The image that was booted (initramfs, or root disk with `format = "disk"`).
     pub image: PathBuf,
     pub outcome: Outcome,
     pub console: String,
@@ -296,7 +396,8 @@ fn run_one(s: &Scenario, images: &mut ImageCache) -> Result<Vec<String>> {
 
 /// Where a scenario's own image goes (one with `config_append`).
 pub fn own_image_path(s: &Scenario) -> PathBuf {
-    e2e_dir().join(&s.name).join("image.cpio")
+    let name = if s.format == ImageFormat::Disk { "image.disk" } else { "image.cpio" };
+    e2e_dir().join(&s.name).join(name)
 }
 
 /// Boots a scenario once: prepare steps, image, services, disks, QEMU,
@@ -310,7 +411,12 @@ pub fn run_scenario(s: &Scenario, images: &mut ImageCache, echo: bool, log_name:
     }
     std::fs::create_dir_all(&scratch)?;
     let own_image = !s.config_append.is_empty();
-    let image_path = if own_image { own_image_path(s) } else { images.get(&s.manifest)? };
+    let mut root = None;
+    let image_path = match (own_image, s.format) {
+        (true, _) => own_image_path(s),
+        (false, ImageFormat::Initramfs) => images.get(&s.manifest)?,
+        (false, ImageFormat::Disk) => root.insert(images.get_disk(&s.manifest)?).path.clone(),
+    };
     let mut vars = Vars::new(&scratch, &kernel.bzimage(), &image_path)?;
     // Prepare steps run before a scenario's own image is built, so what they
     // write (a disk's root hash) can be baked into its config.
@@ -320,7 +426,11 @@ pub fn run_scenario(s: &Scenario, images: &mut ImageCache, echo: bool, log_name:
         util::run(Command::new(prog).args(rest).current_dir(util::workspace_root()))
             .with_context(|| format!("prepare step of {}", s.name))?;
     }
-    if own_image {
+    if own_image && s.format == ImageFormat::Disk {
+        let append: Vec<PathBuf> = vars.expand_all(&s.config_append)?.into_iter().map(PathBuf::from).collect();
+        let d = root.insert(disk_image::build(&util::workspace_root().join(&s.manifest), &append, &image_path)?);
+        println!("e2e: root disk {} + {}: root hash {}", s.manifest, s.config_append.join(" + "), d.root_hash);
+    } else if own_image {
         let append: Vec<PathBuf> = vars.expand_all(&s.config_append)?.into_iter().map(PathBuf::from).collect();
         let b = image::build_with_config(&util::workspace_root().join(&s.manifest), &append, &image_path)?;
         println!(
@@ -352,6 +462,11 @@ pub fn run_scenario(s: &Scenario, images: &mut ImageCache, echo: bool, log_name:
     }
     let mut spec = qemu::Spec::new(kernel.bzimage(), image.clone());
     spec.append = vars.expand_all(&s.append)?;
+    if let Some(d) = &root {
+        let file = s.root_disk.as_deref().map(|p| vars.expand(p)).transpose()?.map(PathBuf::from);
+        spec.root_disk = Some(file.unwrap_or_else(|| d.path.clone()));
+        spec.append.splice(0..0, d.kernel_params());
+    }
     spec.forward_port = forward;
     if let Some(m) = s.memory_mib {
         spec.memory_mib = m;
@@ -459,7 +574,7 @@ pub fn check_within(lines: &[(Duration, String)], end: Duration, w: &Within) -> 
     };
     let name = |m: &Option<String>, default: &str| m.as_deref().map_or(default.to_string(), |m| format!("{m:?}"));
     let (from, to) = (name(&w.from, "QEMU start"), name(&w.to, "the end of the VM"));
-    let ms = span.as_millis() as u64;
+    let ms = u64::try_from(span.as_millis()).unwrap_or(u64::MAX);
     let measured = format!("{from} -> {to} took {ms} ms (bounds {}..={} ms)", w.min_ms, w.max_ms);
     let failures = if ms > w.max_ms {
         vec![format!("{from} -> {to} took {ms} ms, more than {} ms", w.max_ms)]
@@ -505,7 +620,7 @@ impl Vars {
         fixed.insert("scratch", scratch.display().to_string());
         fixed.insert("kernel", kernel.display().to_string());
         fixed.insert("image", image.display().to_string());
-        fixed.insert("xtask", std::env::current_exe()?.display().to_string());
+        fixed.insert("xtask", util::self_exe().display().to_string());
         Ok(Vars { fixed, ports: BTreeMap::new() })
     }
 
@@ -589,7 +704,9 @@ impl Running {
         let argv: Vec<String> = sv.command.iter().map(|a| vars.expand_with(a, Some(port))).collect::<Result<_>>()?;
         let (prog, rest) = argv.split_first().with_context(|| format!("service {}: empty command", sv.name))?;
         let out = std::fs::File::create(log)?;
-        let child = Command::new(prog)
+        let mut c = Command::new(prog);
+        // Its own process group (stopped as a whole), SIGKILL should xtask die.
+        let child = procs::own(&mut c)
             .args(rest)
             .current_dir(util::workspace_root())
             .stdin(Stdio::null())
@@ -597,6 +714,7 @@ impl Running {
             .stderr(out)
             .spawn()
             .with_context(|| format!("cannot start service {} ({prog})", sv.name))?;
+        procs::register(child.id());
         self.children.push((sv.name.clone(), child));
         let deadline = Instant::now() + SERVICE_READY_TIMEOUT;
         loop {
@@ -630,8 +748,9 @@ impl Running {
 
     fn stop(&mut self) {
         for (_, child) in &mut self.children {
-            // SAFETY: signals a child process this harness started, by pid.
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            // SAFETY: signals the process group of a service this harness
+            // started (the group's id is the service's pid, not yet reaped).
+            unsafe { libc::kill(-child.id().cast_signed(), libc::SIGTERM) };
         }
         let deadline = Instant::now() + Duration::from_secs(3);
         for (_, child) in &mut self.children {
@@ -641,8 +760,10 @@ impl Running {
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
-            let _ = child.kill();
+            // SAFETY: as above; the leader is not reaped before the wait below.
+            unsafe { libc::kill(-child.id().cast_signed(), libc::SIGKILL) };
             let _ = child.wait();
+            procs::release(child.id());
         }
         self.children.clear();
     }
@@ -785,6 +906,29 @@ mod tests {
                 "{escape}"
             );
         }
+    }
+
+    #[test]
+    fn required_peers_are_known_and_the_summary_counts_skips() {
+        let base = "description = \"d\"\nmanifest = \"m\"\nexit = 0\n";
+        let s = parse("x", &format!("{base}requires = [\"kata-agent\"]\n")).unwrap();
+        assert_eq!(s.requires, ["kata-agent"]);
+        let e = parse("x", &format!("{base}requires = [\"nope\"]\n")).unwrap_err().to_string();
+        assert!(e.contains("unknown test peer \"nope\""), "{e}");
+        assert!(missing_peers(&parse("x", base).unwrap()).unwrap().is_empty());
+        assert_eq!(summary(3, 0, 0), "3 passed, 0 failed");
+        assert_eq!(summary(1, 1, 2), "1 passed, 1 failed, 2 skipped");
+    }
+
+    #[test]
+    fn root_disk_scenarios_parse() {
+        let base = "description = \"d\"\nmanifest = \"m\"\nexit = 0\n";
+        assert_eq!(parse("x", base).unwrap().format, ImageFormat::Initramfs);
+        let s = parse("x", &format!("{base}format = \"disk\"\nroot_disk = \"{{scratch}}/t.disk\"\n")).unwrap();
+        assert_eq!((s.format, s.root_disk.as_deref()), (ImageFormat::Disk, Some("{scratch}/t.disk")));
+        let e = parse("x", &format!("{base}root_disk = \"x\"\n")).unwrap_err().to_string();
+        assert!(e.contains("format = \"disk\""), "{e}");
+        assert!(parse("x", &format!("{base}format = \"ext4\"\n")).is_err());
     }
 
     #[test]

@@ -5,12 +5,26 @@
 use std::io::{Read, Write};
 use std::net::TcpListener;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
+
+use crate::cli;
 
 pub fn cmd(args: &[String]) -> Result<()> {
-    let [addr] = args else {
-        bail!("usage: xtask echo-server HOST:PORT");
-    };
+    const USAGE: &str = "usage: cargo xtask echo-server HOST:PORT   (the `network` scenario's host service)";
+    let mut addr = None;
+    let mut p = cli::Args::new(args, USAGE);
+    while let Some(arg) = p.next()? {
+        match arg {
+            cli::Value(a) if addr.is_none() => addr = Some(cli::string(a, USAGE)?),
+            cli::Short('h') | cli::Long("help") => return p.help(),
+            other => {
+                let e = other.unexpected();
+                return Err(p.error(e));
+            }
+        }
+    }
+    let Some(addr) = addr else { return Err(p.error("HOST:PORT is required")) };
+    let addr = addr.as_str();
     let listener = TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
     println!("echo-server: listening on {addr}");
     for conn in listener.incoming() {

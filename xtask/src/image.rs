@@ -12,10 +12,12 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+use crate::cli;
 use crate::cpio;
 use crate::elf;
 use crate::kernel;
 use crate::manifest::{self, BuildRef, Compression, DeviceType, Loaded, MUSL_TARGET};
+use crate::repro;
 use crate::util;
 
 /// Programs that make an image interactive; refused unless `debug = true`.
@@ -69,25 +71,28 @@ pub struct Built {
 }
 
 pub fn cmd(args: &[String]) -> Result<()> {
+    if let Some(rest) = crate::disk_image::format_disk(args)? {
+        return crate::disk_image::cmd(&rest);
+    }
     let mut manifest = None;
     let mut out = None;
     let mut list = false;
     let mut inspect = None;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--manifest" => manifest = Some(PathBuf::from(it.next().context("--manifest needs a path")?)),
-            "--out" => out = Some(PathBuf::from(it.next().context("--out needs a path")?)),
-            "--list" => list = true,
-            "--inspect" => inspect = Some(PathBuf::from(it.next().context("--inspect needs a path")?)),
-            "-h" | "--help" => {
-                println!(
-                    "usage: cargo xtask image --manifest rootfs/NAME.toml [--out PATH] [--list]\n\
-                     \x20      cargo xtask image --inspect IMAGE.cpio   (lists an uncompressed image)"
-                );
-                return Ok(());
+    const USAGE: &str = "usage: cargo xtask image --manifest rootfs/NAME.toml [--out PATH] [--list]
+       cargo xtask image --inspect IMAGE.cpio   (lists an uncompressed image)
+       cargo xtask image --format disk --help   (a dm-verity root disk for Kata)";
+    let mut p = cli::Args::new(args, USAGE);
+    while let Some(arg) = p.next()? {
+        match arg {
+            cli::Long("manifest") => manifest = Some(PathBuf::from(p.value()?)),
+            cli::Long("out") => out = Some(PathBuf::from(p.value()?)),
+            cli::Long("list") => list = true,
+            cli::Long("inspect") => inspect = Some(PathBuf::from(p.value()?)),
+            cli::Short('h') | cli::Long("help") => return p.help(),
+            other => {
+                let e = other.unexpected();
+                return Err(p.error(e));
             }
-            other => bail!("image: unknown argument {other:?} (see --help)"),
         }
     }
     if let Some(path) = inspect {
@@ -121,17 +126,30 @@ pub fn build(manifest: &Path, out: &Path) -> Result<Built> {
     build_with_config(manifest, &[], out)
 }
 
-/// [`build`] with `config_append` files appended, in order, to the baked
-/// config (the harness's `config_append`: e.g. a `[[volumes]]` entry whose
-/// root hash is known only once a prepare step has built the disk).
+/// [`build`] with `config_append` files merged, in order, into the baked
+/// config ([`merge_config`]; the harness's `config_append`: e.g. a
+/// `[[volumes]]` entry whose root hash is known only once a prepare step
+/// has built the disk, or this run's pinned KBS certificate in `[kbs]`).
 pub fn build_with_config(manifest: &Path, config_append: &[PathBuf], out: &Path) -> Result<Built> {
+    let (loaded, tree) = load_and_resolve(manifest, config_append)?;
+    write(&tree, loaded.compression, out)
+}
+
+/// The manifest with `config_append` and its checked entries (what both
+/// image formats are written from).
+pub fn load_and_resolve(manifest: &Path, config_append: &[PathBuf]) -> Result<(Loaded, Tree)> {
     let mut loaded = manifest::load(manifest)?;
     if !config_append.is_empty() && loaded.config.is_none() {
         bail!("{}: config_append needs a [config] in the manifest", manifest.display());
     }
     loaded.config_append = config_append.to_vec();
     let tree = resolve(&loaded)?;
-    write(&tree, loaded.compression, out)
+    Ok((loaded, tree))
+}
+
+/// Where the manifest installs ztinit, if it does.
+pub fn ztinit_path(m: &Loaded) -> Option<String> {
+    m.ztinit.as_ref().filter(|z| z.install).map(|z| z.path.clone().unwrap_or_else(|| "/init".into()))
 }
 
 /// Turns a manifest into the full, checked list of entries.
@@ -140,21 +158,25 @@ pub fn resolve(m: &Loaded) -> Result<Tree> {
     let mut tree = Tree::default();
     let binaries = build_binaries(m)?;
 
-    if let Some(z) = m.ztinit.as_ref().filter(|z| z.install) {
+    if let Some(path) = ztinit_path(m) {
         let bin = &binaries[&ztinit_ref()];
-        let path = z.path.clone().unwrap_or_else(|| "/init".into());
         tree.add(&path, Node::File(Data::Host(bin.clone())), 0o755, 0, 0, "ztinit")?;
     }
     if let Some((c, source)) = &m.config {
         let mut text =
             std::fs::read(source).with_context(|| format!("{shown}: cannot read config {}", source.display()))?;
-        for extra in &m.config_append {
-            let more = std::fs::read(extra)
-                .with_context(|| format!("{shown}: cannot read config addition {}", extra.display()))?;
-            if !text.ends_with(b"\n") {
-                text.push(b'\n');
+        if !m.config_append.is_empty() {
+            let mut additions = Vec::new();
+            for extra in &m.config_append {
+                let more = std::fs::read_to_string(extra)
+                    .with_context(|| format!("{shown}: cannot read config addition {}", extra.display()))?;
+                additions.push((extra.display().to_string(), more));
             }
-            text.extend_from_slice(&more);
+            let base = String::from_utf8(text)
+                .map_err(|_| anyhow::anyhow!("{shown}: config {} is not UTF-8", source.display()))?;
+            text = merge_config(&base, &additions)
+                .with_context(|| format!("{shown}: config {} with its additions", source.display()))?
+                .into_bytes();
         }
         let path = c.path.clone().unwrap_or_else(|| ztinit::config::DEFAULT_PATH.into());
         tree.add(&path, Node::File(Data::Bytes(text)), 0o400, 0, 0, &format!("config {}", source.display()))?;
@@ -162,11 +184,15 @@ pub fn resolve(m: &Loaded) -> Result<Tree> {
     let mut elf_copies: BTreeMap<PathBuf, String> = BTreeMap::new();
     for f in &m.files {
         let origin = format!("[[file]] {}", f.path);
-        let (host, data) = match (&f.source, &f.build, &f.text) {
-            (Some(s), None, None) => (Some(PathBuf::from(s)), Data::Host(PathBuf::from(s))),
-            (None, Some(b), None) => (Some(binaries[b].clone()), Data::Host(binaries[b].clone())),
-            (None, None, Some(t)) => (None, Data::Bytes(t.clone().into_bytes())),
-            _ => bail!("{shown}: {origin}: give exactly one of source, build, text"),
+        let (host, data) = match (&f.source, &f.build, &f.text, &f.peer) {
+            (Some(s), None, None, None) => (Some(PathBuf::from(s)), Data::Host(PathBuf::from(s))),
+            (None, Some(b), None, None) => (Some(binaries[b].clone()), Data::Host(binaries[b].clone())),
+            (None, None, Some(t), None) => (None, Data::Bytes(t.clone().into_bytes())),
+            (None, None, None, Some(p)) => {
+                let path = crate::peers::require(p).with_context(|| format!("{shown}: {origin}"))?;
+                (Some(path.clone()), Data::Host(path))
+            }
+            _ => bail!("{shown}: {origin}: give exactly one of source, build, text, peer"),
         };
         let mut perm = f.mode;
         if let Some(host) = &host {
@@ -280,7 +306,8 @@ fn build_binaries(m: &Loaded) -> Result<BTreeMap<BuildRef, PathBuf>> {
 pub fn cargo_build_release(target: &str, packages: &BTreeSet<String>) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(util::workspace_root()).args(["build", "--release", "--target", target]);
+    // The same flags as `cargo xtask repro`, so the image holds the binary it checks.
+    repro::release_build(&mut cmd, &util::workspace_root(), target);
     for p in packages {
         cmd.args(["-p", p]);
     }
@@ -369,6 +396,65 @@ pub fn module_name(path: &str) -> String {
     stem.replace('-', "_")
 }
 
+/// The baked config with `config_append` files merged in, in order: a
+/// table the base already has gets the addition's keys (a key it names
+/// replaces the base's value), an array of tables is extended, anything
+/// else is added. The base keeps its text and comments. This is how a
+/// scenario bakes something known only at run time into a section the
+/// base already has (the KBS's per-run certificate into `[kbs]`), which
+/// appending text cannot do (TOML forbids a second `[kbs]`).
+pub fn merge_config(base: &str, additions: &[(String, String)]) -> Result<String> {
+    let mut doc: toml_edit::DocumentMut = base.parse().context("invalid TOML")?;
+    for (origin, text) in additions {
+        let add: toml_edit::DocumentMut = text.parse().with_context(|| format!("{origin}: invalid TOML"))?;
+        for (key, item) in add.as_table().iter() {
+            merge_item(doc.as_table_mut(), key, item.clone());
+        }
+    }
+    Ok(doc.to_string())
+}
+
+fn merge_item(into: &mut toml_edit::Table, key: &str, mut item: toml_edit::Item) {
+    use toml_edit::Item;
+    match (into.get_mut(key), &mut item) {
+        (Some(Item::Table(have)), Item::Table(add)) => {
+            for (k, v) in add.iter() {
+                merge_item(have, k, v.clone());
+            }
+        }
+        (Some(Item::ArrayOfTables(have)), Item::ArrayOfTables(add)) => {
+            for t in add.iter_mut() {
+                unposition(t);
+                have.push(t.clone());
+            }
+        }
+        _ => {
+            if let Item::Table(t) = &mut item {
+                unposition(t);
+            }
+            if let Item::ArrayOfTables(a) = &mut item {
+                a.iter_mut().for_each(unposition);
+            }
+            into.insert(key, item);
+        }
+    }
+}
+
+/// Forgets where a table and its sub-tables stood in their own file: a
+/// table renders at its position among all of the document's, so a
+/// `[volumes.verity]` keeping its fragment position could land before its
+/// `[[volumes]]`. Without one they follow the base's tables, parents first.
+fn unposition(t: &mut toml_edit::Table) {
+    t.set_position(None);
+    for (_, item) in t.iter_mut() {
+        match item {
+            toml_edit::Item::Table(sub) => unposition(sub),
+            toml_edit::Item::ArrayOfTables(a) => a.iter_mut().for_each(unposition),
+            _ => {}
+        }
+    }
+}
+
 fn check_config(tree: &Tree, guest: &str) -> Result<()> {
     let key = guest.trim_start_matches('/');
     let Some(Entry { node: Node::File(data), .. }) = tree.entries.get(key) else {
@@ -395,7 +481,7 @@ fn read_data(data: &Data) -> Result<Vec<u8>> {
 fn read_data_prefix(data: &Data, limit: u64) -> Result<Vec<u8>> {
     use std::io::Read;
     match data {
-        Data::Bytes(b) => Ok(b[..b.len().min(limit as usize)].to_vec()),
+        Data::Bytes(b) => Ok(b[..usize::try_from(limit).map_or(b.len(), |l| l.min(b.len()))].to_vec()),
         Data::Host(p) => {
             let mut bytes = Vec::new();
             std::fs::File::open(p)
@@ -550,8 +636,13 @@ impl Tree {
         found
     }
 
+    /// The entry at an absolute guest path.
+    pub fn get(&self, path: &str) -> Option<&Entry> {
+        self.entries.get(&util::normalize_path(path))
+    }
+
     /// Entries in archive order: component-wise path order, parents first.
-    fn ordered(&self) -> Vec<(&String, &Entry)> {
+    pub fn ordered(&self) -> Vec<(&String, &Entry)> {
         let mut v: Vec<(&String, &Entry)> = self.entries.iter().collect();
         v.sort_by(|a, b| a.0.split('/').cmp(b.0.split('/')));
         v
@@ -797,6 +888,7 @@ mod tests {
             path: "/init".into(),
             source: None,
             build: None,
+            peer: None,
             text: Some("x".into()),
             mode: None,
             uid: 0,
@@ -820,6 +912,32 @@ mod tests {
         let text = String::from_utf8(read_data(data).unwrap()).unwrap();
         assert!(text.starts_with("[boot]\nisa_debug_exit = true\n[workload]\npath = \"/init\"\n[network]\n"), "{text}");
         assert!(text.ends_with("gateway = \"10.0.2.2\"\n"), "{text}");
+    }
+
+    #[test]
+    fn config_additions_merge_into_the_tables_the_base_has() {
+        let base = "# the base\n[boot]\n[network]\n[tee]\n[kbs]\nurl = \"https://10.0.2.100:8080\"\nretries = 3 # few\n\n[[secrets]]\nresource = \"a/b/c\"\nfile = \"c\"\n";
+        let pin = ("pin".to_string(), "[kbs]\npinned_cert = \"\"\"\nPEM\n\"\"\"\nretries = 5\n".to_string());
+        let vol = (
+            "vol".to_string(),
+            "# a comment\n[[volumes]]\nname = \"m\"\n\n[volumes.verity]\nroot_hash = \"ab\"\n[[secrets]]\nresource = \"d/e/f\"\nfile = \"f\"\n"
+                .to_string(),
+        );
+        let text = merge_config(base, &[pin, vol]).unwrap();
+        assert!(
+            text.starts_with("# the base\n[boot]\n[network]\n[tee]\n[kbs]\nurl = \"https://10.0.2.100:8080\"\n"),
+            "{text}"
+        );
+        let v: toml::Table = toml::from_str(&text).unwrap();
+        assert_eq!(v["kbs"]["pinned_cert"].as_str(), Some("PEM\n"));
+        assert_eq!(v["kbs"]["retries"].as_integer(), Some(5), "a later value replaces the base's");
+        let files: Vec<_> = v["secrets"].as_array().unwrap().iter().map(|s| s["file"].as_str().unwrap()).collect();
+        assert_eq!(files, ["c", "f"]);
+        assert_eq!(v["volumes"][0]["name"].as_str(), Some("m"));
+        assert_eq!(v["volumes"][0]["verity"]["root_hash"].as_str(), Some("ab"), "{text}");
+        // The new table comes after the base's, so line numbers of the base stay.
+        assert!(text.find("[[volumes]]").unwrap() > text.find("resource = \"a/b/c\"").unwrap(), "{text}");
+        assert!(merge_config(base, &[("bad".into(), "[kbs\n".into())]).unwrap_err().to_string().contains("bad"));
     }
 
     #[test]

@@ -20,6 +20,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::cli;
 use crate::kconfig;
 use crate::util;
 
@@ -91,22 +92,21 @@ pub fn cmd(args: &[String]) -> Result<()> {
     let mut profile = DEFAULT_PROFILE.to_string();
     let mut extra = Vec::new();
     let mut config_only = false;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--profile" => profile = it.next().context("--profile needs a value (production|test)")?.clone(),
-            "--fragment" => extra.push(PathBuf::from(it.next().context("--fragment needs a path")?)),
-            "--config-only" => config_only = true,
-            "-h" | "--help" => {
-                println!(
-                    "usage: cargo xtask kernel [--profile production|test] [--fragment PATH]... [--config-only]\n\
-                     Builds (or finds in the cache) the guest kernel; prints the bzImage path.\n\
-                     --config-only stops after checking that every requested option is in the .config.\n\
-                     Default profile: {DEFAULT_PROFILE}. Cache: $ZTINIT_CACHE_DIR or ~/.cache/ztinit."
-                );
-                return Ok(());
+    const USAGE: &str = "usage: cargo xtask kernel [--profile production|test] [--fragment PATH]... [--config-only]
+Builds (or finds in the cache) the guest kernel; prints the bzImage path.
+--config-only stops after checking that every requested option is in the .config.
+Default profile: test. Cache: $ZTINIT_CACHE_DIR or ~/.cache/ztinit.";
+    let mut p = cli::Args::new(args, USAGE);
+    while let Some(arg) = p.next()? {
+        match arg {
+            cli::Long("profile") => profile = p.string()?,
+            cli::Long("fragment") => extra.push(PathBuf::from(p.value()?)),
+            cli::Long("config-only") => config_only = true,
+            cli::Short('h') | cli::Long("help") => return p.help(),
+            other => {
+                let e = other.unexpected();
+                return Err(p.error(e));
             }
-            other => bail!("kernel: unknown argument {other:?} (see --help)"),
         }
     }
     if config_only {
@@ -420,7 +420,7 @@ fn make_with_progress(cmd: &mut Command, log: &Path, expected: Option<usize>) ->
     let shown = util::show(cmd);
     let log_file = std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
     let log_file = Arc::new(std::sync::Mutex::new(log_file));
-    let mut child = cmd
+    let mut child = crate::procs::tie(cmd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -4,21 +4,28 @@
 //! arguments; add a new one with one line in the match below.
 
 mod bench;
+mod cli;
 mod cpio;
 mod demo;
+mod dev_cert;
 mod dev_secret;
+mod disk_image;
 mod e2e;
 mod echo_server;
 mod elf;
 mod fixture;
 mod image;
+mod interrupt;
 mod kconfig;
 mod kernel;
 mod manifest;
 mod model_volume;
+mod peers;
 mod prereq;
+mod procs;
 mod qemu;
 mod relay;
+mod repro;
 mod test;
 mod util;
 mod verify_gpu;
@@ -28,22 +35,28 @@ use anyhow::Result;
 const USAGE: &str = "usage: cargo xtask <command> [args]   (each command has --help)
 commands:
   test [--no-unit] [SCENARIO...]      the full test suite: prerequisites, cargo test, QEMU scenarios
+  repro                               build the release musl ztinit twice, in two directories; compare the bytes
   demo                                boot the demo image and summarise the boot
   bench [--runs N]                    boot timings and sizes; writes target/bench.json
   kernel [--profile production|test]  build or find the cached guest kernel; prints the bzImage path
   image --manifest M [--out P] [--list]   build a reproducible initramfs from rootfs/M.toml
+  image --format disk --manifest M --out IMG   a dm-verity root disk + Kata drop-in (docs/kata-image.md)
   qemu --image P [--kernel K] [--append A] [--disk D[:ro]] [--forward PORT]   boot interactively
   e2e [--list] [SCENARIO...]          only the QEMU scenarios of tests/e2e/
+  interrupt-test [--signal S]...      interrupt a running demo; check that nothing it started survives
   model-volume --input DIR|FILE --key FILE --out IMG   an encrypted, verity-protected model disk
   fixture random|sha256|secret-forms|flip-byte ...      file tools for e2e prepare steps
   verify-gpu (--report F --chain F [--nonce HEX] [--rim F] | --evidence F)
                                       verify NVIDIA GPU evidence offline (exit 0 valid, 1 invalid, 2 unusable)";
 
+/// Exit status: 0 success, 1 failure, 2 bad arguments (`verify-gpu`: 1
+/// invalid evidence, 2 unusable input), 128+N interrupted by signal N.
 fn main() {
+    procs::install_signal_handlers();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let Err(e) = dispatch(&args) {
         eprintln!("xtask: error: {e:#}");
-        std::process::exit(1);
+        std::process::exit(if e.downcast_ref::<cli::UsageError>().is_some() { 2 } else { 1 });
     }
 }
 
@@ -58,6 +71,7 @@ fn dispatch(args: &[String]) -> Result<()> {
         "qemu" => qemu::cmd(rest),
         "e2e" => e2e::cmd(rest),
         "test" => test::cmd(rest),
+        "repro" => repro::cmd(rest),
         "demo" => demo::cmd(rest),
         "bench" => bench::cmd(rest),
         "model-volume" => model_volume::cmd(rest),
@@ -69,10 +83,13 @@ fn dispatch(args: &[String]) -> Result<()> {
         "echo-server" => echo_server::cmd(rest),
         // Hidden: a random secret for the dev-KBS scenarios and the demo.
         "dev-secret" => dev_secret::cmd(rest),
+        // Hidden: per-run TLS certificates for the dev KBS and the MITM proxy.
+        "dev-cert" => dev_cert::cmd(rest),
+        "interrupt-test" => interrupt::cmd(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())
         }
-        other => anyhow::bail!("unknown command {other:?}\n{USAGE}"),
+        other => Err(cli::usage_error(format!("unknown command {other:?}"), USAGE)),
     }
 }

@@ -20,6 +20,7 @@
 //! path = "/usr/bin/demo"
 //! build = { package = "ztinit-testkit", bin = "demo" }   # target: musl by default
 //! # or: source = "host/or/relative/path", sysroot = "/path" (for ELF deps)
+//! # or: peer = "kata-agent"   (a test peer, see xtask/src/peers.rs)
 //!
 //! [[dir]]     path = "/data", mode = 0o700
 //! [[symlink]] path = "/sbin/init", target = "/init"
@@ -123,6 +124,8 @@ pub struct FileEntry {
     pub source: Option<String>,
     /// Or a workspace binary.
     pub build: Option<BuildRef>,
+    /// Or a test peer built elsewhere (`kata-agent`, see `peers.rs`).
+    pub peer: Option<String>,
     /// Or literal contents.
     pub text: Option<String>,
     pub mode: Option<u32>,
@@ -192,7 +195,7 @@ pub struct Loaded {
     pub kernel: Option<String>,
     pub ztinit: Option<ZtinitEntry>,
     pub config: Option<(ConfigEntry, PathBuf)>,
-    /// Host files appended to the config (set by the caller, never by a
+    /// Host files merged into the config (set by the caller, never by a
     /// manifest: see `image::build_with_config`).
     pub config_append: Vec<PathBuf>,
     pub files: Vec<FileEntry>,

@@ -28,7 +28,9 @@ use sha2::{Digest, Sha256};
 use xts_mode::{Xts128, get_tweak_default};
 use ztinit::volume::verity::{self, Geometry};
 
-pub const USAGE: &str = "model-volume --input DIR|FILE --key FILE --out IMG [--fs erofs|ext4] [--name NAME] \
+use crate::cli;
+
+pub const USAGE: &str = "usage: cargo xtask model-volume --input DIR|FILE --key FILE --out IMG [--fs erofs|ext4] [--name NAME] \
 [--serial SERIAL] [--key-resource REPO/TYPE/TAG] [--mountpoint PATH] [--salt HEX] [--snippet-out FILE]";
 
 const BLOCK: u64 = 4096;
@@ -68,7 +70,7 @@ pub struct Built {
 }
 
 pub fn cmd(args: &[String]) -> Result<()> {
-    let opts = parse(args)?;
+    let Some(opts) = parse(args)? else { return Ok(()) };
     let built = build(&opts)?;
     eprintln!(
         "model-volume: wrote {} ({} bytes: {} data blocks of ciphertext, verity tree at byte {})",
@@ -87,7 +89,8 @@ pub fn cmd(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn parse(args: &[String]) -> Result<Options> {
+/// The options, or `None` after `--help`.
+fn parse(args: &[String]) -> Result<Option<Options>> {
     let mut o = Options {
         input: PathBuf::new(),
         key_file: PathBuf::new(),
@@ -100,35 +103,42 @@ fn parse(args: &[String]) -> Result<Options> {
         salt: None,
         snippet_out: None,
     };
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{flag} needs a value\nusage: {USAGE}"));
-        match flag.as_str() {
-            "--input" => o.input = value()?.into(),
-            "--key" => o.key_file = value()?.into(),
-            "--out" => o.out = value()?.into(),
-            "--fs" => {
-                o.fs = match value()?.as_str() {
+    let mut p = cli::Args::new(args, USAGE);
+    while let Some(arg) = p.next()? {
+        match arg {
+            cli::Long("input") => o.input = p.value()?.into(),
+            cli::Long("key") => o.key_file = p.value()?.into(),
+            cli::Long("out") => o.out = p.value()?.into(),
+            cli::Long("fs") => {
+                o.fs = match p.string()?.as_str() {
                     "erofs" => Fs::Erofs,
                     "ext4" => Fs::Ext4,
-                    other => bail!("--fs {other:?}: erofs or ext4"),
+                    other => return Err(p.error(format!("--fs {other:?}: erofs or ext4"))),
                 }
             }
-            "--name" => o.name = value()?.clone(),
-            "--serial" => o.serial = value()?.clone(),
-            "--key-resource" => o.key_resource = value()?.clone(),
-            "--mountpoint" => o.mountpoint = value()?.clone(),
-            "--salt" => o.salt = Some(hex::decode(value()?).context("--salt must be hex")?),
-            "--snippet-out" => o.snippet_out = Some(value()?.into()),
-            "-h" | "--help" => bail!("usage: {USAGE}"),
-            other => bail!("unknown argument {other:?}\nusage: {USAGE}"),
+            cli::Long("name") => o.name = p.string()?,
+            cli::Long("serial") => o.serial = p.string()?,
+            cli::Long("key-resource") => o.key_resource = p.string()?,
+            cli::Long("mountpoint") => o.mountpoint = p.string()?,
+            cli::Long("salt") => o.salt = Some(hex::decode(p.string()?).map_err(|_| p.error("--salt must be hex"))?),
+            cli::Long("snippet-out") => o.snippet_out = Some(p.value()?.into()),
+            cli::Short('h') | cli::Long("help") => {
+                p.help()?;
+                return Ok(None);
+            }
+            other => {
+                let e = other.unexpected();
+                return Err(p.error(e));
+            }
         }
     }
     for (flag, set) in [("--input", &o.input), ("--key", &o.key_file), ("--out", &o.out)] {
-        ensure!(!set.as_os_str().is_empty(), "{flag} is required\nusage: {USAGE}");
+        if set.as_os_str().is_empty() {
+            return Err(p.error(format!("{flag} is required")));
+        }
     }
-    ztinit::kbs::ResourcePath::parse(&o.key_resource).map_err(|e| anyhow::anyhow!("--key-resource: {e}"))?;
-    Ok(o)
+    ztinit::kbs::ResourcePath::parse(&o.key_resource).map_err(|e| p.error(format!("--key-resource: {e}")))?;
+    Ok(Some(o))
 }
 
 /// Builds the image at `opts.out`.
@@ -182,9 +192,7 @@ fn build_in(opts: &Options, key: &[u8], work: &Path) -> Result<Built> {
             .to_vec(),
     };
 
-    let geometry = Geometry::new(data_blocks, BLOCK as u32).context("verity geometry")?;
-    let mut reader = BufReader::with_capacity(CHUNK, File::open(&opts.out)?);
-    let tree = verity::build_tree(&mut reader, BLOCK as u32, &geometry, &salt).context("hashing the ciphertext")?;
+    let tree = hash_tree(&opts.out, data_blocks, &salt).context("hashing the ciphertext")?;
     let mut out = fs::OpenOptions::new().write(true).open(&opts.out)?;
     out.seek(SeekFrom::Start(data_bytes))?;
     out.write_all(&tree.bytes)?;
@@ -199,6 +207,17 @@ fn build_in(opts: &Options, key: &[u8], work: &Path) -> Result<Built> {
         image_bytes,
         key_size: key.len(),
     })
+}
+
+/// The dm-verity tree (version 1, SHA-256, 4 KiB data and hash blocks) of
+/// the first `data_blocks` blocks of `data`; shared with the root disks of
+/// `xtask image --format disk`.
+pub fn hash_tree(data: &Path, data_blocks: u64, salt: &[u8]) -> Result<verity::Tree> {
+    let block = u32::try_from(BLOCK)?;
+    let geometry = Geometry::new(data_blocks, block).context("verity geometry")?;
+    let file = File::open(data).with_context(|| format!("opening {}", data.display()))?;
+    let mut reader = BufReader::with_capacity(CHUNK, file);
+    Ok(verity::build_tree(&mut reader, block, &geometry, salt)?)
 }
 
 /// Copies the input into `stage` with modes 0755/0644 (0755 for files with
@@ -256,7 +275,12 @@ fn fix_time(path: &Path) -> Result<()> {
 
 /// A UUID fixed by the volume name, so rebuilding gives the same bytes.
 fn fs_uuid(name: &str) -> String {
-    let d = Sha256::digest(format!("ztinit model-volume fs uuid\0{name}"));
+    fixed_uuid("model-volume", name)
+}
+
+/// A UUID fixed by `domain` and `name` (the same inputs, the same UUID).
+pub fn fixed_uuid(domain: &str, name: &str) -> String {
+    let d = Sha256::digest(format!("ztinit {domain} fs uuid\0{name}"));
     let mut b = [0u8; 16];
     b.copy_from_slice(&d[..16]);
     b[6] = (b[6] & 0x0f) | 0x40; // version 4 layout, deterministic content
@@ -268,13 +292,7 @@ fn fs_uuid(name: &str) -> String {
 fn make_fs(fs_type: Fs, name: &str, stage: &Path, img: &Path) -> Result<()> {
     let uuid = fs_uuid(name);
     let mut cmd = match fs_type {
-        Fs::Erofs => {
-            let mut c = Command::new("mkfs.erofs");
-            // -x-1: no xattrs from the build host; --all-root: uid/gid 0.
-            c.arg("--quiet").arg(format!("-T{FIXED_TIME}")).arg(format!("-U{uuid}")).arg("--all-root").arg("-x-1");
-            c.arg(img).arg(stage);
-            c
-        }
+        Fs::Erofs => erofs_command(stage, img, &uuid),
         Fs::Ext4 => {
             let size = ext4_size(stage)?;
             File::create(img)?.set_len(size)?;
@@ -300,6 +318,18 @@ fn make_fs(fs_type: Fs, name: &str, stage: &Path, img: &Path) -> Result<()> {
         fix_ext4_times(stage, img)?;
     }
     Ok(())
+}
+
+/// `mkfs.erofs` with everything that would vary fixed: every inode's time
+/// (`-T`, and `SOURCE_DATE_EPOCH` for the superblock), the UUID, owners
+/// (`--all-root`: uid/gid 0) and no extended attributes from the build host
+/// (`-x-1`). Uncompressed, so the kernel needs no EROFS_FS_ZIP.
+pub fn erofs_command(stage: &Path, img: &Path, uuid: &str) -> Command {
+    let mut c = Command::new("mkfs.erofs");
+    c.arg("--quiet").arg(format!("-T{FIXED_TIME}")).arg(format!("-U{uuid}")).arg("--all-root").arg("-x-1");
+    c.arg(img).arg(stage);
+    c.env("SOURCE_DATE_EPOCH", FIXED_TIME.to_string());
+    c
 }
 
 /// `mkfs.ext4 -d` copies each file's ctime (which cannot be set) and atime
@@ -398,7 +428,7 @@ fn encrypt_file(plain: &Path, out: &Path, key: &[u8], data_bytes: u64) -> Result
     let mut buf = vec![0u8; CHUNK];
     let mut done = 0u64;
     while done < data_bytes {
-        let n = (data_bytes - done).min(CHUNK as u64) as usize;
+        let n = usize::try_from(data_bytes - done).map_or(CHUNK, |n| n.min(CHUNK));
         let chunk = &mut buf[..n];
         read_padded(&mut input, chunk)?;
         xts.encrypt(chunk, done / SECTOR as u64);
@@ -472,7 +502,7 @@ mod tests {
     #[test]
     fn xts_matches_openssl_with_plain64_tweaks() {
         let key: Vec<u8> = (0x40..0x80).collect();
-        let data: Vec<u8> = (0..1024).map(|i| ((i * 13) % 256) as u8).collect();
+        let data: Vec<u8> = (0..1024).map(|i| u8::try_from((i * 13) % 256).unwrap()).collect();
         let xts = Xts::new(&key).unwrap();
         let mut two = data.clone();
         xts.encrypt(&mut two, 0);
@@ -544,10 +574,11 @@ mod tests {
         let g = Geometry::new(built.data_blocks, 4096).unwrap();
         assert_eq!(built.image_bytes, built.hash_offset + g.hash_bytes());
         let salt = hex::decode(&built.salt).unwrap();
-        let data = &img[..built.hash_offset as usize];
+        let hash_offset = usize::try_from(built.hash_offset).unwrap();
+        let data = &img[..hash_offset];
         let tree = verity::build_tree(&mut &data[..], 4096, &g, &salt).unwrap();
         assert_eq!(hex::encode(tree.root), built.root_hash);
-        assert_eq!(&img[built.hash_offset as usize..], &tree.bytes[..]);
+        assert_eq!(&img[hash_offset..], &tree.bytes[..]);
 
         // Decrypting sector by sector gives the filesystem back.
         let key = [0x5au8; 64];
@@ -565,7 +596,7 @@ mod tests {
 
         // The printed snippet is a valid [[volumes]] entry describing this image.
         let text = format!(
-            "[workload]\npath = \"/bin/app\"\n\n[kbs]\nurl = \"http://10.0.2.100:8080\"\ninsecure_http = true\n\n{}",
+            "[workload]\npath = \"/bin/app\"\n[tee]\naccept = [\"sample\"]\nallow_sample = true\n\n[kbs]\nurl = \"http://10.0.2.100:8080\"\ninsecure_http = true\n\n{}",
             snippet(&a, &built)
         );
         let sources =
@@ -623,7 +654,7 @@ mod tests {
                 .iter()
                 .map(|s| s.to_string())
                 .collect();
-        let o = parse(&args).unwrap();
+        let o = parse(&args).unwrap().unwrap();
         assert_eq!(o.fs, Fs::Ext4);
         assert_eq!(o.salt, Some(vec![10, 11]));
         assert_eq!(o.serial, "s1");

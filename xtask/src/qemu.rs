@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::cli;
 use crate::kernel;
+use crate::procs;
 use crate::util;
 
 /// Where the guest reaches the forwarded host service.
@@ -45,7 +47,12 @@ pub fn check_serial(serial: &str) -> Result<()> {
 #[derive(Debug, Clone)]
 pub struct Spec {
     pub kernel: PathBuf,
+    /// Not used when `root_disk` is set.
     pub initrd: PathBuf,
+    /// Boot from this read-only root disk instead of the initramfs: it is
+    /// the first virtio-blk device (`/dev/vda`), before `disks`, and the
+    /// kernel parameters that set it up are in `append`.
+    pub root_disk: Option<PathBuf>,
     /// Added after [`BASE_APPEND`].
     pub append: Vec<String>,
     pub disks: Vec<Disk>,
@@ -57,7 +64,16 @@ pub struct Spec {
 
 impl Spec {
     pub fn new(kernel: PathBuf, initrd: PathBuf) -> Self {
-        Spec { kernel, initrd, append: Vec::new(), disks: Vec::new(), forward_port: None, memory_mib: 512, cpus: 2 }
+        Spec {
+            kernel,
+            initrd,
+            root_disk: None,
+            append: Vec::new(),
+            disks: Vec::new(),
+            forward_port: None,
+            memory_mib: 512,
+            cpus: 2,
+        }
     }
 
     pub fn command(&self) -> Result<Command> {
@@ -75,23 +91,32 @@ impl Spec {
             .args(["-serial", "stdio"])
             .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
             .arg("-kernel")
-            .arg(&self.kernel)
-            .arg("-initrd")
-            .arg(&self.initrd)
-            .arg("-append")
-            .arg(append.join(" "));
+            .arg(&self.kernel);
+        if self.root_disk.is_none() {
+            c.arg("-initrd").arg(&self.initrd);
+        }
+        c.arg("-append").arg(append.join(" "));
         let mut netdev = "user,id=net0,restrict=on".to_string();
         if let Some(port) = self.forward_port {
-            let exe = std::env::current_exe().context("cannot locate the xtask binary for the relay")?;
-            let exe = exe.display().to_string();
+            let exe = crate::util::self_exe().display().to_string();
             if exe.contains(['\'', ',']) {
                 bail!("the xtask binary path {exe:?} cannot be used in a QEMU guestfwd command");
             }
             // QEMU runs the command through /bin/sh once per guest connection.
             netdev.push_str(&format!(",guestfwd=tcp:{GUEST_FORWARD}-cmd:'{exe}' relay 127.0.0.1:{port}"));
+            // The relays end when this xtask does (relay::watch_owner).
+            c.env(crate::relay::OWNER_VAR, std::process::id().to_string());
         }
         c.args(["-netdev", &netdev, "-device", "virtio-net-pci,netdev=net0"]);
         c.args(["-device", "virtio-rng-pci"]);
+        if let Some(root) = &self.root_disk {
+            let p = root.display().to_string();
+            if p.contains(',') {
+                bail!("root disk path {p:?} contains a comma, which QEMU's -drive cannot take");
+            }
+            c.arg("-drive").arg(format!("file={p},if=none,format=raw,id=root,readonly=on"));
+            c.args(["-device", "virtio-blk-pci,drive=root"]);
+        }
         for (i, d) in self.disks.iter().enumerate() {
             let p = d.path.display().to_string();
             if p.contains(',') {
@@ -161,7 +186,7 @@ pub fn decode(status: ExitStatus, console: &str, stderr: &str) -> Outcome {
         Some(0) => Outcome::QemuFailed("rc 0 without a power-off, reboot or panic message on the console".into()),
         // rc 1 is also QEMU's own failure code; its stderr tells them apart.
         Some(1) if stderr.lines().any(is_qemu_error) => Outcome::QemuFailed(first_error(stderr)),
-        Some(rc) if rc % 2 == 1 && rc <= 255 => Outcome::DebugExit((rc >> 1) as u8),
+        Some(rc) if rc % 2 == 1 && rc <= 255 => Outcome::DebugExit(u8::try_from(rc >> 1).unwrap_or(u8::MAX)),
         Some(rc) => Outcome::QemuFailed(format!("rc {rc}: {}", first_error(stderr))),
         None => Outcome::QemuFailed(format!("killed by signal {}", status.signal().unwrap_or(0))),
     }
@@ -195,15 +220,15 @@ pub fn run_captured(spec: &Spec, timeout: Duration, log: &Path, echo: bool) -> R
     let mut log_file = std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
     writeln!(log_file, "# {}", util::show(&cmd))?;
     let started = Instant::now();
-    use std::os::unix::process::CommandExt;
-    let mut child = cmd
+    // Its own process group (killed on a timeout or an interrupt), and
+    // SIGKILL should xtask die.
+    let mut child = procs::own(&mut cmd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        // Its own process group, so a timeout also ends the relays it started.
-        .process_group(0)
         .spawn()
         .with_context(|| format!("cannot start {QEMU} (apt-get install qemu-system-x86)"))?;
+    procs::register(child.id());
     let console = Arc::new(Mutex::new(Vec::<u8>::new()));
     // (console length after a read, when it arrived)
     let arrivals = Arc::new(Mutex::new(Vec::<(usize, Duration)>::new()));
@@ -244,7 +269,13 @@ pub fn run_captured(spec: &Spec, timeout: Duration, log: &Path, echo: bool) -> R
             s
         })
     };
-    let status = wait_with_deadline(&mut child, timeout)?;
+    let status = wait_with_deadline(&mut child, timeout);
+    // QEMU is reaped; whatever is left in its group goes with it.
+    // SAFETY: signals the group this function created; its id cannot be
+    // reused while a member is alive, and nothing happens when none is.
+    unsafe { libc::kill(-child.id().cast_signed(), libc::SIGKILL) };
+    procs::release(child.id());
+    let status = status?;
     let _ = out_reader.join();
     let stderr = err_reader.join().unwrap_or_default();
     let wall = started.elapsed();
@@ -296,7 +327,7 @@ fn wait_with_deadline(child: &mut Child, timeout: Duration) -> Result<Option<Exi
             return Ok(Some(status));
         }
         if Instant::now() >= deadline {
-            let pgid = child.id() as i32;
+            let pgid = child.id().cast_signed();
             // SAFETY: signals the process group we created for this QEMU.
             unsafe { libc::kill(-pgid, libc::SIGKILL) };
             let _ = child.wait();
@@ -312,39 +343,54 @@ pub fn cmd(args: &[String]) -> Result<()> {
     let mut spec_append = Vec::new();
     let mut disks = Vec::new();
     let mut forward = None;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut val = || it.next().with_context(|| format!("{a} needs a value"));
-        match a.as_str() {
-            "--image" => image = Some(PathBuf::from(val()?)),
-            "--kernel" => kernel_path = Some(PathBuf::from(val()?)),
-            "--append" => spec_append.extend(val()?.split_whitespace().map(str::to_string)),
-            "--disk" => disks.push(parse_disk(val()?)?),
-            "--forward" => forward = Some(val()?.parse::<u16>().context("--forward takes a host port number")?),
-            "-h" | "--help" => {
-                println!(
-                    "usage: cargo xtask qemu --image PATH [--kernel PATH] [--append 'ARGS'] [--disk PATH[:ro][:serial=S]]... [--forward PORT]\n\
-                     Boots under QEMU (TCG; ZTINIT_QEMU_ACCEL=kvm for KVM) with the console on stdio.\n\
-                     Default kernel: the cached test kernel. --forward relays guest {GUEST_FORWARD} to 127.0.0.1:PORT."
-                );
-                return Ok(());
+    let mut root_disk = None;
+    const USAGE: &str = "usage: cargo xtask qemu (--image PATH | --root-disk IMG) [--kernel PATH] [--append 'ARGS'] [--disk PATH[:ro][:serial=S]]... [--forward PORT]
+--root-disk: boot a disk of `xtask image --format disk` with the parameters of IMG.cmdline.
+Boots under QEMU (TCG; ZTINIT_QEMU_ACCEL=kvm for KVM) with the console on stdio.
+Default kernel: the cached test kernel. --forward relays guest 10.0.2.100:8080 to 127.0.0.1:PORT.";
+    let mut p = cli::Args::new(args, USAGE);
+    while let Some(arg) = p.next()? {
+        match arg {
+            cli::Long("image") => image = Some(PathBuf::from(p.value()?)),
+            cli::Long("root-disk") => root_disk = Some(PathBuf::from(p.value()?)),
+            cli::Long("kernel") => kernel_path = Some(PathBuf::from(p.value()?)),
+            cli::Long("append") => spec_append.extend(p.string()?.split_whitespace().map(str::to_string)),
+            cli::Long("disk") => disks.push(parse_disk(&p.string()?)?),
+            cli::Long("forward") => forward = Some(p.parse::<u16>("--forward")?),
+            cli::Short('h') | cli::Long("help") => return p.help(),
+            other => {
+                let e = other.unexpected();
+                return Err(p.error(e));
             }
-            other => bail!("qemu: unknown argument {other:?} (see --help)"),
         }
     }
-    let image = image.context("qemu: --image is required")?;
+    let mut root_append = Vec::new();
+    if let Some(root) = &root_disk {
+        let cmdline = crate::disk_image::sidecar(root, "cmdline");
+        let text = std::fs::read_to_string(&cmdline)
+            .with_context(|| format!("cannot read {} (written with the disk)", cmdline.display()))?;
+        root_append.push(text.trim().to_string());
+    }
+    let image = match (image, &root_disk) {
+        (Some(i), None) => i,
+        (None, Some(_)) => PathBuf::new(),
+        _ => bail!("qemu: give --image or --root-disk"),
+    };
     let kernel_path = match kernel_path {
         Some(k) => k,
         None => kernel::ensure(kernel::DEFAULT_PROFILE)?.bzimage(),
     };
     let mut spec = Spec::new(kernel_path, image);
-    spec.append = spec_append;
+    spec.root_disk = root_disk;
+    root_append.extend(spec_append);
+    spec.append = root_append;
     spec.disks = disks;
     spec.forward_port = forward;
     let mut cmd = spec.command()?;
     eprintln!("qemu: {}", util::show(&cmd));
     // Interactive: the console is this terminal (stdin included).
-    let status = cmd.status().with_context(|| format!("cannot start {QEMU}"))?;
+    // In xtask's group (it needs the terminal), but SIGKILL should xtask die.
+    let status = procs::tie_hard(&mut cmd).status().with_context(|| format!("cannot start {QEMU}"))?;
     // The console went to the terminal, so rc 0 cannot be told apart here.
     match (status.code(), decode(status, "", "")) {
         (Some(0), _) => eprintln!("qemu: exited with status 0: power-off, reboot or kernel panic (see the console)"),

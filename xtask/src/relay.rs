@@ -7,12 +7,25 @@
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 
-use anyhow::{Result, bail};
+use anyhow::Result;
+
+use crate::cli;
 
 pub fn cmd(args: &[String]) -> Result<()> {
-    let [addr] = args else {
-        bail!("usage: xtask relay HOST:PORT");
-    };
+    let mut addr = None;
+    let mut p = cli::Args::new(args, "usage: cargo xtask relay HOST:PORT   (started by QEMU's guestfwd)");
+    while let Some(arg) = p.next()? {
+        match arg {
+            cli::Value(a) if addr.is_none() => addr = Some(cli::string(a, "usage: cargo xtask relay HOST:PORT")?),
+            cli::Short('h') | cli::Long("help") => return p.help(),
+            other => {
+                let e = other.unexpected();
+                return Err(p.error(e));
+            }
+        }
+    }
+    let Some(addr) = addr else { return Err(p.error("HOST:PORT is required")) };
+    watch_owner();
     // libslirp hands the guest connection to us as stdin, stdout and
     // stderr, so a message would reach the guest: fail silently instead
     // (the guest sees the connection close).
@@ -32,6 +45,29 @@ pub fn cmd(args: &[String]) -> Result<()> {
     // The server closed: exiting closes our end, and the guest sees EOF.
     drop(upstream);
     Ok(())
+}
+
+/// The environment variable naming the xtask process the relay belongs to.
+pub const OWNER_VAR: &str = "ZTINIT_RELAY_OWNER";
+
+/// Ends the relay when the xtask that started its QEMU is gone. libslirp
+/// starts each relay in a session of its own and its intermediate parent
+/// exits (the relay's parent is init from the start), so neither QEMU's
+/// process group nor `PR_SET_PDEATHSIG` reaches it; and once QEMU is gone
+/// the relay would otherwise wait on the server for as long as that lives.
+fn watch_owner() {
+    let Some(owner) = std::env::var(OWNER_VAR).ok().and_then(|v| v.parse::<libc::pid_t>().ok()) else { return };
+    std::thread::spawn(move || {
+        loop {
+            // SAFETY: signal 0 only checks that the process exists.
+            if unsafe { libc::kill(owner, 0) } != 0
+                && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+            {
+                std::process::exit(1);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+    });
 }
 
 fn copy(from: &mut impl Read, to: &mut impl Write) -> std::io::Result<()> {

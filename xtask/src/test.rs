@@ -5,26 +5,29 @@
 use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
-use crate::{e2e, kernel, prereq, util};
+use crate::{cli, e2e, interrupt, kernel, prereq, repro, util};
+
+const USAGE: &str = "usage: cargo xtask test [--no-unit] [SCENARIO...]
+Checks prerequisites, runs `cargo fmt --check`, clippy and `cargo test --workspace` (as root with
+--include-ignored: the tests that need root; otherwise they are listed as skipped), checks that the release
+musl ztinit builds byte-identically in two directories (`cargo xtask repro`), builds the test kernel (cached),
+runs the QEMU scenarios of tests/e2e/ (all unless named) and, with none named, the interrupt test.";
 
 pub fn cmd(args: &[String]) -> Result<()> {
     let mut unit = true;
     let mut names = Vec::new();
-    for a in args {
-        match a.as_str() {
-            "--no-unit" => unit = false,
-            "-h" | "--help" => {
-                println!(
-                    "usage: cargo xtask test [--no-unit] [SCENARIO...]\n\
-                     Checks prerequisites, runs `cargo fmt --check`, clippy and `cargo test --workspace`, builds the test kernel\n\
-                     (cached) and runs the QEMU scenarios of tests/e2e/ (all unless named)."
-                );
-                return Ok(());
+    let mut p = cli::Args::new(args, USAGE);
+    while let Some(arg) = p.next()? {
+        match arg {
+            cli::Long("no-unit") => unit = false,
+            cli::Short('h') | cli::Long("help") => return p.help(),
+            cli::Value(name) => names.push(cli::string(name, USAGE)?),
+            other => {
+                let e = other.unexpected();
+                return Err(p.error(e));
             }
-            s if s.starts_with('-') => bail!("test: unknown option {s}"),
-            s => names.push(s.to_string()),
         }
     }
     let started = Instant::now();
@@ -44,19 +47,77 @@ pub fn cmd(args: &[String]) -> Result<()> {
             "warnings",
         ]))
         .context("clippy found warnings")?;
-        step("unit and integration tests (cargo test --workspace)");
-        util::run(Command::new(cargo).current_dir(util::workspace_root()).args(["test", "--workspace"]))
+        if util::is_root() {
+            step("unit and integration tests, with those that need root (cargo test --workspace -- --include-ignored)");
+            util::run(Command::new(&cargo).current_dir(util::workspace_root()).args([
+                "test",
+                "--workspace",
+                "--",
+                "--include-ignored",
+            ]))
             .context("workspace tests failed")?;
+        } else {
+            step("unit and integration tests (cargo test --workspace)");
+            util::run(Command::new(&cargo).current_dir(util::workspace_root()).args(["test", "--workspace"]))
+                .context("workspace tests failed")?;
+            let skipped = root_only_tests(&cargo)?;
+            println!(
+                "\ntest: SKIPPED {} tests that need root (run `cargo xtask test` as root to include them):",
+                skipped.len()
+            );
+            for name in &skipped {
+                println!("  skipped: {name}");
+            }
+        }
+        step("reproducible build (cargo xtask repro)");
+        repro::check()?;
     }
     step("test kernel");
     let k = kernel::ensure(kernel::DEFAULT_PROFILE)?;
     println!("{}", k.bzimage().display());
     step("QEMU end-to-end scenarios");
     e2e::run_selected(&names)?;
+    if names.is_empty() {
+        step("interrupt test (nothing outlives an interrupted `cargo xtask demo`)");
+        interrupt::run(&[libc::SIGTERM, libc::SIGINT, libc::SIGKILL])?;
+    }
     println!("test: all passed in {}", kernel::fmt_duration(started.elapsed()));
     Ok(())
 }
 
+/// The tests marked `#[ignore = "needs root: ..."]` (the only ignored
+/// ones in the workspace), as libtest lists them.
+fn root_only_tests(cargo: &str) -> Result<Vec<String>> {
+    let out = Command::new(cargo)
+        .current_dir(util::workspace_root())
+        .args(["test", "--workspace", "--quiet", "--", "--list", "--ignored"])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("cannot run cargo test -- --list --ignored")?;
+    if !out.status.success() {
+        anyhow::bail!("cargo test --workspace -- --list --ignored failed");
+    }
+    Ok(parse_list(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// `NAME: test` lines of libtest's `--list` output.
+fn parse_list(text: &str) -> Vec<String> {
+    text.lines().filter_map(|l| l.strip_suffix(": test")).map(str::to_string).collect()
+}
+
 fn step(what: &str) {
     println!("\n== {what}");
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn list_output_gives_the_test_names() {
+        let text = "sandbox::launch::tests::workload_runs_confined: test\n\
+                    probe_passes_under_the_default_sandbox: test\n\n2 tests, 0 benchmarks\n";
+        assert_eq!(
+            super::parse_list(text),
+            ["sandbox::launch::tests::workload_runs_confined", "probe_passes_under_the_default_sandbox"]
+        );
+    }
 }

@@ -35,6 +35,16 @@ pub fn cache_dir() -> Result<PathBuf> {
     }
 }
 
+/// The running xtask binary, for the commands it starts of itself (relays,
+/// prepare steps, services). Not `current_exe()`: `cargo xtask test` runs
+/// `cargo test --workspace` first, which can rebuild `target/debug/xtask`
+/// under the running one, and the old path then names a deleted file.
+/// `/proc/PID/exe` keeps reaching the binary this process runs for as long
+/// as it lives, and every command started from here ends before it does.
+pub fn self_exe() -> PathBuf {
+    PathBuf::from(format!("/proc/{}/exe", std::process::id()))
+}
+
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
@@ -55,10 +65,11 @@ pub fn show(cmd: &Command) -> String {
     s
 }
 
-/// Runs a command with inherited stdio; fails naming it when it fails.
+/// Runs a command with inherited stdio; fails naming it when it fails. The
+/// command gets SIGTERM if xtask dies ([`crate::procs::tie`]).
 pub fn run(cmd: &mut Command) -> Result<()> {
     let shown = show(cmd);
-    let status = cmd.status().with_context(|| format!("cannot start `{shown}`"))?;
+    let status = crate::procs::tie(cmd).status().with_context(|| format!("cannot start `{shown}`"))?;
     if !status.success() {
         bail!("`{shown}` failed ({status})");
     }
@@ -68,7 +79,8 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 /// Runs a command and returns its stdout; stderr is shown on failure.
 pub fn output(cmd: &mut Command) -> Result<String> {
     let shown = show(cmd);
-    let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("cannot start `{shown}`"))?;
+    let out =
+        crate::procs::tie(cmd).stdin(Stdio::null()).output().with_context(|| format!("cannot start `{shown}`"))?;
     if !out.status.success() {
         bail!("`{shown}` failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
     }

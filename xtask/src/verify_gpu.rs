@@ -12,6 +12,8 @@
 use std::path::Path;
 use std::time::SystemTime;
 
+use lexopt::ValueExt;
+
 use ztinit::gpu::certs;
 use ztinit::gpu::evidence::{self, NvidiaPolicy};
 use ztinit::gpu::rim::Rim;
@@ -41,29 +43,40 @@ struct Args {
     vbios: Vec<String>,
 }
 
-fn parse_args(args: &[String]) -> Result<Args, String> {
+/// `Ok(None)`: `--help` was asked for.
+fn parse_args(args: &[String]) -> Result<Option<Args>, String> {
     let mut a = Args::default();
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().cloned().ok_or_else(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--report" => a.report = Some(value()?),
-            "--chain" => a.chain = Some(value()?),
-            "--evidence" => a.evidence = Some(value()?),
-            "--nonce" => a.nonce = Some(value()?),
-            "--digest" => a.digest = Some(value()?),
-            "--rim" => a.rims.push(value()?),
-            "--root" => a.root = Some(value()?),
-            "--rim-root" => a.rim_root = Some(value()?),
-            "--time" => a.time = Some(value()?.parse().map_err(|_| "--time takes seconds since the epoch")?),
-            "--driver" => a.driver.push(value()?),
-            "--vbios" => a.vbios.push(value()?),
-            "-h" | "--help" => return Err(USAGE.into()),
-            other => return Err(format!("unknown argument {other}\n{USAGE}")),
-        }
+    let mut p = lexopt::Parser::from_args(args.iter().cloned());
+    let usage = |e: lexopt::Error| format!("{e}\n{USAGE}");
+    while let Some(arg) = p.next().map_err(usage)? {
+        let slot = match arg {
+            lexopt::Arg::Long("report") => &mut a.report,
+            lexopt::Arg::Long("chain") => &mut a.chain,
+            lexopt::Arg::Long("evidence") => &mut a.evidence,
+            lexopt::Arg::Long("nonce") => &mut a.nonce,
+            lexopt::Arg::Long("digest") => &mut a.digest,
+            lexopt::Arg::Long("root") => &mut a.root,
+            lexopt::Arg::Long("rim-root") => &mut a.rim_root,
+            lexopt::Arg::Long(list @ ("rim" | "driver" | "vbios")) => {
+                let list = match list {
+                    "rim" => &mut a.rims,
+                    "driver" => &mut a.driver,
+                    _ => &mut a.vbios,
+                };
+                list.push(p.value().map_err(usage)?.string().map_err(usage)?);
+                continue;
+            }
+            lexopt::Arg::Long("time") => {
+                a.time = Some(p.value().map_err(usage)?.parse().map_err(|_| "--time takes seconds since the epoch")?);
+                continue;
+            }
+            lexopt::Arg::Short('h') | lexopt::Arg::Long("help") => return Ok(None),
+            other => return Err(usage(other.unexpected())),
+        };
+        *slot = Some(p.value().map_err(usage)?.string().map_err(usage)?);
     }
     match (&a.report, &a.chain, &a.evidence) {
-        (Some(_), Some(_), None) | (None, None, Some(_)) => Ok(a),
+        (Some(_), Some(_), None) | (None, None, Some(_)) => Ok(Some(a)),
         _ => Err(format!("give --report and --chain, or --evidence\n{USAGE}")),
     }
 }
@@ -78,6 +91,9 @@ fn hex_arg(name: &str, s: &str) -> Result<Vec<u8>, String> {
 
 /// Runs the verification and returns the exit code and the printed lines.
 pub fn run(args: &[String]) -> (i32, Vec<String>) {
+    if let Ok(None) = parse_args(args) {
+        return (VALID, vec![USAGE.to_string()]);
+    }
     let mut lines = Vec::new();
     let code = match run_inner(args, &mut lines) {
         Ok(code) => code,
@@ -95,7 +111,7 @@ pub fn run(args: &[String]) -> (i32, Vec<String>) {
 }
 
 fn run_inner(args: &[String], lines: &mut Vec<String>) -> Result<i32, String> {
-    let a = parse_args(args)?;
+    let Some(a) = parse_args(args)? else { return Ok(VALID) };
     let now = a.time.map(certs::unix).unwrap_or_else(SystemTime::now);
     let pem_or = |path: &Option<String>, builtin: fn() -> _| match path {
         Some(p) => certs::parse_pem_cert(&String::from_utf8_lossy(&read(p)?)).map_err(|e| format!("{p}: {e}")),

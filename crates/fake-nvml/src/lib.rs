@@ -129,7 +129,7 @@ fn rec(line: &str) {
 fn gpu_of(device: sys::nvmlDevice_t) -> Option<(u32, &'static Gpu)> {
     let index = (device as usize).checked_sub(0x1000)?;
     let gpu = config().gpus.get(index)?;
-    Some((index as u32, gpu))
+    Some((u32::try_from(index).ok()?, gpu))
 }
 
 /// Copies `s` NUL-terminated into a caller buffer.
@@ -177,10 +177,11 @@ fn vbios_bytes(v: &str) -> [u8; 8] {
     out
 }
 
-fn opaque(out: &mut Vec<u8>, field: u16, data: &[u8]) {
+fn opaque(out: &mut Vec<u8>, field: u16, data: &[u8]) -> Option<()> {
     out.extend_from_slice(&field.to_le_bytes());
-    out.extend_from_slice(&(data.len() as u16).to_le_bytes());
+    out.extend_from_slice(&u16::try_from(data.len()).ok()?.to_le_bytes());
     out.extend_from_slice(data);
+    Some(())
 }
 
 fn signing_key() -> Option<SigningKey> {
@@ -201,27 +202,27 @@ fn build_report(gpu: &Gpu, nonce: &[u8; 32]) -> Option<Vec<u8>> {
         let value = measurement(index);
         record.push(index);
         record.push(1); // DMTF
-        record.extend_from_slice(&((value.len() + 3) as u16).to_le_bytes());
+        record.extend_from_slice(&u16::try_from(value.len() + 3).ok()?.to_le_bytes());
         record.push(0x01);
-        record.extend_from_slice(&(value.len() as u16).to_le_bytes());
+        record.extend_from_slice(&u16::try_from(value.len()).ok()?.to_le_bytes());
         record.extend_from_slice(&value);
     }
     r.extend_from_slice(&[0x11, 0x60, 0x00, 0x00, 64]);
-    let len = record.len() as u32;
+    let len = u32::try_from(record.len()).ok()?;
     r.extend_from_slice(&len.to_le_bytes()[..3]);
     r.extend_from_slice(&record);
     r.extend_from_slice(&Sha384::digest(nonce)[..32]); // responder nonce
     let mut od = Vec::new();
     let mut driver = config().driver_version.clone().into_bytes();
     driver.push(0);
-    opaque(&mut od, 3, &driver);
-    opaque(&mut od, 6, &vbios_bytes(&gpu.vbios_version));
-    opaque(&mut od, 11, &[0xAA]);
-    opaque(&mut od, 15, b"882\0");
-    opaque(&mut od, 17, b"1010\0");
-    opaque(&mut od, 18, b"0200\0");
-    opaque(&mut od, 20, &hex::decode(FWID_HEX.trim()).ok()?);
-    r.extend_from_slice(&(od.len() as u16).to_le_bytes());
+    opaque(&mut od, 3, &driver)?;
+    opaque(&mut od, 6, &vbios_bytes(&gpu.vbios_version))?;
+    opaque(&mut od, 11, &[0xAA])?;
+    opaque(&mut od, 15, b"882\0")?;
+    opaque(&mut od, 17, b"1010\0")?;
+    opaque(&mut od, 18, b"0200\0")?;
+    opaque(&mut od, 20, &hex::decode(FWID_HEX.trim()).ok()?)?;
+    r.extend_from_slice(&u16::try_from(od.len()).ok()?.to_le_bytes());
     r.extend_from_slice(&od);
     let sig: Signature = signing_key()?.sign(&r);
     r.extend_from_slice(&sig.to_bytes());
@@ -265,7 +266,7 @@ pub unsafe extern "C" fn nvmlDeviceGetCount_v2(count: *mut c_uint) -> sys::nvmlR
         return INVALID_ARGUMENT;
     }
     // SAFETY: non-null out-pointer per the NVML contract.
-    unsafe { *count = config().gpus.len() as c_uint };
+    unsafe { *count = c_uint::try_from(config().gpus.len()).unwrap_or(c_uint::MAX) };
     SUCCESS
 }
 
@@ -363,6 +364,8 @@ pub unsafe extern "C" fn nvmlSystemGetConfComputeSettings(
     if s.is_null() {
         return INVALID_ARGUMENT;
     }
+    // A struct of a few dozen bytes: its size fits the version word.
+    #[allow(clippy::cast_possible_truncation)]
     let want = std::mem::size_of::<sys::nvmlSystemConfComputeSettings_t>() as u32 | (1 << 24);
     // SAFETY: non-null pointer to the caller's struct.
     unsafe {
@@ -450,7 +453,7 @@ pub unsafe extern "C" fn nvmlDeviceGetConfComputeGpuAttestationReport(
         return INSUFFICIENT_SIZE;
     }
     r.attestationReport[..bytes.len()].copy_from_slice(&bytes);
-    r.attestationReportSize = bytes.len() as u32;
+    r.attestationReportSize = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
     r.isCecAttestationReportPresent = 0;
     r.cecAttestationReportSize = 0;
     SUCCESS
@@ -473,7 +476,7 @@ pub unsafe extern "C" fn nvmlDeviceGetConfComputeGpuCertificate(
         return INSUFFICIENT_SIZE;
     }
     c.attestationCertChain[..pem.len()].copy_from_slice(pem);
-    c.attestationCertChainSize = pem.len() as u32;
+    c.attestationCertChainSize = u32::try_from(pem.len()).unwrap_or(u32::MAX);
     c.certChainSize = 0;
     SUCCESS
 }

@@ -2,7 +2,7 @@
 //!
 //! ztinit (a static musl PID 1, which cannot dlopen a glibc library) starts
 //! this helper with a clean environment and speaks the versioned JSON-lines
-//! protocol of `src/gpu/protocol.rs` on its stdin/stdout. A crash, a hang or
+//! protocol of the `ztinit-gpu-protocol` crate on its stdin/stdout. A crash, a hang or
 //! a malformed line is fatal on ztinit's side, so this helper stays simple:
 //! one request, one response line, until stdin closes.
 //!
@@ -12,10 +12,7 @@
 //! "CC off", and slices report/certificate buffers with driver-supplied
 //! sizes without checking them.
 
-// Shared verbatim with ztinit; not every constructor is used on this side.
-#[allow(dead_code)]
-#[path = "../../../src/gpu/protocol.rs"]
-mod protocol;
+use ztinit_gpu_protocol as protocol;
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
@@ -160,6 +157,8 @@ fn inventory(nvml: &Nvml) -> Result<Inventory, String> {
 
 fn cc_settings(nvml: &Nvml) -> Result<CcSettings, String> {
     let get_settings = sym!(nvml, nvmlSystemGetConfComputeSettings);
+    // A struct of a few dozen bytes: its size fits NVML's version word.
+    #[allow(clippy::cast_possible_truncation)]
     let size = std::mem::size_of::<sys::nvmlSystemConfComputeSettings_t>() as u32;
     let mut s = sys::nvmlSystemConfComputeSettings_t {
         version: size | (1 << 24),

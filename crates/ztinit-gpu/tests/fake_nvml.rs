@@ -3,88 +3,27 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
-use std::time::Duration;
 
 use sha2::{Digest, Sha384};
 use ztinit::gpu::evidence::{NvidiaPolicy, verify_nvidia_evidence};
-use ztinit::gpu::helper::{Confinement, Helper, HelperCommand, HelperError};
+use ztinit::gpu::helper::{Confinement, Helper, HelperError};
 use ztinit::gpu::verify::{self, Evidence, Expected, Trust};
 use ztinit::gpu::{AttesterEnv, GpuAttester, GpuConfig, GpuError, GpuMode, certs};
 
-const HELPER: &str = env!("CARGO_BIN_EXE_ztinit-gpu");
+use fake_nvml_harness::{Fake, built, fake_measurement, is_root, test_root_pem};
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Builds the fake library (a cdylib no test target depends on) once.
-fn fake_lib() -> &'static Path {
-    static LIB: OnceLock<PathBuf> = OnceLock::new();
-    LIB.get_or_init(|| {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "-p", "fake-nvml"])
-            .current_dir(repo())
-            .status()
-            .expect("cargo build -p fake-nvml");
-        assert!(status.success());
-        let lib = Path::new(HELPER).parent().unwrap().join("libfake_nvml.so");
-        assert!(lib.exists(), "{}", lib.display());
-        lib
-    })
-}
-
-fn is_root() -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
-}
-
-fn test_root_pem() -> String {
-    std::fs::read_to_string(repo().join("crates/fake-nvml/testca/root.pem")).unwrap()
-}
-
-struct Fake {
-    dir: tempfile::TempDir,
-}
-
-impl Fake {
-    fn new(extra: serde_json::Value) -> Fake {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cfg = serde_json::json!({
-            "record": dir.path().join("calls").to_str().unwrap(),
-            "ready_file": dir.path().join("ready").to_str().unwrap(),
-        });
-        for (k, v) in extra.as_object().unwrap() {
-            cfg[k] = v.clone();
-        }
-        std::fs::write(dir.path().join("fake.json"), cfg.to_string()).unwrap();
-        Fake { dir }
-    }
-
-    fn env(&self) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
-        vec![("FAKE_NVML_CONFIG".into(), self.dir.path().join("fake.json").into())]
-    }
-
-    fn calls(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("calls")).unwrap_or_default()
-    }
-
-    fn helper(&self) -> Helper {
-        Helper::spawn(&self.command()).unwrap()
-    }
-
-    fn command(&self) -> HelperCommand {
-        HelperCommand {
-            program: HELPER.into(),
-            nvml_library: Some(fake_lib().to_str().unwrap().into()),
-            env: self.env(),
-            timeout: Duration::from_secs(20),
-            confinement: self.confinement(),
-        }
-    }
-
+/// What only these tests need on top of the shared harness.
+trait FakeExt {
     /// As at boot when the tests run as root (the sandbox needs it): the
     /// fake's record and ready files are the helper's only writable paths.
+    fn confinement(&self) -> Confinement;
+    fn helper(&self) -> Helper;
+    fn attester_env(&self, guest: PathBuf) -> AttesterEnv;
+    /// A guest tree with `gpus` NVIDIA GPUs on the PCI bus and the test root.
+    fn guest(&self, gpus: usize) -> PathBuf;
+}
+
+impl FakeExt for Fake {
     fn confinement(&self) -> Confinement {
         if is_root() {
             Confinement::Sandboxed { read_write: self.writable(), seccomp_allow: Vec::new() }
@@ -93,8 +32,8 @@ impl Fake {
         }
     }
 
-    fn writable(&self) -> Vec<String> {
-        vec![self.dir.path().to_str().unwrap().to_string()]
+    fn helper(&self) -> Helper {
+        self.helper_with(self.confinement())
     }
 
     fn attester_env(&self, guest: PathBuf) -> AttesterEnv {
@@ -117,15 +56,11 @@ impl Fake {
     }
 }
 
-fn fake_measurement(i: u8) -> String {
-    hex::encode(Sha384::digest(format!("ztinit fake-nvml measurement {i}")))
-}
-
 fn config() -> GpuConfig {
     let mut c = GpuConfig {
         mode: GpuMode::Gpu,
-        helper: HELPER.into(),
-        nvml_library: fake_lib().to_str().unwrap().into(),
+        helper: built().0.to_str().unwrap().into(),
+        nvml_library: built().1.to_str().unwrap().into(),
         device_root: Some("/etc/ztinit/gpu-test-root.pem".into()),
         ..GpuConfig::default()
     };
@@ -278,11 +213,14 @@ fn bring_up_loads_modules_waits_for_the_daemon_then_starts_the_attester() {
         daemon: Vec<String>,
     }
     impl ztinit::gpu::DriverHooks for Hooks {
-        fn load_modules(&mut self, modules: &[ztinit::gpu::bringup::ModuleLoad]) -> Result<(), String> {
+        fn load_modules(
+            &mut self,
+            modules: &[ztinit::gpu::bringup::ModuleLoad],
+        ) -> Result<(), ztinit::modules::ModulesError> {
             self.modules = modules.iter().map(|m| format!("{} {}", m.name, m.params.join(" "))).collect();
             Ok(())
         }
-        fn start_persistenced(&mut self, cmd: Command) -> Result<Box<dyn FnMut() -> bool>, String> {
+        fn start_persistenced(&mut self, cmd: Command) -> std::io::Result<Box<dyn FnMut() -> bool>> {
             self.daemon = std::iter::once(cmd.get_program())
                 .chain(cmd.get_args())
                 .map(|a| a.to_string_lossy().into_owned())
@@ -307,10 +245,13 @@ fn bring_up_loads_modules_waits_for_the_daemon_then_starts_the_attester() {
     // A daemon that dies is fatal before the helper ever runs.
     struct Dying;
     impl ztinit::gpu::DriverHooks for Dying {
-        fn load_modules(&mut self, _: &[ztinit::gpu::bringup::ModuleLoad]) -> Result<(), String> {
+        fn load_modules(
+            &mut self,
+            _: &[ztinit::gpu::bringup::ModuleLoad],
+        ) -> Result<(), ztinit::modules::ModulesError> {
             Ok(())
         }
-        fn start_persistenced(&mut self, _: Command) -> Result<Box<dyn FnMut() -> bool>, String> {
+        fn start_persistenced(&mut self, _: Command) -> std::io::Result<Box<dyn FnMut() -> bool>> {
             Ok(Box::new(|| false))
         }
     }
@@ -324,11 +265,9 @@ fn bring_up_loads_modules_waits_for_the_daemon_then_starts_the_attester() {
 
 /// The helper as ztinit starts it at boot (root only: the sandbox needs it).
 #[test]
+#[ignore = "needs root: the helper's sandbox changes uid, gid and capabilities"]
 fn the_helper_runs_confined_and_is_reaped_by_pid() {
-    if !is_root() {
-        eprintln!("skipped: needs root to set up the sandbox");
-        return;
-    }
+    assert!(is_root(), "this test needs root: run it as root or leave out --ignored");
     let fake = Fake::new(serde_json::json!({}));
     let mut h = fake.helper();
     let pid = h.pid();
@@ -354,11 +293,9 @@ fn the_helper_runs_confined_and_is_reaped_by_pid() {
 }
 
 #[test]
+#[ignore = "needs root: the helper's sandbox changes uid, gid and capabilities"]
 fn the_confined_helper_cannot_write_outside_its_paths() {
-    if !is_root() {
-        eprintln!("skipped: needs root to set up the sandbox");
-        return;
-    }
+    assert!(is_root(), "this test needs root: run it as root or leave out --ignored");
     // The fake records into a directory Landlock does not open for writing:
     // the calls are lost, the answers still come.
     let elsewhere = tempfile::tempdir().unwrap();

@@ -117,6 +117,9 @@ fn reason(status: u16) -> &'static str {
 }
 
 /// An HTTP-date (RFC 9110 §5.6.7) for `Expires`.
+// civil_from_days keeps every value in range: days < 2^48 (u64 seconds /
+// 86400), the weekday and month indexes are 0..7 and 0..12.
+#[allow(clippy::cast_possible_wrap, clippy::cast_sign_loss, clippy::cast_possible_truncation)]
 pub fn http_date(t: std::time::SystemTime) -> String {
     let secs = t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let days = (secs / 86_400) as i64;

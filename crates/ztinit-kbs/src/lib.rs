@@ -13,6 +13,7 @@
 mod api;
 pub mod http;
 pub mod jwe;
+pub mod mitm;
 pub mod nvidia;
 pub mod policy;
 pub mod verifier;
@@ -28,6 +29,7 @@ use std::time::Duration;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+pub use mitm::{Mitm, MitmHandle, MitmOptions, MitmStats};
 pub use nvidia::NvidiaDeviceVerifier;
 pub use policy::Policy;
 pub use verifier::{TeeVerifier, Verifier, Verifiers};
@@ -130,6 +132,8 @@ pub struct Stats {
     pub attest: AtomicUsize,
     pub resource: AtomicUsize,
     pub connections: AtomicUsize,
+    /// TLS handshakes that did not complete.
+    pub tls_failures: AtomicUsize,
 }
 
 impl Stats {
@@ -207,7 +211,9 @@ impl Drop for Handle {
     }
 }
 
-fn tls_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, ServerError> {
+/// A TLS 1.3 server configuration (what Trustee serves, and the only
+/// version the guest speaks).
+pub(crate) fn tls_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, ServerError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
         .and_then(|it| it.collect::<Result<_, _>>())
         .map_err(|e| ServerError::Tls(format!("{}: {e}", files.cert.display())))?;
@@ -215,7 +221,7 @@ fn tls_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, ServerError
         .map_err(|e| ServerError::Tls(format!("{}: {e}", files.key.display())))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| ServerError::Tls(e.to_string()))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
@@ -223,18 +229,38 @@ fn tls_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, ServerError
     Ok(Arc::new(config))
 }
 
-fn serve_connection(stream: TcpStream, tls: Option<Arc<rustls::ServerConfig>>, shared: &api::Shared) {
+/// Completes a server handshake on `stream`, so that a client refusing
+/// the certificate shows in the log (its alert), not as a silent close.
+pub(crate) fn tls_accept(
+    stream: &mut TcpStream,
+    config: Arc<rustls::ServerConfig>,
+) -> Result<rustls::ServerConnection, String> {
+    let mut conn = rustls::ServerConnection::new(config).map_err(|e| e.to_string())?;
+    while conn.is_handshaking() {
+        match conn.complete_io(stream) {
+            Ok((0, 0)) if conn.is_handshaking() => return Err("the client closed during the handshake".into()),
+            Ok(_) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(conn)
+}
+
+fn serve_connection(mut stream: TcpStream, tls: Option<Arc<rustls::ServerConfig>>, shared: &api::Shared) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
     let _ = stream.set_nodelay(true);
     match tls {
         None => serve_stream(stream.try_clone().ok(), stream, shared),
-        Some(config) => match rustls::ServerConnection::new(config) {
+        Some(config) => match tls_accept(&mut stream, config) {
             Ok(conn) => {
                 let raw = stream.try_clone().ok();
                 serve_stream(raw, rustls::StreamOwned::new(conn, stream), shared)
             }
-            Err(e) => log::warn!("TLS: {e}"),
+            Err(e) => {
+                shared.stats.tls_failures.fetch_add(1, Ordering::SeqCst);
+                log::warn!("TLS handshake failed: {e}");
+            }
         },
     }
 }

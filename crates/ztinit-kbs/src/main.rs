@@ -4,10 +4,11 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use ztinit_kbs::{Fault, NvidiaDeviceVerifier, Options, Policy, Server, TlsFiles, Verifiers};
+use ztinit_kbs::{Fault, Mitm, MitmOptions, NvidiaDeviceVerifier, Options, Policy, Server, TlsFiles, Verifiers};
 
 const USAGE: &str = "\
 usage: ztinit-kbs --resources DIR [options]
+       ztinit-kbs mitm --upstream URL --replace REPO/TYPE/TAG --with FILE [options]   (TEST ONLY)
 
 A development Key Broker Service speaking the Trustee KBS protocol 0.4.0.
 Binds 127.0.0.1 only. Prints `ztinit-kbs: listening on URL` on stdout once ready.
@@ -32,6 +33,14 @@ TEST-ONLY fault injection (never in a real deployment; repeatable):
   --fault wrong-version     require KBS protocol version 0.3.0 at /auth
   --fault forget-sessions   forget attested sessions (resource GETs get 401 TokenNotFound)
   --fault stall             read requests and never answer
+
+TEST-ONLY man-in-the-middle (`ztinit-kbs mitm`), a hostile host's proxy between a guest and the KBS:
+forwards every request to the KBS at --upstream (any certificate accepted), learns the guest's
+ephemeral key from /attest, and answers GET of resource REPO/TYPE/TAG itself with a JWE of FILE's
+content encrypted to that key. Prints `ztinit-kbs mitm: listening on URL` once ready.
+  --listen 127.0.0.1:PORT   address to listen on (default 127.0.0.1:0)
+  --tls-cert PEM --tls-key PEM
+                            serve HTTPS to the guest with the proxy's own certificate
 ";
 
 fn main() -> ExitCode {
@@ -47,7 +56,11 @@ fn main() -> ExitCode {
 fn run() -> Result<(), String> {
     log::set_boxed_logger(Box::new(StderrLogger)).map_err(|e| e.to_string())?;
     log::set_max_level(log::LevelFilter::Info);
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args().skip(1).peekable();
+    if args.peek().map(String::as_str) == Some("mitm") {
+        args.next();
+        return mitm(args);
+    }
     let mut resources = None;
     let mut listen = "127.0.0.1:0".to_string();
     let mut policy = Policy::default();
@@ -115,6 +128,49 @@ fn run() -> Result<(), String> {
     let mut out = std::io::stdout();
     writeln!(out, "ztinit-kbs: listening on {}", server.url()).and_then(|_| out.flush()).map_err(|e| e.to_string())?;
     server.run();
+    Ok(())
+}
+
+fn mitm(mut args: impl Iterator<Item = String>) -> Result<(), String> {
+    let (mut listen, mut upstream, mut replace, mut with) = ("127.0.0.1:0".to_string(), None, None, None);
+    let (mut cert, mut key) = (None, None);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value\n\n{USAGE}"));
+        match arg.as_str() {
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                return Ok(());
+            }
+            "--listen" => listen = value("--listen")?,
+            "--upstream" => upstream = Some(value("--upstream")?),
+            "--replace" => replace = Some(value("--replace")?),
+            "--with" => with = Some(value("--with")?),
+            "--tls-cert" => cert = Some(value("--tls-cert")?),
+            "--tls-key" => key = Some(value("--tls-key")?),
+            other => return Err(format!("mitm: unknown argument {other:?}\n\n{USAGE}")),
+        }
+    }
+    let (Some(upstream), Some(replace), Some(with)) = (upstream, replace, with) else {
+        return Err(format!("mitm: --upstream, --replace and --with are required\n\n{USAGE}"));
+    };
+    let opts = MitmOptions {
+        listen: listen.parse().map_err(|e| format!("--listen {listen}: {e}"))?,
+        upstream,
+        tls: match (cert, key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert: cert.into(), key: key.into() }),
+            (None, None) => None,
+            _ => return Err("--tls-cert and --tls-key go together".into()),
+        },
+        replace: replace.parse().map_err(|e| format!("--replace {replace}: {e}"))?,
+        replacement: std::fs::read(&with).map_err(|e| format!("--with {with}: {e}"))?,
+    };
+    eprintln!("ztinit-kbs mitm: TEST-ONLY man-in-the-middle");
+    let proxy = Mitm::bind(opts).map_err(|e| e.to_string())?;
+    let mut out = std::io::stdout();
+    writeln!(out, "ztinit-kbs mitm: listening on {}", proxy.url())
+        .and_then(|_| out.flush())
+        .map_err(|e| e.to_string())?;
+    proxy.run();
     Ok(())
 }
 

@@ -4,84 +4,30 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
-use std::time::Duration;
+use std::path::Path;
 
 use common::*;
+use fake_nvml_harness::{Fake, fake_measurement, test_root_path};
 use serde_json::Value;
 use sha2::{Digest, Sha384};
 use ztinit::gpu::evidence::{CollectedDevice, NvidiaEvidence};
-use ztinit::gpu::helper::{Confinement, Helper, HelperCommand};
+use ztinit::gpu::helper::Confinement;
 use ztinit::gpu::verify::Arch;
 use ztinit::kbs::{Client, DeviceEvidence, DeviceEvidenceError, KbsError};
 use ztinit::tee::sample::SampleProvider;
 use ztinit_kbs::nvidia::NvidiaDeviceVerifier;
 use ztinit_kbs::{Policy, Verifier};
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+/// The dev KBS's view of the shared fake-NVML harness: the helper runs
+/// unconfined, as the KBS side only needs its evidence.
+trait FakeEvidence {
+    fn evidence(&self, nonce: &[u8; 32]) -> Value;
 }
 
-/// The helper and the fake library, built once (no test target of this
-/// crate depends on them).
-fn built() -> &'static (PathBuf, PathBuf) {
-    static BUILT: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "-p", "fake-nvml", "-p", "ztinit-gpu"])
-            .current_dir(repo())
-            .status()
-            .expect("cargo build -p fake-nvml -p ztinit-gpu");
-        assert!(status.success());
-        // target/debug/deps/nvidia-HASH -> target/debug
-        let exe = std::env::current_exe().unwrap();
-        let dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
-        let (helper, lib) = (dir.join("ztinit-gpu"), dir.join("libfake_nvml.so"));
-        assert!(helper.is_file() && lib.is_file(), "{} {}", helper.display(), lib.display());
-        (helper, lib)
-    })
-}
-
-fn fake_measurement(i: u8) -> String {
-    hex::encode(Sha384::digest(format!("ztinit fake-nvml measurement {i}")))
-}
-
-/// The fake library's configuration in a temporary directory.
-struct Fake {
-    dir: tempfile::TempDir,
-}
-
-impl Fake {
-    fn new(extra: Value) -> Fake {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cfg = serde_json::json!({
-            "record": dir.path().join("calls").to_str().unwrap(),
-            "ready_file": dir.path().join("ready").to_str().unwrap(),
-        });
-        for (k, v) in extra.as_object().unwrap() {
-            cfg[k] = v.clone();
-        }
-        std::fs::write(dir.path().join("fake.json"), cfg.to_string()).unwrap();
-        Fake { dir }
-    }
-
-    fn helper(&self) -> Helper {
-        let (helper, lib) = built();
-        Helper::spawn(&HelperCommand {
-            program: helper.clone(),
-            nvml_library: Some(lib.to_str().unwrap().into()),
-            env: vec![("FAKE_NVML_CONFIG".into(), self.dir.path().join("fake.json").into())],
-            timeout: Duration::from_secs(20),
-            confinement: Confinement::Unconfined,
-        })
-        .unwrap()
-    }
-
+impl FakeEvidence for Fake {
     /// Trustee's `nvidia` evidence of the fake's GPU over `nonce`.
     fn evidence(&self, nonce: &[u8; 32]) -> Value {
-        let mut h = self.helper();
+        let mut h = self.helper_with(Confinement::Unconfined);
         let (report, chain_pem) = h.evidence(0, nonce).unwrap();
         h.close();
         let uuid = "GPU-00000000-0000-0000-0000-000000000000".to_string();
@@ -92,7 +38,7 @@ impl Fake {
 /// A policy file's `[nvidia]` table pinning the fake's test root, with two
 /// reference measurements of the fake.
 fn nvidia_policy() -> String {
-    let root = repo().join("crates/fake-nvml/testca/root.pem");
+    let root = test_root_path();
     format!(
         "allow_sample = true\n[nvidia]\ndevice_root = {:?}\ndriver_versions = [\"550.90.07\"]\n\
          measurements = {{ \"2\" = [{:?}], \"36\" = [{:?}] }}\n",

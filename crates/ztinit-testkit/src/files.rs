@@ -42,7 +42,7 @@ fn read_chunks(path: &Path, limit: u64, mut each: impl FnMut(&[u8])) -> io::Resu
     let mut buf = vec![0u8; CHUNK];
     let mut done = 0u64;
     while done < limit {
-        let want = (limit - done).min(CHUNK as u64) as usize;
+        let want = usize::try_from(limit - done).map_or(CHUNK, |n| n.min(CHUNK));
         match f.read(&mut buf[..want]) {
             Ok(0) => break,
             Ok(n) => {

@@ -11,7 +11,7 @@ pub fn boottime_ms() -> u64 {
     if rc != 0 {
         return 0;
     }
-    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1000 + u64::try_from(ts.tv_nsec).unwrap_or(0) / 1_000_000
 }
 
 /// Writes one whole line with a single write(2), so lines from several
@@ -24,3 +24,5 @@ pub fn say(line: &str) {
         libc::write(1, buf.as_ptr().cast(), buf.len());
     }
 }
+
+pub mod kata_proto;

@@ -1,7 +1,9 @@
 use super::*;
 use crate::config::{Config, ConfigError, FileLookup, Files, Issue, NoFiles, Sources};
 
-const MINIMAL: &str = "[workload]\npath = \"/bin/app\"\n";
+// A development image: plain HTTP is allowed only where the sample TEE is
+// the only one accepted.
+const MINIMAL: &str = "[workload]\npath = \"/bin/app\"\n[tee]\naccept = [\"sample\"]\nallow_sample = true\n";
 const CA_PEM: &str = include_str!("../../../crates/ztinit-kbs/testdata/ca.pem");
 
 /// An image with one file in it.
@@ -14,7 +16,7 @@ impl Files for OneFile {
             p if p == self.0 => self.1.as_bytes(),
             _ => return FileLookup::Missing,
         };
-        FileLookup::Found(bytes[..bytes.len().min(limit as usize)].to_vec())
+        FileLookup::Found(bytes[..bytes.len().min(usize::try_from(limit).unwrap())].to_vec())
     }
 }
 

@@ -1,16 +1,22 @@
-//! The launch path against the real kernel, in forked children (the test
-//! process itself never installs a filter or drops anything). Needs root,
-//! which CI and the development machines have; skipped otherwise.
+//! The launch path: the order of its steps through a recording double (no
+//! root, nothing changes), then against the real kernel in forked children
+//! (the test process itself never installs a filter or drops anything).
+//! Those need root and are `#[ignore = "needs root: ..."]`: `cargo xtask
+//! test` runs them when it is root and names them as skipped otherwise.
 
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::fd::AsFd;
 
+use super::sys::Recorder;
 use super::*;
 use crate::sandbox::config::{LandlockMode, RlimitConfig};
 
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
+/// The tests marked `#[ignore = "needs root: ..."]` run with `--ignored`
+/// (`cargo xtask test` does so as root and lists them as skipped
+/// otherwise); run without root they fail rather than pass unchecked.
+fn require_root() {
+    assert!(rustix::process::geteuid().is_root(), "this test needs root: run it as root or leave out --ignored");
 }
 
 fn workload(path: &str, args: &[&str]) -> WorkloadConfig {
@@ -56,6 +62,95 @@ fn wait(pid: libc::pid_t) -> i32 {
     status
 }
 
+/// The calls `apply` makes, each named by its system call (and prctl by
+/// its option), runs of the same call collapsed to one.
+type Applied = Result<(), (Step, u32, i32)>;
+
+fn recorded(plan: &LaunchPlan, until: Until, fail: Option<(&'static str, i32)>) -> (Vec<&'static str>, Applied) {
+    let mut sys = Recorder::failing(fail);
+    let io = ChildIo { stdin: 10, stdout: Some(11), stderr: Some(12) };
+    // SAFETY: the recorder makes no system call.
+    let result = unsafe { plan.apply(&mut sys, &io, until) };
+    let mut names = sys.calls;
+    names.dedup();
+    (names, result)
+}
+
+const PRIVILEGED: &[&str] = &[
+    "setgroups",
+    "setresgid",
+    "setresuid",
+    "capset",
+    "PR_CAP_AMBIENT",
+    "chdir",
+    "PR_SET_NO_NEW_PRIVS",
+    "landlock_restrict_self",
+    "close_range",
+    "seccomp",
+    "execveat",
+];
+
+#[test]
+fn steps_run_in_order() {
+    let plan = LaunchPlan::new(&workload("/bin/sh", &[]), &sandbox(), &[]).unwrap();
+    assert!(plan.landlock.is_some() && plan.seccomp.is_some(), "{plan:?}");
+    let (calls, result) = recorded(&plan, Until::Exec, None);
+    let mut want = vec![
+        "rt_sigaction",
+        "rt_sigprocmask",
+        "setsid",
+        "dup2",
+        "prlimit64",
+        "openat",
+        "write",
+        "close",
+        "PR_CAPBSET_DROP",
+    ];
+    want.extend(PRIVILEGED);
+    assert_eq!(calls, want);
+    // The recorder's execveat "returns": reported as the exec step failing.
+    assert_eq!(result, Err((Step::Execveat, 0, 0)));
+}
+
+#[test]
+fn handoff_keeps_the_session_and_the_rehearsal_stops_before_seccomp() {
+    let mut w = workload("/bin/sh", &[]);
+    w.mode = LaunchMode::Handoff;
+    let plan = LaunchPlan::new(&w, &sandbox(), &[]).unwrap();
+    let (calls, _) = recorded(&plan, Until::ExecInPlace, None);
+    assert!(!calls.contains(&"setsid"), "{calls:?}");
+    assert_eq!(calls[calls.len() - PRIVILEGED.len()..], *PRIVILEGED);
+    let (calls, result) = recorded(&plan, Until::BeforeSeccomp, None);
+    assert_eq!(result, Ok(()));
+    assert_eq!(calls.last(), Some(&"close_range"));
+    assert!(calls.contains(&"setsid"));
+}
+
+#[test]
+fn kept_capabilities_survive_the_uid_change() {
+    // PR_SET_KEEPCAPS before setresuid, ambient raise after the clear.
+    let s = SandboxConfig { capabilities: vec!["CAP_NET_BIND_SERVICE".into()], ..sandbox() };
+    let plan = LaunchPlan::new(&workload("/bin/sh", &[]), &s, &[]).unwrap();
+    let (calls, _) = recorded(&plan, Until::Exec, None);
+    let from = calls.iter().position(|c| *c == "setgroups").unwrap();
+    assert_eq!(
+        calls[from..from + 7],
+        ["setgroups", "setresgid", "PR_SET_KEEPCAPS", "setresuid", "capset", "PR_CAP_AMBIENT", "chdir"]
+    );
+}
+
+#[test]
+fn a_failing_step_stops_the_launch_and_is_named() {
+    let plan = LaunchPlan::new(&workload("/bin/sh", &[]), &sandbox(), &[]).unwrap();
+    let (calls, result) = recorded(&plan, Until::Exec, Some(("setresuid", libc::EPERM)));
+    assert_eq!(result, Err((Step::Setresuid, 0, libc::EPERM)));
+    assert_eq!(calls.last(), Some(&"setresuid"), "nothing runs after the failure");
+    assert_eq!(
+        step_error(Step::Setresuid, 0, libc::EPERM).to_string(),
+        "setresuid failed: EPERM (Operation not permitted)"
+    );
+}
+
 #[test]
 fn plan_rejects_bad_input_before_fork() {
     let s = sandbox();
@@ -99,11 +194,9 @@ fn plan_debug_hides_environment() {
 }
 
 #[test]
+#[ignore = "needs root: forks a child that changes its uid, gid and capabilities"]
 fn workload_runs_confined() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let script = "id -u; id -g; id -G; \
         grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status; \
         cat /proc/self/oom_score_adj; ulimit -n; ulimit -c; \
@@ -147,10 +240,9 @@ fn workload_runs_confined() {
 }
 
 #[test]
+#[ignore = "needs root: forks a child that changes its uid, gid and capabilities"]
 fn workload_is_session_leader_and_gets_only_its_env() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let w = workload("/bin/sh", &["-c", "ps -o pid=,pgid=,sid= -p $$ 2>/dev/null || cat /proc/self/stat; env | sort"]);
     let plan = LaunchPlan::new(&w, &sandbox(), &[("EXTRA".into(), "1".into())]).unwrap();
     let launched = plan.spawn().unwrap();
@@ -171,10 +263,9 @@ fn workload_is_session_leader_and_gets_only_its_env() {
 }
 
 #[test]
+#[ignore = "needs root: forks a child that changes its uid, gid and capabilities"]
 fn failing_steps_are_named() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let s = sandbox();
     let mut w = workload("/bin/sh", &["-c", "true"]);
     w.workdir = "/nonexistent-workdir".into();
@@ -198,10 +289,9 @@ fn failing_steps_are_named() {
 }
 
 #[test]
+#[ignore = "needs root: forks a child that changes its uid, gid and capabilities"]
 fn seccomp_kill_list_kills_the_workload_not_us() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     // perl/python may not exist; the shell's `ulimit`/builtins cannot make
     // raw syscalls, so use a program that mounts: util-linux `mount` calls
     // mount(2) -> KILL_PROCESS -> SIGSYS.
@@ -216,10 +306,9 @@ fn seccomp_kill_list_kills_the_workload_not_us() {
 }
 
 #[test]
+#[ignore = "needs root: forks a child that changes its uid, gid and capabilities"]
 fn keeping_a_capability_for_a_non_root_user() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let w = workload("/bin/sh", &["-c", "grep -E '^Cap(Eff|Prm|Inh|Bnd|Amb):' /proc/self/status"]);
     let s = SandboxConfig { capabilities: vec!["CAP_NET_BIND_SERVICE".into()], ..sandbox() };
     let launched = LaunchPlan::new(&w, &s, &[]).unwrap().spawn().unwrap();
@@ -239,10 +328,9 @@ fn keeping_a_capability_for_a_non_root_user() {
 }
 
 #[test]
+#[ignore = "needs root: forks a child that changes its uid, gid and capabilities"]
 fn stdin_pipe_for_helpers() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let w = workload("/bin/sh", &["-c", "read line; echo got:$line"]);
     let opts = LaunchOptions { stdin_pipe: true, ..LaunchOptions::default() };
     let s = SandboxConfig {
@@ -269,10 +357,9 @@ fn strict_extra_for_sh() -> Vec<String> {
 }
 
 #[test]
+#[ignore = "needs root: forks a child that changes its uid, gid and capabilities"]
 fn handoff_rehearsal_reports_failures_without_touching_us() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let mut w = workload("/bin/sh", &["-c", "true"]);
     w.mode = LaunchMode::Handoff;
     w.workdir = "/nonexistent-workdir".into();
@@ -280,7 +367,7 @@ fn handoff_rehearsal_reports_failures_without_touching_us() {
     let err = plan.exec_in_place().unwrap_err();
     assert_eq!(err.to_string(), "chdir failed: ENOENT (No such file or directory)");
     // We are still root with our capabilities.
-    assert!(is_root());
+    assert!(rustix::process::geteuid().is_root());
     let mut status = String::new();
     std::fs::File::open("/proc/self/status").unwrap().read_to_string(&mut status).unwrap();
     assert!(status.contains("NoNewPrivs:\t0"), "the test process was changed");
@@ -295,4 +382,92 @@ fn handoff_programs_cannot_kill() {
     assert!(!prog.has_fatal_actions());
     let supervised = LaunchPlan::new(&workload("/bin/sh", &[]), &sandbox(), &[]).unwrap();
     assert!(supervised.seccomp.as_ref().unwrap().has_fatal_actions());
+}
+
+/// The handoff path in a forked child standing in for PID 1: the program
+/// it execs must keep the caller's session and process group (the kernel's
+/// init has session 0; kata-agent's own `setsid()` fails with EPERM once
+/// its caller leads a group).
+#[test]
+#[ignore = "needs root: forks a child that changes its uid, gid and capabilities"]
+fn handoff_does_not_make_the_caller_a_session_leader() {
+    require_root();
+    let mut w = workload("/bin/cat", &["/proc/self/stat"]);
+    w.mode = LaunchMode::Handoff;
+    let plan = LaunchPlan::new(&w, &sandbox(), &[]).unwrap();
+    let (r, wr) = pipe().unwrap();
+    // SAFETY: the child only dup2s, runs the handoff (raw system calls on
+    // memory prepared before the fork) and execs or _exits.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: fd manipulation in the child.
+        unsafe { libc::dup2(wr.as_raw_fd(), 1) };
+        let _ = plan.exec_in_place();
+        // SAFETY: ends the child without unwinding into the test harness.
+        unsafe { libc::_exit(99) }
+    }
+    drop(wr);
+    let out = read_all(&r);
+    let status = wait(pid);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "status {status:#x}, output {out:?}");
+    // pid (comm) state ppid pgrp session ...
+    let fields: Vec<&str> = out.rsplit(") ").next().unwrap().split(' ').collect();
+    let (pgrp, session) = (fields[2].parse::<i32>().unwrap(), fields[3].parse::<i32>().unwrap());
+    // SAFETY: plain queries of our own ids.
+    let (our_pgrp, our_sid) = unsafe { (libc::getpgrp(), libc::getsid(0)) };
+    assert_eq!((pgrp, session), (our_pgrp, our_sid), "the handed-off program got a session of its own");
+    assert_ne!(session, pid, "the handed-off program leads a session");
+}
+
+#[test]
+#[ignore = "needs root: forks a child that changes its uid, gid and capabilities"]
+fn no_new_privs_can_be_left_off_with_cap_sys_admin() {
+    require_root();
+    let w = workload("/bin/sh", &["-c", "grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status"]);
+    let s = SandboxConfig { no_new_privs: false, capabilities: vec!["CAP_SYS_ADMIN".into()], ..sandbox() };
+    let launched = LaunchPlan::new(&w, &s, &[]).unwrap().spawn().unwrap();
+    let out = read_all(&launched.stdout);
+    wait(launched.pid);
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["NoNewPrivs:\t0", "Seccomp:\t2"]);
+}
+
+/// The `agent` filter as a forked child (root, CAP_SYS_ADMIN, no
+/// Landlock): mounting in a new mount namespace works, where
+/// `workload-default` kills both calls. (The full agent capability set is
+/// checked in the guest by kata-agent-handoff: a test container may lack
+/// some of it.)
+#[test]
+#[ignore = "needs root: forks a child that changes its uid, gid and capabilities"]
+fn the_agent_filter_lets_a_process_mount_in_a_new_namespace() {
+    require_root();
+    let unshare = ["/usr/bin/unshare", "/bin/unshare"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("unshare(1) (util-linux) is installed");
+    let mut w = workload(
+        "/bin/sh",
+        &[
+            "-c",
+            &format!(
+                "grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status; \
+                 {unshare} -m sh -c 'mount -t tmpfs none /tmp && echo mounted'"
+            ),
+        ],
+    );
+    (w.user, w.group, w.supplementary_groups) = (0, 0, Vec::new());
+    let s = SandboxConfig {
+        seccomp: SeccompChoice::Agent,
+        landlock: LandlockMode::Off,
+        capabilities: vec!["CAP_SYS_ADMIN".into()],
+        ..sandbox()
+    };
+    let launched = LaunchPlan::new(&w, &s, &[]).unwrap().spawn().unwrap();
+    let out = read_all(&launched.stdout);
+    let err = read_all(&launched.stderr);
+    let status = wait(launched.pid);
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["CapEff:\t0000000000200000", "NoNewPrivs:\t1", "Seccomp:\t2", "mounted"],
+        "status {status:#x}, stderr {err}"
+    );
 }

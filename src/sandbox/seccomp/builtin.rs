@@ -10,8 +10,13 @@
 //!
 //! `strict`: for ztinit's own helper processes; default KILL_PROCESS and only
 //! what a program speaking over pipes and device ioctls needs.
+//!
+//! `agent`: for a container agent and the containers it starts (they inherit
+//! the filter): `workload-default`'s allowlist plus mounts, namespaces,
+//! pivot_root and every socket family, a shorter kill list of what no agent
+//! needs.
 
-use super::{Action, Condition, Op, Profile, Width};
+use super::{Action, Condition, Op, Profile, Width, errno16};
 
 /// Docker's unconditional allowlist (x86_64 names), less `io_uring_*` (kill
 /// list; also disabled by sysctl) and `modify_ldt`, plus `arch_prctl`
@@ -126,18 +131,84 @@ fn common_rules(p: &mut Profile) {
 /// The default workload profile. `extra` names are allowed as well (the
 /// config refuses kill-listed names there).
 pub fn workload_default(extra: &[String]) -> Profile {
-    let mut p = Profile::new("workload-default", Action::Errno(libc::ENOSYS as u16));
+    let mut p = Profile::new("workload-default", Action::Errno(errno16(libc::ENOSYS)));
     p.add_names(DOCKER_BASE, Action::Allow);
     p.add_names(INFERENCE_EXTRA, Action::Allow);
     let eperm: Vec<&str> = EPERM_LIST.iter().copied().filter(|n| !extra.iter().any(|e| e == n)).collect();
-    p.add_names(&eperm, Action::Errno(libc::EPERM as u16));
+    p.add_names(&eperm, Action::Errno(errno16(libc::EPERM)));
     p.add_names(KILL_LIST, Action::KillProcess);
     common_rules(&mut p);
     // clone3 passes its flags in memory that seccomp cannot read: ENOSYS (the
     // default) makes glibc fall back to clone, whose flags are checked.
     let not_allowed_family =
         SOCKET_FAMILIES.iter().map(|f| Condition::new(0, Width::Dword, Op::Ne, *f)).collect::<Vec<_>>();
-    p.add("socket", Action::Errno(libc::EAFNOSUPPORT as u16), not_allowed_family);
+    p.add("socket", Action::Errno(errno16(libc::EAFNOSUPPORT)), not_allowed_family);
+    for value in PERSONALITIES {
+        p.add("personality", Action::Allow, vec![Condition::new(0, Width::Dword, Op::Eq, *value)]);
+    }
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    p.add_names(&extra, Action::Allow);
+    p
+}
+
+/// What a container agent needs beyond Docker's list: mounts (classic and
+/// the new API), pivot_root, chroot, joining namespaces, the host and domain
+/// name of a sandbox, swap the runtime hands over, and powering the VM off.
+/// Namespace flags of `clone`/`unshare` and every socket family (vsock to
+/// the host, netlink for interfaces and routes) are allowed by omission of
+/// the workload profile's conditional rules.
+#[rustfmt::skip]
+const AGENT_EXTRA: &[&str] = &[
+    "mount", "umount2", "pivot_root", "chroot", "setns", "sethostname", "setdomainname", "reboot",
+    "swapon", "swapoff", "fsopen", "fsconfig", "fsmount", "fspick", "move_mount", "open_tree",
+    "open_tree_attr", "mount_setattr", "clone", "unshare",
+];
+
+/// What no agent needs, killed (`EPERM` in handoff mode, where a kill would
+/// be PID 1's): code into the kernel, kernel tracing, another process's
+/// memory, and the interfaces most kernel exploits start from.
+#[rustfmt::skip]
+pub const AGENT_KILL_LIST: &[&str] = &[
+    "kexec_load", "kexec_file_load", "bpf", "perf_event_open", "userfaultfd", "io_uring_setup",
+    "io_uring_enter", "io_uring_register", "ptrace", "process_vm_readv", "process_vm_writev",
+    "open_by_handle_at",
+];
+
+/// Module loading, killed unless the agent keeps CAP_SYS_MODULE (which
+/// needs `[lockdown] modules_disabled = false`).
+pub const MODULE_CALLS: &[&str] = &["init_module", "finit_module", "delete_module"];
+
+/// The agent profile's kill list.
+pub fn agent_kill_list(modules: bool) -> Vec<&'static str> {
+    let mut list = AGENT_KILL_LIST.to_vec();
+    if !modules {
+        list.extend_from_slice(MODULE_CALLS);
+    }
+    list
+}
+
+/// The container agent profile (`[sandbox] profile = "agent"`): default
+/// deny with ENOSYS as `workload-default`, Docker's list, the inference
+/// extras and [`AGENT_EXTRA`] allowed, [`AGENT_KILL_LIST`] killed (and the
+/// module calls unless `modules`), the rest of the workload profile's
+/// privileged calls answered EPERM. Containers inherit it.
+pub fn agent(extra: &[String], modules: bool) -> Profile {
+    let mut p = Profile::new("agent", Action::Errno(errno16(libc::ENOSYS)));
+    p.add_names(DOCKER_BASE, Action::Allow);
+    p.add_names(INFERENCE_EXTRA, Action::Allow);
+    p.add_names(AGENT_EXTRA, Action::Allow);
+    let eperm: Vec<&str> = EPERM_LIST
+        .iter()
+        .chain(KILL_LIST)
+        .copied()
+        .filter(|n| !AGENT_EXTRA.contains(n) && !AGENT_KILL_LIST.contains(n) && !MODULE_CALLS.contains(n))
+        .filter(|n| !extra.iter().any(|e| e == n))
+        .collect();
+    p.add_names(&eperm, Action::Errno(errno16(libc::EPERM)));
+    p.add_names(&agent_kill_list(modules), Action::KillProcess);
+    if modules {
+        p.add_names(MODULE_CALLS, Action::Allow);
+    }
     for value in PERSONALITIES {
         p.add("personality", Action::Allow, vec![Condition::new(0, Width::Dword, Op::Eq, *value)]);
     }
@@ -170,7 +241,7 @@ pub fn strict(extra: &[String]) -> Profile {
     // tries it first for every thread and falls back to clone on ENOSYS
     // (killing here would kill any helper that starts a thread).
     if !extra.iter().any(|e| e == "clone3") {
-        p.add_names(&["clone3"], Action::Errno(libc::ENOSYS as u16));
+        p.add_names(&["clone3"], Action::Errno(errno16(libc::ENOSYS)));
     }
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     p.add_names(&extra, Action::Allow);
@@ -214,7 +285,11 @@ mod tests {
     fn check(p: &Profile, name: &str, args: [u64; 6], want: Action) {
         assert_eq!(p.evaluate(nr(name), args), want, "model: {name} {args:x?}");
         let prog = compile(p).unwrap();
-        assert_eq!(run(prog.instructions(), AUDIT_ARCH_X86_64, nr(name) as u32, args), ret_of(want), "bpf: {name}");
+        assert_eq!(
+            run(prog.instructions(), AUDIT_ARCH_X86_64, u32::try_from(nr(name)).unwrap(), args),
+            ret_of(want),
+            "bpf: {name}"
+        );
     }
 
     #[test]
@@ -229,19 +304,19 @@ mod tests {
         check(&p, "ioctl", a, Action::Allow);
         check(&p, "socket", [1, 5 /* SOCK_SEQPACKET */, 0, 0, 0, 0], Action::Allow);
         check(&p, "socket", with(10), Action::Allow);
-        check(&p, "socket", with(40 /* AF_VSOCK */), Action::Errno(libc::EAFNOSUPPORT as u16));
-        check(&p, "socket", with(38 /* AF_ALG */), Action::Errno(libc::EAFNOSUPPORT as u16));
+        check(&p, "socket", with(40 /* AF_VSOCK */), Action::Errno(errno16(libc::EAFNOSUPPORT)));
+        check(&p, "socket", with(38 /* AF_ALG */), Action::Errno(errno16(libc::EAFNOSUPPORT)));
         check(&p, "clone", with(0x003d_0f00 /* pthread_create */), Action::Allow);
         check(&p, "clone", with(0x1000_0000 | 17 /* CLONE_NEWUSER */), Action::KillProcess);
         check(&p, "clone", with(0x4000_0000 /* CLONE_NEWNET */), Action::KillProcess);
         check(&p, "unshare", with(0x200 /* CLONE_FS */), Action::Allow);
         check(&p, "unshare", with(0x80 /* CLONE_NEWTIME */), Action::KillProcess);
         check(&p, "unshare", with(0x2_0000 /* CLONE_NEWNS */), Action::KillProcess);
-        check(&p, "clone3", a, Action::Errno(libc::ENOSYS as u16));
+        check(&p, "clone3", a, Action::Errno(errno16(libc::ENOSYS)));
         check(&p, "personality", with(0xffff_ffff), Action::Allow);
-        check(&p, "personality", with(0x0040_0000 /* READ_IMPLIES_EXEC */), Action::Errno(libc::ENOSYS as u16));
-        check(&p, "settimeofday", a, Action::Errno(libc::EPERM as u16));
-        check(&p, "lsm_get_self_attr", a, Action::Errno(libc::ENOSYS as u16));
+        check(&p, "personality", with(0x0040_0000 /* READ_IMPLIES_EXEC */), Action::Errno(errno16(libc::ENOSYS)));
+        check(&p, "settimeofday", a, Action::Errno(errno16(libc::EPERM)));
+        check(&p, "lsm_get_self_attr", a, Action::Errno(errno16(libc::ENOSYS)));
         for name in KILL_LIST {
             check(&p, name, a, Action::KillProcess);
         }
@@ -260,12 +335,65 @@ mod tests {
         check(&p, "socket", [1, 1, 0, 0, 0, 0], Action::KillProcess);
         check(&p, "clone", [0x003d_0f00, 0, 0, 0, 0, 0], Action::Allow);
         check(&p, "clone", [0x2_0000, 0, 0, 0, 0, 0], Action::KillProcess);
-        check(&p, "clone3", [0; 6], Action::Errno(libc::ENOSYS as u16));
+        check(&p, "clone3", [0; 6], Action::Errno(errno16(libc::ENOSYS)));
+    }
+
+    #[test]
+    fn agent_decisions() {
+        let p = agent(&[], false);
+        let a = [0u64; 6];
+        let with = |x: u64| [x, 0, 0, 0, 0, 0];
+        for name in ["read", "mount", "umount2", "pivot_root", "setns", "sethostname", "reboot", "move_mount"] {
+            check(&p, name, a, Action::Allow);
+        }
+        // Namespaces (runc-style container creation) and every socket family.
+        check(&p, "clone", with(0x7E02_0000 | 17), Action::Allow);
+        check(&p, "unshare", with(0x2_0000 /* CLONE_NEWNS */), Action::Allow);
+        check(&p, "unshare", with(0x80 /* CLONE_NEWTIME */), Action::Allow);
+        check(&p, "socket", with(40 /* AF_VSOCK */), Action::Allow);
+        check(&p, "socket", with(16 /* AF_NETLINK */), Action::Allow);
+        // What no agent needs is killed, modules included while locked.
+        for name in AGENT_KILL_LIST.iter().chain(MODULE_CALLS) {
+            check(&p, name, a, Action::KillProcess);
+        }
+        // The rest of the workload profile's kill list is EPERM, as the
+        // kernel would answer without the capability.
+        for name in ["keyctl", "add_key", "request_key", "acct", "ioperm", "settimeofday"] {
+            check(&p, name, a, Action::Errno(errno16(libc::EPERM)));
+        }
+        check(&p, "clone3", a, Action::Errno(errno16(libc::ENOSYS)));
+        check(&p, "lsm_get_self_attr", a, Action::Errno(errno16(libc::ENOSYS)));
+        // CAP_SYS_MODULE kept (modules_disabled = false): loading goes through.
+        let open = agent(&[], true);
+        for name in MODULE_CALLS {
+            check(&open, name, a, Action::Allow);
+        }
+        check(&open, "kexec_load", a, Action::KillProcess);
+        // seccomp_allow lifts an EPERM.
+        check(&agent(&["ioperm".to_string()], false), "ioperm", a, Action::Allow);
+        assert_eq!(agent_kill_list(true), AGENT_KILL_LIST);
+        check_launchable_profile(&p);
+    }
+
+    fn check_launchable_profile(p: &Profile) {
+        super::super::check_launchable(p).unwrap();
+    }
+
+    #[test]
+    fn agent_lists_are_consistent() {
+        for name in AGENT_EXTRA.iter().chain(AGENT_KILL_LIST).chain(MODULE_CALLS) {
+            nr(name);
+        }
+        for k in AGENT_KILL_LIST.iter().chain(MODULE_CALLS) {
+            assert!(!AGENT_EXTRA.contains(k) && !DOCKER_BASE.contains(k), "{k} is both allowed and killed");
+            assert!(KILL_LIST.contains(k), "{k}: the agent kills only what the workload profile kills");
+        }
     }
 
     #[test]
     fn builtin_programs_fit() {
         assert!(compile(&workload_default(&[])).unwrap().len() < 2500);
         assert!(compile(&strict(&[])).unwrap().len() < 1000);
+        assert!(compile(&agent(&[], false)).unwrap().len() < 2500);
     }
 }

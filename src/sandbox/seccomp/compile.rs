@@ -234,7 +234,9 @@ pub fn compile(profile: &Profile) -> Result<Program, SeccompError> {
             if i + 1 < count && ins.code == BPF_RET_K && ins.k == SECCOMP_RET_ALLOW {
                 // Continue with the next group, which starts right at `end`.
                 let offset = end - (start + pc + 1);
-                ins = stmt(BPF_JMP_JA, offset as u32);
+                let offset = u32::try_from(offset)
+                    .map_err(|_| SeccompError::TooLarge { profile: name.to_string(), len: offset })?;
+                ins = stmt(BPF_JMP_JA, offset);
             }
             insns.push(ins);
         }
@@ -336,7 +338,7 @@ pub(crate) mod tests {
         ];
         for (name, args) in calls {
             let want = p.evaluate(nr(name), args);
-            let got = run(prog.instructions(), AUDIT_ARCH_X86_64, nr(name) as u32, args);
+            let got = run(prog.instructions(), AUDIT_ARCH_X86_64, u32::try_from(nr(name)).unwrap(), args);
             assert_eq!(got, ret_of(want), "{name} {args:x?}: model says {want:?}");
         }
         assert_eq!(p.evaluate(nr("ptrace"), [0; 6]), Action::KillProcess);
@@ -362,8 +364,14 @@ pub(crate) mod tests {
         let mut p = Profile::new("deny", Action::Allow);
         p.add_names(&["mount"], Action::Errno(1));
         let prog = compile(&p).unwrap();
-        assert_eq!(run(prog.instructions(), AUDIT_ARCH_X86_64, nr("mount") as u32, [0; 6]), SECCOMP_RET_ERRNO | 1);
-        assert_eq!(run(prog.instructions(), AUDIT_ARCH_X86_64, nr("read") as u32, [0; 6]), SECCOMP_RET_ALLOW);
+        assert_eq!(
+            run(prog.instructions(), AUDIT_ARCH_X86_64, u32::try_from(nr("mount")).unwrap(), [0; 6]),
+            SECCOMP_RET_ERRNO | 1
+        );
+        assert_eq!(
+            run(prog.instructions(), AUDIT_ARCH_X86_64, u32::try_from(nr("read")).unwrap(), [0; 6]),
+            SECCOMP_RET_ALLOW
+        );
         let empty = compile(&Profile::new("empty", Action::Allow)).unwrap();
         assert_eq!(run(empty.instructions(), AUDIT_ARCH_X86_64, 0, [0; 6]), SECCOMP_RET_ALLOW);
     }
@@ -374,7 +382,10 @@ pub(crate) mod tests {
         assert!(prog.has_fatal_actions());
         let tame = prog.without_fatal_actions();
         assert!(!tame.has_fatal_actions());
-        assert_eq!(run(tame.instructions(), AUDIT_ARCH_X86_64, nr("ptrace") as u32, [0; 6]), SECCOMP_RET_ERRNO | 1);
+        assert_eq!(
+            run(tame.instructions(), AUDIT_ARCH_X86_64, u32::try_from(nr("ptrace")).unwrap(), [0; 6]),
+            SECCOMP_RET_ERRNO | 1
+        );
     }
 
     #[test]

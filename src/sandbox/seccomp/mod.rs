@@ -59,11 +59,6 @@ impl Action {
             Action::Trace(d) => S::Trace(u32::from(d)),
         }
     }
-
-    /// Kills or signals the caller.
-    pub fn is_fatal(self) -> bool {
-        matches!(self, Action::KillProcess | Action::KillThread | Action::Trap)
-    }
 }
 
 /// How an argument is compared.
@@ -217,6 +212,15 @@ fn holds(c: &Condition, args: &[u64; 6]) -> bool {
         // seccompiler masks the compared value too.
         Op::MaskedEq(mask) => arg & low(mask) == value & low(mask),
     }
+}
+
+/// An errno constant as the 16 bits of SECCOMP_RET_ERRNO data. Errno
+/// values are 1..=4095 (the assert makes a wrong constant a compile error
+/// where this is evaluated in a const, a panic in a test otherwise).
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+pub(crate) const fn errno16(e: i32) -> u16 {
+    assert!(e > 0 && e < 4096, "not an errno value");
+    e as u16
 }
 
 /// Errors building or compiling a profile.

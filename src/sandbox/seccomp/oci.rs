@@ -1,32 +1,41 @@
 //! Import of seccomp profiles in the OCI runtime-spec / Docker JSON format,
 //! so operators bring the profiles they already have.
 //!
-//! Accepted: `defaultAction`, `defaultErrnoRet`, `architectures`, `archMap`,
-//! `flags`, and `syscalls` entries with `names` (or the old `name`),
-//! `action`, `errnoRet`, `args` (`index`, `value`, `valueTwo`, `op`),
+//! The default profiles of Docker (moby `profiles/seccomp`), containerd and
+//! containers/common (Podman, CRI-O) import unchanged (tests/data/seccomp/).
+//!
+//! Accepted: `defaultAction`, `defaultErrnoRet`, containers/common's
+//! `defaultErrno`, `architectures`, `archMap`, `flags`, and `syscalls`
+//! entries with `names` (or the old `name`), `action`, `errnoRet`,
+//! containers/common's `errno`, `args` (`index`, `value`, `valueTwo`, `op`),
 //! `comment`, and Docker's `includes`/`excludes` (`caps`, `arches`,
 //! `minKernel`), resolved against the workload's capabilities, x86_64 and the
-//! running kernel as Docker does. Everything else is an error naming the line
-//! and column (syntax, unknown keys, unknown syscall names, unknown actions
-//! or operators) or the entry (`syscalls[3]`): unsupported actions
-//! (`SCMP_ACT_NOTIFY`), arguments out of range, a profile without x86_64.
+//! running kernel as Docker does. `defaultErrno` and `errno` are errno names
+//! (`"EPERM"`, `"ENOSYS"`) or decimal numbers; given together with
+//! `defaultErrnoRet`/`errnoRet` they must agree. Everything else is an error
+//! naming the line and column (syntax, unknown keys, unknown syscall names,
+//! unknown errno names, unknown actions or operators) or the entry
+//! (`syscalls[3]`): unsupported actions (`SCMP_ACT_NOTIFY`), arguments out of
+//! range, a profile without x86_64.
 //!
-//! Names that exist only on other architectures (`_llseek`, `mmap2`, ...)
-//! are skipped, as libseccomp does. Conditions follow runc: the conditions of
-//! one entry are ANDed, unless an argument index repeats, in which case each
-//! condition is a separate rule (ORed). Values compare as 64-bit.
+//! Names that exist only on other Linux architectures (`_llseek`, `mmap2`,
+//! `pciconfig_read`, ...) are skipped, as runc and crun do through
+//! libseccomp, and listed in one log line; a name no architecture has stays
+//! an error. Conditions follow runc: the conditions of one entry are ANDed,
+//! unless an argument index repeats, in which case each condition is a
+//! separate rule (ORed). Values compare as 64-bit.
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 
-use super::{Action, Condition, Op, Profile, Rule, Width, syscalls};
+use super::{Action, Condition, Op, Profile, Rule, Width, errno16, syscalls};
 
 /// A syscall name as written in the profile, resolved while parsing so that
 /// an unknown name is reported with its line and column.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Name {
     Native(i64),
-    Foreign,
+    Foreign(String),
 }
 
 impl<'de> Deserialize<'de> for Name {
@@ -35,7 +44,7 @@ impl<'de> Deserialize<'de> for Name {
         if let Some(nr) = syscalls::number(&s) {
             Ok(Name::Native(nr))
         } else if syscalls::is_foreign(&s) {
-            Ok(Name::Foreign)
+            Ok(Name::Foreign(s))
         } else {
             Err(de::Error::custom(format!("unknown system call {s:?}")))
         }
@@ -110,10 +119,10 @@ struct ArgIndex(u8);
 impl<'de> Deserialize<'de> for ArgIndex {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let i = u64::deserialize(d)?;
-        if i > 5 {
-            return Err(de::Error::custom(format!("argument index {i} is out of range (0..=5)")));
+        match u8::try_from(i) {
+            Ok(i) if i <= 5 => Ok(ArgIndex(i)),
+            _ => Err(de::Error::custom(format!("argument index {i} is out of range (0..=5)"))),
         }
-        Ok(ArgIndex(i as u8))
     }
 }
 
@@ -125,12 +134,66 @@ struct Errno(u16);
 impl<'de> Deserialize<'de> for Errno {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let e = u64::deserialize(d)?;
-        if !(1..=4095).contains(&e) {
-            return Err(de::Error::custom(format!("errno {e} is out of range (1..=4095)")));
+        match u16::try_from(e) {
+            Ok(e) if (1..=4095).contains(&e) => Ok(Errno(e)),
+            _ => Err(de::Error::custom(format!("errno {e} is out of range (1..=4095)"))),
         }
-        Ok(Errno(e as u16))
     }
 }
+
+/// containers/common's `errno`/`defaultErrno`: an errno name or a decimal
+/// number, resolved while parsing so that an unknown name has a position.
+#[derive(Debug, Clone, Copy)]
+struct ErrnoName(Errno);
+
+impl<'de> Deserialize<'de> for ErrnoName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let e = match s.parse::<u64>() {
+            Ok(n) => n,
+            Err(_) => errno_number(&s).ok_or_else(|| de::Error::custom(format!("unknown errno name {s:?}")))?,
+        };
+        match u16::try_from(e) {
+            Ok(e) if (1..=4095).contains(&e) => Ok(ErrnoName(Errno(e))),
+            _ => Err(de::Error::custom(format!("errno {e} is out of range (1..=4095)"))),
+        }
+    }
+}
+
+/// The x86_64 value of an errno name (every name Linux defines, which
+/// includes the 82 of containers/common's `errno_list.go`).
+fn errno_number(name: &str) -> Option<u64> {
+    let canonical = match name {
+        "EWOULDBLOCK" => "EAGAIN",
+        "EDEADLOCK" => "EDEADLK",
+        "ENOTSUP" => "EOPNOTSUPP",
+        other => other,
+    };
+    if !canonical.starts_with('E') {
+        return None;
+    }
+    ERRNO_NAMES.split(' ').position(|n| n == canonical).map(|i| i as u64 + 1)
+}
+
+/// Linux errno names 1..=133 in order, `-` for the unused 41 and 58
+/// (asm-generic/errno-base.h and errno.h, which x86_64 uses), as one string
+/// to keep PID 1 small; a unit test checks every value against libc.
+const ERRNO_NAMES: &str = concat!(
+    "EPERM ENOENT ESRCH EINTR EIO ENXIO E2BIG ENOEXEC EBADF ECHILD EAGAIN ENOMEM EACCES ",
+    "EFAULT ENOTBLK EBUSY EEXIST EXDEV ENODEV ENOTDIR EISDIR EINVAL ENFILE EMFILE ENOTTY ",
+    "ETXTBSY EFBIG ENOSPC ESPIPE EROFS EMLINK EPIPE EDOM ERANGE EDEADLK ENAMETOOLONG ENOLCK ",
+    "ENOSYS ENOTEMPTY ELOOP - ENOMSG EIDRM ECHRNG EL2NSYNC EL3HLT EL3RST ELNRNG EUNATCH ",
+    "ENOCSI EL2HLT EBADE EBADR EXFULL ENOANO EBADRQC EBADSLT - EBFONT ENOSTR ENODATA ETIME ",
+    "ENOSR ENONET ENOPKG EREMOTE ENOLINK EADV ESRMNT ECOMM EPROTO EMULTIHOP EDOTDOT EBADMSG ",
+    "EOVERFLOW ENOTUNIQ EBADFD EREMCHG ELIBACC ELIBBAD ELIBSCN ELIBMAX ELIBEXEC EILSEQ ",
+    "ERESTART ESTRPIPE EUSERS ENOTSOCK EDESTADDRREQ EMSGSIZE EPROTOTYPE ENOPROTOOPT ",
+    "EPROTONOSUPPORT ESOCKTNOSUPPORT EOPNOTSUPP EPFNOSUPPORT EAFNOSUPPORT EADDRINUSE ",
+    "EADDRNOTAVAIL ENETDOWN ENETUNREACH ENETRESET ECONNABORTED ECONNRESET ENOBUFS EISCONN ",
+    "ENOTCONN ESHUTDOWN ETOOMANYREFS ETIMEDOUT ECONNREFUSED EHOSTDOWN EHOSTUNREACH EALREADY ",
+    "EINPROGRESS ESTALE EUCLEAN ENOTNAM ENAVAIL EISNAM EREMOTEIO EDQUOT ENOMEDIUM ",
+    "EMEDIUMTYPE ECANCELED ENOKEY EKEYEXPIRED EKEYREVOKED EKEYREJECTED EOWNERDEAD ",
+    "ENOTRECOVERABLE ERFKILL EHWPOISON",
+);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -164,6 +227,8 @@ struct OciSyscall {
     #[serde(default)]
     errno_ret: Option<Errno>,
     #[serde(default)]
+    errno: Option<ErrnoName>,
+    #[serde(default)]
     args: Option<Vec<OciArg>>,
     /// Accepted and ignored, as Docker does.
     #[serde(default)]
@@ -191,6 +256,8 @@ struct OciProfile {
     default_action: OciAction,
     #[serde(default)]
     default_errno_ret: Option<Errno>,
+    #[serde(default)]
+    default_errno: Option<ErrnoName>,
     #[serde(default)]
     architectures: Option<Vec<String>>,
     #[serde(default)]
@@ -225,8 +292,51 @@ pub struct ImportError {
     pub message: String,
 }
 
-/// Reads an OCI/Docker seccomp profile.
+/// Reads an OCI/Docker seccomp profile, logging the names it skipped (one
+/// line).
 pub fn import(file: &str, json: &[u8], ctx: ImportContext) -> Result<Profile, ImportError> {
+    let imported = import_reporting(file, json, ctx)?;
+    if let Some(line) = skipped_line(file, &imported.skipped) {
+        log::info!("{line}");
+    }
+    Ok(imported.profile)
+}
+
+/// A profile and the foreign system call names it listed.
+#[derive(Debug)]
+pub struct Imported {
+    pub profile: Profile,
+    /// Names x86_64 lacks but another Linux architecture has, sorted, once
+    /// each.
+    pub skipped: Vec<String>,
+}
+
+/// Longest skipped-names message: a console/kmsg record holds about 1 KiB
+/// (`kmsg::MAX_LINE`), so a long list is cut at a name and says how many
+/// names it left out.
+const SKIPPED_LINE_MAX: usize = 900;
+
+/// The one log line about skipped names, if any were.
+pub fn skipped_line(file: &str, skipped: &[String]) -> Option<String> {
+    if skipped.is_empty() {
+        return None;
+    }
+    let mut line = format!("sandbox: {file}: skipped {} system call names x86_64 does not have:", skipped.len());
+    for (i, name) in skipped.iter().enumerate() {
+        let left = skipped.len() - i;
+        // Room for this name and, should a later one not fit, the tail.
+        if line.len() + 1 + name.len() + " (+NNNN more)".len() > SKIPPED_LINE_MAX {
+            line.push_str(&format!(" (+{left} more)"));
+            break;
+        }
+        line.push(' ');
+        line.push_str(name);
+    }
+    Some(line)
+}
+
+/// Reads an OCI/Docker seccomp profile without logging.
+pub fn import_reporting(file: &str, json: &[u8], ctx: ImportContext) -> Result<Imported, ImportError> {
     let err = |position: String, message: String| ImportError { file: file.to_string(), position, message };
     let parsed: OciProfile = serde_json::from_slice(json).map_err(|e| {
         let message = e.to_string();
@@ -268,27 +378,27 @@ pub fn import(file: &str, json: &[u8], ctx: ImportContext) -> Result<Profile, Im
         }
     }
 
-    let default =
-        action(parsed.default_action, parsed.default_errno_ret).map_err(|m| err("defaultAction".into(), m))?;
+    let default_errno =
+        errno(parsed.default_errno_ret, parsed.default_errno).map_err(|m| err("defaultErrno".into(), m))?;
+    let default = action(parsed.default_action, default_errno).map_err(|m| err("defaultAction".into(), m))?;
     let mut profile = Profile::new(file, default);
     profile.log = log;
+    let mut skipped: Vec<String> = Vec::new();
 
     for (i, entry) in parsed.syscalls.iter().flatten().enumerate() {
         let at = |key: &str| format!("syscalls[{i}]{key}");
         if !applies(entry, ctx).map_err(|m| err(at(""), m))? {
             continue;
         }
-        let act = action(entry.action, entry.errno_ret).map_err(|m| err(at(".action"), m))?;
-        let names: Vec<i64> = entry
-            .names
-            .iter()
-            .flatten()
-            .chain(entry.name.iter())
-            .filter_map(|n| match n {
-                Name::Native(nr) => Some(*nr),
-                Name::Foreign => None,
-            })
-            .collect();
+        let errno_ret = errno(entry.errno_ret, entry.errno).map_err(|m| err(at(".errno"), m))?;
+        let act = action(entry.action, errno_ret).map_err(|m| err(at(".action"), m))?;
+        let mut names: Vec<i64> = Vec::new();
+        for n in entry.names.iter().flatten().chain(entry.name.iter()) {
+            match n {
+                Name::Native(nr) => names.push(*nr),
+                Name::Foreign(s) => skipped.push(s.clone()),
+            }
+        }
         if entry.names.is_none() && entry.name.is_none() {
             return Err(err(at(""), "has neither \"names\" nor \"name\"".into()));
         }
@@ -318,15 +428,27 @@ pub fn import(file: &str, json: &[u8], ctx: ImportContext) -> Result<Profile, Im
             }
         }
     }
-    Ok(profile)
+    skipped.sort();
+    skipped.dedup();
+    Ok(Imported { profile, skipped })
+}
+
+/// The errno of `errnoRet` and containers/common's `errno`, which must agree
+/// when both are given (containers/common lets the name win; a profile that
+/// says two things is refused instead).
+fn errno(ret: Option<Errno>, name: Option<ErrnoName>) -> Result<Option<Errno>, String> {
+    match (ret, name) {
+        (Some(r), Some(ErrnoName(n))) if r.0 != n.0 => Err(format!("errno ({}) and errnoRet ({}) disagree", n.0, r.0)),
+        (r, n) => Ok(n.map(|n| n.0).or(r)),
+    }
 }
 
 fn action(a: OciAction, errno: Option<Errno>) -> Result<Action, String> {
-    let eperm = libc::EPERM as u16;
+    let eperm = errno16(libc::EPERM);
     match (a, errno) {
         (OciAction::Errno, e) => Ok(Action::Errno(e.map_or(eperm, |e| e.0))),
         (OciAction::Trace, e) => Ok(Action::Trace(e.map_or(eperm, |e| e.0))),
-        (_, Some(_)) => Err("errnoRet is only valid with SCMP_ACT_ERRNO or SCMP_ACT_TRACE".into()),
+        (_, Some(_)) => Err("errnoRet and errno are only valid with SCMP_ACT_ERRNO or SCMP_ACT_TRACE".into()),
         (OciAction::Kill | OciAction::KillThread, None) => Ok(Action::KillThread),
         (OciAction::KillProcess, None) => Ok(Action::KillProcess),
         (OciAction::Trap, None) => Ok(Action::Trap),
@@ -402,6 +524,9 @@ mod tests {
     use super::*;
 
     const DOCKER_DEFAULT: &[u8] = include_bytes!("../../../tests/data/seccomp/docker-default.json");
+    const MOBY_DEFAULT: &[u8] = include_bytes!("../../../tests/data/seccomp/moby-default.json");
+    const CONTAINERD_DEFAULT: &[u8] = include_bytes!("../../../tests/data/seccomp/containerd-default.json");
+    const PODMAN_DEFAULT: &[u8] = include_bytes!("../../../tests/data/seccomp/podman-default.json");
 
     fn nr(name: &str) -> i64 {
         syscalls::number(name).unwrap()
@@ -543,5 +668,379 @@ mod tests {
         assert_eq!(parse_kernel("4.8"), Some((4, 8)));
         assert_eq!(parse_kernel("6.12.3-rc1"), Some((6, 12)));
         assert_eq!(parse_kernel("x"), None);
+    }
+
+    fn cap(name: &str) -> u64 {
+        1 << crate::sandbox::caps::by_name(name).unwrap()
+    }
+
+    #[test]
+    fn podman_default_profile_imports() {
+        let ctx = ImportContext { capabilities: 0, kernel: Some((6, 12)) };
+        let imported = import_reporting("podman.json", PODMAN_DEFAULT, ctx).unwrap();
+        let p = &imported.profile;
+        // defaultErrno "ENOSYS" (with defaultErrnoRet 38).
+        assert_eq!(p.default, Action::Errno(errno16(libc::ENOSYS)));
+        let a = [0u64; 6];
+        // The verdicts the probe asserts in its podman mode
+        // (crates/ztinit-testkit/src/bin/sandbox-probe.rs).
+        for name in ["read", "execve", "execveat", "clone3", "pidfd_getfd", "mount", "unshare", "arch_prctl"] {
+            assert_eq!(p.evaluate(nr(name), a), Action::Allow, "{name}");
+        }
+        for name in [
+            // "errno": "EPERM" rules.
+            "kexec_load",
+            "kexec_file_load",
+            "userfaultfd",
+            "swapon",
+            // excludes.caps rules with "errno": "EPERM".
+            "settimeofday",
+            "chroot",
+            "finit_module",
+            "init_module",
+            "delete_module",
+            "bpf",
+            "perf_event_open",
+            "open_by_handle_at",
+            "setns",
+        ] {
+            assert_eq!(p.evaluate(nr(name), a), Action::Errno(1), "{name}");
+        }
+        for name in ["lsm_get_self_attr", "add_key", "io_uring_setup"] {
+            assert_eq!(p.evaluate(nr(name), a), Action::Errno(38), "{name}");
+        }
+        // The AF_NETLINK/NETLINK_AUDIT socket rule: "errno": "EINVAL".
+        assert_eq!(p.evaluate(nr("socket"), [16, 0, 9, 0, 0, 0]), Action::Errno(errno16(libc::EINVAL)));
+        assert_eq!(p.evaluate(nr("socket"), [2, 1, 0, 0, 0, 0]), Action::Allow);
+        // The names x86_64 lacks are skipped and reported, sorted, once.
+        for foreign in ["_llseek", "pciconfig_iobase", "pciconfig_read", "pciconfig_write", "syscall", "mmap2"] {
+            assert!(imported.skipped.iter().any(|s| s == foreign), "{foreign}: {:?}", imported.skipped);
+        }
+        assert!(imported.skipped.windows(2).all(|w| w[0] < w[1]));
+        assert!(imported.skipped.iter().all(|s| syscalls::is_foreign(s)));
+        let line = skipped_line("/etc/podman.json", &imported.skipped).unwrap();
+        assert!(line.starts_with("sandbox: /etc/podman.json: skipped "), "{line}");
+        assert!(line.contains(" pciconfig_iobase pciconfig_read pciconfig_write "), "{line}");
+        assert!(line.len() <= SKIPPED_LINE_MAX, "{line}");
+        println!("{line}");
+        let prog = super::super::compile(p).unwrap();
+        super::super::check_launchable(p).unwrap();
+        assert!(!prog.has_fatal_actions(), "Podman's profile only denies with errno");
+        // A capability turns its rules around.
+        let p =
+            import("podman.json", PODMAN_DEFAULT, ImportContext { capabilities: cap("CAP_SYS_TIME"), kernel: None })
+                .unwrap();
+        assert_eq!(p.evaluate(nr("settimeofday"), a), Action::Allow);
+    }
+
+    #[test]
+    fn containerd_default_profile_imports() {
+        let ctx = ImportContext { capabilities: 0, kernel: Some((6, 12)) };
+        let imported = import_reporting("containerd.json", CONTAINERD_DEFAULT, ctx).unwrap();
+        let p = &imported.profile;
+        assert_eq!(p.default, Action::Errno(1));
+        let a = [0u64; 6];
+        assert_eq!(p.evaluate(nr("read"), a), Action::Allow);
+        assert_eq!(p.evaluate(nr("arch_prctl"), a), Action::Allow, "GOARCH amd64");
+        assert_eq!(p.evaluate(nr("ptrace"), a), Action::Allow, "kernel >= 4.8");
+        assert_eq!(p.evaluate(nr("mount"), a), Action::Errno(1), "CAP_SYS_ADMIN not held");
+        assert_eq!(p.evaluate(nr("clone3"), a), Action::Errno(38), "!admin clone3 ENOSYS");
+        assert_eq!(p.evaluate(nr("clone"), [0x11, 0, 0, 0, 0, 0]), Action::Allow);
+        assert_eq!(p.evaluate(nr("clone"), [0x1000_0000, 0, 0, 0, 0, 0]), Action::Errno(1));
+        // socket: everything but AF_ALG (38) and AF_VSOCK (40).
+        assert_eq!(p.evaluate(nr("socket"), [2, 0, 0, 0, 0, 0]), Action::Allow);
+        assert_eq!(p.evaluate(nr("socket"), [38, 0, 0, 0, 0, 0]), Action::Errno(1));
+        assert_eq!(p.evaluate(nr("socket"), [39, 0, 0, 0, 0, 0]), Action::Allow);
+        assert_eq!(p.evaluate(nr("socket"), [40, 0, 0, 0, 0, 0]), Action::Errno(1));
+        assert_eq!(p.evaluate(nr("socket"), [44, 0, 0, 0, 0, 0]), Action::Allow);
+        assert_eq!(p.evaluate(nr("personality"), [0xffff_ffff, 0, 0, 0, 0, 0]), Action::Allow);
+        assert!(imported.skipped.iter().any(|s| s == "chown32"), "{:?}", imported.skipped);
+        // riscv's and s390's names are in rules for those arches only.
+        assert!(!imported.skipped.iter().any(|s| s == "riscv_hwprobe"), "{:?}", imported.skipped);
+        super::super::compile(p).unwrap();
+        super::super::check_launchable(p).unwrap();
+        let p = import(
+            "containerd.json",
+            CONTAINERD_DEFAULT,
+            ImportContext { capabilities: cap("CAP_SYS_ADMIN"), kernel: Some((4, 4)) },
+        )
+        .unwrap();
+        assert_eq!(p.evaluate(nr("mount"), a), Action::Allow);
+        assert_eq!(p.evaluate(nr("clone3"), a), Action::Allow);
+        assert_eq!(p.evaluate(nr("clone"), [0x1000_0000, 0, 0, 0, 0, 0]), Action::Allow);
+        assert_eq!(p.evaluate(nr("ptrace"), a), Action::Errno(1), "kernel < 4.8");
+    }
+
+    #[test]
+    fn current_moby_profile_imports() {
+        let ctx = ImportContext { capabilities: 0, kernel: Some((6, 12)) };
+        let p = import("moby.json", MOBY_DEFAULT, ctx).unwrap();
+        assert_eq!(p.default, Action::Errno(1));
+        assert_eq!(p.evaluate(nr("mseal"), [0; 6]), Action::Allow);
+        assert_eq!(p.evaluate(nr("socket"), [40, 0, 0, 0, 0, 0]), Action::Errno(1), "AF_VSOCK");
+        super::super::compile(&p).unwrap();
+        super::super::check_launchable(&p).unwrap();
+    }
+
+    /// `check-config`: the config stage validates `[sandbox] seccomp` by
+    /// importing and compiling the profile from the image.
+    #[test]
+    fn check_config_accepts_the_runtimes_default_profiles() {
+        use crate::config::{Config, RootFiles, Sources};
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("etc/seccomp")).unwrap();
+        std::fs::create_dir_all(dir.path().join("bin")).unwrap();
+        std::fs::write(dir.path().join("bin/w"), b"\x7fELF").unwrap();
+        let profiles = [
+            ("docker.json", DOCKER_DEFAULT),
+            ("moby.json", MOBY_DEFAULT),
+            ("containerd.json", CONTAINERD_DEFAULT),
+            ("podman.json", PODMAN_DEFAULT),
+        ];
+        for (name, bytes) in profiles {
+            std::fs::write(dir.path().join("etc/seccomp").join(name), bytes).unwrap();
+        }
+        let files = RootFiles::new(dir.path());
+        for (name, _) in profiles {
+            let text = format!("[workload]\npath = \"/bin/w\"\n[sandbox]\nseccomp = \"/etc/seccomp/{name}\"\n");
+            let loaded =
+                Config::load(Sources { origin: "/etc/ztinit.toml", text: &text, cmdline: None, files: &files });
+            match loaded {
+                Ok(c) => assert_eq!(
+                    c.sandbox.seccomp,
+                    crate::sandbox::config::SeccompChoice::File(format!("/etc/seccomp/{name}"))
+                ),
+                Err(e) => {
+                    let issues = e.issues();
+                    assert!(issues.iter().all(|i| !i.contains("sandbox")), "{name}: {issues:#?}");
+                }
+            }
+        }
+        // A typo among foreign names is still an error with its position.
+        std::fs::write(
+            dir.path().join("etc/seccomp/typo.json"),
+            "{\"defaultAction\": \"SCMP_ACT_ERRNO\", \"defaultErrno\": \"ENOSYS\",\n\"syscalls\": [\n {\"names\": [\"pciconfig_read\", \"reed\"], \"action\": \"SCMP_ACT_ALLOW\"}]}",
+        )
+        .unwrap();
+        let text = "[workload]\npath = \"/bin/w\"\n[sandbox]\nseccomp = \"/etc/seccomp/typo.json\"\n";
+        let issues = Config::load(Sources { origin: "/etc/ztinit.toml", text, cmdline: None, files: &files })
+            .map_err(|e| e.issues())
+            .unwrap_err();
+        assert!(
+            issues.iter().any(|i| i
+                .ends_with("sandbox.seccomp: /etc/seccomp/typo.json: line 3 column 37: unknown system call \"reed\"")),
+            "{issues:#?}"
+        );
+    }
+
+    #[test]
+    fn errno_names() {
+        let with = |default: &str, rule: &str| {
+            let json = format!(
+                r#"{{"defaultAction": "SCMP_ACT_ERRNO", {default}
+                "syscalls": [{{"names": ["openat"], "action": "SCMP_ACT_ERRNO", {rule}}}, {{"names": ["read", "write", "execve", "execveat", "exit_group"], "action": "SCMP_ACT_ALLOW"}}]}}"#
+            );
+            import("p.json", json.as_bytes(), ImportContext::default())
+        };
+        let p = with(r#""defaultErrno": "ENOSYS","#, r#""errno": "EACCES""#).unwrap();
+        assert_eq!(p.default, Action::Errno(38));
+        assert_eq!(p.evaluate(nr("openat"), [0; 6]), Action::Errno(13));
+        for (name, value) in [("EPERM", 1), ("ENOENT", 2), ("EINVAL", 22), ("ENOSYS", 38), ("EOPNOTSUPP", 95)] {
+            let p = with(&format!(r#""defaultErrno": "{name}","#), &format!(r#""errno": "{name}""#)).unwrap();
+            assert_eq!(p.default, Action::Errno(value), "{name}");
+            assert_eq!(p.evaluate(nr("openat"), [0; 6]), Action::Errno(value), "{name}");
+        }
+        // Aliases, decimal strings, agreement with errnoRet.
+        assert_eq!(with("", r#""errno": "EWOULDBLOCK""#).unwrap().evaluate(nr("openat"), [0; 6]), Action::Errno(11));
+        assert_eq!(with("", r#""errno": "95""#).unwrap().evaluate(nr("openat"), [0; 6]), Action::Errno(95));
+        let p = with(r#""defaultErrno": "ENOSYS", "defaultErrnoRet": 38,"#, r#""errno": "EPERM", "errnoRet": 1"#);
+        assert_eq!(p.unwrap().default, Action::Errno(38));
+        // No errno at all: EPERM, as runc.
+        assert_eq!(with("", r#""comment": """#).unwrap().default, Action::Errno(1));
+
+        let e = with(r#""defaultErrno": "EPREM","#, r#""errno": "EPERM""#).unwrap_err();
+        assert_eq!((e.position.as_str(), e.message.as_str()), ("line 1 column 59", "unknown errno name \"EPREM\""));
+        let e = with("", "\"errno\": \"ENOPE\"").unwrap_err();
+        assert!(e.position.starts_with("line 2 column "), "{e}");
+        assert_eq!(e.message, "unknown errno name \"ENOPE\"");
+        let e = with("", r#""errno": "0""#).unwrap_err();
+        assert_eq!(e.message, "errno 0 is out of range (1..=4095)");
+        let e = with("", r#""errno": "EPERM", "errnoRet": 38"#).unwrap_err();
+        assert_eq!(
+            (e.position.as_str(), e.message.as_str()),
+            ("syscalls[0].errno", "errno (1) and errnoRet (38) disagree")
+        );
+        let e = with(r#""defaultErrno": "ENOSYS", "defaultErrnoRet": 1,"#, r#""comment": """#).unwrap_err();
+        assert_eq!(e.position, "defaultErrno");
+        let e = err(r#"{"defaultAction": "SCMP_ACT_ALLOW", "defaultErrno": 1}"#);
+        assert!(e.message.contains("invalid type"), "{e}");
+    }
+
+    #[test]
+    fn foreign_names_are_skipped_and_listed_once() {
+        let json = r#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+            {"names": ["read", "write", "execve", "execveat", "exit_group", "mmap2", "pciconfig_read", "_llseek"], "action": "SCMP_ACT_ALLOW"},
+            {"names": ["mmap2", "set_tls"], "action": "SCMP_ACT_ERRNO", "errno": "EPERM"}]}"#;
+        let imported = import_reporting("p.json", json.as_bytes(), ImportContext::default()).unwrap();
+        assert_eq!(imported.skipped, ["_llseek", "mmap2", "pciconfig_read", "set_tls"]);
+        assert_eq!(imported.profile.rules.len(), 5);
+        assert_eq!(
+            skipped_line("/etc/p.json", &imported.skipped).unwrap(),
+            "sandbox: /etc/p.json: skipped 4 system call names x86_64 does not have: _llseek mmap2 pciconfig_read set_tls"
+        );
+        // A list longer than a console record is cut at a name, with a count.
+        let many: Vec<String> = (0..200).map(|i| format!("name_{i:03}")).collect();
+        let line = skipped_line("/etc/p.json", &many).unwrap();
+        assert!(line.len() <= SKIPPED_LINE_MAX, "{}", line.len());
+        let shown = line.matches(" name_").count();
+        assert!(line.ends_with(&format!(" name_{:03} (+{} more)", shown - 1, 200 - shown)), "{line}");
+        assert_eq!(skipped_line("/etc/p.json", &[]), None);
+    }
+
+    #[test]
+    fn errno_table_matches_libc() {
+        let all = [
+            ("EPERM", libc::EPERM),
+            ("ENOENT", libc::ENOENT),
+            ("ESRCH", libc::ESRCH),
+            ("EINTR", libc::EINTR),
+            ("EIO", libc::EIO),
+            ("ENXIO", libc::ENXIO),
+            ("E2BIG", libc::E2BIG),
+            ("ENOEXEC", libc::ENOEXEC),
+            ("EBADF", libc::EBADF),
+            ("ECHILD", libc::ECHILD),
+            ("EAGAIN", libc::EAGAIN),
+            ("EWOULDBLOCK", libc::EWOULDBLOCK),
+            ("ENOMEM", libc::ENOMEM),
+            ("EACCES", libc::EACCES),
+            ("EFAULT", libc::EFAULT),
+            ("ENOTBLK", libc::ENOTBLK),
+            ("EBUSY", libc::EBUSY),
+            ("EEXIST", libc::EEXIST),
+            ("EXDEV", libc::EXDEV),
+            ("ENODEV", libc::ENODEV),
+            ("ENOTDIR", libc::ENOTDIR),
+            ("EISDIR", libc::EISDIR),
+            ("EINVAL", libc::EINVAL),
+            ("ENFILE", libc::ENFILE),
+            ("EMFILE", libc::EMFILE),
+            ("ENOTTY", libc::ENOTTY),
+            ("ETXTBSY", libc::ETXTBSY),
+            ("EFBIG", libc::EFBIG),
+            ("ENOSPC", libc::ENOSPC),
+            ("ESPIPE", libc::ESPIPE),
+            ("EROFS", libc::EROFS),
+            ("EMLINK", libc::EMLINK),
+            ("EPIPE", libc::EPIPE),
+            ("EDOM", libc::EDOM),
+            ("ERANGE", libc::ERANGE),
+            ("EDEADLK", libc::EDEADLK),
+            ("EDEADLOCK", libc::EDEADLOCK),
+            ("ENAMETOOLONG", libc::ENAMETOOLONG),
+            ("ENOLCK", libc::ENOLCK),
+            ("ENOSYS", libc::ENOSYS),
+            ("ENOTEMPTY", libc::ENOTEMPTY),
+            ("ELOOP", libc::ELOOP),
+            ("ENOMSG", libc::ENOMSG),
+            ("EIDRM", libc::EIDRM),
+            ("ECHRNG", libc::ECHRNG),
+            ("EL2NSYNC", libc::EL2NSYNC),
+            ("EL3HLT", libc::EL3HLT),
+            ("EL3RST", libc::EL3RST),
+            ("ELNRNG", libc::ELNRNG),
+            ("EUNATCH", libc::EUNATCH),
+            ("ENOCSI", libc::ENOCSI),
+            ("EL2HLT", libc::EL2HLT),
+            ("EBADE", libc::EBADE),
+            ("EBADR", libc::EBADR),
+            ("EXFULL", libc::EXFULL),
+            ("ENOANO", libc::ENOANO),
+            ("EBADRQC", libc::EBADRQC),
+            ("EBADSLT", libc::EBADSLT),
+            ("EBFONT", libc::EBFONT),
+            ("ENOSTR", libc::ENOSTR),
+            ("ENODATA", libc::ENODATA),
+            ("ETIME", libc::ETIME),
+            ("ENOSR", libc::ENOSR),
+            ("ENONET", libc::ENONET),
+            ("ENOPKG", libc::ENOPKG),
+            ("EREMOTE", libc::EREMOTE),
+            ("ENOLINK", libc::ENOLINK),
+            ("EADV", libc::EADV),
+            ("ESRMNT", libc::ESRMNT),
+            ("ECOMM", libc::ECOMM),
+            ("EPROTO", libc::EPROTO),
+            ("EMULTIHOP", libc::EMULTIHOP),
+            ("EDOTDOT", libc::EDOTDOT),
+            ("EBADMSG", libc::EBADMSG),
+            ("EOVERFLOW", libc::EOVERFLOW),
+            ("ENOTUNIQ", libc::ENOTUNIQ),
+            ("EBADFD", libc::EBADFD),
+            ("EREMCHG", libc::EREMCHG),
+            ("ELIBACC", libc::ELIBACC),
+            ("ELIBBAD", libc::ELIBBAD),
+            ("ELIBSCN", libc::ELIBSCN),
+            ("ELIBMAX", libc::ELIBMAX),
+            ("ELIBEXEC", libc::ELIBEXEC),
+            ("EILSEQ", libc::EILSEQ),
+            ("ERESTART", libc::ERESTART),
+            ("ESTRPIPE", libc::ESTRPIPE),
+            ("EUSERS", libc::EUSERS),
+            ("ENOTSOCK", libc::ENOTSOCK),
+            ("EDESTADDRREQ", libc::EDESTADDRREQ),
+            ("EMSGSIZE", libc::EMSGSIZE),
+            ("EPROTOTYPE", libc::EPROTOTYPE),
+            ("ENOPROTOOPT", libc::ENOPROTOOPT),
+            ("EPROTONOSUPPORT", libc::EPROTONOSUPPORT),
+            ("ESOCKTNOSUPPORT", libc::ESOCKTNOSUPPORT),
+            ("EOPNOTSUPP", libc::EOPNOTSUPP),
+            ("ENOTSUP", libc::ENOTSUP),
+            ("EPFNOSUPPORT", libc::EPFNOSUPPORT),
+            ("EAFNOSUPPORT", libc::EAFNOSUPPORT),
+            ("EADDRINUSE", libc::EADDRINUSE),
+            ("EADDRNOTAVAIL", libc::EADDRNOTAVAIL),
+            ("ENETDOWN", libc::ENETDOWN),
+            ("ENETUNREACH", libc::ENETUNREACH),
+            ("ENETRESET", libc::ENETRESET),
+            ("ECONNABORTED", libc::ECONNABORTED),
+            ("ECONNRESET", libc::ECONNRESET),
+            ("ENOBUFS", libc::ENOBUFS),
+            ("EISCONN", libc::EISCONN),
+            ("ENOTCONN", libc::ENOTCONN),
+            ("ESHUTDOWN", libc::ESHUTDOWN),
+            ("ETOOMANYREFS", libc::ETOOMANYREFS),
+            ("ETIMEDOUT", libc::ETIMEDOUT),
+            ("ECONNREFUSED", libc::ECONNREFUSED),
+            ("EHOSTDOWN", libc::EHOSTDOWN),
+            ("EHOSTUNREACH", libc::EHOSTUNREACH),
+            ("EALREADY", libc::EALREADY),
+            ("EINPROGRESS", libc::EINPROGRESS),
+            ("ESTALE", libc::ESTALE),
+            ("EUCLEAN", libc::EUCLEAN),
+            ("ENOTNAM", libc::ENOTNAM),
+            ("ENAVAIL", libc::ENAVAIL),
+            ("EISNAM", libc::EISNAM),
+            ("EREMOTEIO", libc::EREMOTEIO),
+            ("EDQUOT", libc::EDQUOT),
+            ("ENOMEDIUM", libc::ENOMEDIUM),
+            ("EMEDIUMTYPE", libc::EMEDIUMTYPE),
+            ("ECANCELED", libc::ECANCELED),
+            ("ENOKEY", libc::ENOKEY),
+            ("EKEYEXPIRED", libc::EKEYEXPIRED),
+            ("EKEYREVOKED", libc::EKEYREVOKED),
+            ("EKEYREJECTED", libc::EKEYREJECTED),
+            ("EOWNERDEAD", libc::EOWNERDEAD),
+            ("ENOTRECOVERABLE", libc::ENOTRECOVERABLE),
+            ("ERFKILL", libc::ERFKILL),
+            ("EHWPOISON", libc::EHWPOISON),
+        ];
+        for (name, value) in all {
+            assert_eq!(errno_number(name), Some(u64::try_from(value).unwrap()), "{name}");
+        }
+        assert_eq!(ERRNO_NAMES.split(' ').count(), 133);
+        for bad in ["EPREM", "", "-", "eperm"] {
+            assert_eq!(errno_number(bad), None, "{bad}");
+        }
     }
 }

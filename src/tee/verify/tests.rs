@@ -378,7 +378,7 @@ fn tdx_truncated_oversized_and_garbled_quotes_never_panic() {
     };
     for round in 0..2000 {
         let len = (next() % 6000) as usize;
-        let mut buf: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        let mut buf: Vec<u8> = (0..len).map(|_| next().to_le_bytes()[0]).collect();
         if round % 2 == 0 && len >= 8 {
             buf[..8].copy_from_slice(&raw[..8]);
         }

@@ -7,13 +7,23 @@
 //! - value 42 when every check passed, 43 when one failed (QEMU exits 85 or
 //!   87): values that only this program writes, so the harness can tell a
 //!   deliberate end from anything else;
-//! - if ioperm fails, it says so and exits: PID 1 exiting panics the kernel
-//!   and QEMU exits 0, which the harness never counts as a debug-exit value.
+//! - the port: ztinit raises the kernel lockdown before the handoff, and
+//!   lockdown refuses ioperm(2), so ztinit grants its main thread the port
+//!   just before (test images only) and this program inherits it across
+//!   execve. Its own ioperm is still tried and must be refused by lockdown
+//!   (EPERM), which the scenario checks; without the inherited permission
+//!   the write faults, PID 1 dies, the kernel panics and QEMU exits 0,
+//!   which the harness never counts as a debug-exit value.
 //!
 //! Why ioperm: it needs CAP_SYS_RAWIO (kept with `[sandbox] capabilities`)
 //! and is answered EPERM by the default profile unless `seccomp_allow` lists
-//! it. The alternative, reboot(2), is on the kill list and cannot be allowed
-//! without dropping the built-in profile, which is what this scenario tests.
+//! it, so only lockdown can be the one refusing it here. The alternative,
+//! reboot(2), is on the kill list and cannot be allowed without dropping the
+//! built-in profile, which is what this scenario tests.
+//!
+//! Its first call is `setsid()`, as kata-agent's PID-1 init does: it fails
+//! with EPERM if ztinit left PID 1 leading a process group (a regression
+//! that kills the real agent), and that is a failed check here.
 //!
 //! Usage: handoff-pid1 [UID GID] (expected ids, default 1000 1000).
 
@@ -39,15 +49,19 @@ fn check(failed: &mut u32, name: &str, result: Result<String, String>) {
     }
 }
 
-/// `r` is a raw syscall result; the expected outcome is failure with `want`.
-fn expect_errno(call: &str, want: i32, r: libc::c_long) -> Result<String, String> {
-    let got = if r < 0 { errno() } else { 0 };
-    let name = |e: i32| match e {
+fn errno_name(e: i32) -> String {
+    match e {
         libc::EPERM => "EPERM".to_string(),
         libc::ENOSYS => "ENOSYS".to_string(),
         0 => "success".to_string(),
         e => format!("errno {e}"),
-    };
+    }
+}
+
+/// `r` is a raw syscall result; the expected outcome is failure with `want`.
+fn expect_errno(call: &str, want: i32, r: libc::c_long) -> Result<String, String> {
+    let got = if r < 0 { errno() } else { 0 };
+    let name = errno_name;
     if r < 0 && got == want {
         Ok(format!("{call} -> {}", name(got)))
     } else if r < 0 {
@@ -69,14 +83,31 @@ fn main() {
     };
     let mut failed = 0;
 
-    // SAFETY (this block and the raw calls below): system calls with
+    // What kata-agent's PID-1 init does first: a session of its own. The
+    // kernel starts init in session 0, so this succeeds unless ztinit left
+    // PID 1 leading a process group (the agent then gives up on EPERM).
+    // SAFETY: setsid takes no arguments.
+    let r = unsafe { libc::syscall(libc::SYS_setsid) };
+    check(
+        &mut failed,
+        "setsid",
+        if r == 1 {
+            Ok("new session 1".into())
+        } else if r < 0 {
+            Err(format!("failed: {}, as kata-agent would (PID 1 already leads a process group)", errno_name(errno())))
+        } else {
+            Err(format!("session {r}, expected 1"))
+        },
+    );
+
+    // SAFETY: this block and the raw calls below are system calls with
     // integer arguments or NULL pointers the kernel does not dereference.
     let (pid, ppid, ruid, rgid) = unsafe {
         (
             libc::syscall(libc::SYS_getpid),
             libc::syscall(libc::SYS_getppid),
-            libc::syscall(libc::SYS_getuid) as u32,
-            libc::syscall(libc::SYS_getgid) as u32,
+            u32::try_from(libc::syscall(libc::SYS_getuid)).unwrap_or(u32::MAX),
+            u32::try_from(libc::syscall(libc::SYS_getgid)).unwrap_or(u32::MAX),
         )
     };
     check(&mut failed, "pid", if pid == 1 { Ok("1".into()) } else { Err(format!("{pid}, expected 1")) });
@@ -120,22 +151,35 @@ fn main() {
     let r = unsafe { libc::syscall(459, 0, 0, 0, 0) };
     check(&mut failed, "seccomp-enosys", expect_errno("lsm_get_self_attr", libc::ENOSYS, r));
 
-    // SAFETY: ioperm only changes this process's I/O permission bitmap.
+    let lockdown = std::fs::read_to_string("/sys/kernel/security/lockdown").unwrap_or_default();
+    check(
+        &mut failed,
+        "kernel lockdown",
+        if lockdown.contains("[confidentiality]") {
+            Ok("confidentiality".into())
+        } else {
+            Err(format!("{:?}, expected [confidentiality]", lockdown.trim()))
+        },
+    );
+    // SAFETY: ioperm only changes this thread's I/O permission bitmap.
     let r = unsafe { libc::ioperm(libc::c_ulong::from(DEBUG_EXIT_PORT), 1, 1) };
-    if r != 0 {
-        say(&format!(
-            "testkit: handoff: FAIL ioperm(0xf4): {}; exiting (the kernel panics)",
-            std::io::Error::last_os_error()
-        ));
-        std::process::exit(1);
-    }
+    check(
+        &mut failed,
+        "lockdown-ioperm",
+        if r == 0 {
+            Err("ioperm(0xf4) succeeded under lockdown".into())
+        } else {
+            expect_errno("ioperm", libc::EPERM, -1)
+        },
+    );
     let value = if failed == 0 { PASS_VALUE } else { FAIL_VALUE };
     say(&format!("testkit: handoff: {failed} checks failed; writing {value} to isa-debug-exit"));
     // The console must have sent everything before the VM ends.
     // SAFETY: TCSBRK with a non-zero argument is tcdrain on fd 1.
     unsafe { libc::ioctl(1, libc::TCSBRK, 1) };
-    // SAFETY: the port was granted above; QEMU's isa-debug-exit device at
-    // this port ends the VM.
+    // SAFETY: the port was granted to ztinit's main thread before lockdown
+    // and kept across execve (without it: SIGSEGV, see the module comment);
+    // QEMU's isa-debug-exit device at this port ends the VM.
     unsafe {
         std::arch::asm!("out dx, al", in("dx") DEBUG_EXIT_PORT, in("al") value, options(nomem, nostack, preserves_flags));
     }

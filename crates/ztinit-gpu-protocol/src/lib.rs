@@ -2,8 +2,8 @@
 //! `ztinit-gpu`: one JSON object per line on the helper's stdin/stdout,
 //! strictly alternating. Documented in `docs/gpu.md`.
 //!
-//! This file is shared verbatim with the helper crate (`#[path]` include), so
-//! it depends on serde only.
+//! Both sides depend on this crate, so a change to the protocol is one
+//! change; it depends on serde and serde_json only.
 
 use serde::{Deserialize, Serialize};
 

@@ -14,14 +14,16 @@
 //!   get SIGTERM, then SIGKILL after the deadline, and the loop returns the
 //!   outcome for [`crate::power::end`].
 
+pub mod output;
+
 use std::collections::HashMap;
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use crate::kmsg;
 use crate::power::Outcome;
-use crate::sandbox::output::{LineForwarder, Pumped};
+use output::{LineForwarder, Pumped};
 
 /// Signals forwarded to the workload's process group.
 pub const FORWARDED: &[i32] = &[libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2];
@@ -87,6 +89,15 @@ pub fn handled_set() -> libc::sigset_t {
 /// Blocks the handled signals in the calling thread. Call this before
 /// starting any child, and in a single-threaded process, so no signal is
 /// delivered the classic way and lost to a default disposition.
+/// True while our child `pid` has not exited. WNOWAIT leaves the zombie for
+/// the supervisor to reap and report.
+pub fn still_running(pid: libc::pid_t) -> bool {
+    use rustix::process::{Pid, WaitId, WaitIdOptions, waitid};
+    let Some(pid) = Pid::from_raw(pid) else { return false };
+    let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+    matches!(waitid(WaitId::Pid(pid), options), Ok(None))
+}
+
 pub fn block_signals() -> Result<(), SuperviseError> {
     let set = handled_set();
     // SAFETY: `set` is an initialised sigset_t; the old mask is not needed.
@@ -190,7 +201,7 @@ impl Supervisor {
 
     /// Copies `fd` (a pipe's read end) to the console with `prefix`.
     pub fn add_output(&mut self, fd: OwnedFd, prefix: &str) {
-        set_nonblocking(fd.as_raw_fd());
+        set_nonblocking(&fd);
         self.outputs.push(OutputPipe { fd, lines: LineForwarder::for_workload(prefix) });
     }
 
@@ -212,7 +223,8 @@ impl Supervisor {
         self.drain_outputs();
         let outcome = match (self.workload_exit, &self.failed_helper) {
             (Some(exit), _) => {
-                kmsg::notice(&format!("workload exited {}", exit.describe()));
+                let rss = crate::timeline::peak_rss_kib().map(|k| format!(" (ztinit VmHWM {k} KiB)"));
+                kmsg::notice(&format!("workload exited {}{}", exit.describe(), rss.unwrap_or_default()));
                 exit.outcome()
             }
             (None, Some((name, exit))) => {
@@ -238,7 +250,7 @@ impl Supervisor {
             events: libc::POLLIN,
             revents: 0,
         }));
-        let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as i32);
+        let ms = timeout.map_or(-1, |t| i32::try_from(t.as_millis()).unwrap_or(i32::MAX));
         // SAFETY: `fds` is a valid array of pollfd for the duration of the call.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
         if n <= 0 {
@@ -268,10 +280,11 @@ impl Supervisor {
             let n = unsafe {
                 libc::read(self.signals.as_raw_fd(), (&mut info as *mut libc::signalfd_siginfo).cast(), size)
             };
-            if n != size as isize {
+            if usize::try_from(n).ok() != Some(size) {
                 return;
             }
-            let sig = info.ssi_signo as i32;
+            // Signal numbers are 1..=64; anything else matches nothing below.
+            let sig = i32::try_from(info.ssi_signo).unwrap_or(0);
             if sig == libc::SIGCHLD {
                 self.reap();
             } else if FORWARDED.contains(&sig) {
@@ -287,9 +300,8 @@ impl Supervisor {
             return;
         }
         log::info!("forwarding {} to the workload", signal_name(sig));
-        // SAFETY: kill(2) on the workload's process group.
-        if unsafe { libc::kill(-self.workload, sig) } != 0 {
-            log::warn!("forward {}: {}", signal_name(sig), std::io::Error::last_os_error());
+        if let Err(e) = kill_group(self.workload, sig) {
+            log::warn!("forward {}: {e}", signal_name(sig));
         }
     }
 
@@ -348,8 +360,7 @@ impl Supervisor {
     fn stop_everything(&mut self) {
         if self.workload_exit.is_none() {
             // A helper failed: the workload must not keep running.
-            // SAFETY: kill(2) on the workload's process group.
-            unsafe { libc::kill(-self.workload, libc::SIGKILL) };
+            let _ = kill_group(self.workload, libc::SIGKILL);
         }
         if !self.reap() {
             return;
@@ -393,13 +404,19 @@ impl Write for IgnoreErrors<'_> {
     }
 }
 
-fn set_nonblocking(fd: RawFd) {
-    // SAFETY: fcntl(2) on a descriptor we own.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        if flags >= 0 {
-            libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
-        }
+/// Sends `sig` to the process group led by `leader` (the workload, which
+/// started its own session).
+fn kill_group(leader: libc::pid_t, sig: i32) -> std::io::Result<()> {
+    use rustix::process::{Pid, Signal, kill_process_group};
+    let pid = Pid::from_raw(leader).ok_or_else(|| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    let sig = Signal::from_named_raw(sig).ok_or_else(|| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    Ok(kill_process_group(pid, sig)?)
+}
+
+fn set_nonblocking(fd: impl AsFd) {
+    use rustix::fs::{OFlags, fcntl_getfl, fcntl_setfl};
+    if let Ok(flags) = fcntl_getfl(&fd) {
+        let _ = fcntl_setfl(&fd, flags | OFlags::NONBLOCK);
     }
 }
 
@@ -422,6 +439,21 @@ pub fn nonblocking_console(dev_root: &std::path::Path) -> Box<dyn Write> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn still_running_leaves_the_zombie_for_the_reaper() {
+        let mut child = std::process::Command::new("sleep").arg("0.2").spawn().unwrap();
+        let pid = libc::pid_t::try_from(child.id()).unwrap();
+        assert!(still_running(pid));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while still_running(pid) {
+            assert!(Instant::now() < deadline, "sleep 0.2 still running after 10 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // WNOWAIT: the exit status is still there for the supervisor.
+        assert!(child.wait().unwrap().success());
+        assert!(!still_running(pid), "no such child any more");
+    }
 
     #[test]
     fn exit_descriptions() {

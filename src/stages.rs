@@ -1,0 +1,333 @@
+//! The glue of each boot stage: what `main.rs`'s `boot` calls, in order.
+//! Each function does one stage with the real paths of the system and ends
+//! the boot with that stage's FATAL line when it fails; the work itself is
+//! in the stage's own module, which the unit tests drive against temporary
+//! trees.
+
+use std::path::Path;
+use std::time::Duration;
+
+use zeroize::Zeroizing;
+
+use crate::config::{self, Config, LaunchMode, NetworkMode, OnExit, RootFiles};
+use crate::gpu::{self, AttesterEnv, GpuAttester};
+use crate::lockdown::{self, KernelRemount};
+use crate::modules::{self, KernelLoader, ModulesConfig, ModulesEnv};
+use crate::power::{self, Outcome};
+use crate::sandbox::{LaunchPlan, Launched};
+use crate::supervise::{self, Scope, Supervisor};
+use crate::tee::initdata::Initdata;
+use crate::tee::{self, EvidenceProvider, TeeConfig, TeePaths};
+use crate::timeline::{Stage, Timeline};
+use crate::volume::{self, VolumePaths};
+use crate::{console, kbs, kernel_params, kmsg, mount, net, secrets};
+
+/// The value, or the FATAL line of `stage` and the end of the boot.
+pub fn or_fatal<T, E: std::fmt::Display>(stage: Stage, r: Result<T, E>) -> T {
+    r.unwrap_or_else(|e| power::fatal(stage, &e))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EarlyError {
+    #[error(transparent)]
+    Mount(#[from] mount::MountError),
+    #[error(transparent)]
+    Console(#[from] console::ConsoleError),
+    #[error(transparent)]
+    Signals(#[from] supervise::SuperviseError),
+}
+
+/// Signals, mounts, console, logging.
+pub fn early() -> Result<(), EarlyError> {
+    // Signals first: nothing may be delivered the classic way to PID 1.
+    supervise::block_signals()?;
+    let mounted = mount::setup(Path::new("/"), &mut mount::SystemMounter);
+    // The console and the logger come up even when a mount failed, so the
+    // failure can be reported.
+    let console = console::attach(Path::new("/dev"));
+    kmsg::init(Path::new("/dev"), Path::new("/proc"), log::LevelFilter::Info);
+    // The OOM killer must pick the workload, never PID 1.
+    let _ = std::fs::write("/proc/self/oom_score_adj", "-1000");
+    mounted?;
+    console?;
+    Ok(())
+}
+
+/// What the config stage hands on: the validated configuration, and the
+/// TEE evidence provider when initdata already required detecting it.
+pub struct Loaded {
+    pub config: Config,
+    pub tee: Option<Box<dyn EvidenceProvider>>,
+    pub initdata: Option<Initdata>,
+}
+
+/// The baked file, the kernel command line and, when the baked `[tee]`
+/// opens keys to it, initdata bound to the launch.
+pub fn load_config() -> Loaded {
+    let path = Path::new(config::DEFAULT_PATH);
+    let origin = path.display().to_string();
+    let files = RootFiles::new("/");
+    let (text, cmdline) = match config::read_system_sources(path, Path::new("/proc/cmdline")) {
+        Ok(t) => t,
+        Err(e) => config_fatal(&e),
+    };
+    let sources = || config::Sources { origin: &origin, text: &text, cmdline: Some(&cmdline), files: &files };
+    let table = config::parse_table(&origin, &text).unwrap_or_else(|e| config_fatal(&e));
+    let mut config = Config::from_table(sources(), table.clone()).unwrap_or_else(|e| config_fatal(&e));
+    apply_boot_settings(&config);
+    check_kernel_params(&cmdline, &config);
+
+    // Initdata (Kata): bound to the launch through HOSTDATA / MRCONFIGID,
+    // so reading it needs the TEE; its `ztinit.toml` entry may then set the
+    // keys the baked `[tee] initdata_keys` opens to it. Failing to find the
+    // TEE here is a config failure: the configuration asked for it.
+    let Some(tee) = config.initdata_policy() else {
+        return Loaded { config, tee: None, initdata: None };
+    };
+    let paths = TeePaths::default();
+    let mut provider = or_fatal(Stage::Config, tee::detect(&tee, &paths));
+    let initdata = or_fatal(Stage::Config, tee::initdata::load(&tee, &paths, provider.as_mut()));
+    let overlay = match &initdata {
+        Some(doc) => or_fatal(Stage::Config, doc.overlay()),
+        None => None,
+    };
+    if let Some(overlay) = overlay {
+        let mut merged = table;
+        let keys = config::overlay::apply(&mut merged, overlay, &config)
+            .unwrap_or_else(|issues| config_fatal(&config::ConfigError::Invalid(issues)));
+        if !keys.is_empty() {
+            log::info!("initdata sets {}", keys.join(", "));
+        }
+        config = Config::from_table_with_initdata(sources(), merged, &keys).unwrap_or_else(|e| config_fatal(&e));
+        apply_boot_settings(&config);
+    }
+    Loaded { config, tee: Some(provider), initdata }
+}
+
+/// Every kernel parameter besides `ztinit.*` must be on the allowlist
+/// (built in, plus the baked `[boot] allowed_kernel_params`).
+fn check_kernel_params(cmdline: &str, config: &Config) {
+    let exe = std::fs::read_link("/proc/self/exe").ok();
+    let resolve = |p: &str| std::fs::canonicalize(p).ok();
+    let ctx = kernel_params::Context {
+        extension: &config.boot.allowed_kernel_params,
+        self_exe: exe.as_deref(),
+        resolve: &resolve,
+        kernel_ip: config.network.mode == NetworkMode::Kernel,
+    };
+    let n = or_fatal(Stage::Config, kernel_params::check(cmdline, &ctx));
+    log::debug!("kernel command line: {n} parameters accepted");
+}
+
+fn config_fatal(e: &config::ConfigError) -> ! {
+    // A test image must still end through isa-debug-exit when its
+    // configuration is refused: take that one flag from the raw file.
+    if config::peek_isa_debug_exit(Path::new(config::DEFAULT_PATH)) {
+        power::configure(OnExit::Poweroff, true);
+    }
+    for line in e.issues().iter().skip(1) {
+        kmsg::always(3, &format!("ztinit: error: config: {line}"));
+    }
+    power::fatal(Stage::Config, e)
+}
+
+fn apply_boot_settings(config: &Config) {
+    kmsg::set_level(config.boot.log_level.filter());
+    power::configure(config.boot.on_exit, config.boot.isa_debug_exit);
+    if let Some(h) = &config.boot.hostname
+        && let Err(e) = rustix::system::sethostname(h.as_bytes())
+    {
+        log::warn!("sethostname {h}: {e}");
+    }
+}
+
+pub fn network(config: &Config) -> Result<(), net::NetError> {
+    let mut ops = net::IoctlNet::new()?;
+    net::setup(&config.network, Path::new("/sys/class/net"), net::INTERFACE_WAIT, &mut ops)?;
+    match config.network.mode {
+        NetworkMode::None => log::info!("network: loopback only"),
+        NetworkMode::Static => log::info!("network: {} {}", config.network.interface, config.network.address),
+        NetworkMode::Kernel => log::info!("network: configured by the kernel"),
+    }
+    Ok(())
+}
+
+/// The configured modules, before the GPU driver and lockdown. True when
+/// any was loaded.
+pub fn load_modules(config: &Config) -> bool {
+    let loaded =
+        or_fatal(Stage::Modules, modules::load_configured(&config.modules, &ModulesEnv::default(), &mut KernelLoader));
+    if !loaded.is_empty() {
+        log::info!("modules: loaded {}", loaded.join(", "));
+    }
+    !loaded.is_empty()
+}
+
+/// Driver, nvidia-persistenced, helper, CC policy. Evidence is collected
+/// during attest, and the GPUs are set ready only after the KBS has
+/// accepted it (`lock_down`).
+pub fn bring_up_gpus(config: &Config, hooks: &mut GpuHooks) -> Option<GpuAttester> {
+    or_fatal(Stage::Gpu, gpu::bring_up(&config.gpu, Path::new("/"), hooks, &AttesterEnv::default()))
+}
+
+/// The GPU stage's access to the module loader and to process start-up.
+/// Daemons started here are handed to the supervisor, the only reaper.
+#[derive(Default)]
+pub struct GpuHooks {
+    pub daemons: Vec<(libc::pid_t, &'static str)>,
+}
+
+impl gpu::DriverHooks for GpuHooks {
+    fn load_modules(&mut self, list: &[gpu::bringup::ModuleLoad]) -> Result<(), modules::ModulesError> {
+        let cfg = ModulesConfig {
+            load: list.iter().map(|m| m.name.to_string()).collect(),
+            parameters: list
+                .iter()
+                .filter(|m| !m.params.is_empty())
+                .map(|m| (m.name.to_string(), m.params.join(" ")))
+                .collect(),
+        };
+        modules::load_configured(&cfg, &ModulesEnv::default(), &mut KernelLoader).map(drop)
+    }
+
+    fn start_persistenced(&mut self, mut cmd: std::process::Command) -> std::io::Result<Box<dyn FnMut() -> bool>> {
+        let child = cmd.env_clear().spawn()?;
+        // pid_max is at most 2^22: a pid is a positive pid_t.
+        let pid = child.id().cast_signed();
+        // Dropping `Child` neither kills nor waits: the supervisor reaps it.
+        drop(child);
+        self.daemons.push((pid, "nvidia-persistenced"));
+        Ok(Box::new(move || supervise::still_running(pid)))
+    }
+}
+
+/// What attestation released: the credentials directory for the workload
+/// and the volume keys, which never leave memory.
+#[derive(Default)]
+pub struct Released {
+    pub credentials_dir: Option<&'static str>,
+    pub volume_keys: Vec<Zeroizing<Vec<u8>>>,
+}
+
+/// The attest and secrets stages: detect the TEE (unless initdata already
+/// did), attest with the CPU and GPU evidence, fetch every resource.
+pub fn attest_and_fetch(loaded: &mut Loaded, gpus: Option<&mut GpuAttester>, timeline: &mut Timeline) -> Released {
+    let Some(tee) = loaded.config.effective_tee() else {
+        timeline.skipped(Stage::Attest);
+        timeline.skipped(Stage::Secrets);
+        return Released::default();
+    };
+    attest_with(loaded, &tee, gpus, timeline)
+}
+
+fn attest_with(
+    loaded: &mut Loaded,
+    tee: &TeeConfig,
+    gpus: Option<&mut GpuAttester>,
+    timeline: &mut Timeline,
+) -> Released {
+    let config = &loaded.config;
+    let provider = match loaded.tee.as_mut() {
+        Some(p) => p,
+        None => loaded.tee.insert(or_fatal(Stage::Attest, tee::detect(tee, &TeePaths::default()))),
+    };
+    // tee::detect has already warned when the sample TEE stands in.
+    let kind = provider.kind();
+    log::info!("TEE: {kind}");
+    if !config.attestation_configured() {
+        log::info!("no [kbs] configured: nothing to attest to");
+        timeline.done(Stage::Attest);
+        timeline.skipped(Stage::Secrets);
+        return Released::default();
+    }
+    let client = or_fatal(Stage::Attest, kbs::Client::new(&config.kbs));
+    let init_data = loaded.initdata.as_ref().map(|d| kbs::InitData::toml(d.body()));
+    let mut devices: Vec<&mut dyn kbs::DeviceEvidence> = Vec::new();
+    if let Some(g) = gpus {
+        devices.push(g);
+    }
+    let mut session = or_fatal(Stage::Attest, client.attest(provider.as_mut(), devices, init_data.as_ref()));
+    log::info!("KBS {} accepted the {kind} evidence", config.kbs.url);
+    timeline.done(Stage::Attest);
+
+    let mut files = Vec::new();
+    for s in &config.secrets {
+        let path = or_fatal(Stage::Secrets, s.resource_path());
+        files.push(secrets::Secret::new(&s.file, s.mode, or_fatal(Stage::Secrets, session.fetch(&path))));
+    }
+    let mut volume_keys = Vec::new();
+    for vol in config.volumes.iter() {
+        let path = or_fatal(Stage::Secrets, vol.key.parse::<kbs::ResourcePath>());
+        volume_keys.push(or_fatal(Stage::Secrets, session.fetch(&path)));
+    }
+    let credentials_dir = if files.is_empty() {
+        None
+    } else {
+        let owner = secrets::Owner { uid: config.workload.user, gid: config.workload.group };
+        Some(or_fatal(Stage::Secrets, secrets::deliver(Path::new("/"), &mut secrets::SystemSecretsFs, owner, files)))
+    };
+    timeline.stage(Stage::Secrets, credentials_dir.is_some() || !volume_keys.is_empty());
+    Released { credentials_dir, volume_keys }
+}
+
+/// dm-verity + dm-crypt with the released keys, mounted read-only for the
+/// life of the VM (volume::open logs what it opened and verified). The keys
+/// are dropped, and zeroized, once the kernel holds them. True when any
+/// volume was opened.
+pub fn open_volumes(config: &Config, keys: Vec<Zeroizing<Vec<u8>>>) -> bool {
+    for (vol, key) in config.volumes.iter().zip(keys) {
+        or_fatal(Stage::Volume, volume::open(vol, &key, &VolumePaths::default()));
+    }
+    !config.volumes.is_empty()
+}
+
+/// GPUs ready (the KBS has accepted them), then the kernel knobs,
+/// modules_disabled last.
+pub fn lock_down(config: &Config, gpus: Option<GpuAttester>) {
+    if let Some(mut g) = gpus {
+        or_fatal(Stage::Lockdown, g.set_ready());
+        g.finish();
+    }
+    // Test images keep their isa-debug-exit port: lockdown refuses ioperm.
+    if let Err(e) = power::keep_debug_exit_port(config.workload.mode == LaunchMode::Handoff) {
+        log::error!("lockdown: cannot keep the isa-debug-exit port: {e}");
+    }
+    or_fatal(Stage::Lockdown, lockdown::apply(&config.lockdown, &lockdown::Paths::default(), &KernelRemount));
+}
+
+/// Starts the workload in its sandbox. In handoff mode the workload
+/// replaces ztinit as PID 1 and this never returns.
+pub fn launch(config: &Config, released: &Released, timeline: &mut Timeline) -> Launched {
+    let mut env = Vec::new();
+    if let Some(dir) = released.credentials_dir {
+        env.push((secrets::CREDENTIALS_ENV.to_string(), dir.to_string()));
+    }
+    let plan = or_fatal(Stage::Launch, LaunchPlan::new(&config.workload, &config.sandbox, &env));
+    if plan.mode() == LaunchMode::Handoff {
+        kmsg::notice(&format!("handing PID 1 over to {}", config.workload.path));
+        timeline.done(Stage::Launch);
+        match plan.exec_in_place() {
+            Err(e) => power::fatal(Stage::Launch, &e),
+            Ok(never) => match never {},
+        }
+    }
+    let launched = or_fatal(Stage::Launch, plan.spawn());
+    kmsg::notice(&format!("workload started: {} (pid {})", config.workload.path, launched.pid));
+    timeline.done(Stage::Launch);
+    launched
+}
+
+/// Reaps, forwards signals and relays the workload's output until it ends
+/// (then the shutdown timeout for the rest); the daemons of the GPU stage
+/// are watched too.
+pub fn supervise(config: &Config, launched: Launched, daemons: Vec<(libc::pid_t, &'static str)>) -> Outcome {
+    let shutdown = Duration::from_millis(config.boot.shutdown_timeout_ms);
+    let console = supervise::nonblocking_console(Path::new("/dev"));
+    let mut supervisor = or_fatal(Stage::Supervise, Supervisor::new(launched.pid, Scope::System, shutdown, console));
+    supervisor.add_output(launched.stdout, "workload: ");
+    supervisor.add_output(launched.stderr, "workload: ");
+    for (pid, name) in daemons {
+        supervisor.watch(pid, name);
+    }
+    supervisor.run()
+}

@@ -1,0 +1,150 @@
+//! `xtask dev-cert --out DIR [--ip ADDR]` (hidden): fresh TLS material for
+//! the dev KBS, made for each run so that no key is ever checked in.
+//! Every key is ECDSA P-256.
+//!
+//! Writes into DIR
+//! - `ca.pem`: a CA; `server.pem`/`server.key`: issued by it for IP ADDR
+//!   (default 10.0.2.100, where the guest reaches the host's KBS);
+//! - `pinned.pem`/`pinned.key`: self-signed for ADDR, for pinned mode;
+//! - `other.pem`: another self-signed certificate for ADDR (a wrong pin);
+//! - `mitm.pem`/`mitm.key`: self-signed for ADDR, the MITM proxy's own;
+//! - `other-ca.pem`, and `other-ca-server.pem`/`.key` issued by it for ADDR;
+//! - `other-name.pem`/`.key`: issued by `ca.pem` for another address and
+//!   name (10.0.2.101, other.example), not ADDR;
+//! - config fragments for a scenario's `config_append`, each a `[kbs]`
+//!   table with one trust anchor that the image build merges into the
+//!   baked config's `[kbs]`: `kbs-pinned.toml` (pins `pinned.pem`),
+//!   `kbs-wrong-pin.toml` (pins `other.pem`), `kbs-ca.toml` (trusts `ca.pem`).
+
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+};
+
+const USAGE: &str = "usage: xtask dev-cert --out DIR [--ip ADDR (default 10.0.2.100)]";
+/// Where another certificate of the same CA points (the wrong-name case).
+const OTHER_NAMES: [&str; 2] = ["10.0.2.101", "other.example"];
+
+pub fn cmd(args: &[String]) -> Result<()> {
+    let (mut out, mut ip) = (None, "10.0.2.100".to_string());
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{a} needs a value\n{USAGE}"));
+        match a.as_str() {
+            "--out" => out = Some(PathBuf::from(value()?)),
+            "--ip" => ip = value()?.clone(),
+            other => bail!("unknown argument {other:?}\n{USAGE}"),
+        }
+    }
+    let Some(out) = out else { bail!("{USAGE}") };
+    ip.parse::<std::net::IpAddr>().with_context(|| format!("--ip {ip:?} is not an IP address"))?;
+    write_all(&out, &ip)
+}
+
+fn write_all(out: &Path, ip: &str) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let (ca_pem, test_ca) = ca("ztinit dev KBS test CA")?;
+    write(out, "ca.pem", &ca_pem)?;
+    leaf(out, "server", &[ip], Some(&test_ca))?;
+    let pinned = leaf(out, "pinned", &[ip], None)?;
+    let other = leaf(out, "other", &[ip], None)?;
+    std::fs::remove_file(out.join("other.key")).context("other.key")?;
+    leaf(out, "mitm", &[ip], None)?;
+    let (other_ca_pem, other_ca) = ca("ztinit dev KBS another CA")?;
+    write(out, "other-ca.pem", &other_ca_pem)?;
+    leaf(out, "other-ca-server", &[ip], Some(&other_ca))?;
+    leaf(out, "other-name", &OTHER_NAMES, Some(&test_ca))?;
+    write(out, "kbs-pinned.toml", &fragment("pinned_cert", &pinned)?)?;
+    write(out, "kbs-wrong-pin.toml", &fragment("pinned_cert", &other)?)?;
+    write(out, "kbs-ca.toml", &fragment("ca_cert", &ca_pem)?)?;
+    println!("dev-cert: TLS material for {ip} in {}", out.display());
+    Ok(())
+}
+
+fn key() -> Result<KeyPair> {
+    KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).context("cannot generate a P-256 key")
+}
+
+fn ca(name: &str) -> Result<(String, Issuer<'static, KeyPair>)> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    let key = key()?;
+    let pem = params.self_signed(&key)?.pem();
+    Ok((pem, Issuer::new(params, key)))
+}
+
+/// `NAME.pem` and `NAME.key` for `names`, issued by `issuer` or self-signed.
+fn leaf(out: &Path, name: &str, names: &[&str], issuer: Option<&Issuer<'static, KeyPair>>) -> Result<String> {
+    let mut params = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
+    params.distinguished_name.push(DnType::CommonName, format!("ztinit dev KBS ({name})"));
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let key = key()?;
+    let cert = match issuer {
+        Some(issuer) => params.signed_by(&key, issuer)?,
+        None => params.self_signed(&key)?,
+    };
+    let pem = cert.pem();
+    write(out, &format!("{name}.pem"), &pem)?;
+    write_private(&out.join(format!("{name}.key")), &key.serialize_pem())?;
+    Ok(pem)
+}
+
+/// `[kbs]` with `key` set to `pem`, for the baked config.
+fn fragment(key: &str, pem: &str) -> Result<String> {
+    // A multi-line basic string holds PEM as is (base64, '-', '=', newlines).
+    if pem.contains('\\') || pem.contains('"') {
+        bail!("unexpected characters in PEM");
+    }
+    Ok(format!(
+        "# Generated by `xtask dev-cert` for this run; merged into the baked config's [kbs].\n[kbs]\n{key} = \"\"\"\n{pem}\"\"\"\n"
+    ))
+}
+
+fn write(out: &Path, name: &str, text: &str) -> Result<()> {
+    let path = out.join(name);
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the guest's validator accepts, and how the certificates relate.
+    #[test]
+    fn material_and_fragments() {
+        let dir = tempfile::tempdir().unwrap();
+        write_all(dir.path(), "10.0.2.100").unwrap();
+        let read = |n: &str| std::fs::read_to_string(dir.path().join(n)).unwrap();
+        for pem in ["ca.pem", "server.pem", "pinned.pem", "other.pem", "mitm.pem", "other-ca.pem", "other-name.pem"] {
+            ztinit::kbs::transport::parse_pem_certs(read(pem).as_bytes()).unwrap();
+        }
+        assert!(!dir.path().join("other.key").exists());
+        assert_ne!(read("pinned.pem"), read("other.pem"));
+        let frag: toml::Table = toml::from_str(&read("kbs-pinned.toml")).unwrap();
+        assert_eq!(frag["kbs"]["pinned_cert"].as_str(), Some(read("pinned.pem").as_str()));
+        let frag: toml::Table = toml::from_str(&read("kbs-ca.toml")).unwrap();
+        assert_eq!(frag["kbs"]["ca_cert"].as_str(), Some(read("ca.pem").as_str()));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("server.key")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // A second run replaces everything.
+        write_all(dir.path(), "10.0.2.100").unwrap();
+    }
+}
