@@ -85,6 +85,34 @@ fn summary(issues: &[Issue]) -> String {
     }
 }
 
+/// The error of a section that is turned into a type as it is read (serde
+/// `try_from`): it names the key at fault so the issue is located like a
+/// [`Validator`] one. Its text is "key: message"; the loader splits it
+/// again when `key` is one of the section's keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyedError {
+    pub key: &'static str,
+    pub message: String,
+}
+
+impl KeyedError {
+    pub fn new(key: &'static str, message: impl Into<String>) -> Self {
+        Self { key, message: message.into() }
+    }
+}
+
+impl fmt::Display for KeyedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() { f.write_str(&self.message) } else { write!(f, "{}: {}", self.key, self.message) }
+    }
+}
+
+/// Splits "key: message" back into its parts when `key` is one of `keys`.
+pub fn split_keyed<'m>(message: &'m str, keys: &[&str]) -> Option<(&'m str, &'m str)> {
+    let (key, rest) = message.split_once(": ")?;
+    keys.contains(&key).then_some((key, rest))
+}
+
 /// Read access to files the configuration references (workload binary,
 /// pinned certificates, seccomp profiles...). At boot this is the real root;
 /// `check-config` and the image builder point it elsewhere.
@@ -255,7 +283,7 @@ impl<'a> Validator<'a> {
 }
 
 /// A top-level section of the configuration.
-pub trait Section: DeserializeOwned + Default {
+pub trait Section: DeserializeOwned {
     /// Checks what serde cannot express (ranges, paths, cross-field rules).
     fn validate(&self, _v: &mut Validator<'_>) {}
 }

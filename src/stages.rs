@@ -234,31 +234,29 @@ fn attest_with(
     // tee::detect has already warned when the sample TEE stands in.
     let kind = provider.kind();
     log::info!("TEE: {kind}");
-    if !config.attestation_configured() {
+    let Some(server) = &config.kbs.server else {
         log::info!("no [kbs] configured: nothing to attest to");
         timeline.done(Stage::Attest);
         timeline.skipped(Stage::Secrets);
         return Released::default();
-    }
-    let client = or_fatal(Stage::Attest, kbs::Client::new(&config.kbs));
+    };
+    let client = or_fatal(Stage::Attest, kbs::Client::new(server, &config.kbs));
     let init_data = loaded.initdata.as_ref().map(|d| kbs::InitData::toml(d.body()));
     let mut devices: Vec<&mut dyn kbs::DeviceEvidence> = Vec::new();
     if let Some(g) = gpus {
         devices.push(g);
     }
     let mut session = or_fatal(Stage::Attest, client.attest(provider.as_mut(), devices, init_data.as_ref()));
-    log::info!("KBS {} accepted the {kind} evidence", config.kbs.url);
+    log::info!("KBS {} accepted the {kind} evidence", server.url());
     timeline.done(Stage::Attest);
 
     let mut files = Vec::new();
     for s in &config.secrets {
-        let path = or_fatal(Stage::Secrets, s.resource_path());
-        files.push(secrets::Secret::new(&s.file, s.mode, or_fatal(Stage::Secrets, session.fetch(&path))));
+        files.push(secrets::Secret::new(&s.file, s.mode, or_fatal(Stage::Secrets, session.fetch(&s.resource))));
     }
     let mut volume_keys = Vec::new();
     for vol in config.volumes.iter() {
-        let path = or_fatal(Stage::Secrets, vol.key.parse::<kbs::ResourcePath>());
-        volume_keys.push(or_fatal(Stage::Secrets, session.fetch(&path)));
+        volume_keys.push(or_fatal(Stage::Secrets, session.fetch(&vol.key)));
     }
     let credentials_dir = if files.is_empty() {
         None

@@ -21,7 +21,9 @@ pub use crate::files::{
 pub use crate::net::{NetworkConfig, NetworkMode};
 pub use crate::power::OnExit;
 pub use crate::sandbox::{LaunchMode, WorkloadConfig};
-pub use crate::schema::{ConfigError, FileLookup, Files, Issue, NoFiles, Origin, RootFiles, Section, Validator};
+pub use crate::schema::{
+    ConfigError, FileLookup, Files, Issue, KeyedError, NoFiles, Origin, RootFiles, Section, Validator,
+};
 use crate::schema::{Pending, PendingOrigin};
 pub use sections::{BootConfig, LogLevel};
 pub use weakenings::{log_weakenings, weakenings};
@@ -143,7 +145,13 @@ fn parse_section<T: Section>(
             Some(section)
         }
         Err(e) => {
-            let (message, keys) = split_toml_error(&e.to_string());
+            let (mut message, mut keys) = split_toml_error(&e.to_string());
+            if keys.is_none()
+                && let Some((key, rest)) =
+                    overlay::struct_fields::<T>().and_then(|fields| crate::schema::split_keyed(&message, fields))
+            {
+                (keys, message) = (Some(key.to_string()), rest.to_string());
+            }
             let mut path = name.to_string();
             // toml names the keys but not the array index: find the entry.
             if let toml::Value::Array(items) = &value
@@ -344,7 +352,7 @@ impl Config {
         // Over plain HTTP the host answers every request itself: JWE to the
         // guest's public key hides a secret from the host but proves nothing
         // about who sent it, and a forged /attest 200 would set the GPUs ready.
-        if self.kbs.insecure_http {
+        if self.kbs.server.as_ref().is_some_and(|s| *s.trust() == crate::kbs::KbsTrust::InsecureHttp) {
             let sample_only = self.effective_tee().is_some_and(|t| t.accept == [crate::tee::TeeKind::Sample]);
             if !sample_only {
                 v.error(

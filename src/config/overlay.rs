@@ -123,10 +123,7 @@ fn url_problem(overlay: &toml::Table, baked: &Config) -> Option<String> {
     if !url.starts_with("https://") {
         return Some(format!("{url:?} from initdata must be https://"));
     }
-    let k = &baked.kbs;
-    let anchored =
-        k.pinned_cert.is_some() || k.pinned_cert_file.is_some() || k.ca_cert.is_some() || k.ca_cert_file.is_some();
-    if !anchored || k.insecure_http {
+    if !baked.kbs.server.as_ref().is_some_and(|s| s.trust().is_anchored()) {
         return Some(
             "may come from initdata only when the baked [kbs] pins the certificate or names the CA (pinned_cert, pinned_cert_file, ca_cert or ca_cert_file)"
                 .to_string(),

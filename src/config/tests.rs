@@ -298,9 +298,11 @@ fn initdata_sets_only_keys_the_baked_file_opens() {
     let text = baked(&["kbs.url", "kbs.deadline_ms"], &pinned());
     let (c, keys) = with_overlay(&text, "[kbs]\nurl = \"https://kbs2.example:8443\"\ndeadline_ms = 9000\n").unwrap();
     assert_eq!(keys, ["kbs.deadline_ms", "kbs.url"]);
-    assert_eq!(c.kbs.url, "https://kbs2.example:8443");
+    let server = c.kbs.server.as_ref().unwrap();
+    assert_eq!(server.url().to_string(), "https://kbs2.example:8443");
     assert_eq!(c.kbs.deadline_ms, 9000);
-    assert_eq!(c.kbs.pinned_cert.as_deref(), Some(CA_PEM), "the baked pin is kept");
+    let pin = crate::kbs::KbsTrust::Pinned(crate::kbs::Pem::Inline(CA_PEM.to_string()));
+    assert_eq!(*server.trust(), pin, "the baked pin is kept");
 
     let err = with_overlay(&text, "[kbs]\nretries = 1\n").unwrap_err();
     assert_eq!(err, ["initdata: kbs.retries is not opened to initdata by the baked tee.initdata_keys"]);

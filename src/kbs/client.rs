@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-use super::config::KbsConfig;
+use super::config::{KbsConfig, KbsServer, KbsTrust, Pem};
 use super::http::truncate;
 use super::jwe::TeeKey;
 use super::protocol::{
@@ -15,7 +15,7 @@ use super::protocol::{
     InitData, JweResponse, PROTOCOL_VERSION, RuntimeData,
 };
 use super::resource::ResourcePath;
-use super::transport::{self, Endpoint, Policy, Request, Scheme, Transport, TransportError, Trust, parse_pem_certs};
+use super::transport::{self, Policy, Request, Transport, TransportError, Trust, parse_pem_certs};
 use super::{DeviceEvidence, FailureClass, KbsError, Op};
 use crate::tee::EvidenceProvider;
 
@@ -52,17 +52,16 @@ impl Client {
     /// Prepares the transport from the (validated) configuration and
     /// generates the ephemeral key. Certificate files are read from the
     /// paths as given.
-    pub fn new(cfg: &KbsConfig) -> Result<Self, KbsError> {
-        let endpoint = Endpoint::parse(&cfg.url).map_err(KbsError::Config)?;
-        let trust = trust_from_config(cfg, &endpoint)?;
+    pub fn new(server: &KbsServer, cfg: &KbsConfig) -> Result<Self, KbsError> {
+        let trust = load_trust(server.trust())?;
         let policy = Policy {
             connect_timeout: Duration::from_millis(cfg.connect_timeout_ms),
             read_timeout: Duration::from_millis(cfg.read_timeout_ms),
             retries: cfg.retries,
             backoff: Duration::from_millis(cfg.retry_backoff_ms),
         };
-        let transport =
-            Transport::new(endpoint, trust, policy).map_err(|e| KbsError::Transport { op: Op::Setup, source: e })?;
+        let transport = Transport::new(server.url().clone(), trust, policy)
+            .map_err(|e| KbsError::Transport { op: Op::Setup, source: e })?;
         let key = TeeKey::generate().map_err(|e| KbsError::Crypto { op: Op::Setup, source: e })?;
         Ok(Self {
             transport,
@@ -113,27 +112,24 @@ impl Client {
     }
 }
 
-fn trust_from_config(cfg: &KbsConfig, endpoint: &Endpoint) -> Result<Trust, KbsError> {
-    let load = |inline: &Option<String>, file: &Option<String>| -> Result<Option<Vec<_>>, KbsError> {
-        let pem = match (inline, file) {
-            (Some(pem), _) => pem.as_bytes().to_vec(),
-            (None, Some(path)) => {
+/// The certificates the baked trust names (files are read from the image
+/// root as given; the configuration checked them when it was loaded).
+fn load_trust(trust: &KbsTrust) -> Result<Trust, KbsError> {
+    let load = |pem: &Pem| {
+        let bytes = match pem {
+            Pem::Inline(pem) => pem.as_bytes().to_vec(),
+            Pem::File(path) => {
                 crate::files::read_image_file(std::path::Path::new("/"), path, super::config::MAX_CERT_FILE_BYTES)
                     .map_err(|e| KbsError::Config(format!("cannot read {path}: {e}")))?
             }
-            (None, None) => return Ok(None),
         };
-        parse_pem_certs(&pem).map(Some).map_err(KbsError::Config)
+        parse_pem_certs(&bytes).map_err(KbsError::Config)
     };
-    let ca = load(&cfg.ca_cert, &cfg.ca_cert_file)?;
-    let pinned = load(&cfg.pinned_cert, &cfg.pinned_cert_file)?;
-    match (endpoint.scheme, cfg.insecure_http, ca, pinned) {
-        (Scheme::Http, true, None, None) => Ok(Trust::None),
-        (Scheme::Http, false, ..) => Err(KbsError::Config("an http:// url needs insecure_http = true".into())),
-        (Scheme::Https, false, Some(ca), None) => Ok(Trust::Ca(ca)),
-        (Scheme::Https, false, None, Some(pinned)) => Ok(Trust::Pinned(pinned)),
-        _ => Err(KbsError::Config("the url scheme, insecure_http and the certificate settings do not agree".into())),
-    }
+    Ok(match trust {
+        KbsTrust::InsecureHttp => Trust::None,
+        KbsTrust::Ca(pem) => Trust::Ca(load(pem)?),
+        KbsTrust::Pinned(pem) => Trust::Pinned(load(pem)?),
+    })
 }
 
 /// An attested session: the cookie and token from `/attest`, and what is

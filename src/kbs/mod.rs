@@ -14,8 +14,8 @@
 //!
 //! Usage (see `docs/kbs.md`):
 //! ```no_run
-//! # fn f(cfg: &ztinit::kbs::KbsConfig, cpu: &mut dyn ztinit::tee::EvidenceProvider) -> Result<(), ztinit::kbs::KbsError> {
-//! let client = ztinit::kbs::Client::new(cfg)?;
+//! # fn f(server: &ztinit::kbs::KbsServer, cfg: &ztinit::kbs::KbsConfig, cpu: &mut dyn ztinit::tee::EvidenceProvider) -> Result<(), ztinit::kbs::KbsError> {
+//! let client = ztinit::kbs::Client::new(server, cfg)?;
 //! let mut session = client.attest(cpu, Vec::new(), None)?;
 //! let key = session.fetch(&"default/key/model".parse().unwrap())?; // Zeroizing<Vec<u8>>
 //! # Ok(()) }
@@ -34,7 +34,7 @@ pub mod transport;
 use std::fmt;
 
 pub use client::{Client, Session};
-pub use config::{KbsConfig, SecretConfig};
+pub use config::{KbsConfig, KbsServer, KbsTrust, Pem, SecretConfig};
 pub use jwe::JweError;
 pub use protocol::InitData;
 pub use resource::{ResourcePath, ResourcePathError};

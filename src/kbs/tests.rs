@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use super::client::collect_evidence;
 use super::protocol::HashAlgorithm;
+use super::transport::Endpoint;
 use super::*;
 use crate::tee::sample::SampleProvider;
 use crate::tee::{EvidenceProvider, TeeError, TeeKind};
@@ -136,36 +137,38 @@ fn refusals_read_as_one_line() {
     assert_eq!(e.class(), FailureClass::Refused);
 }
 
+/// A plain-HTTP configuration for a server that is not there.
+fn plain_http() -> (KbsServer, KbsConfig) {
+    let server = KbsServer::new("http://127.0.0.1:1".parse().unwrap(), KbsTrust::InsecureHttp).unwrap();
+    (server.clone(), KbsConfig { server: Some(server), ..KbsConfig::default() })
+}
+
 #[test]
-fn client_setup_refuses_inconsistent_configurations() {
-    let base = KbsConfig { url: "http://127.0.0.1:1".into(), insecure_http: true, ..KbsConfig::default() };
-    Client::new(&base).unwrap();
-    let cases = [
-        (KbsConfig { insecure_http: false, ..base.clone() }, "insecure_http = true"),
-        (KbsConfig { url: "https://127.0.0.1:1".into(), ..base.clone() }, "do not agree"),
-        (KbsConfig { url: "https://127.0.0.1:1".into(), insecure_http: false, ..base.clone() }, "do not agree"),
-        (
-            KbsConfig {
-                url: "https://127.0.0.1:1".into(),
-                insecure_http: false,
-                pinned_cert_file: Some("/nonexistent/kbs.pem".into()),
-                ..base.clone()
-            },
-            "cannot read /nonexistent/kbs.pem",
-        ),
-        (KbsConfig { url: "ftp://x".into(), ..base.clone() }, "not a valid KBS url"),
-    ];
-    for (cfg, needle) in cases {
-        let e = Client::new(&cfg).unwrap_err();
-        assert_eq!(e.class(), FailureClass::Config, "{e}");
-        assert!(e.to_string().contains(needle), "{e}");
-    }
+fn the_scheme_and_the_trust_agree_by_construction() {
+    let https: Endpoint = "https://127.0.0.1:1".parse().unwrap();
+    let http: Endpoint = "http://127.0.0.1:1".parse().unwrap();
+    let pin = KbsTrust::Pinned(Pem::File("/kbs.pem".into()));
+    let e = KbsServer::new(https, KbsTrust::InsecureHttp).unwrap_err();
+    assert_eq!(e.key, "insecure_http");
+    let e = KbsServer::new(http, pin).unwrap_err();
+    assert_eq!(e.key, "pinned_cert_file");
+    assert!(e.message.contains("no effect with an http:// url"), "{e}");
+}
+
+#[test]
+fn client_setup_reads_the_pinned_certificate() {
+    let (_, cfg) = plain_http();
+    let https: Endpoint = "https://127.0.0.1:1".parse().unwrap();
+    let missing = KbsServer::new(https, KbsTrust::Pinned(Pem::File("/nonexistent/kbs.pem".into()))).unwrap();
+    let e = Client::new(&missing, &cfg).unwrap_err();
+    assert_eq!(e.class(), FailureClass::Config, "{e}");
+    assert!(e.to_string().contains("cannot read /nonexistent/kbs.pem"), "{e}");
 }
 
 #[test]
 fn device_names_must_be_unique() {
-    let cfg = KbsConfig { url: "http://127.0.0.1:1".into(), insecure_http: true, ..KbsConfig::default() };
-    let client = Client::new(&cfg).unwrap();
+    let (server, cfg) = plain_http();
+    let client = Client::new(&server, &cfg).unwrap();
     let (mut a, mut b) = (SampleDevice, SampleDevice);
     let e = client.attest(&mut SampleProvider, vec![&mut a, &mut b], None).unwrap_err();
     assert!(e.to_string().contains("\"sampledevice\" is empty or used twice"), "{e}");

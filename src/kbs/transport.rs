@@ -106,6 +106,30 @@ impl Endpoint {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Endpoint {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let url = String::deserialize(d)?;
+        Endpoint::parse(&url).map_err(serde::de::Error::custom)
+    }
+}
+
+impl std::str::FromStr for Endpoint {
+    type Err = String;
+    fn from_str(url: &str) -> Result<Self, String> {
+        Endpoint::parse(url)
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = match self.scheme {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        };
+        write!(f, "{scheme}://{}{}", self.host_header(), self.base_path)
+    }
+}
+
 /// True when `pem` holds at least one PEM block start: checked before any
 /// PEM parser sees host-supplied bytes, so empty or blank input is one clear
 /// error and never reaches a parser's edge cases.

@@ -8,6 +8,7 @@
 use serde::Deserialize;
 
 use super::verity::{self, Geometry};
+use crate::kbs::ResourcePath;
 use crate::schema::{Section, Validator};
 
 /// The only cipher offered: what `cargo xtask model-volume` writes.
@@ -118,50 +119,69 @@ impl VerityConfig {
     }
 }
 
+/// One volume. Only `key` has no default; the other required keys
+/// (`name`, `serial`, `mountpoint`) are checked with their rules below.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(default)]
 pub struct VolumeConfig {
     /// Names the volume in messages and its device-mapper devices.
+    #[serde(default)]
     pub name: String,
     /// The virtio-blk serial of the disk (QEMU `-drive ...,serial=`).
+    #[serde(default)]
     pub serial: String,
     /// KBS resource holding the raw key: `repo/type/tag`.
-    pub key: String,
+    pub key: ResourcePath,
+    #[serde(default = "default_cipher")]
     pub cipher: String,
     /// Key length in bytes: 64 (AES-256-XTS) or 32 (AES-128-XTS).
+    #[serde(default = "default_key_size")]
     pub key_size: u32,
+    #[serde(default)]
     pub filesystem: Filesystem,
     /// Where the plaintext filesystem is mounted, read-only.
+    #[serde(default)]
     pub mountpoint: String,
     /// Allow executing files from the volume (default: noexec).
+    #[serde(default)]
     pub exec: bool,
+    #[serde(default)]
     pub verify: VerifyMode,
     /// How long to wait for the disk to appear.
+    #[serde(default = "default_device_timeout_ms")]
     pub device_timeout_ms: u64,
+    #[serde(default)]
     pub verity: VerityConfig,
 }
 
-impl Default for VolumeConfig {
-    fn default() -> Self {
+fn default_cipher() -> String {
+    DEFAULT_CIPHER.into()
+}
+
+fn default_key_size() -> u32 {
+    64
+}
+
+fn default_device_timeout_ms() -> u64 {
+    5_000
+}
+
+impl VolumeConfig {
+    /// A volume with every default and the given key (tests, tools).
+    pub fn with_key(key: ResourcePath) -> Self {
         Self {
             name: String::new(),
             serial: String::new(),
-            key: String::new(),
-            cipher: DEFAULT_CIPHER.into(),
-            key_size: 64,
-            filesystem: Filesystem::Erofs,
+            key,
+            cipher: default_cipher(),
+            key_size: default_key_size(),
+            filesystem: Filesystem::default(),
             mountpoint: String::new(),
             exec: false,
-            verify: VerifyMode::Full,
-            device_timeout_ms: 5_000,
+            verify: VerifyMode::default(),
+            device_timeout_ms: default_device_timeout_ms(),
             verity: VerityConfig::default(),
         }
     }
-}
-
-/// `repo/type/tag` as the KBS client accepts it.
-pub fn is_resource_path(s: &str) -> bool {
-    crate::kbs::ResourcePath::parse(s).is_ok()
 }
 
 impl Section for VolumeConfig {
@@ -177,9 +197,6 @@ impl Section for VolumeConfig {
             && self.serial.bytes().all(|b| b.is_ascii_graphic());
         if !serial_ok {
             v.error("serial", format!("{:?} must be 1-{MAX_SERIAL_LEN} printable ASCII characters", self.serial));
-        }
-        if !is_resource_path(&self.key) {
-            v.error("key", format!("{:?} must be a KBS resource path repo/type/tag", self.key));
         }
         if self.cipher != DEFAULT_CIPHER {
             v.error("cipher", format!("{:?} is not supported (only {DEFAULT_CIPHER})", self.cipher));
@@ -278,7 +295,6 @@ mod tests {
         let text = volume_toml("cipher = \"aes-cbc-plain\"\nkey_size = 48\nfilesystem = \"ext4\"\n")
             .replace("name = \"model\"", "name = \"Model!\"")
             .replace("serial = \"ztmodel\"", "serial = \"a-serial-longer-than-20\"")
-            .replace("default/model/key", "default/../key")
             .replace("\"/models\"", "\"models\"")
             .replace(ROOT, "abc")
             .replace("7a74696e6974", "xyz")
@@ -291,7 +307,6 @@ mod tests {
             names,
             [
                 "volumes[0].cipher",
-                "volumes[0].key",
                 "volumes[0].key_size",
                 "volumes[0].mountpoint",
                 "volumes[0].name",
@@ -303,7 +318,20 @@ mod tests {
             "{k:?}"
         );
         assert!(k[0].1.contains("only aes-xts-plain64"));
-        assert!(k[6].1.contains("after the data"));
+        assert!(k[5].1.contains("after the data"));
+    }
+
+    #[test]
+    fn the_key_is_a_resource_path_or_the_volume_is_refused() {
+        let long = format!("a/b/{}", "c".repeat(129));
+        for bad in ["default/model", "a/b/c/d", "a//c", "a/../c", "a/.b/c", "a/b/c?x", "", "/a/b", &long] {
+            let k = keys(&volume_toml("").replace("default/model/key", bad));
+            assert_eq!(k.len(), 1, "{bad}: {k:?}");
+            assert_eq!(k[0].0, "volumes[0].key", "{bad}");
+            assert!(k[0].1.contains("resource path"), "{bad}: {}", k[0].1);
+        }
+        let k = keys(&volume_toml("").replace("key = \"default/model/key\"\n", ""));
+        assert_eq!(k, [("volumes[0]".to_string(), "missing field `key`".to_string())]);
     }
 
     #[test]
@@ -346,15 +374,5 @@ mod tests {
         let k = keys(&text);
         let names: Vec<&str> = k.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(names, ["volumes[1].name", "volumes[1].mountpoint"], "{k:?}");
-    }
-
-    #[test]
-    fn resource_paths() {
-        assert!(is_resource_path("default/model/key"));
-        assert!(is_resource_path("my-repo/llama_3.1/key-2"));
-        let long = format!("a/b/{}", "c".repeat(129));
-        for bad in ["default/model", "a/b/c/d", "a//c", "a/../c", "a/.b/c", "a/b/c?x", "", "/a/b", &long] {
-            assert!(!is_resource_path(bad), "{bad}");
-        }
     }
 }

@@ -117,7 +117,6 @@ fn config() -> VolumeConfig {
     VolumeConfig {
         name: "model".into(),
         serial: "ztmodel".into(),
-        key: "default/model/key".into(),
         mountpoint: "/models".into(),
         device_timeout_ms: 200,
         verity: VerityConfig {
@@ -127,7 +126,7 @@ fn config() -> VolumeConfig {
             hash_offset: 300 * 4096,
             ..VerityConfig::default()
         },
-        ..VolumeConfig::default()
+        ..VolumeConfig::with_key("default/model/key".parse().unwrap())
     }
 }
 

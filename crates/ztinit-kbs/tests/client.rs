@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use ztinit::kbs::{
-    Client, DeviceEvidence, FailureClass, InitData, JweError, KbsError, ResourcePath, SampleDevice, TransportError,
+    DeviceEvidence, FailureClass, InitData, JweError, KbsError, KbsTrust, Pem, ResourcePath, SampleDevice,
+    TransportError,
 };
 use ztinit::tee::sample::SampleProvider;
 use ztinit_kbs::Fault;
@@ -17,7 +18,7 @@ fn model() -> ResourcePath {
 
 /// Attests with the sample TEE and fetches the model key.
 fn fetch(cfg: &ztinit::kbs::KbsConfig) -> Result<Vec<u8>, KbsError> {
-    let client = Client::new(cfg)?;
+    let client = client(cfg)?;
     let mut cpu = SampleProvider;
     let mut session = client.attest(&mut cpu, Vec::new(), None)?;
     Ok(session.fetch(&model())?.to_vec())
@@ -26,7 +27,7 @@ fn fetch(cfg: &ztinit::kbs::KbsConfig) -> Result<Vec<u8>, KbsError> {
 #[test]
 fn happy_path_over_http() {
     let kbs = kbs(ALLOW_SAMPLE, &[]);
-    let client = Client::new(&config(kbs.url())).unwrap();
+    let client = client(&config(kbs.url())).unwrap();
     let mut cpu = SampleProvider;
     let mut session = client.attest(&mut cpu, Vec::new(), None).unwrap();
     assert_eq!(session.fetch(&model()).unwrap().as_slice(), SECRET);
@@ -37,7 +38,7 @@ fn happy_path_over_http() {
 #[test]
 fn composite_evidence_with_a_device() {
     let kbs = kbs(ALLOW_SAMPLE, &[]);
-    let client = Client::new(&config(kbs.url())).unwrap();
+    let client = client(&config(kbs.url())).unwrap();
     let (mut cpu, mut dev) = (SampleProvider, SampleDevice);
     let devices: Vec<&mut dyn DeviceEvidence> = vec![&mut dev];
     let mut session = client.attest(&mut cpu, devices, None).unwrap();
@@ -47,7 +48,7 @@ fn composite_evidence_with_a_device() {
 #[test]
 fn init_data_is_sent_as_toml() {
     let kbs = kbs(ALLOW_SAMPLE, &[]);
-    let client = Client::new(&config(kbs.url())).unwrap();
+    let client = client(&config(kbs.url())).unwrap();
     let init = InitData::toml("version = \"0.1.0\"\nalgorithm = \"sha384\"\n[data]\n");
     let mut cpu = SampleProvider;
     let mut session = client.attest(&mut cpu, Vec::new(), Some(&init)).unwrap();
@@ -57,22 +58,20 @@ fn init_data_is_sent_as_toml() {
 #[test]
 fn https_with_a_pinned_self_signed_certificate() {
     let kbs = kbs_with(ALLOW_SAMPLE, &[], Some(("pinned.pem", "pinned.key")), |_| {});
-    let mut cfg = config(kbs.url());
-    cfg.pinned_cert = Some(pem("pinned.pem"));
+    let cfg = config_trusting(kbs.url(), KbsTrust::Pinned(Pem::Inline(pem("pinned.pem"))));
     assert_eq!(fetch(&cfg).unwrap(), SECRET);
     // The same certificate from a file in the image.
-    let mut cfg = config(kbs.url());
-    cfg.pinned_cert_file = Some(testdata("pinned.pem").display().to_string());
+    let cfg = config_trusting(kbs.url(), KbsTrust::Pinned(Pem::File(testdata("pinned.pem").display().to_string())));
     assert_eq!(fetch(&cfg).unwrap(), SECRET);
 }
 
 #[test]
 fn https_with_a_ca_by_ip_and_by_name() {
     let kbs = kbs_with(ALLOW_SAMPLE, &[], Some(("server.pem", "server.key")), |_| {});
-    let mut cfg = config(kbs.url());
-    cfg.ca_cert = Some(pem("ca.pem"));
+    let ca = KbsTrust::Ca(Pem::Inline(pem("ca.pem")));
+    let cfg = config_trusting(kbs.url(), ca.clone());
     assert_eq!(fetch(&cfg).unwrap(), SECRET);
-    cfg.url = format!("https://localhost:{}", kbs.handle.addr.port());
+    let cfg = config_trusting(&format!("https://localhost:{}", kbs.handle.addr.port()), ca);
     assert_eq!(fetch(&cfg).unwrap(), SECRET);
 }
 
@@ -86,8 +85,7 @@ fn tls_failure(e: KbsError) -> String {
 #[test]
 fn a_different_certificate_than_the_pin_is_refused_at_once() {
     let kbs = kbs_with(ALLOW_SAMPLE, &[], Some(("pinned.pem", "pinned.key")), |_| {});
-    let mut cfg = config(kbs.url());
-    cfg.pinned_cert = Some(pem("other.pem"));
+    let mut cfg = config_trusting(kbs.url(), KbsTrust::Pinned(Pem::Inline(pem("other.pem"))));
     cfg.retries = 5;
     let why = tls_failure(fetch(&cfg).unwrap_err());
     assert!(why.contains("other than the pinned one"), "{why}");
@@ -98,14 +96,12 @@ fn a_different_certificate_than_the_pin_is_refused_at_once() {
 #[test]
 fn ca_mode_checks_the_chain_and_the_name() {
     let kbs = kbs_with(ALLOW_SAMPLE, &[], Some(("wrong-name.pem", "wrong-name.key")), |_| {});
-    let mut cfg = config(kbs.url());
-    cfg.ca_cert = Some(pem("ca.pem"));
+    let cfg = config_trusting(kbs.url(), KbsTrust::Ca(Pem::Inline(pem("ca.pem"))));
     let why = tls_failure(fetch(&cfg).unwrap_err());
     assert!(why.contains("not valid for name"), "{why}");
 
     let kbs = kbs_with(ALLOW_SAMPLE, &[], Some(("pinned.pem", "pinned.key")), |_| {});
-    let mut cfg = config(kbs.url());
-    cfg.ca_cert = Some(pem("ca.pem"));
+    let cfg = config_trusting(kbs.url(), KbsTrust::Ca(Pem::Inline(pem("ca.pem"))));
     let why = tls_failure(fetch(&cfg).unwrap_err());
     // A self-signed certificate is neither issued by the CA nor an end entity.
     assert!(why.contains("CaUsedAsEndEntity") || why.contains("UnknownIssuer"), "{why}");
@@ -212,7 +208,7 @@ fn sample_evidence_refused_by_policy() {
 #[test]
 fn missing_resource() {
     let kbs = kbs(ALLOW_SAMPLE, &[]);
-    let client = Client::new(&config(kbs.url())).unwrap();
+    let client = client(&config(kbs.url())).unwrap();
     let mut cpu = SampleProvider;
     let mut session = client.attest(&mut cpu, Vec::new(), None).unwrap();
     let e = session.fetch(&"default/key/absent".parse().unwrap()).unwrap_err();
@@ -282,7 +278,7 @@ fn evidence_for_an_unsupported_tee_is_refused_at_auth() {
         }
     }
     let kbs = kbs(ALLOW_SAMPLE, &[]);
-    let client = Client::new(&config(kbs.url())).unwrap();
+    let client = client(&config(kbs.url())).unwrap();
     let e = client.attest(&mut Snp, Vec::new(), None).unwrap_err();
     assert_eq!(refused(&e).1, "AttestationError");
 }

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use common::*;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use ztinit::kbs::{Client, KbsError, ResourcePath, TransportError};
+use ztinit::kbs::{KbsError, ResourcePath, TransportError};
 use ztinit::tee::sample::SampleProvider;
 use ztinit_kbs::{Mitm, MitmHandle, MitmOptions, TlsFiles};
 
@@ -34,7 +34,7 @@ fn mitm(upstream: &str, tls: Option<(&str, &str)>) -> MitmHandle {
 
 /// Attests with the sample TEE and fetches the model key and another resource.
 fn fetch(cfg: &ztinit::kbs::KbsConfig) -> Result<(Vec<u8>, Vec<u8>), KbsError> {
-    let client = Client::new(cfg)?;
+    let client = client(cfg)?;
     let mut cpu = SampleProvider;
     let mut session = client.attest(&mut cpu, Vec::new(), None)?;
     let model = session.fetch(&model())?.to_vec();
@@ -65,7 +65,6 @@ fn a_pinned_certificate_refuses_the_proxy_before_any_request() {
     let kbs = kbs_with(ALLOW_SAMPLE, &[], Some(("pinned.pem", "pinned.key")), |_| {});
     let proxy = mitm(kbs.url(), Some(("server.pem", "server.key")));
     let mut cfg = config(&proxy.url);
-    cfg.pinned_cert = Some(pem("pinned.pem"));
     cfg.retries = 3;
     let e = fetch(&cfg).unwrap_err();
     assert!(e.to_string().starts_with("KBS auth: transport: TLS: "), "{e}");
@@ -87,8 +86,7 @@ fn a_pinned_certificate_refuses_the_proxy_before_any_request() {
 fn the_proxy_works_over_tls_when_its_certificate_is_trusted() {
     let kbs = kbs_with(ALLOW_SAMPLE, &[], Some(("server.pem", "server.key")), |_| {});
     let proxy = mitm(kbs.url(), Some(("pinned.pem", "pinned.key")));
-    let mut cfg = config(&proxy.url);
-    cfg.pinned_cert = Some(pem("pinned.pem"));
+    let cfg = config(&proxy.url);
     let (model, other) = fetch(&cfg).unwrap();
     assert_eq!((model.as_slice(), other.as_slice()), (FORGED, &b"another secret"[..]));
     assert_eq!(kbs.auths(), 1);

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha384};
 use ztinit::gpu::evidence::{CollectedDevice, NvidiaEvidence};
 use ztinit::gpu::helper::Confinement;
 use ztinit::gpu::verify::Arch;
-use ztinit::kbs::{Client, DeviceEvidence, DeviceEvidenceError, KbsError};
+use ztinit::kbs::{DeviceEvidence, DeviceEvidenceError, KbsError};
 use ztinit::tee::sample::SampleProvider;
 use ztinit_kbs::nvidia::NvidiaDeviceVerifier;
 use ztinit_kbs::{Policy, Verifier};
@@ -132,7 +132,7 @@ impl DeviceEvidence for FakeGpu {
 
 fn attest_with(fake: Fake) -> Result<Vec<u8>, KbsError> {
     let kbs = kbs_with(&nvidia_policy(), &[], None, |o| o.verifiers.add_device(Box::new(verifier())));
-    let client = Client::new(&config(kbs.url()))?;
+    let client = client(&config(kbs.url()))?;
     let (mut cpu, mut gpu) = (SampleProvider, FakeGpu(fake));
     let devices: Vec<&mut dyn DeviceEvidence> = vec![&mut gpu];
     let mut session = client.attest(&mut cpu, devices, None)?;

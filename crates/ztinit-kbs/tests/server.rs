@@ -197,7 +197,7 @@ fn the_binary_prints_its_url_and_serves() {
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let url = line.trim().strip_prefix("ztinit-kbs: listening on ").unwrap().to_string();
     let result = (|| {
-        let client = ztinit::kbs::Client::new(&config(&url))?;
+        let client = client(&config(&url))?;
         let mut cpu = ztinit::tee::sample::SampleProvider;
         let mut session = client.attest(&mut cpu, Vec::new(), None)?;
         session.fetch(&"default/key/model".parse().unwrap())

@@ -63,7 +63,9 @@ fn no_kbs_by_default() {
 fn https_with_inline_ca() {
     let c = load(&format!("[kbs]\nurl = \"https://kbs.example:8080\"\n{}", inline_ca()));
     assert!(c.kbs.is_enabled());
-    assert!(c.kbs.ca_cert.is_some());
+    let server = c.kbs.server.unwrap();
+    assert_eq!(server.url().to_string(), "https://kbs.example:8080");
+    assert_eq!(*server.trust(), KbsTrust::Ca(Pem::Inline(format!("{CA_PEM}"))));
 }
 
 #[test]
@@ -190,17 +192,17 @@ fn secrets_entries() {
     assert_eq!(c.secrets.len(), 2);
     assert_eq!(c.secrets[0].mode, 0o400);
     assert_eq!(c.secrets[1].mode, 0o440);
-    assert_eq!(c.secrets[1].resource_path().unwrap().tag(), "tls");
+    assert_eq!(c.secrets[1].resource.tag(), "tls");
 }
 
 #[test]
 fn bad_secrets_entries() {
     let kbs = "[kbs]\nurl = \"http://10.0.2.100:8080\"\ninsecure_http = true\n";
     for (entry, key, needle) in [
-        ("file = \"f\"\n", "secrets[0].resource", "required"),
+        ("file = \"f\"\n", "secrets[0]", "missing field `resource`"),
         ("resource = \"a/b\"\nfile = \"f\"\n", "secrets[0].resource", "repo/type/tag"),
         ("resource = \"a/../c\"\nfile = \"f\"\n", "secrets[0].resource", "segment"),
-        ("resource = \"a/b/c\"\n", "secrets[0].file", "plain file name"),
+        ("resource = \"a/b/c\"\n", "secrets[0]", "missing field `file`"),
         ("resource = \"a/b/c\"\nfile = \"../x\"\n", "secrets[0].file", "plain file name"),
         ("resource = \"a/b/c\"\nfile = \".hidden\"\n", "secrets[0].file", "plain file name"),
         ("resource = \"a/b/c\"\nfile = \"sub/x\"\n", "secrets[0].file", "plain file name"),
@@ -215,13 +217,15 @@ fn bad_secrets_entries() {
 
 #[test]
 fn cross_section_rules() {
-    let secret = |file: &str| SecretConfig { resource: "a/b/c".into(), file: file.into(), mode: 0o400 };
+    let secret = |file: &str| SecretConfig { resource: "a/b/c".parse().unwrap(), file: file.into(), mode: 0o400 };
     let no_kbs = KbsConfig::default();
     assert_eq!(
         cross_check(&no_kbs, &[secret("x")]),
         vec![("kbs.url".to_string(), "required: [[secrets]] are fetched from the KBS".to_string())]
     );
-    let kbs = KbsConfig { url: "http://10.0.2.100:8080".into(), insecure_http: true, ..KbsConfig::default() };
+    let url = "http://10.0.2.100:8080".parse().unwrap();
+    let server = Some(KbsServer::new(url, KbsTrust::InsecureHttp).unwrap());
+    let kbs = KbsConfig { server, ..KbsConfig::default() };
     assert!(cross_check(&kbs, &[secret("x"), secret("y")]).is_empty());
     let dup = cross_check(&kbs, &[secret("x"), secret("y"), secret("x")]);
     assert_eq!(dup.len(), 1);

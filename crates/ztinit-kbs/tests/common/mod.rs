@@ -7,8 +7,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ztinit::kbs::KbsConfig;
 use ztinit::kbs::http::{self, Head};
+use ztinit::kbs::transport::Endpoint;
+use ztinit::kbs::{Client, KbsConfig, KbsError, KbsServer, KbsTrust, Pem};
 use ztinit_kbs::{Fault, Handle, Options, Policy, Server, TlsFiles};
 
 pub const SECRET: &[u8] = b"model-key:\x00\x01\x02\xfe\xff 32 bytes of secret!!";
@@ -54,11 +55,20 @@ pub fn kbs(policy: &str, faults: &[Fault]) -> Kbs {
     kbs_with(policy, faults, None, |_| {})
 }
 
-/// A client configuration for a plain-HTTP KBS with short timeouts.
+/// A client configuration with short timeouts: plain HTTP for an http://
+/// url, else the test KBS's pinned certificate.
 pub fn config(url: &str) -> KbsConfig {
+    let trust = match url.starts_with("http://") {
+        true => KbsTrust::InsecureHttp,
+        false => KbsTrust::Pinned(Pem::Inline(pem("pinned.pem"))),
+    };
+    config_trusting(url, trust)
+}
+
+/// The same, authenticating the KBS with `trust`.
+pub fn config_trusting(url: &str, trust: KbsTrust) -> KbsConfig {
     KbsConfig {
-        url: url.to_string(),
-        insecure_http: url.starts_with("http://"),
+        server: Some(KbsServer::new(Endpoint::parse(url).unwrap(), trust).unwrap()),
         connect_timeout_ms: 1_000,
         read_timeout_ms: 5_000,
         retries: 2,
@@ -113,4 +123,9 @@ pub fn raw(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)],
     let framing = http::framing(&head, true).unwrap();
     let body = http::read_body(&mut r, framing, 1 << 20).unwrap();
     RawResponse { status, head, body }
+}
+
+/// The client of a test configuration (which always names a server).
+pub fn client(cfg: &KbsConfig) -> Result<Client, KbsError> {
+    Client::new(cfg.server.as_ref().expect("a test configuration names its KBS"), cfg)
 }
