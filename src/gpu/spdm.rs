@@ -8,6 +8,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::bytes::{ByteReader, Truncated};
+
 /// SPDM version byte for 1.1.
 const SPDM_1_1: u8 = 0x11;
 const GET_MEASUREMENTS: u8 = 0xE0;
@@ -58,8 +60,8 @@ pub mod opaque {
 pub enum SpdmError {
     #[error("report is {0} bytes, more than the {MAX_REPORT_LEN} NVML can return")]
     TooLarge(usize),
-    #[error("report ends inside {0}")]
-    Truncated(&'static str),
+    #[error("report is truncated: {0}")]
+    Truncated(#[from] Truncated),
     #[error("request is not SPDM 1.1 GET_MEASUREMENTS (version {version:#04x}, code {code:#04x})")]
     BadRequest { version: u8, code: u8 },
     #[error("request does not ask for a signed measurement (param1 {0:#04x})")]
@@ -109,42 +111,12 @@ pub struct Report {
     pub trailing: usize,
 }
 
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], SpdmError> {
-        let end = self.pos.checked_add(n).ok_or(SpdmError::Truncated(what))?;
-        let s = self.buf.get(self.pos..end).ok_or(SpdmError::Truncated(what))?;
-        self.pos = end;
-        Ok(s)
-    }
-    fn u8(&mut self, what: &'static str) -> Result<u8, SpdmError> {
-        Ok(self.take(1, what)?[0])
-    }
-    fn u16(&mut self, what: &'static str) -> Result<u16, SpdmError> {
-        let b = self.take(2, what)?;
-        Ok(u16::from_le_bytes([b[0], b[1]]))
-    }
-    fn u24(&mut self, what: &'static str) -> Result<usize, SpdmError> {
-        let b = self.take(3, what)?;
-        Ok(usize::from(b[0]) | usize::from(b[1]) << 8 | usize::from(b[2]) << 16)
-    }
-    fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], SpdmError> {
-        let mut out = [0u8; N];
-        out.copy_from_slice(self.take(N, what)?);
-        Ok(out)
-    }
-}
-
 impl Report {
     pub fn parse(bytes: &[u8]) -> Result<Report, SpdmError> {
         if bytes.len() > MAX_REPORT_LEN {
             return Err(SpdmError::TooLarge(bytes.len()));
         }
-        let mut r = Reader { buf: bytes, pos: 0 };
+        let mut r = ByteReader::new(bytes);
         let version = r.u8("request version")?;
         let code = r.u8("request code")?;
         if version != SPDM_1_1 || code != GET_MEASUREMENTS {
@@ -166,13 +138,13 @@ impl Report {
         let _param1 = r.u8("response param1")?;
         let _param2 = r.u8("response param2")?;
         let blocks = usize::from(r.u8("number of blocks")?);
-        let record_len = r.u24("measurement record length")?;
+        let record_len = usize::try_from(r.u24("measurement record length")?).unwrap_or(usize::MAX);
         let record = r.take(record_len, "measurement record")?;
         let measurements = parse_blocks(record, blocks)?;
         let responder_nonce = r.array::<NONCE_LEN>("responder nonce")?;
         let opaque_len = usize::from(r.u16("opaque length")?);
         let opaque = parse_opaque(r.take(opaque_len, "opaque data")?)?;
-        let signed_len = r.pos;
+        let signed_len = r.pos();
         let signature = r.array::<SIGNATURE_LEN>("signature")?;
         Ok(Report {
             request_nonce,
@@ -184,7 +156,7 @@ impl Report {
             opaque,
             signature,
             signed_len,
-            trailing: bytes.len() - r.pos,
+            trailing: r.rest().len(),
         })
     }
 
@@ -232,7 +204,7 @@ impl Report {
 }
 
 fn parse_blocks(record: &[u8], blocks: usize) -> Result<Vec<Measurement>, SpdmError> {
-    let mut r = Reader { buf: record, pos: 0 };
+    let mut r = ByteReader::new(record);
     let mut out: Vec<Measurement> = Vec::with_capacity(blocks);
     for _ in 0..blocks {
         let index = r.u8("measurement block index")?;
@@ -242,7 +214,7 @@ fn parse_blocks(record: &[u8], blocks: usize) -> Result<Vec<Measurement>, SpdmEr
         if spec != 1 {
             return Err(SpdmError::NotDmtf(index));
         }
-        let mut b = Reader { buf: body, pos: 0 };
+        let mut b = ByteReader::new(body);
         let value_type = b.u8("DMTF value type")?;
         let value_len = usize::from(b.u16("DMTF value size")?);
         if value_len + 3 != size {
@@ -254,19 +226,19 @@ fn parse_blocks(record: &[u8], blocks: usize) -> Result<Vec<Measurement>, SpdmEr
         }
         out.push(Measurement { index, value_type, value });
     }
-    if r.pos != record.len() {
-        return Err(SpdmError::RecordLength { record: record.len(), blocks, used: r.pos });
+    if !r.is_empty() {
+        return Err(SpdmError::RecordLength { record: record.len(), blocks, used: r.pos() });
     }
     Ok(out)
 }
 
 fn parse_opaque(data: &[u8]) -> Result<BTreeMap<u16, Vec<u8>>, SpdmError> {
-    let mut r = Reader { buf: data, pos: 0 };
+    let mut r = ByteReader::new(data);
     let mut out = BTreeMap::new();
-    while r.pos < data.len() {
+    while !r.is_empty() {
         let field = r.u16("opaque field type")?;
         let len = usize::from(r.u16("opaque field length")?);
-        let left = data.len() - r.pos;
+        let left = r.rest().len();
         let value = r.take(len, "opaque field").map_err(|_| SpdmError::OpaqueField { field, len, left })?;
         if out.insert(field, value.to_vec()).is_some() {
             return Err(SpdmError::DuplicateOpaque(field));

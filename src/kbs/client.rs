@@ -115,15 +115,15 @@ impl Client {
 /// The certificates the baked trust names (files are read from the image
 /// root as given; the configuration checked them when it was loaded).
 fn load_trust(trust: &KbsTrust) -> Result<Trust, KbsError> {
-    let load = |pem: &Pem| {
+    let load = |pem: &Pem| -> Result<_, KbsError> {
         let bytes = match pem {
             Pem::Inline(pem) => pem.as_bytes().to_vec(),
             Pem::File(path) => {
                 crate::files::read_image_file(std::path::Path::new("/"), path, super::config::MAX_CERT_FILE_BYTES)
-                    .map_err(|e| KbsError::Config(format!("cannot read {path}: {e}")))?
+                    .map_err(|source| KbsError::CertFile { path: path.clone(), source })?
             }
         };
-        parse_pem_certs(&bytes).map_err(KbsError::Config)
+        parse_pem_certs(&bytes).map_err(KbsError::Cert)
     };
     Ok(match trust {
         KbsTrust::InsecureHttp => Trust::None,
@@ -379,7 +379,7 @@ impl KbsError {
     /// Which side failed, for callers and tests.
     pub fn class(&self) -> FailureClass {
         match self {
-            KbsError::Config(_) => FailureClass::Config,
+            KbsError::CertFile { .. } | KbsError::Cert(_) => FailureClass::Config,
             KbsError::Transport { .. } => FailureClass::Transport,
             KbsError::Protocol { .. } => FailureClass::Protocol,
             KbsError::Refused { .. } => FailureClass::Refused,

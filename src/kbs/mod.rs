@@ -112,8 +112,14 @@ pub enum FailureClass {
 /// failing side; never any secret byte.
 #[derive(Debug, thiserror::Error)]
 pub enum KbsError {
+    #[error("KBS configuration: cannot read {path}: {source}")]
+    CertFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("KBS configuration: {0}")]
-    Config(String),
+    Cert(#[from] transport::PemCertError),
     #[error("{op}: transport: {source}")]
     Transport { op: Op, source: TransportError },
     #[error("{op}: protocol violation: {reason}")]

@@ -18,7 +18,9 @@ pub const MAX_SEGMENT_LEN: usize = 128;
 pub enum ResourcePathError {
     #[error("{0:?} is not a resource path of the form repo/type/tag")]
     Shape(String),
-    #[error("{path:?} is not a resource path: segment {segment:?} must match [a-zA-Z0-9_-][a-zA-Z0-9_.-]* (at most {MAX_SEGMENT_LEN} bytes)")]
+    #[error(
+        "{path:?} is not a resource path: segment {segment:?} must match [a-zA-Z0-9_-][a-zA-Z0-9_.-]* (at most {MAX_SEGMENT_LEN} bytes)"
+    )]
     Segment { path: String, segment: String },
 }
 

@@ -25,6 +25,15 @@ pub enum Scheme {
     Https,
 }
 
+/// A url that is not a KBS base URL.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{url:?} is not a valid KBS url: {why}")]
+pub struct EndpointError {
+    /// The url, shortened for messages.
+    pub url: String,
+    pub why: &'static str,
+}
+
 /// The KBS base URL, parsed strictly.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
@@ -37,8 +46,8 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    pub fn parse(url: &str) -> Result<Self, String> {
-        let bad = |why: &str| format!("{:?} is not a valid KBS url: {why}", http::truncate(url, 120));
+    pub fn parse(url: &str) -> Result<Self, EndpointError> {
+        let bad = |why: &'static str| EndpointError { url: http::truncate(url, 120), why };
         let (scheme, rest) = if let Some(r) = url.strip_prefix("https://") {
             (Scheme::Https, r)
         } else if let Some(r) = url.strip_prefix("http://") {
@@ -114,8 +123,8 @@ impl<'de> serde::Deserialize<'de> for Endpoint {
 }
 
 impl std::str::FromStr for Endpoint {
-    type Err = String;
-    fn from_str(url: &str) -> Result<Self, String> {
+    type Err = EndpointError;
+    fn from_str(url: &str) -> Result<Self, EndpointError> {
         Endpoint::parse(url)
     }
 }
@@ -137,26 +146,32 @@ pub fn has_pem_block(pem: &[u8]) -> bool {
     pem.windows(11).any(|w| w == b"-----BEGIN ")
 }
 
+/// Why PEM text is not a usable certificate list.
+#[derive(Debug, thiserror::Error)]
+pub enum PemCertError {
+    #[error("no PEM CERTIFICATE block found")]
+    NoCertificate,
+    #[error("invalid PEM: {0}")]
+    Pem(#[source] rustls::pki_types::pem::Error),
+    #[error("not a usable X.509 certificate: {0}")]
+    X509(#[source] rustls::Error),
+}
+
 /// Certificates from PEM text; at least one, each a parseable X.509.
-pub fn parse_pem_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+pub fn parse_pem_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, PemCertError> {
     if !has_pem_block(pem) {
-        return Err("no PEM CERTIFICATE block found".into());
+        return Err(PemCertError::NoCertificate);
     }
     let mut certs = Vec::new();
     for item in CertificateDer::pem_slice_iter(pem) {
-        let der = item.map_err(|e| format!("invalid PEM: {e}"))?;
-        webpki_check(&der)?;
+        let der = item.map_err(PemCertError::Pem)?;
+        RootCertStore::empty().add(der.clone()).map_err(PemCertError::X509)?;
         certs.push(der);
     }
     if certs.is_empty() {
-        return Err("no PEM CERTIFICATE block found".into());
+        return Err(PemCertError::NoCertificate);
     }
     Ok(certs)
-}
-
-fn webpki_check(der: &CertificateDer<'_>) -> Result<(), String> {
-    let mut store = RootCertStore::empty();
-    store.add(der.clone()).map_err(|e| format!("not a usable X.509 certificate: {e}"))
 }
 
 /// How the KBS is authenticated.
@@ -544,7 +559,7 @@ mod tests {
         // Finding 7: x509-cert's PEM reader underflowed on these (a debug
         // build panicked); both readers now refuse them first.
         for blank in [&b""[..], b"\n", b"\n\n\n", b"  \r\n\t"] {
-            assert_eq!(parse_pem_certs(blank).unwrap_err(), "no PEM CERTIFICATE block found");
+            assert!(matches!(parse_pem_certs(blank), Err(PemCertError::NoCertificate)));
             assert_eq!(crate::gpu::certs::parse_pem_chain(blank).unwrap_err(), crate::gpu::certs::CertError::Empty);
         }
         let err = crate::gpu::certs::parse_pem_chain(b"not pem\n").unwrap_err();
@@ -586,7 +601,7 @@ mod tests {
 
     #[test]
     fn pem_parsing() {
-        assert!(parse_pem_certs(b"").unwrap_err().contains("no PEM"));
+        assert_eq!(parse_pem_certs(b"").unwrap_err().to_string(), "no PEM CERTIFICATE block found");
         assert!(parse_pem_certs(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").is_err());
     }
 

@@ -93,7 +93,7 @@ impl Mitm {
         if opts.listen.ip() != IpAddr::V4(Ipv4Addr::LOCALHOST) {
             return Err(ServerError::NotLoopback(opts.listen));
         }
-        let upstream = Endpoint::parse(&opts.upstream).map_err(ServerError::Tls)?;
+        let upstream = Endpoint::parse(&opts.upstream).map_err(|e| ServerError::Tls(e.to_string()))?;
         let upstream_tls = match upstream.scheme {
             ztinit::kbs::transport::Scheme::Http => None,
             ztinit::kbs::transport::Scheme::Https => Some(upstream_client_config()?),

@@ -65,7 +65,7 @@ fn https_with_inline_ca() {
     assert!(c.kbs.is_enabled());
     let server = c.kbs.server.unwrap();
     assert_eq!(server.url().to_string(), "https://kbs.example:8080");
-    assert_eq!(*server.trust(), KbsTrust::Ca(Pem::Inline(format!("{CA_PEM}"))));
+    assert_eq!(*server.trust(), KbsTrust::Ca(Pem::Inline(CA_PEM.to_string())));
 }
 
 #[test]

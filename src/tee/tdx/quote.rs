@@ -15,6 +15,8 @@
 //! The parser is hand-written and bounded: every length is checked against
 //! what is left, nothing is trusted, nothing panics.
 
+use crate::bytes::{ByteReader, Truncated};
+
 /// Largest quote accepted (configfs-tsm caps outblob at 32 KiB).
 pub const MAX_QUOTE_LEN: usize = 32 << 10;
 pub const HEADER_LEN: usize = 48;
@@ -37,8 +39,8 @@ pub const QE_REPORT_LEN: usize = 384;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QuoteError {
-    #[error("quote is truncated: {what} needs {need} bytes at offset {at}, {have} left")]
-    Truncated { what: &'static str, at: usize, need: usize, have: usize },
+    #[error("quote is truncated: {0}")]
+    Truncated(#[from] Truncated),
     #[error("quote is oversized: {0} bytes (at most {MAX_QUOTE_LEN})")]
     Oversized(usize),
     #[error("quote version {0} is not supported (4 or 5)")]
@@ -124,51 +126,12 @@ pub struct SignatureData<'a> {
     pub pck_chain: &'a [u8],
 }
 
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8]) -> Self {
-        Self { buf, pos: 0 }
-    }
-
-    fn take(&mut self, need: usize, what: &'static str) -> Result<&'a [u8], QuoteError> {
-        let have = self.buf.len() - self.pos;
-        if need > have {
-            return Err(QuoteError::Truncated { what, at: self.pos, need, have });
-        }
-        let out = &self.buf[self.pos..self.pos + need];
-        self.pos += need;
-        Ok(out)
-    }
-
-    fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], QuoteError> {
-        let mut out = [0u8; N];
-        out.copy_from_slice(self.take(N, what)?);
-        Ok(out)
-    }
-
-    fn u16(&mut self, what: &'static str) -> Result<u16, QuoteError> {
-        Ok(u16::from_le_bytes(self.array(what)?))
-    }
-
-    fn u32(&mut self, what: &'static str) -> Result<u32, QuoteError> {
-        Ok(u32::from_le_bytes(self.array(what)?))
-    }
-
-    fn rest(&self) -> usize {
-        self.buf.len() - self.pos
-    }
-}
-
 /// Parses and checks the structure of a TDX quote.
 pub fn parse(bytes: &[u8]) -> Result<Quote<'_>, QuoteError> {
     if bytes.len() > MAX_QUOTE_LEN {
         return Err(QuoteError::Oversized(bytes.len()));
     }
-    let mut r = Reader::new(bytes);
+    let mut r = ByteReader::new(bytes);
     let version = r.u16("header.version")?;
     if version != 4 && version != 5 {
         return Err(QuoteError::UnsupportedVersion(version));
@@ -201,10 +164,10 @@ pub fn parse(bytes: &[u8]) -> Result<Quote<'_>, QuoteError> {
         kind
     };
     let body = parse_body(&mut r, body_kind)?;
-    let signed = &bytes[..r.pos];
+    let signed = &bytes[..r.pos()];
     let sig_len = r.u32("signature data length")? as usize;
     let signature_data = r.take(sig_len, "signature data")?;
-    let trailing = r.rest();
+    let trailing = r.rest().len();
     Ok(Quote {
         version,
         att_key_type,
@@ -219,7 +182,7 @@ pub fn parse(bytes: &[u8]) -> Result<Quote<'_>, QuoteError> {
     })
 }
 
-fn parse_body(r: &mut Reader<'_>, kind: BodyKind) -> Result<TdReport, QuoteError> {
+fn parse_body(r: &mut ByteReader<'_>, kind: BodyKind) -> Result<TdReport, QuoteError> {
     let tee_tcb_svn = r.array("body.tee_tcb_svn")?;
     let mr_seam = r.array("body.mr_seam")?;
     let mrsigner_seam = r.array("body.mrsigner_seam")?;
@@ -257,7 +220,7 @@ fn parse_body(r: &mut Reader<'_>, kind: BodyKind) -> Result<TdReport, QuoteError
 impl<'a> Quote<'a> {
     /// Splits the signature data (only the verifier needs this).
     pub fn signature_data(&self) -> Result<SignatureData<'a>, QuoteError> {
-        let mut r = Reader::new(self.signature_data);
+        let mut r = ByteReader::new(self.signature_data);
         let signature = r.take(64, "quote signature")?;
         let attestation_key = r.take(64, "attestation key")?;
         let outer_type = r.u16("certification data type")?;
@@ -265,7 +228,7 @@ impl<'a> Quote<'a> {
             return Err(QuoteError::CertDataType(outer_type, CERT_DATA_QE_REPORT));
         }
         let outer_len = r.u32("certification data size")? as usize;
-        let mut q = Reader::new(r.take(outer_len, "certification data")?);
+        let mut q = ByteReader::new(r.take(outer_len, "certification data")?);
         let qe_report = q.take(QE_REPORT_LEN, "QE report")?;
         let qe_report_signature = q.take(64, "QE report signature")?;
         let auth_len = q.u16("QE auth data size")? as usize;

@@ -58,8 +58,14 @@ pub enum VerifyError {
     Chain(String),
     #[error("signature: {0}")]
     Signature(String),
+    #[error("event log: {0} base64 characters is too large")]
+    EventLogSize(usize),
+    #[error("event log: not base64: {0}")]
+    EventLogEncoding(#[source] base64::DecodeError),
     #[error("event log: {0}")]
-    EventLog(String),
+    EventLog(#[from] eventlog::EventLogError),
+    #[error("event log: replay gives RTMR{index} {replayed}, the quote has {quoted}")]
+    RtmrMismatch { index: usize, replayed: String, quoted: String },
 }
 
 /// The policy for every TEE the dev KBS may see.

@@ -128,17 +128,13 @@ fn check_reference_values(body: &TdReport, policy: &TdxPolicy) -> Result<(), Ver
 
 fn replay(log_b64: &str, body: &TdReport) -> Result<usize, VerifyError> {
     if log_b64.len() > MAX_EVENTLOG_LEN * 4 / 3 + 4 {
-        return Err(VerifyError::EventLog(format!("{} base64 characters is too large", log_b64.len())));
+        return Err(VerifyError::EventLogSize(log_b64.len()));
     }
-    let log = STANDARD.decode(log_b64).map_err(|e| VerifyError::EventLog(format!("not base64: {e}")))?;
-    let replayed = eventlog::replay(&log).map_err(VerifyError::EventLog)?;
-    for (i, rtmr) in replayed.rtmr.iter().enumerate() {
-        if *rtmr != body.rtmr[i] {
-            return Err(VerifyError::EventLog(format!(
-                "replay gives RTMR{i} {}, the quote has {}",
-                hex::encode(rtmr),
-                hex::encode(body.rtmr[i])
-            )));
+    let log = STANDARD.decode(log_b64).map_err(VerifyError::EventLogEncoding)?;
+    let replayed = eventlog::replay(&log)?;
+    for (index, (rtmr, quoted)) in replayed.rtmr.iter().zip(&body.rtmr).enumerate() {
+        if rtmr != quoted {
+            return Err(VerifyError::RtmrMismatch { index, replayed: hex::encode(rtmr), quoted: hex::encode(quoted) });
         }
     }
     Ok(replayed.events)
