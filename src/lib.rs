@@ -17,6 +17,7 @@ pub mod kmsg;
 pub mod lockdown;
 pub mod modules;
 pub mod mount;
+pub mod names;
 pub mod net;
 pub mod power;
 pub mod sandbox;

@@ -83,7 +83,7 @@ pub enum ModulesError {
     Open { module: String, path: String, reason: String },
     #[error("module {module}: parameters contain a NUL byte")]
     BadParams { module: String },
-    #[error("module {module}: finit_module failed: {}", crate::sandbox::errno_name(*.errno))]
+    #[error("module {module}: finit_module failed: {}", crate::names::errno_name(*.errno))]
     Load { module: String, errno: i32 },
 }
 

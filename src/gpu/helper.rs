@@ -190,7 +190,7 @@ fn describe_wait_status(raw: i32) -> String {
             libc::SIGSYS
         ),
         crate::supervise::Exit::Signal(sig) => {
-            format!("killed by signal {sig} ({})", crate::supervise::signal_name(sig))
+            format!("killed by signal {sig} ({})", crate::names::signal_name(sig))
         }
     }
 }

@@ -18,6 +18,8 @@ pub use config::{LandlockMode, Limit, RlimitConfig, SandboxConfig, SandboxProfil
 pub use launch::{LaunchOptions, LaunchPlan, Launched, Step};
 pub use workload::{LaunchMode, Process, WorkloadConfig};
 
+use crate::names::errno_name;
+
 /// Why the workload could not be prepared or started. `Display` is one line
 /// that names the failing step; main prints `FATAL: launch: <this>`.
 #[derive(Debug, thiserror::Error)]
@@ -70,61 +72,5 @@ impl SandboxError {
             SandboxError::Step { step, .. } => Some(*step),
             _ => None,
         }
-    }
-}
-
-/// "EPERM (Operation not permitted)".
-pub fn errno_name(errno: i32) -> String {
-    const NAMES: &[(i32, &str)] = &[
-        (libc::EPERM, "EPERM"),
-        (libc::ENOENT, "ENOENT"),
-        (libc::ESRCH, "ESRCH"),
-        (libc::EINTR, "EINTR"),
-        (libc::EIO, "EIO"),
-        (libc::E2BIG, "E2BIG"),
-        (libc::ENOEXEC, "ENOEXEC"),
-        (libc::EBADF, "EBADF"),
-        (libc::EAGAIN, "EAGAIN"),
-        (libc::ENOMEM, "ENOMEM"),
-        (libc::EACCES, "EACCES"),
-        (libc::EFAULT, "EFAULT"),
-        (libc::EBUSY, "EBUSY"),
-        (libc::EEXIST, "EEXIST"),
-        (libc::ENODEV, "ENODEV"),
-        (libc::ENOTDIR, "ENOTDIR"),
-        (libc::EISDIR, "EISDIR"),
-        (libc::EINVAL, "EINVAL"),
-        (libc::ENFILE, "ENFILE"),
-        (libc::EMFILE, "EMFILE"),
-        (libc::ETXTBSY, "ETXTBSY"),
-        (libc::EFBIG, "EFBIG"),
-        (libc::ENOSPC, "ENOSPC"),
-        (libc::EROFS, "EROFS"),
-        (libc::ERANGE, "ERANGE"),
-        (libc::ENAMETOOLONG, "ENAMETOOLONG"),
-        (libc::ENOSYS, "ENOSYS"),
-        (libc::ELOOP, "ELOOP"),
-        (libc::ENOKEY, "ENOKEY"),
-        (libc::EKEYREJECTED, "EKEYREJECTED"),
-        (libc::EOPNOTSUPP, "EOPNOTSUPP"),
-        (libc::EAFNOSUPPORT, "EAFNOSUPPORT"),
-        (libc::ENOPKG, "ENOPKG"),
-        (libc::EBADMSG, "EBADMSG"),
-    ];
-    let name = NAMES.iter().find(|(n, _)| *n == errno).map(|(_, s)| *s);
-    let text = std::io::Error::from_raw_os_error(errno).to_string();
-    let text = text.split(" (os error").next().unwrap_or(&text).to_string();
-    match name {
-        Some(name) => format!("{name} ({text})"),
-        None => format!("errno {errno} ({text})"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn errno_names() {
-        assert_eq!(super::errno_name(libc::EPERM), "EPERM (Operation not permitted)");
-        assert!(super::errno_name(4000).starts_with("errno 4000 ("));
     }
 }
