@@ -18,7 +18,7 @@ pub mod output;
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use crate::kmsg;
@@ -215,22 +215,23 @@ impl Supervisor {
     }
 
     fn wait_and_dispatch(&mut self, timeout: Option<Duration>) {
-        let mut fds = vec![libc::pollfd { fd: self.signals.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
-        fds.extend(self.outputs.iter().map(|o| libc::pollfd {
-            fd: o.fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        }));
-        let ms = timeout.map_or(-1, |t| i32::try_from(t.as_millis()).unwrap_or(i32::MAX));
-        // SAFETY: `fds` is a valid array of pollfd for the duration of the call.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
-        if n <= 0 {
-            return; // timeout or EINTR: the caller re-checks its state
+        use rustix::event::{PollFd, PollFlags, Timespec, poll};
+        let mut fds = Vec::with_capacity(1 + self.outputs.len());
+        fds.push(PollFd::new(&self.signals, PollFlags::IN));
+        fds.extend(self.outputs.iter().map(|o| PollFd::new(&o.fd, PollFlags::IN)));
+        // A timeout too large for a timespec waits without one.
+        let timeout = timeout.and_then(|t| Timespec::try_from(t).ok());
+        match poll(&mut fds, timeout.as_ref()) {
+            Ok(0) | Err(_) => return, // timeout or EINTR: the caller re-checks its state
+            Ok(_) => {}
         }
-        if fds[0].revents & libc::POLLIN != 0 {
+        let signals = fds[0].revents().contains(PollFlags::IN);
+        let ready: Vec<usize> =
+            fds[1..].iter().enumerate().filter(|(_, p)| !p.revents().is_empty()).map(|(i, _)| i).collect();
+        drop(fds);
+        if signals {
             self.read_signals();
         }
-        let ready: Vec<usize> = fds[1..].iter().enumerate().filter(|(_, p)| p.revents != 0).map(|(i, _)| i).collect();
         let mut closed = Vec::new();
         for i in ready {
             if !self.copy_output(i) {
@@ -244,18 +245,15 @@ impl Supervisor {
 
     fn read_signals(&mut self) {
         loop {
-            // SAFETY: signalfd_siginfo is plain data; all-zero is valid.
-            let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
-            let size = std::mem::size_of::<libc::signalfd_siginfo>();
-            // SAFETY: reading at most `size` bytes into `info`.
-            let n = unsafe {
-                libc::read(self.signals.as_raw_fd(), (&mut info as *mut libc::signalfd_siginfo).cast(), size)
-            };
-            if usize::try_from(n).ok() != Some(size) {
-                return;
+            // One struct signalfd_siginfo; its first field is ssi_signo (u32).
+            let mut info = [0u8; std::mem::size_of::<libc::signalfd_siginfo>()];
+            match rustix::io::read(&self.signals, &mut info) {
+                Ok(n) if n == info.len() => {}
+                _ => return, // EAGAIN: nothing pending
             }
+            let signo = u32::from_ne_bytes([info[0], info[1], info[2], info[3]]);
             // Signal numbers are 1..=64; anything else matches nothing below.
-            let sig = i32::try_from(info.ssi_signo).unwrap_or(0);
+            let sig = i32::try_from(signo).unwrap_or(0);
             if sig == libc::SIGCHLD {
                 self.reap();
             } else if FORWARDED.contains(&sig) {
