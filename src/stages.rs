@@ -258,6 +258,8 @@ fn attest_with(
     for vol in config.volumes.iter() {
         volume_keys.push(or_fatal(Stage::Secrets, session.fetch(&vol.key)));
     }
+    let (connections, requests) = client.counts();
+    log::info!("KBS: {requests} request(s) on {connections} connection(s)");
     let credentials_dir = if files.is_empty() {
         None
     } else {

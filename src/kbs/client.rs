@@ -71,6 +71,11 @@ impl Client {
         })
     }
 
+    /// (connections opened, responses received) over the client's life.
+    pub fn counts(&self) -> (u32, u32) {
+        self.transport.counts()
+    }
+
     /// The tee-pubkey this client binds into its evidence.
     pub fn public_jwk(&self) -> &Value {
         self.key.public_jwk()
@@ -132,6 +137,12 @@ fn load_trust(trust: &KbsTrust) -> Result<Trust, KbsError> {
     })
 }
 
+/// True for the error kinds with which a KBS says it no longer knows the
+/// session (Trustee: `TokenNotFound` for an unknown or expired cookie).
+fn session_lost(kind: &str) -> bool {
+    kind == "TokenNotFound" || kind.contains("Cookie")
+}
+
 /// An attested session: the cookie and token from `/attest`, and what is
 /// needed for one fresh handshake if the KBS forgets the session.
 pub struct Session<'a> {
@@ -152,15 +163,15 @@ impl std::fmt::Debug for Session<'_> {
 }
 
 impl Session<'_> {
-    /// Fetches and decrypts one resource. On a 401 other than a policy
-    /// denial (e.g. the KBS lost the session), runs at most one fresh
-    /// handshake per session and tries again; then fails with the KBS's
-    /// error.
+    /// Fetches and decrypts one resource. When the KBS says it lost the
+    /// session (401 `TokenNotFound`, or a cookie error), runs at most one
+    /// fresh handshake per session and tries again. Any other refusal (a
+    /// policy denial, a missing resource: Trustee's `PluginInternalError`)
+    /// fails at once with the KBS's error: another handshake would get the
+    /// same answer.
     pub fn fetch(&mut self, path: &ResourcePath) -> Result<Zeroizing<Vec<u8>>, KbsError> {
         match self.fetch_once(path) {
-            Err(KbsError::Refused { status: 401, ref kind, .. })
-                if kind != "PolicyDeny" && self.fresh_handshake_left =>
-            {
+            Err(KbsError::Refused { status: 401, ref kind, .. }) if session_lost(kind) && self.fresh_handshake_left => {
                 self.fresh_handshake_left = false;
                 log::warn!("KBS refused resource {path} with 401 {kind}; attesting once more");
                 self.handshake()?;

@@ -1,4 +1,6 @@
-//! HTTP(S) to the KBS: one connection per request, TLS through rustls with
+//! HTTP(S) to the KBS: one kept-alive connection for the whole
+//! conversation (a TLS handshake under a confidential VM's emulated or
+//! trapped crypto costs more than the request), TLS through rustls with
 //! only the pinned certificate or CA from the baked configuration, connect
 //! and read timeouts, an overall deadline that also bounds slow senders,
 //! bounded retries with exponential backoff, and size caps on every body.
@@ -232,6 +234,31 @@ enum Failure {
     /// Worth another attempt (connection refused, reset, timeout, 502-504).
     Retry(String),
     Fatal(TransportError),
+    /// A kept connection the server had closed before this request reached
+    /// it: send the request again on a fresh one, as any HTTP/1.1 client does.
+    Stale(String),
+}
+
+/// A connection kept between requests.
+enum Conn {
+    Plain(BufReader<DeadlineStream>),
+    Tls(Box<BufReader<StreamOwned<ClientConnection, DeadlineStream>>>),
+}
+
+impl Conn {
+    fn set_deadline(&mut self, deadline: Instant) {
+        match self {
+            Conn::Plain(r) => r.get_mut().deadline = deadline,
+            Conn::Tls(r) => r.get_mut().sock.deadline = deadline,
+        }
+    }
+
+    fn exchange(&mut self, request: &[u8], max_body: usize, reused: bool) -> Result<(Response, bool), Failure> {
+        match self {
+            Conn::Plain(r) => exchange(r, request, max_body, reused),
+            Conn::Tls(r) => exchange(r, request, max_body, reused),
+        }
+    }
 }
 
 pub struct Transport {
@@ -239,6 +266,10 @@ pub struct Transport {
     tls: Option<Arc<ClientConfig>>,
     policy: Policy,
     user_agent: String,
+    /// The connection of the previous request, if the server kept it open.
+    kept: std::cell::RefCell<Option<Conn>>,
+    /// Connections opened, requests answered (for the log and the bench).
+    counts: std::cell::Cell<(u32, u32)>,
 }
 
 impl Transport {
@@ -255,7 +286,19 @@ impl Transport {
             }
         };
         let user_agent = format!("ztinit/{}", env!("CARGO_PKG_VERSION"));
-        Ok(Self { endpoint, tls, policy, user_agent })
+        Ok(Self {
+            endpoint,
+            tls,
+            policy,
+            user_agent,
+            kept: std::cell::RefCell::new(None),
+            counts: std::cell::Cell::new((0, 0)),
+        })
+    }
+
+    /// (connections opened, responses received) so far.
+    pub fn counts(&self) -> (u32, u32) {
+        self.counts.get()
     }
 
     pub fn endpoint(&self) -> &Endpoint {
@@ -273,7 +316,7 @@ impl Transport {
             let why = match self.attempt(req, deadline) {
                 Ok(resp) => return Ok(resp),
                 Err(Failure::Fatal(e)) => return Err(e),
-                Err(Failure::Retry(why)) => why,
+                Err(Failure::Retry(why) | Failure::Stale(why)) => why,
             };
             if Instant::now() >= deadline {
                 return Err(TransportError::Deadline { attempts, elapsed_ms: elapsed_ms(), last: why });
@@ -296,26 +339,51 @@ impl Transport {
     }
 
     fn attempt(&self, req: &Request<'_>, deadline: Instant) -> Result<Response, Failure> {
+        let request = self.request_bytes(req);
+        // Taken out: a failed exchange leaves nothing behind to reuse.
+        let kept = self.kept.borrow_mut().take();
+        if let Some(mut conn) = kept {
+            conn.set_deadline(deadline);
+            match conn.exchange(&request, req.max_body, true) {
+                Ok(done) => return Ok(self.answered(conn, done)),
+                Err(Failure::Stale(why)) => log::debug!("KBS closed the kept connection ({why}); opening another"),
+                Err(f) => return Err(f),
+            }
+        }
         let tcp = self.connect(deadline)?;
         let peer = tcp.peer_addr().map_or_else(|_| self.endpoint.host_header(), |a| a.to_string());
         let stream = DeadlineStream { inner: tcp, deadline, read_timeout: self.policy.read_timeout };
+        let (opened, answered) = self.counts.get();
+        self.counts.set((opened.saturating_add(1), answered));
+        let mut conn = self.open(stream)?;
         // A failure after the connection was made names the peer, as a
         // connection failure does ("connect to ADDR: ...").
-        self.exchange_over(stream, req).map_err(|f| match f {
-            Failure::Retry(why) => Failure::Retry(format!("{peer}: {why}")),
-            fatal => fatal,
-        })
+        match conn.exchange(&request, req.max_body, false) {
+            Ok(done) => Ok(self.answered(conn, done)),
+            Err(Failure::Retry(why) | Failure::Stale(why)) => Err(Failure::Retry(format!("{peer}: {why}"))),
+            Err(fatal) => Err(fatal),
+        }
     }
 
-    fn exchange_over(&self, stream: DeadlineStream, req: &Request<'_>) -> Result<Response, Failure> {
+    /// Counts the answer and keeps the connection when the server allows.
+    fn answered(&self, conn: Conn, (resp, keep): (Response, bool)) -> Response {
+        let (opened, answered) = self.counts.get();
+        self.counts.set((opened, answered.saturating_add(1)));
+        if keep {
+            *self.kept.borrow_mut() = Some(conn);
+        }
+        resp
+    }
+
+    fn open(&self, stream: DeadlineStream) -> Result<Conn, Failure> {
         match &self.tls {
-            None => exchange(stream, &self.request_bytes(req), req.max_body),
+            None => Ok(Conn::Plain(BufReader::new(stream))),
             Some(config) => {
                 let name = ServerName::try_from(self.endpoint.host.clone())
                     .map_err(|e| Failure::Fatal(TransportError::Setup(format!("server name: {e}"))))?;
                 let conn = ClientConnection::new(config.clone(), name)
                     .map_err(|e| Failure::Fatal(TransportError::Setup(e.to_string())))?;
-                exchange(StreamOwned::new(conn, stream), &self.request_bytes(req), req.max_body)
+                Ok(Conn::Tls(Box::new(BufReader::new(StreamOwned::new(conn, stream)))))
             }
         }
     }
@@ -343,7 +411,7 @@ impl Transport {
 
     fn request_bytes(&self, req: &Request<'_>) -> Vec<u8> {
         let mut head = format!(
-            "{} {}{} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {}\r\nAccept: application/json\r\nConnection: close\r\n",
+            "{} {}{} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {}\r\nAccept: application/json\r\n",
             req.method,
             self.endpoint.base_path,
             req.path,
@@ -367,23 +435,45 @@ impl Transport {
     }
 }
 
-/// Writes the request and reads one response.
-fn exchange<S: Read + Write>(mut stream: S, request: &[u8], max_body: usize) -> Result<Response, Failure> {
+/// Writes the request and reads one response. Returns it with whether the
+/// connection may carry another request: the body was framed by length or
+/// chunks, the server did not say `Connection: close`, and nothing beyond
+/// the response arrived. On a `reused` connection, a server that had closed
+/// it (EOF, reset or broken pipe before any answer) is [`Failure::Stale`].
+fn exchange<S: Read + Write>(
+    reader: &mut BufReader<S>,
+    request: &[u8],
+    max_body: usize,
+    reused: bool,
+) -> Result<(Response, bool), Failure> {
     // A server may answer (e.g. 413) and close before reading the whole
     // request: then its answer says more than the failed write.
+    let stream = reader.get_mut();
     let mut write_error = stream.write_all(request).and_then(|_| stream.flush()).err();
-    let mut reader = BufReader::new(stream);
+    let stale = |e: &io::Error| {
+        reused
+            && matches!(
+                e.kind(),
+                io::ErrorKind::UnexpectedEof
+                    | io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::BrokenPipe
+            )
+    };
     // Skip interim 1xx responses, but not forever.
-    for _ in 0..4 {
-        let head = match http::read_head(&mut reader) {
+    for interim in 0..4 {
+        let head = match http::read_head(reader) {
             Ok(Some(h)) => h,
             failed => {
+                let first = interim == 0;
                 if let Some(e) = write_error.take() {
-                    return Err(io_failure(e));
+                    return Err(if first && stale(&e) { Failure::Stale(e.to_string()) } else { io_failure(e) });
                 }
                 return Err(match failed {
+                    Err(HttpError::Io(e)) if first && stale(&e) => Failure::Stale(e.to_string()),
                     Err(HttpError::Io(e)) => io_failure(e),
                     Err(e) => Failure::Fatal(e.into()),
+                    Ok(_) if first && reused => Failure::Stale("closed".into()),
                     Ok(_) => Failure::Retry("connection closed before a response".into()),
                 });
             }
@@ -396,7 +486,9 @@ fn exchange<S: Read + Write>(mut stream: S, request: &[u8], max_body: usize) -> 
             204 | 304 => Framing::None,
             _ => http::framing(&head, true).map_err(|e| Failure::Fatal(e.into()))?,
         };
-        let body = match http::read_body(&mut reader, framing, max_body) {
+        let reusable = !matches!(framing, Framing::Close)
+            && !head.header("connection").is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")));
+        let body = match http::read_body(reader, framing, max_body) {
             Ok(b) => b,
             Err(HttpError::Io(e)) => return Err(io_failure(e)),
             Err(e) => return Err(Failure::Fatal(e.into())),
@@ -404,7 +496,8 @@ fn exchange<S: Read + Write>(mut stream: S, request: &[u8], max_body: usize) -> 
         if matches!(status, 502..=504) {
             return Err(Failure::Retry(format!("HTTP {status} from the KBS or a proxy")));
         }
-        return Ok(Response { status, head, body });
+        let keep = reusable && reader.buffer().is_empty();
+        return Ok((Response { status, head, body }, keep));
     }
     Err(Failure::Fatal(HttpError::Malformed("too many interim responses".into()).into()))
 }

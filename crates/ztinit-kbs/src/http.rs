@@ -1,5 +1,6 @@
-//! Just enough HTTP/1.1 for a KBS: one request per connection, bounded
-//! reads (the message reader is ztinit's own), `Connection: close`.
+//! Just enough HTTP/1.1 for a KBS: persistent connections (a request may
+//! ask to close; errors and faults close), bounded reads (the message
+//! reader is ztinit's own).
 
 use std::io::{BufRead, Write};
 
@@ -20,6 +21,16 @@ impl Request {
             let (k, v) = pair.trim().split_once('=')?;
             (k == name).then(|| v.to_string())
         })
+    }
+
+    /// True when the client sent `Connection: close` (or spoke HTTP/1.0,
+    /// which closes by default).
+    pub fn wants_close(&self) -> bool {
+        let close = self
+            .head
+            .header("connection")
+            .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")));
+        close || self.head.start.ends_with("HTTP/1.0")
     }
 
     pub fn bearer(&self) -> Option<&str> {
@@ -82,6 +93,15 @@ impl Response {
         Self { status, headers: vec![("Content-Type".into(), "text/plain".into())], body: text.as_bytes().to_vec() }
     }
 
+    /// The same answer, ending the connection (`Connection: close`).
+    pub fn closing(self) -> Self {
+        if self.closes() { self } else { self.with_header("Connection", "close".into()) }
+    }
+
+    pub fn closes(&self) -> bool {
+        self.headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("connection") && v.eq_ignore_ascii_case("close"))
+    }
+
     pub fn with_header(mut self, name: &str, value: String) -> Self {
         self.headers.push((name.to_string(), value));
         self
@@ -98,7 +118,7 @@ impl Response {
         for (k, v) in &self.headers {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
-        head.push_str(&format!("Content-Length: {content_length}\r\nConnection: close\r\n\r\n"));
+        head.push_str(&format!("Content-Length: {content_length}\r\n\r\n"));
         w.write_all(head.as_bytes())
     }
 }

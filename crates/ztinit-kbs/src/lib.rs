@@ -52,10 +52,13 @@ pub enum Fault {
     ForgetSessions,
     /// Requests are read and never answered.
     Stall,
+    /// Every connection ends after one answer that does not say so (as a
+    /// proxy or an idle timeout may end it).
+    CloseAfterEachAnswer,
 }
 
 impl Fault {
-    pub const ALL: [(&'static str, Fault); 7] = [
+    pub const ALL: [(&'static str, Fault); 8] = [
         ("wrong-key-jwe", Fault::WrongKeyJwe),
         ("tampered-jwe", Fault::TamperedJwe),
         ("malformed-json", Fault::MalformedJson),
@@ -63,6 +66,7 @@ impl Fault {
         ("wrong-version", Fault::WrongVersion),
         ("forget-sessions", Fault::ForgetSessions),
         ("stall", Fault::Stall),
+        ("close-after-each-answer", Fault::CloseAfterEachAnswer),
     ];
 }
 
@@ -132,6 +136,8 @@ pub struct Stats {
     pub attest: AtomicUsize,
     pub resource: AtomicUsize,
     pub connections: AtomicUsize,
+    /// Requests read, on every connection.
+    pub requests: AtomicUsize,
     /// TLS handshakes that did not complete.
     pub tls_failures: AtomicUsize,
 }
@@ -181,10 +187,10 @@ impl Server {
                 return;
             }
             let Ok(stream) = conn else { continue };
-            self.shared.stats.connections.fetch_add(1, Ordering::SeqCst);
+            let id = self.shared.stats.connections.fetch_add(1, Ordering::SeqCst) + 1;
             let shared = self.shared.clone();
             let tls = self.tls.clone();
-            std::thread::spawn(move || serve_connection(stream, tls, &shared));
+            std::thread::spawn(move || serve_connection(id, stream, tls, &shared));
         }
     }
 
@@ -246,16 +252,16 @@ pub(crate) fn tls_accept(
     Ok(conn)
 }
 
-fn serve_connection(mut stream: TcpStream, tls: Option<Arc<rustls::ServerConfig>>, shared: &api::Shared) {
+fn serve_connection(id: usize, mut stream: TcpStream, tls: Option<Arc<rustls::ServerConfig>>, shared: &api::Shared) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
     let _ = stream.set_nodelay(true);
     match tls {
-        None => serve_stream(stream.try_clone().ok(), stream, shared),
+        None => serve_stream(id, stream.try_clone().ok(), stream, shared),
         Some(config) => match tls_accept(&mut stream, config) {
             Ok(conn) => {
                 let raw = stream.try_clone().ok();
-                serve_stream(raw, rustls::StreamOwned::new(conn, stream), shared)
+                serve_stream(id, raw, rustls::StreamOwned::new(conn, stream), shared)
             }
             Err(e) => {
                 shared.stats.tls_failures.fetch_add(1, Ordering::SeqCst);
@@ -265,51 +271,79 @@ fn serve_connection(mut stream: TcpStream, tls: Option<Arc<rustls::ServerConfig>
     }
 }
 
-/// `raw` is the underlying socket, to watch for the peer leaving while stalled.
-fn serve_stream<S: Read + Write>(raw: Option<TcpStream>, stream: S, shared: &api::Shared) {
+/// Most requests one connection may carry (Trustee's actix-web keeps
+/// connections alive too; the guest needs 2 + one per resource).
+const MAX_REQUESTS_PER_CONNECTION: usize = 100;
+
+/// Serves requests on one connection until the client closes it, an answer
+/// closes it, or the cap is reached. `raw` is the underlying socket, to
+/// watch for the peer leaving while stalled.
+fn serve_stream<S: Read + Write>(id: usize, raw: Option<TcpStream>, stream: S, shared: &api::Shared) {
     let mut reader = BufReader::new(stream);
-    let req = match http::read_request(&mut reader, shared.opts.max_request_bytes) {
+    for n in 1..=MAX_REQUESTS_PER_CONNECTION {
+        let last = n == MAX_REQUESTS_PER_CONNECTION;
+        if !serve_request(id, n, last, raw.as_ref(), &mut reader, shared) {
+            return;
+        }
+    }
+}
+
+/// One request and its answer; false when the connection ends here.
+fn serve_request<S: Read + Write>(
+    id: usize,
+    n: usize,
+    last: bool,
+    raw: Option<&TcpStream>,
+    reader: &mut BufReader<S>,
+    shared: &api::Shared,
+) -> bool {
+    let req = match http::read_request(reader, shared.opts.max_request_bytes) {
         Ok(r) => r,
-        Err(http::ReadError::Closed) => return,
+        Err(http::ReadError::Closed) => return false,
         Err(http::ReadError::TooLarge) => {
-            let _ = http::Response::text(413, "payload reached size limit").write_to(reader.get_mut());
+            let _ = http::Response::text(413, "payload reached size limit").closing().write_to(reader.get_mut());
             // Lingering close: read (a bounded amount of) what the client is
             // still sending, so that closing does not reset the connection
             // before it has read the answer.
             let _ = std::io::copy(&mut reader.take(64 << 20), &mut std::io::sink());
-            return;
+            return false;
         }
         Err(http::ReadError::Bad(why)) => {
             log::warn!("bad request: {why}");
-            let _ = http::Response::text(400, "bad request").write_to(reader.get_mut());
-            return;
+            let _ = http::Response::text(400, "bad request").closing().write_to(reader.get_mut());
+            return false;
         }
     };
+    shared.stats.requests.fetch_add(1, Ordering::SeqCst);
+    let at = format!("(connection {id}, request {n})");
     if shared.has(Fault::Stall) {
-        log::info!("{} {} -> (stalled: test fault)", req.method, req.path);
-        if let Some(raw) = raw {
+        log::info!("{} {} -> (stalled: test fault) {at}", req.method, req.path);
+        if let Some(raw) = raw.and_then(|r| r.try_clone().ok()) {
             stall_until_closed(raw);
         }
-        return;
+        return false;
     }
     let reply = api::handle(shared, &req);
     let out = reader.get_mut();
     match reply {
         api::Reply::Full(resp) => {
-            log::info!("{} {} -> {}{}", req.method, req.path, resp.status, api::error_summary(&resp));
-            let _ = resp.write_to(out);
+            log::info!("{} {} -> {}{} {at}", req.method, req.path, resp.status, api::error_summary(&resp));
+            let resp = if last || req.wants_close() { resp.closing() } else { resp };
+            let keep = !resp.closes() && !shared.has(Fault::CloseAfterEachAnswer);
+            resp.write_to(out).is_ok() && keep
         }
         api::Reply::Endless(resp) => {
-            log::info!("{} {} -> {} (endless body: test fault)", req.method, req.path, resp.status);
+            log::info!("{} {} -> {} (endless body: test fault) {at}", req.method, req.path, resp.status);
             let total = 256usize << 20;
-            if resp.write_head(out, total).is_err() {
-                return;
+            if resp.closing().write_head(out, total).is_err() {
+                return false;
             }
             let chunk = vec![b'A'; 64 << 10];
             let mut sent = 0;
             while sent < total && out.write_all(&chunk).is_ok() {
                 sent += chunk.len();
             }
+            false
         }
     }
 }

@@ -213,6 +213,38 @@ fn missing_resource() {
     let mut session = client.attest(&mut cpu, Vec::new(), None).unwrap();
     let e = session.fetch(&"default/key/absent".parse().unwrap()).unwrap_err();
     assert_eq!(refused(&e).1, "PluginInternalError");
+    assert_eq!(kbs.auths(), 1, "a missing resource costs no second handshake");
+    assert_eq!((kbs.connections(), kbs.requests()), (1, 3));
+}
+
+#[test]
+fn the_conversation_is_two_round_trips_plus_one_per_resource_on_one_connection() {
+    for tls in [false, true] {
+        let kbs = kbs_with(ALLOW_SAMPLE, &[], tls.then_some(("pinned.pem", "pinned.key")), |_| {});
+        let client = client(&config(kbs.url())).unwrap();
+        let mut cpu = SampleProvider;
+        let mut session = client.attest(&mut cpu, Vec::new(), None).unwrap();
+        for _ in 0..3 {
+            assert_eq!(session.fetch(&model()).unwrap().as_slice(), SECRET);
+        }
+        assert_eq!((kbs.connections(), kbs.requests()), (1, 5), "tls {tls}");
+        assert_eq!(client.counts(), (1, 5), "tls {tls}");
+    }
+}
+
+#[test]
+fn a_kept_connection_the_kbs_closed_is_replaced_without_a_retry() {
+    // The server closes after every answer (a proxy, an idle timeout): the
+    // client notices on its next request and opens another connection at
+    // once, without a failed attempt or a backoff.
+    let kbs = kbs(ALLOW_SAMPLE, &[Fault::CloseAfterEachAnswer]);
+    let mut cfg = config(kbs.url());
+    cfg.retries = 0;
+    cfg.retry_backoff_ms = 10_000;
+    let start = Instant::now();
+    assert_eq!(fetch(&cfg).unwrap(), SECRET);
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert_eq!((kbs.connections(), kbs.requests()), (3, 3));
 }
 
 #[test]

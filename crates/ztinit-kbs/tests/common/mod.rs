@@ -34,6 +34,9 @@ impl Kbs {
     pub fn connections(&self) -> usize {
         ztinit_kbs::Stats::get(&self.handle.stats.connections)
     }
+    pub fn requests(&self) -> usize {
+        ztinit_kbs::Stats::get(&self.handle.stats.requests)
+    }
 }
 
 pub fn kbs_with(policy: &str, faults: &[Fault], tls: Option<(&str, &str)>, tweak: impl FnOnce(&mut Options)) -> Kbs {
