@@ -18,7 +18,7 @@ use crate::sandbox::{LaunchPlan, Launched};
 use crate::supervise::{self, Scope, Supervisor};
 use crate::tee::initdata::Initdata;
 use crate::tee::{self, EvidenceProvider, TeeConfig, TeePaths};
-use crate::timeline::{Stage, Timeline};
+use crate::timeline::{self, Stage, Timeline};
 use crate::volume::{self, VolumePaths};
 use crate::{console, kbs, kernel_params, kmsg, mount, net, secrets};
 
@@ -45,12 +45,21 @@ pub fn early() -> Result<(), EarlyError> {
     // The console and the logger come up even when a mount failed, so the
     // failure can be reported.
     let console = console::attach(Path::new("/dev"));
-    kmsg::init(Path::new("/dev"), Path::new("/proc"), log::LevelFilter::Info);
+    kmsg::init(Path::new("/dev"), Path::new("/proc"), early_log_level());
     // The OOM killer must pick the workload, never PID 1.
     let _ = std::fs::write("/proc/self/oom_score_adj", "-1000");
     mounted?;
     console?;
     Ok(())
+}
+
+/// Info, or debug when the kernel command line asks for it (`ztinit.log=debug`,
+/// a knob the host may set anyway): so the config stage's own parts are
+/// logged for `cargo xtask bench` before the configuration sets the level.
+fn early_log_level() -> log::LevelFilter {
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let debug = cmdline.split_whitespace().any(|w| w == "ztinit.log=debug" || w == "ztinit.boot.log_level=debug");
+    if debug { log::LevelFilter::Debug } else { log::LevelFilter::Info }
 }
 
 /// What the config stage hands on: the validated configuration, and the
@@ -67,15 +76,21 @@ pub fn load_config() -> Loaded {
     let path = Path::new(config::DEFAULT_PATH);
     let origin = path.display().to_string();
     let files = RootFiles::new("/");
+    let part = timeline::part("read-config");
     let (text, cmdline) = match config::read_system_sources(path, Path::new("/proc/cmdline")) {
         Ok(t) => t,
         Err(e) => config_fatal(&e),
     };
+    drop(part);
     let sources = || config::Sources { origin: &origin, text: &text, cmdline: Some(&cmdline), files: &files };
+    let part = timeline::part("parse-validate");
     let table = config::parse_table(&origin, &text).unwrap_or_else(|e| config_fatal(&e));
     let mut config = Config::from_table(sources(), table.clone()).unwrap_or_else(|e| config_fatal(&e));
+    drop(part);
     apply_boot_settings(&config);
+    let part = timeline::part("kernel-params");
     check_kernel_params(&cmdline, &config);
+    drop(part);
 
     // Initdata (Kata): bound to the launch through HOSTDATA / MRCONFIGID,
     // so reading it needs the TEE; its `ztinit.toml` entry may then set the
@@ -85,8 +100,12 @@ pub fn load_config() -> Loaded {
         return Loaded { config, tee: None, initdata: None };
     };
     let paths = TeePaths::default();
+    let part = timeline::part("tee-detect");
     let mut provider = or_fatal(Stage::Config, tee::detect(&tee, &paths));
+    drop(part);
+    let part = timeline::part("initdata");
     let initdata = or_fatal(Stage::Config, tee::initdata::load(&tee, &paths, provider.as_mut()));
+    drop(part);
     let overlay = match &initdata {
         Some(doc) => or_fatal(Stage::Config, doc.overlay()),
         None => None,
@@ -229,7 +248,10 @@ fn attest_with(
     let config = &loaded.config;
     let provider = match loaded.tee.as_mut() {
         Some(p) => p,
-        None => loaded.tee.insert(or_fatal(Stage::Attest, tee::detect(tee, &TeePaths::default()))),
+        None => {
+            let _part = timeline::part("tee-detect");
+            loaded.tee.insert(or_fatal(Stage::Attest, tee::detect(tee, &TeePaths::default())))
+        }
     };
     // tee::detect has already warned when the sample TEE stands in.
     let kind = provider.kind();
@@ -264,6 +286,7 @@ fn attest_with(
         None
     } else {
         let owner = secrets::Owner { uid: config.workload.user, gid: config.workload.group };
+        let _part = timeline::part("deliver");
         Some(or_fatal(Stage::Secrets, secrets::deliver(Path::new("/"), &mut secrets::SystemSecretsFs, owner, files)))
     };
     timeline.stage(Stage::Secrets, credentials_dir.is_some() || !volume_keys.is_empty());
@@ -311,7 +334,9 @@ pub fn launch(config: &Config, released: &Released, timeline: &mut Timeline) -> 
             Ok(never) => match never {},
         }
     }
+    let part = timeline::part("fork-exec");
     let launched = or_fatal(Stage::Launch, plan.spawn());
+    drop(part);
     kmsg::notice(&format!("workload started: {} (pid {})", config.workload.path, launched.pid));
     timeline.done(Stage::Launch);
     launched

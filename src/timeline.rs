@@ -101,6 +101,55 @@ pub fn boottime_ms() -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// Times one part of a stage (a round trip, a key generation, a profile
+/// compile) for `cargo xtask bench`'s breakdown. When dropped it logs, at
+/// debug level only, `part NAME took N.NNN ms`; the bench attributes the
+/// line to the stage whose `stage ... done` line follows it. Costs one
+/// clock read when debug logging is off.
+#[must_use = "a part is timed until it is dropped"]
+pub struct Part {
+    name: &'static str,
+    detail: Option<String>,
+    started: Option<std::time::Instant>,
+}
+
+/// Starts timing `name` (a fixed word: `keygen`, `evidence`, `round-trip`).
+pub fn part(name: &'static str) -> Part {
+    let started = log::log_enabled!(log::Level::Debug).then(std::time::Instant::now);
+    Part { name, detail: None, started }
+}
+
+/// The same, with a detail (`round-trip POST /kbs/v0/auth`) built only when
+/// debug logging is on.
+pub fn part_with(name: &'static str, detail: impl FnOnce() -> String) -> Part {
+    let mut p = part(name);
+    if p.started.is_some() {
+        p.detail = Some(detail());
+    }
+    p
+}
+
+impl Drop for Part {
+    fn drop(&mut self) {
+        if let Some(started) = self.started {
+            let us = started.elapsed().as_micros();
+            let (ms, frac) = (us / 1000, us % 1000);
+            match &self.detail {
+                Some(d) => log::debug!("part {} {d} took {ms}.{frac:03} ms", self.name),
+                None => log::debug!("part {} took {ms}.{frac:03} ms", self.name),
+            }
+        }
+    }
+}
+
+/// A `part ...` line: (name with its detail, milliseconds).
+pub fn parse_part(line: &str) -> Option<(&str, f64)> {
+    let rest = &line[line.find("part ")? + 5..];
+    let (name, took) = rest.rsplit_once(" took ")?;
+    let ms = took.strip_suffix(" ms")?.parse().ok()?;
+    Some((name, ms))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StageRecord {
     pub stage: Stage,
@@ -201,6 +250,15 @@ pub fn parse_line(line: &str) -> Option<(Stage, bool, u64, u64)> {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU64, Ordering};
+
+    #[test]
+    fn part_lines_parse_back() {
+        assert_eq!(parse_part("ztinit: part keygen took 12.345 ms"), Some(("keygen", 12.345)));
+        let line = "[    1.2] ztinit: part round-trip POST /kbs/v0/auth took 3.000 ms";
+        assert_eq!(parse_part(line), Some(("round-trip POST /kbs/v0/auth", 3.0)));
+        assert_eq!(parse_part("ztinit: stage early done at 5 ms (took 1 ms)"), None);
+        assert_eq!(parse_part("ztinit: part x took soon"), None);
+    }
 
     static NOW: AtomicU64 = AtomicU64::new(0);
     fn fake_clock() -> u64 {

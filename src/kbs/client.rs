@@ -53,6 +53,7 @@ impl Client {
     /// generates the ephemeral key. Certificate files are read from the
     /// paths as given.
     pub fn new(server: &KbsServer, cfg: &KbsConfig) -> Result<Self, KbsError> {
+        let part = crate::timeline::part("tls-config");
         let trust = load_trust(server.trust())?;
         let policy = Policy {
             connect_timeout: Duration::from_millis(cfg.connect_timeout_ms),
@@ -62,7 +63,10 @@ impl Client {
         };
         let transport = Transport::new(server.url().clone(), trust, policy)
             .map_err(|e| KbsError::Transport { op: Op::Setup, source: e })?;
+        drop(part);
+        let part = crate::timeline::part("keygen");
         let key = TeeKey::generate().map_err(|e| KbsError::Crypto { op: Op::Setup, source: e })?;
+        drop(part);
         Ok(Self {
             transport,
             key,
@@ -188,7 +192,9 @@ impl Session<'_> {
         let cap = self.client.max_resource_bytes.saturating_mul(4) / 3 + (16 << 10);
         let resp = self.call(&op, "GET", &url_path, None, cap)?;
         let jwe: JweResponse = parse_json(&op, &resp.body)?;
+        let part = crate::timeline::part("jwe-decrypt");
         let plaintext = self.client.key.decrypt(&jwe).map_err(|source| KbsError::Crypto { op: op.clone(), source })?;
+        drop(part);
         if plaintext.len() > self.client.max_resource_bytes {
             return Err(KbsError::Protocol {
                 op,
@@ -229,8 +235,10 @@ impl Session<'_> {
         })?;
 
         // 2. evidence: devices first, then the CPU report that covers them
+        let part = crate::timeline::part("evidence");
         let (primary_evidence, additional_evidence) =
             collect_evidence(self.client.key.public_jwk(), &challenge.nonce, alg, &mut *self.cpu, &mut self.devices)?;
+        drop(part);
         let attestation = Attestation {
             init_data: self.init_data.cloned(),
             runtime_data: RuntimeData { nonce: challenge.nonce, tee_pubkey: self.client.key.public_jwk().clone() },

@@ -307,6 +307,7 @@ impl Transport {
 
     /// Sends `req`, retrying connection failures with backoff, never past `deadline`.
     pub fn send(&self, req: &Request<'_>, deadline: Instant) -> Result<Response, TransportError> {
+        let _part = crate::timeline::part_with("round-trip", || format!("{} {}", req.method, req.path));
         let started = Instant::now();
         let elapsed_ms = || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let mut backoff = self.policy.backoff;
@@ -350,7 +351,9 @@ impl Transport {
                 Err(f) => return Err(f),
             }
         }
+        let part = crate::timeline::part("tcp-connect");
         let tcp = self.connect(deadline)?;
+        drop(part);
         let peer = tcp.peer_addr().map_or_else(|_| self.endpoint.host_header(), |a| a.to_string());
         let stream = DeadlineStream { inner: tcp, deadline, read_timeout: self.policy.read_timeout };
         let (opened, answered) = self.counts.get();
@@ -375,14 +378,21 @@ impl Transport {
         resp
     }
 
-    fn open(&self, stream: DeadlineStream) -> Result<Conn, Failure> {
+    fn open(&self, mut stream: DeadlineStream) -> Result<Conn, Failure> {
         match &self.tls {
             None => Ok(Conn::Plain(BufReader::new(stream))),
             Some(config) => {
                 let name = ServerName::try_from(self.endpoint.host.clone())
                     .map_err(|e| Failure::Fatal(TransportError::Setup(format!("server name: {e}"))))?;
-                let conn = ClientConnection::new(config.clone(), name)
+                let mut conn = ClientConnection::new(config.clone(), name)
                     .map_err(|e| Failure::Fatal(TransportError::Setup(e.to_string())))?;
+                // The handshake on its own, so its cost shows apart from
+                // the first request's.
+                let part = crate::timeline::part("tls-handshake");
+                while conn.is_handshaking() {
+                    conn.complete_io(&mut stream).map_err(io_failure)?;
+                }
+                drop(part);
                 Ok(Conn::Tls(Box::new(BufReader::new(StreamOwned::new(conn, stream)))))
             }
         }

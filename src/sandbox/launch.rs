@@ -324,11 +324,15 @@ impl LaunchPlan {
         })?;
         let cap_last = caps::last_cap(&opts.proc_root).map_err(setup("cap_last_cap"))?;
 
+        let part = crate::timeline::part("seccomp-compile");
         let seccomp = compile_profile(workload, sandbox, opts, keep_caps)?;
+        drop(part);
+        let part = crate::timeline::part("landlock-ruleset");
         let landlock = match fs_access::build(sandbox, Path::new(path))? {
             Some(fd) => Some(above_stdio(fd).map_err(setup("duplicate landlock fd"))?),
             None => None,
         };
+        drop(part);
         let dev_null = rustix::fs::open(
             &opts.dev_null,
             rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,

@@ -5,6 +5,9 @@
 //! `volume-bench` scenario N times: the guest times reading a model file
 //! through the encrypted, verity-checked volume and the same bytes from a
 //! plain disk in the same boot; under TCG only their ratio means anything.
+//! Each run also boots the demo once with `ztinit.log=debug`: the `part`
+//! lines it logs (`src/timeline.rs`) give each stage's breakdown, kept out
+//! of the timed boots because logging costs time on a serial console.
 //! Writes `target/bench.json`.
 
 use std::collections::BTreeMap;
@@ -57,6 +60,40 @@ pub struct DemoRun {
     /// when the workload exited (while supervising).
     pub vmhwm_ready_kib: Option<u64>,
     pub vmhwm_exit_kib: Option<u64>,
+    /// `KBS: R request(s) on C connection(s)`: (requests, connections).
+    pub kbs_requests: Option<(u64, u64)>,
+}
+
+/// The `part` lines of a debug boot: (stage, part, ms), each part in the
+/// stage whose `stage ... done` line follows it. Parts with the same name
+/// in one stage (two round trips of one kind) are summed.
+pub fn parse_parts(console: &str) -> Vec<(String, String, f64)> {
+    let mut out: Vec<(String, String, f64)> = Vec::new();
+    let mut pending: Vec<(String, f64)> = Vec::new();
+    for line in console.lines() {
+        if let Some((name, ms)) = ztinit::timeline::parse_part(line) {
+            pending.push((name.to_string(), ms));
+        } else if let Some((stage, _, _, _)) = ztinit::timeline::parse_line(line) {
+            for (name, ms) in pending.drain(..) {
+                let stage = stage.name().to_string();
+                match out.iter_mut().find(|(s, n, _)| *s == stage && *n == name) {
+                    Some(entry) => entry.2 += ms,
+                    None => out.push((stage, name, ms)),
+                }
+            }
+        }
+    }
+    out
+}
+
+const KBS_COUNTS: &str = "ztinit: KBS: ";
+
+/// (requests, connections) from `KBS: 4 request(s) on 1 connection(s)`.
+fn kbs_counts(line: &str) -> Option<(u64, u64)> {
+    let rest = &line[line.find(KBS_COUNTS)? + KBS_COUNTS.len()..];
+    let (requests, rest) = rest.split_once(" request(s) on ")?;
+    let connections = rest.strip_suffix(" connection(s)")?;
+    Some((requests.trim().parse().ok()?, connections.trim().parse().ok()?))
 }
 
 /// The KiB figure after `VmHWM ` in a line.
@@ -76,6 +113,9 @@ pub fn parse_demo(console: &str) -> DemoRun {
         }
         if line.contains("ztinit: workload exited ") {
             r.vmhwm_exit_kib = vmhwm_kib(line);
+        }
+        if let Some(counts) = kbs_counts(line) {
+            r.kbs_requests = Some(counts);
         }
         if let Some((stage, skipped, at, took)) = ztinit::timeline::parse_line(line) {
             let name = stage.name().to_string();
@@ -174,6 +214,8 @@ pub fn cmd(args: &[String]) -> Result<()> {
         bail!("--runs must be at least 1");
     }
     let demo = e2e::load(&e2e::scenario_dir().join("demo.toml"))?;
+    let mut demo_debug = demo.clone();
+    demo_debug.append.push("ztinit.log=debug".into());
     let baseline = e2e::parse("bench-baseline", BASELINE)?;
     let volume = e2e::load(&e2e::scenario_dir().join("volume-bench.toml"))?;
     let k = kernel::ensure(demo.kernel.as_deref().unwrap_or(kernel::DEFAULT_PROFILE))?;
@@ -186,6 +228,7 @@ pub fn cmd(args: &[String]) -> Result<()> {
     let mut base_ms = Vec::new();
     let mut base_wall = Vec::new();
     let mut volume_runs = Vec::new();
+    let mut parts: Vec<Vec<(String, String, f64)>> = Vec::new();
     for i in 1..=runs {
         let d = boot(&demo, &mut images, &format!("bench-demo-{i}"))?;
         demo_image = Some(d.image.clone());
@@ -197,6 +240,12 @@ pub fn cmd(args: &[String]) -> Result<()> {
         );
         demo_wall.push(ms(d.wall));
         demo_runs.push(parsed);
+        let dd = boot(&demo_debug, &mut images, &format!("bench-demo-debug-{i}"))?;
+        let p = parse_parts(&dd.console);
+        if p.is_empty() {
+            bail!("the debug demo boot logged no `part` lines; log: {}", dd.log.display());
+        }
+        parts.push(p);
         let b = boot(&baseline, &mut images, &format!("bench-baseline-{i}"))?;
         let at = parse_baseline(&b.console).with_context(|| format!("no baseline marker in {}", b.log.display()))?;
         println!("bench: run {i}/{runs}: baseline init at {at} ms, wall {}", kernel::fmt_duration(b.wall));
@@ -266,6 +315,26 @@ pub fn cmd(args: &[String]) -> Result<()> {
         row("ztinit start -> workload exec", s);
     }
     println!("{:<34} {:>9}", "overhead: demo - baseline (median)", fmt_ms(overhead));
+    let kbs_counts: Vec<(u64, u64)> = demo_runs.iter().filter_map(|r| r.kbs_requests).collect();
+    if let Some(&(requests, connections)) = kbs_counts.first() {
+        let same = kbs_counts.iter().all(|&c| c == (requests, connections));
+        println!(
+            "{:<34} {:>9}",
+            "KBS requests / connections",
+            format!("{requests} / {connections}{}", if same { "" } else { " (varies)" })
+        );
+    }
+    let breakdown = part_medians(&parts);
+    println!("-- where the time goes: parts of each stage (median of {runs} debug boot(s), ms)");
+    for name in &order {
+        for (stage, part, median) in breakdown.iter().filter(|(s, _, _)| s == name) {
+            println!("  {:<32} {:>9.1}", format!("{stage}: {part}"), median);
+        }
+    }
+    let mut largest = breakdown.clone();
+    largest.sort_by(|a, b| b.2.total_cmp(&a.2));
+    let top: Vec<String> = largest.iter().take(3).map(|(s, p, m)| format!("{s}: {p} {m:.1} ms")).collect();
+    println!("{:<34} {}", "three largest parts", top.join("; "));
     row("boot wall time, demo", stats(&demo_wall).context("no data")?);
     row("boot wall time, baseline", stats(&base_wall).context("no data")?);
     let rates: Vec<(f64, f64, f64)> = volume_runs.iter().filter_map(VolumeRun::throughput).collect();
@@ -324,6 +393,8 @@ pub fn cmd(args: &[String]) -> Result<()> {
         "kernel_to_workload_exec": j(exec_s),
         "kernel_to_baseline_init": j(base_s),
         "ztinit_overhead_ms": overhead,
+        "kbs_requests_connections": kbs_counts.first().map(|&(r, c)| json!({"requests": r, "connections": c})),
+        "parts_ms": breakdown.iter().map(|(s, p, m)| json!({"stage": s, "part": p, "median_ms": m})).collect::<Vec<_>>(),
         "ztinit_vmhwm_kib_at_start": rss_ready.map(|s| json!({"median": s.median, "min": s.min, "max": s.max})),
         "ztinit_vmhwm_kib_at_exit": rss_exit.map(|s| json!({"median": s.median, "min": s.min, "max": s.max})),
         "kernel_to_ztinit_start": init_s.map(j),
@@ -349,6 +420,26 @@ pub fn cmd(args: &[String]) -> Result<()> {
     util::write_atomic(&out, serde_json::to_string_pretty(&report)?.as_bytes())?;
     println!("\nbench: wrote {}", out.display());
     Ok(())
+}
+
+/// Each (stage, part)'s median over the debug boots, in first-seen order.
+fn part_medians(runs: &[Vec<(String, String, f64)>]) -> Vec<(String, String, f64)> {
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for run in runs {
+        for (s, p, _) in run {
+            if !keys.iter().any(|(ks, kp)| ks == s && kp == p) {
+                keys.push((s.clone(), p.clone()));
+            }
+        }
+    }
+    keys.into_iter()
+        .filter_map(|(s, p)| {
+            let values: Vec<f64> =
+                runs.iter().filter_map(|r| r.iter().find(|(rs, rp, _)| *rs == s && *rp == p).map(|e| e.2)).collect();
+            let (median, _, _) = stats_f64(&values)?;
+            Some((s, p, median))
+        })
+        .collect()
 }
 
 fn boot(s: &e2e::Scenario, images: &mut ImageCache, log: &str) -> Result<Report> {
@@ -394,6 +485,33 @@ mod tests {
         assert_eq!((r.vmhwm_ready_kib, r.vmhwm_exit_kib), (Some(1800), Some(2100)));
         assert_eq!(parse_baseline("x\nbaseline: init running at 731 ms\n"), Some(731));
         assert_eq!(parse_baseline("nothing"), None);
+    }
+
+    #[test]
+    fn parts_go_to_the_stage_that_follows_them() {
+        let console = "ztinit: part read-config took 1.500 ms\n\
+                       ztinit: stage config done at 100 ms (took 20 ms)\n\
+                       ztinit: part round-trip POST /kbs/v0/auth took 10.000 ms\n\
+                       ztinit: part keygen took 2.000 ms\n\
+                       ztinit: part round-trip POST /kbs/v0/auth took 5.000 ms\n\
+                       ztinit: stage attest done at 200 ms (took 100 ms)\n\
+                       ztinit: KBS: 4 request(s) on 1 connection(s)\n\
+                       ztinit: part fork-exec took 3.250 ms\n";
+        let parts = parse_parts(console);
+        let s = |a: &str, b: &str, m: f64| (a.to_string(), b.to_string(), m);
+        assert_eq!(
+            parts,
+            [
+                s("config", "read-config", 1.5),
+                s("attest", "round-trip POST /kbs/v0/auth", 15.0),
+                s("attest", "keygen", 2.0)
+            ],
+            "a part with no stage line after it is dropped"
+        );
+        assert_eq!(parse_demo(console).kbs_requests, Some((4, 1)));
+        let medians = part_medians(&[parts.clone(), vec![s("config", "read-config", 3.5)]]);
+        assert_eq!(medians[0], s("config", "read-config", 2.5));
+        assert_eq!(medians[1], s("attest", "round-trip POST /kbs/v0/auth", 15.0));
     }
 
     #[test]
