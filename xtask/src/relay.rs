@@ -32,9 +32,18 @@ pub fn cmd(args: &[String]) -> Result<()> {
     let Ok(stream) = TcpStream::connect(addr) else {
         std::process::exit(1);
     };
+    // Requests and answers are small writes: Nagle's algorithm would hold
+    // each behind the peer's delayed ACK (tens of ms a round trip).
+    let _ = stream.set_nodelay(true);
+    // libslirp joins the guest connection to us through a loopback TCP
+    // socket as stdin/stdout. Its end has Nagle's algorithm on, so it holds
+    // the guest's next bytes until we ACK the previous ones, and a delayed
+    // ACK costs 40 ms: ACK at once (TCP_QUICKACK, which the kernel clears,
+    // so after every read). Our own writes to it go out at once (NODELAY).
+    tcp_option(1, libc::TCP_NODELAY);
     let mut to_server = stream.try_clone()?;
     let upstream = std::thread::spawn(move || {
-        let mut stdin = std::io::stdin().lock();
+        let mut stdin = QuickAck(std::io::stdin().lock());
         let _ = copy(&mut stdin, &mut to_server);
         // The guest finished sending: pass the half-close on.
         let _ = to_server.shutdown(Shutdown::Write);
@@ -45,6 +54,33 @@ pub fn cmd(args: &[String]) -> Result<()> {
     // The server closed: exiting closes our end, and the guest sees EOF.
     drop(upstream);
     Ok(())
+}
+
+/// Sets a TCP option to 1 on `fd`; on a descriptor that is not a TCP
+/// socket (a relay started by hand) it only fails.
+fn tcp_option(fd: libc::c_int, option: libc::c_int) {
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt(2) with a valid pointer to an int and its size.
+    let _ = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            option,
+            (&raw const one).cast(),
+            libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(4),
+        )
+    };
+}
+
+/// Standard input that asks for an immediate ACK after every read.
+struct QuickAck<R>(R);
+
+impl<R: Read> Read for QuickAck<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.0.read(buf)?;
+        tcp_option(0, libc::TCP_QUICKACK);
+        Ok(n)
+    }
 }
 
 /// The environment variable naming the xtask process the relay belongs to.

@@ -107,19 +107,26 @@ impl Response {
         self
     }
 
+    /// Head and body in one write: one TLS record and one TCP segment, so
+    /// no Nagle or delayed-ACK wait between them on the way to the guest.
     pub fn write_to<W: Write>(&self, w: &mut W) -> std::io::Result<()> {
-        self.write_head(w, self.body.len())?;
-        w.write_all(&self.body)?;
+        let mut bytes = self.head(self.body.len()).into_bytes();
+        bytes.extend_from_slice(&self.body);
+        w.write_all(&bytes)?;
         w.flush()
     }
 
     pub fn write_head<W: Write>(&self, w: &mut W, content_length: usize) -> std::io::Result<()> {
+        w.write_all(self.head(content_length).as_bytes())
+    }
+
+    fn head(&self, content_length: usize) -> String {
         let mut head = format!("HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
         for (k, v) in &self.headers {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
         head.push_str(&format!("Content-Length: {content_length}\r\n\r\n"));
-        w.write_all(head.as_bytes())
+        head
     }
 }
 

@@ -226,12 +226,16 @@ pub(crate) fn tls_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, 
     let key = PrivateKeyDer::from_pem_file(&files.key)
         .map_err(|e| ServerError::Tls(format!("{}: {e}", files.key.display())))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| ServerError::Tls(e.to_string()))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| ServerError::Tls(e.to_string()))?;
+    // The guest never resumes a session (one connection per boot), and the
+    // tickets would reach it as a segment of their own ahead of the first
+    // answer, which then waits for the guest's delayed ACK.
+    config.send_tls13_tickets = 0;
     Ok(Arc::new(config))
 }
 
