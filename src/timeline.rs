@@ -113,13 +113,13 @@ pub struct Part {
     started: Option<std::time::Instant>,
 }
 
-/// Starts timing `name` (a fixed word: `keygen`, `evidence`, `round-trip`).
+/// Starts timing `name` (a fixed word: `keygen`, `evidence`, `request`).
 pub fn part(name: &'static str) -> Part {
     let started = log::log_enabled!(log::Level::Debug).then(std::time::Instant::now);
     Part { name, detail: None, started }
 }
 
-/// The same, with a detail (`round-trip POST /kbs/v0/auth`) built only when
+/// The same, with a detail (`request POST /kbs/v0/auth`) built only when
 /// debug logging is on.
 pub fn part_with(name: &'static str, detail: impl FnOnce() -> String) -> Part {
     let mut p = part(name);
@@ -254,8 +254,8 @@ mod tests {
     #[test]
     fn part_lines_parse_back() {
         assert_eq!(parse_part("ztinit: part keygen took 12.345 ms"), Some(("keygen", 12.345)));
-        let line = "[    1.2] ztinit: part round-trip POST /kbs/v0/auth took 3.000 ms";
-        assert_eq!(parse_part(line), Some(("round-trip POST /kbs/v0/auth", 3.0)));
+        let line = "[    1.2] ztinit: part request POST /kbs/v0/auth took 3.000 ms";
+        assert_eq!(parse_part(line), Some(("request POST /kbs/v0/auth", 3.0)));
         assert_eq!(parse_part("ztinit: stage early done at 5 ms (took 1 ms)"), None);
         assert_eq!(parse_part("ztinit: part x took soon"), None);
     }

@@ -307,7 +307,6 @@ impl Transport {
 
     /// Sends `req`, retrying connection failures with backoff, never past `deadline`.
     pub fn send(&self, req: &Request<'_>, deadline: Instant) -> Result<Response, TransportError> {
-        let _part = crate::timeline::part_with("round-trip", || format!("{} {}", req.method, req.path));
         let started = Instant::now();
         let elapsed_ms = || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let mut backoff = self.policy.backoff;
@@ -345,7 +344,10 @@ impl Transport {
         let kept = self.kept.borrow_mut().take();
         if let Some(mut conn) = kept {
             conn.set_deadline(deadline);
-            match conn.exchange(&request, req.max_body, true) {
+            let part = crate::timeline::part_with("request", || format!("{} {}", req.method, req.path));
+            let result = conn.exchange(&request, req.max_body, true);
+            drop(part);
+            match result {
                 Ok(done) => return Ok(self.answered(conn, done)),
                 Err(Failure::Stale(why)) => log::debug!("KBS closed the kept connection ({why}); opening another"),
                 Err(f) => return Err(f),
@@ -361,7 +363,10 @@ impl Transport {
         let mut conn = self.open(stream)?;
         // A failure after the connection was made names the peer, as a
         // connection failure does ("connect to ADDR: ...").
-        match conn.exchange(&request, req.max_body, false) {
+        let part = crate::timeline::part_with("request", || format!("{} {}", req.method, req.path));
+        let result = conn.exchange(&request, req.max_body, false);
+        drop(part);
+        match result {
             Ok(done) => Ok(self.answered(conn, done)),
             Err(Failure::Retry(why) | Failure::Stale(why)) => Err(Failure::Retry(format!("{peer}: {why}"))),
             Err(fatal) => Err(fatal),

@@ -491,9 +491,9 @@ mod tests {
     fn parts_go_to_the_stage_that_follows_them() {
         let console = "ztinit: part read-config took 1.500 ms\n\
                        ztinit: stage config done at 100 ms (took 20 ms)\n\
-                       ztinit: part round-trip POST /kbs/v0/auth took 10.000 ms\n\
+                       ztinit: part request POST /kbs/v0/auth took 10.000 ms\n\
                        ztinit: part keygen took 2.000 ms\n\
-                       ztinit: part round-trip POST /kbs/v0/auth took 5.000 ms\n\
+                       ztinit: part request POST /kbs/v0/auth took 5.000 ms\n\
                        ztinit: stage attest done at 200 ms (took 100 ms)\n\
                        ztinit: KBS: 4 request(s) on 1 connection(s)\n\
                        ztinit: part fork-exec took 3.250 ms\n";
@@ -503,7 +503,7 @@ mod tests {
             parts,
             [
                 s("config", "read-config", 1.5),
-                s("attest", "round-trip POST /kbs/v0/auth", 15.0),
+                s("attest", "request POST /kbs/v0/auth", 15.0),
                 s("attest", "keygen", 2.0)
             ],
             "a part with no stage line after it is dropped"
@@ -511,7 +511,7 @@ mod tests {
         assert_eq!(parse_demo(console).kbs_requests, Some((4, 1)));
         let medians = part_medians(&[parts.clone(), vec![s("config", "read-config", 3.5)]]);
         assert_eq!(medians[0], s("config", "read-config", 2.5));
-        assert_eq!(medians[1], s("attest", "round-trip POST /kbs/v0/auth", 15.0));
+        assert_eq!(medians[1], s("attest", "request POST /kbs/v0/auth", 15.0));
     }
 
     #[test]
