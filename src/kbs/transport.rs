@@ -360,17 +360,17 @@ impl Transport {
         let stream = DeadlineStream { inner: tcp, deadline, read_timeout: self.policy.read_timeout };
         let (opened, answered) = self.counts.get();
         self.counts.set((opened.saturating_add(1), answered));
-        let mut conn = self.open(stream)?;
         // A failure after the connection was made names the peer, as a
         // connection failure does ("connect to ADDR: ...").
+        let named = |f| match f {
+            Failure::Retry(why) | Failure::Stale(why) => Failure::Retry(format!("{peer}: {why}")),
+            fatal => fatal,
+        };
+        let mut conn = self.open(stream).map_err(named)?;
         let part = crate::timeline::part_with("request", || format!("{} {}", req.method, req.path));
         let result = conn.exchange(&request, req.max_body, false);
         drop(part);
-        match result {
-            Ok(done) => Ok(self.answered(conn, done)),
-            Err(Failure::Retry(why) | Failure::Stale(why)) => Err(Failure::Retry(format!("{peer}: {why}"))),
-            Err(fatal) => Err(fatal),
-        }
+        result.map(|done| self.answered(conn, done)).map_err(named)
     }
 
     /// Counts the answer and keeps the connection when the server allows.
@@ -383,21 +383,17 @@ impl Transport {
         resp
     }
 
-    fn open(&self, mut stream: DeadlineStream) -> Result<Conn, Failure> {
+    fn open(&self, stream: DeadlineStream) -> Result<Conn, Failure> {
         match &self.tls {
             None => Ok(Conn::Plain(BufReader::new(stream))),
             Some(config) => {
                 let name = ServerName::try_from(self.endpoint.host.clone())
                     .map_err(|e| Failure::Fatal(TransportError::Setup(format!("server name: {e}"))))?;
-                let mut conn = ClientConnection::new(config.clone(), name)
+                // The handshake runs with the first request's write (so a
+                // refused certificate's alert goes out as it always has):
+                // the first request's part includes it.
+                let conn = ClientConnection::new(config.clone(), name)
                     .map_err(|e| Failure::Fatal(TransportError::Setup(e.to_string())))?;
-                // The handshake on its own, so its cost shows apart from
-                // the first request's.
-                let part = crate::timeline::part("tls-handshake");
-                while conn.is_handshaking() {
-                    conn.complete_io(&mut stream).map_err(io_failure)?;
-                }
-                drop(part);
                 Ok(Conn::Tls(Box::new(BufReader::new(StreamOwned::new(conn, stream)))))
             }
         }
