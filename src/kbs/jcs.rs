@@ -277,6 +277,10 @@ mod tests {
             (0x41b3de4355555557, "333333333.33333343"),
             (0xbecbf647612f3696, "-0.0000033333333333333333"),
             (0x43143ff3c1cb0959, "1424953923781206.2"),
+            // Found by the kbs_jcs fuzz target: the shortest text that reads
+            // back as this double (a parser that rounds imprecisely, as
+            // serde_json does without `float_roundtrip`, lands one ULP below).
+            (0x4afb609540a3ca02, "1.6388888888888889e+53"),
         ];
         for (bits, want) in cases {
             let mut out = String::new();
@@ -285,6 +289,17 @@ mod tests {
         }
         assert_eq!(write_f64(&mut String::new(), f64::NAN), Err(JcsError::NonFinite));
         assert_eq!(write_f64(&mut String::new(), f64::INFINITY), Err(JcsError::NonFinite));
+    }
+
+    /// Found by the kbs_jcs fuzz target: a large double prints as an
+    /// integer that no double equals, so reading the canonical text back
+    /// gives a u64 that is refused rather than rounded.
+    #[test]
+    fn a_large_double_prints_as_an_integer_refused_on_reading_back() {
+        let text = jcs(&json!(5_139_325_592_627_444_838.34f64));
+        assert_eq!(text, "5139325592627445000");
+        let again: Value = serde_json::from_str(&text).unwrap();
+        assert!(matches!(to_vec(&again), Err(JcsError::InexactNumber(_))));
     }
 
     #[test]

@@ -12,7 +12,7 @@
 
 pub mod config;
 mod detect;
-mod gzip;
+pub mod gzip;
 mod hash;
 pub mod initdata;
 mod paths;

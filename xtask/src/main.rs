@@ -14,6 +14,7 @@ mod e2e;
 mod echo_server;
 mod elf;
 mod fixture;
+mod fuzz;
 mod image;
 mod interrupt;
 mod kconfig;
@@ -36,6 +37,7 @@ const USAGE: &str = "usage: cargo xtask <command> [args]   (each command has --h
 commands:
   test [--no-unit] [SCENARIO...]      the full test suite: prerequisites, cargo test, QEMU scenarios
   repro                               build the release musl ztinit twice, in two directories; compare the bytes
+  fuzz [TARGET...] [--time S] [--jobs N] [--list]   run the parser fuzz targets (cargo-fuzz, nightly)
   demo                                boot the demo image and summarise the boot
   bench [--runs N]                    boot timings and sizes; writes target/bench.json
   kernel [--profile production|test]  build or find the cached guest kernel; prints the bzImage path
@@ -72,6 +74,7 @@ fn dispatch(args: &[String]) -> Result<()> {
         "e2e" => e2e::cmd(rest),
         "test" => test::cmd(rest),
         "repro" => repro::cmd(rest),
+        "fuzz" => fuzz::cmd(rest),
         "demo" => demo::cmd(rest),
         "bench" => bench::cmd(rest),
         "model-volume" => model_volume::cmd(rest),

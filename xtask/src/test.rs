@@ -7,21 +7,24 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use crate::{cli, e2e, interrupt, kernel, prereq, repro, util};
+use crate::{cli, e2e, fuzz, interrupt, kernel, prereq, repro, util};
 
-const USAGE: &str = "usage: cargo xtask test [--no-unit] [SCENARIO...]
+const USAGE: &str = "usage: cargo xtask test [--no-unit] [--no-fuzz] [SCENARIO...]
 Checks prerequisites, runs `cargo fmt --check`, clippy and `cargo test --workspace` (as root with
 --include-ignored: the tests that need root; otherwise they are listed as skipped), checks that the release
-musl ztinit builds byte-identically in two directories (`cargo xtask repro`), builds the test kernel (cached),
+musl ztinit builds byte-identically in two directories (`cargo xtask repro`), runs every fuzz target for a few
+seconds (`cargo xtask fuzz --time 10`; --no-fuzz skips it), builds the test kernel (cached),
 runs the QEMU scenarios of tests/e2e/ (all unless named) and, with none named, the interrupt test.";
 
 pub fn cmd(args: &[String]) -> Result<()> {
     let mut unit = true;
+    let mut fuzz = true;
     let mut names = Vec::new();
     let mut p = cli::Args::new(args, USAGE);
     while let Some(arg) = p.next()? {
         match arg {
             cli::Long("no-unit") => unit = false,
+            cli::Long("no-fuzz") => fuzz = false,
             cli::Short('h') | cli::Long("help") => return p.help(),
             cli::Value(name) => names.push(cli::string(name, USAGE)?),
             other => {
@@ -71,6 +74,14 @@ pub fn cmd(args: &[String]) -> Result<()> {
         }
         step("reproducible build (cargo xtask repro)");
         repro::check()?;
+        if fuzz {
+            step(&format!(
+                "fuzz targets, {} s each (cargo xtask fuzz --time {})",
+                fuzz::SHORT_PASS_SECONDS,
+                fuzz::SHORT_PASS_SECONDS
+            ));
+            fuzz::short_pass()?;
+        }
     }
     step("test kernel");
     let k = kernel::ensure(kernel::DEFAULT_PROFILE)?;
