@@ -301,6 +301,9 @@ pub fn open_volumes(config: &Config, keys: Vec<Zeroizing<Vec<u8>>>) -> bool {
     for (vol, key) in config.volumes.iter().zip(keys) {
         or_fatal(Stage::Volume, volume::open(vol, &key, &VolumePaths::default()));
     }
+    if !config.volumes.is_empty() {
+        log::info!("volume crypto: {}", volume::crypto::describe(Path::new("/proc/crypto")));
+    }
     !config.volumes.is_empty()
 }
 

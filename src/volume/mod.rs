@@ -15,6 +15,7 @@
 //! naming the volume; main turns it into a FATAL. See docs/volume.md.
 
 pub mod config;
+pub mod crypto;
 pub mod disk;
 pub mod dm;
 pub mod table;

@@ -145,7 +145,12 @@ pub struct VolumeRun {
     pub volume: Option<(u64, u64)>,
     /// (bytes, microseconds) from the plain disk.
     pub plain: Option<(u64, u64)>,
+    /// The kernel drivers behind the volume's cipher and hash
+    /// (`volume crypto: xts(aes) by xts-aes-aesni, sha256 by ...`).
+    pub crypto: Option<String>,
 }
+
+const VOLUME_CRYPTO: &str = "ztinit: volume crypto: ";
 
 impl VolumeRun {
     /// MiB/s through the volume, MiB/s from the plain disk, their ratio.
@@ -162,6 +167,9 @@ pub fn parse_volume(console: &str) -> VolumeRun {
     for line in console.lines() {
         if let Some((Stage::Volume, false, _, took)) = ztinit::timeline::parse_line(line) {
             r.open_ms = Some(took);
+        }
+        if let Some(i) = line.find(VOLUME_CRYPTO) {
+            r.crypto = Some(line[i + VOLUME_CRYPTO.len()..].trim().to_string());
         }
         let Some(i) = line.find(READ_BENCH) else { continue };
         let words: Vec<&str> = line[i + READ_BENCH.len()..].split_whitespace().collect();
@@ -360,6 +368,8 @@ pub fn cmd(args: &[String]) -> Result<()> {
     if let Some(s) = open_s {
         row(&format!("stage volume, {} (full verify)", util::human_size(bytes)), s);
     }
+    let crypto = volume_runs.iter().find_map(|r| r.crypto.clone());
+    println!("{:<34} {}", "kernel crypto drivers", crypto.as_deref().unwrap_or("(not logged)"));
     let kib = |f: fn(&DemoRun) -> Option<u64>| stats(&demo_runs.iter().filter_map(f).collect::<Vec<_>>());
     let (rss_ready, rss_exit) = (kib(|r| r.vmhwm_ready_kib), kib(|r| r.vmhwm_exit_kib));
     let kib_row = |label: &str, s: Stats| {
@@ -409,6 +419,7 @@ pub fn cmd(args: &[String]) -> Result<()> {
             "plain_mib_s": jf(plain_s),
             "ratio_volume_to_plain": jf(ratio_s),
             "volume_stage": open_s.map(j),
+            "crypto_drivers": crypto,
         },
         "sizes": {
             "ztinit_binary_bytes": bin_size,
@@ -520,7 +531,10 @@ mod tests {
                        workload: testkit: read-bench: volume /models/model.bin 16777216 bytes in 4000000 us (4.0 MiB/s)\n\
                        workload: testkit: read-bench: plain /dev/vdb 16777216 bytes in 400000 us (40.0 MiB/s)\n\
                        workload: testkit: read-bench: volume/plain throughput ratio 0.100\n";
-        let r = parse_volume(console);
+        let r = parse_volume(&format!(
+            "{console}ztinit: volume crypto: xts(aes) by xts-aes-aesni, sha256 by sha256-avx2\n"
+        ));
+        assert_eq!(r.crypto.as_deref(), Some("xts(aes) by xts-aes-aesni, sha256 by sha256-avx2"));
         assert_eq!(r.open_ms, Some(1599));
         assert_eq!(r.volume, Some((16777216, 4_000_000)));
         assert_eq!(r.plain, Some((16777216, 400_000)));

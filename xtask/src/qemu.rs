@@ -80,7 +80,12 @@ impl Spec {
         let mut c = Command::new(QEMU);
         let accel = std::env::var("ZTINIT_QEMU_ACCEL").unwrap_or_else(|_| "tcg".into());
         match accel.as_str() {
-            "tcg" => c.args(["-accel", "tcg"]),
+            // `max`: every CPU feature TCG emulates, among them AES-NI,
+            // PCLMULQDQ, SSSE3 and AVX2, as the EPYC and Xeon hosts of
+            // SNP and TDX guests have; the default qemu64 model has none,
+            // so the guest kernel fell back to generic AES and SHA-256
+            // and the model volume looked slower than it is on hardware.
+            "tcg" => c.args(["-accel", "tcg", "-cpu", "max"]),
             "kvm" => c.args(["-accel", "kvm", "-cpu", "host"]),
             other => bail!("ZTINIT_QEMU_ACCEL={other:?}: use tcg (default) or kvm"),
         };
