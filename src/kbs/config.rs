@@ -161,9 +161,15 @@ impl KbsTrust {
 
 impl Default for KbsConfig {
     fn default() -> Self {
-        let raw = RawKbsConfig::default();
+        Self::with_knobs(None, &RawKbsConfig::default())
+    }
+}
+
+impl KbsConfig {
+    /// `server` with the timing knobs of `raw`.
+    fn with_knobs(server: Option<KbsServer>, raw: &RawKbsConfig) -> Self {
         Self {
-            server: None,
+            server,
             connect_timeout_ms: raw.connect_timeout_ms,
             read_timeout_ms: raw.read_timeout_ms,
             retries: raw.retries,
@@ -181,6 +187,7 @@ impl TryFrom<RawKbsConfig> for KbsConfig {
     type Error = KeyedError;
 
     fn try_from(raw: RawKbsConfig) -> Result<Self, KeyedError> {
+        let knobs = Self::with_knobs(None, &raw);
         let certs: Vec<(&'static str, KbsTrust)> = [
             ("ca_cert", raw.ca_cert.map(|p| KbsTrust::Ca(Pem::Inline(p)))),
             ("ca_cert_file", raw.ca_cert_file.map(|p| KbsTrust::Ca(Pem::File(p)))),
@@ -231,15 +238,7 @@ impl TryFrom<RawKbsConfig> for KbsConfig {
                 Some(KbsServer::new(url, trust)?)
             }
         };
-        Ok(Self {
-            server,
-            connect_timeout_ms: raw.connect_timeout_ms,
-            read_timeout_ms: raw.read_timeout_ms,
-            retries: raw.retries,
-            retry_backoff_ms: raw.retry_backoff_ms,
-            deadline_ms: raw.deadline_ms,
-            max_resource_bytes: raw.max_resource_bytes,
-        })
+        Ok(Self { server, ..knobs })
     }
 }
 

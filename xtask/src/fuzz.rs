@@ -249,27 +249,19 @@ fn host_triple() -> &'static str {
     "x86_64-unknown-linux-gnu"
 }
 
+/// True when `cmd` runs and exits 0 (its output discarded).
+fn succeeds(cmd: &mut Command) -> bool {
+    cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
 /// A nightly toolchain and cargo-fuzz, installed when missing.
 fn ensure_tools() -> Result<()> {
-    let nightly = Command::new("rustup")
-        .args(["run", "nightly", "rustc", "--version"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !nightly {
+    if !succeeds(Command::new("rustup").args(["run", "nightly", "rustc", "--version"])) {
         println!("fuzz: installing the nightly toolchain (rustup toolchain install nightly --profile minimal)");
         util::run(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))
             .context("cannot install the nightly toolchain")?;
     }
-    let fuzz = Command::new("cargo")
-        .args(["+nightly", "fuzz", "--version"])
-        .env_remove("RUSTUP_TOOLCHAIN")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !fuzz {
+    if !succeeds(Command::new("cargo").args(["+nightly", "fuzz", "--version"]).env_remove("RUSTUP_TOOLCHAIN")) {
         println!("fuzz: installing cargo-fuzz (cargo install cargo-fuzz --locked)");
         util::run(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]).env_remove("RUSTUP_TOOLCHAIN"))
             .context("cannot install cargo-fuzz")?;
