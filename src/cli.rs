@@ -37,7 +37,7 @@ pub fn run(args: Vec<String>) -> ExitCode {
                 println!("{CHECK_CONFIG_USAGE}");
                 ExitCode::SUCCESS
             }
-            Err(e) => usage_error(&e, CHECK_CONFIG_USAGE),
+            Err(e) => usage_error(&e.to_string(), CHECK_CONFIG_USAGE),
         },
         other if other.starts_with('-') => usage_error(&format!("unknown option {other:?}"), USAGE),
         other => usage_error(&format!("unknown subcommand {other:?}"), USAGE),
@@ -74,7 +74,7 @@ struct CheckArgs<'a> {
 
 impl<'a> CheckArgs<'a> {
     /// `Ok(None)`: `--help`. The error names the argument at fault.
-    fn parse(args: &'a [String]) -> Result<Option<Self>, String> {
+    fn parse(args: &'a [String]) -> Result<Option<Self>, UsageError> {
         let (mut file, mut root, mut initdata) = (None, None, None);
         let mut it = args.iter().map(String::as_str);
         let mut options = true;
@@ -93,27 +93,57 @@ impl<'a> CheckArgs<'a> {
                     }
                     "--root" => &mut root,
                     "--initdata" => &mut initdata,
-                    _ => return Err(format!("unknown option {arg:?}")),
+                    _ => return Err(UsageError::UnknownOption(arg.to_string())),
                 };
-                let value = inline.or_else(|| it.next()).ok_or_else(|| format!("{name} needs a value"))?;
+                let value = inline.or_else(|| it.next()).ok_or_else(|| UsageError::NeedsValue(name.to_string()))?;
                 if slot.replace(value).is_some() {
-                    return Err(format!("{name} given twice"));
+                    return Err(UsageError::Twice(name.to_string()));
                 }
             } else if file.replace(arg).is_some() {
-                return Err(format!("unexpected argument {arg:?} (one FILE only)"));
+                return Err(UsageError::ExtraFile(arg.to_string()));
             }
         }
-        let file = file.ok_or("FILE is missing")?;
+        let file = file.ok_or(UsageError::NoFile)?;
         Ok(Some(CheckArgs { file, root, initdata }))
     }
 }
 
-fn read_text(file: &str) -> Result<String, String> {
-    match config::read_capped(Path::new(file), config::MAX_CONFIG_BYTES).map(String::from_utf8) {
-        Ok(Ok(t)) => Ok(t),
-        Ok(Err(_)) => Err(format!("{file}: not valid UTF-8")),
-        Err(e) => Err(format!("{file}: {e}")),
-    }
+/// What is wrong with `check-config`'s arguments.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum UsageError {
+    #[error("unknown option {0:?}")]
+    UnknownOption(String),
+    #[error("{0} needs a value")]
+    NeedsValue(String),
+    #[error("{0} given twice")]
+    Twice(String),
+    #[error("unexpected argument {0:?} (one FILE only)")]
+    ExtraFile(String),
+    #[error("FILE is missing")]
+    NoFile,
+}
+
+/// A file given on the command line that cannot be read as text.
+#[derive(Debug, thiserror::Error)]
+enum ReadTextError {
+    #[error("{file}: {source}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}: not valid UTF-8")]
+    Utf8 {
+        file: String,
+        #[source]
+        source: std::string::FromUtf8Error,
+    },
+}
+
+fn read_text(file: &str) -> Result<String, ReadTextError> {
+    let bytes = config::read_capped(Path::new(file), config::MAX_CONFIG_BYTES)
+        .map_err(|source| ReadTextError::Read { file: file.to_string(), source })?;
+    String::from_utf8(bytes).map_err(|source| ReadTextError::Utf8 { file: file.to_string(), source })
 }
 
 fn check_config(args: &CheckArgs<'_>) -> ExitCode {
@@ -173,7 +203,7 @@ fn with_initdata(src: config::Sources<'_>, baked: &Config, doc: &str) -> Result<
             message,
         }])
     };
-    let text = read_text(doc).map_err(invalid)?;
+    let text = read_text(doc).map_err(|e| invalid(e.to_string()))?;
     let doc = Initdata::parse(text.into_bytes()).map_err(|e| invalid(format!("{doc}: {e}")))?;
     let Some(overlay) = doc.overlay().map_err(|e| invalid(e.to_string()))? else {
         return Ok(baked.clone());

@@ -373,6 +373,24 @@ impl fmt::Display for KernelParamError {
     }
 }
 
+/// Why an `[boot] allowed_kernel_params` entry may not be allowed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExtensionError {
+    #[error("{0:?} is not NAME or NAME=VALUE (no spaces, quotes or control characters; the name not empty)")]
+    Form(String),
+    #[error("{0}: ztinit.* parameters are the knobs of [boot]/[kbs] marked cmdline, checked apart")]
+    Ztinit(String),
+    #[error("--: what follows it goes to init as arguments, and ztinit takes none")]
+    EndOfOptions,
+    #[error(
+        "{0}: accepted only when it names ztinit itself, which needs no entry here (any other program would run as \
+         PID 1 instead of ztinit)"
+    )]
+    Init(String),
+    #[error("{what} can weaken the guest: {reason}; it cannot be allowed")]
+    Weakens { what: String, reason: &'static str },
+}
+
 /// One `[boot] allowed_kernel_params` entry: `name` (any value) or
 /// `name=value` (exactly that value).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -383,38 +401,31 @@ pub struct Extension {
 
 impl Extension {
     /// Parses and vets an entry; the error says why the image may not allow it.
-    pub fn parse(entry: &str) -> Result<Self, String> {
+    pub fn parse(entry: &str) -> Result<Self, ExtensionError> {
         let (name, value) = match entry.split_once('=') {
             Some((n, v)) => (n, Some(v)),
             None => (entry, None),
         };
         let bad_char = |s: &str| s.chars().any(|c| c.is_whitespace() || c.is_control() || c == '"');
         if name.is_empty() || bad_char(name) || value.is_some_and(bad_char) {
-            return Err(format!(
-                "{entry:?} is not NAME or NAME=VALUE (no spaces, quotes or control characters; the name not empty)"
-            ));
+            return Err(ExtensionError::Form(entry.to_string()));
         }
         let canonical_name = canonical(name);
         if canonical_name.starts_with(ZTINIT_PREFIX) {
-            return Err(format!(
-                "{name}: ztinit.* parameters are the knobs of [boot]/[kbs] marked cmdline, checked apart"
-            ));
+            return Err(ExtensionError::Ztinit(name.to_string()));
         }
         if name == "--" {
-            return Err("--: what follows it goes to init as arguments, and ztinit takes none".into());
+            return Err(ExtensionError::EndOfOptions);
         }
         if canonical_name == "init" || canonical_name == "rdinit" {
-            return Err(format!(
-                "{name}: accepted only when it names ztinit itself, which needs no entry here (any other program \
-                 would run as PID 1 instead of ztinit)"
-            ));
+            return Err(ExtensionError::Init(name.to_string()));
         }
         if let Some(reason) = weakens(&canonical_name, value) {
             let what = match value {
                 Some(v) => format!("{name}={v}"),
                 None => format!("{name} (any value)"),
             };
-            return Err(format!("{what} can weaken the guest: {reason}; it cannot be allowed"));
+            return Err(ExtensionError::Weakens { what, reason });
         }
         Ok(Extension { name: canonical_name, value: value.map(str::to_string) })
     }
@@ -498,7 +509,7 @@ fn names_self(value: Option<&str>, ctx: &Context<'_>) -> bool {
 }
 
 /// Checks a `[boot] allowed_kernel_params` list; (index, message) per bad entry.
-pub fn validate_extension(entries: &[String]) -> Vec<(usize, String)> {
+pub fn validate_extension(entries: &[String]) -> Vec<(usize, ExtensionError)> {
     entries.iter().enumerate().filter_map(|(i, e)| Extension::parse(e).err().map(|m| (i, m))).collect()
 }
 

@@ -67,23 +67,33 @@ pub fn params(cmdline: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Merges allowed knobs into the parsed configuration table. Returns
-/// (key, message) for every parameter that is refused.
-pub fn apply(table: &mut toml::Table, cmdline: &str) -> Vec<(String, String)> {
+/// Why a `ztinit.` parameter is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("may not be set on the kernel command line; only {} may be set there", allowed())]
+    NotAKnob,
+    #[error("needs a value (ztinit.KEY=VALUE)")]
+    NoValue,
+    /// A key on the way to the knob holds a value, not a table.
+    #[error("{0} in the baked configuration is not a table")]
+    NotATable(String),
+}
+
+fn allowed() -> String {
+    std::iter::once("log").chain(KNOBS.iter().copied()).collect::<Vec<_>>().join(", ")
+}
+
+/// Merges allowed knobs into the parsed configuration table. Returns the key
+/// of every parameter that is refused, and why.
+pub fn apply(table: &mut toml::Table, cmdline: &str) -> Vec<(String, Refused)> {
     let mut refused = Vec::new();
     for (path, raw) in params(cmdline) {
         if !KNOBS.contains(&path.as_str()) {
-            refused.push((
-                path,
-                format!(
-                    "may not be set on the kernel command line; only {} may be set there",
-                    std::iter::once("log").chain(KNOBS.iter().copied()).collect::<Vec<_>>().join(", ")
-                ),
-            ));
+            refused.push((path, Refused::NotAKnob));
             continue;
         }
         if raw.is_empty() {
-            refused.push((path, "needs a value (ztinit.KEY=VALUE)".into()));
+            refused.push((path, Refused::NoValue));
             continue;
         }
         let value = typed(&raw);
@@ -104,15 +114,15 @@ fn typed(raw: &str) -> toml::Value {
     }
 }
 
-fn insert(table: &mut toml::Table, path: &str, value: toml::Value) -> Result<(), String> {
-    let mut parts: Vec<&str> = path.split('.').collect();
-    let last = parts.pop().ok_or("empty key")?;
+/// `path` is one of [`KNOBS`], so it has a last part.
+fn insert(table: &mut toml::Table, path: &str, value: toml::Value) -> Result<(), Refused> {
+    let (parents, last) = path.rsplit_once('.').map_or(("", path), |(p, l)| (p, l));
     let mut cur = table;
-    for p in parts {
+    for p in parents.split('.').filter(|p| !p.is_empty()) {
         let entry = cur.entry(p.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
         cur = match entry {
             toml::Value::Table(t) => t,
-            _ => return Err(format!("{p} in the baked configuration is not a table")),
+            _ => return Err(Refused::NotATable(p.to_string())),
         };
     }
     cur.insert(last.to_string(), value);

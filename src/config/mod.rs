@@ -284,7 +284,7 @@ impl Config {
         let mut pending = Vec::new();
         if let Some(cmdline) = src.cmdline {
             for (path, message) in cmdline::apply(&mut table, cmdline) {
-                pending.push(Pending { origin: PendingOrigin::Cmdline, path, message });
+                pending.push(Pending { origin: PendingOrigin::Cmdline, path, message: message.to_string() });
             }
         }
         let config = build(table, &mut pending, src.files);

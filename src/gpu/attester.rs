@@ -92,7 +92,7 @@ enum State {
 
 fn read_guest_file(root: &Path, guest: &str) -> Result<Vec<u8>, GpuError> {
     crate::files::read_image_file(root, guest, crate::files::MAX_REFERENCED_FILE_BYTES)
-        .map_err(|e| GpuError::Config(format!("{guest}: {e}")))
+        .map_err(|source| GpuError::ConfigFile { path: guest.to_string(), source })
 }
 
 impl GpuAttester {
@@ -102,18 +102,17 @@ impl GpuAttester {
     pub fn start(cfg: &GpuConfig, plan: &GpuPlan, env: &AttesterEnv) -> Result<GpuAttester, GpuError> {
         let root = match &cfg.device_root {
             Some(p) => certs::parse_pem_cert(&String::from_utf8_lossy(&read_guest_file(&env.files_root, p)?))
-                .map_err(|e| GpuError::Config(format!("{p}: {e}")))?,
+                .map_err(|source| GpuError::DeviceRoot { path: p.clone(), source: Box::new(source) })?,
             None => certs::nvidia_device_root(),
         };
-        let mut reference = cfg.inline_reference().map_err(GpuError::Config)?;
+        let mut reference = cfg.inline_reference()?;
         let rim_files = cfg
             .rims
             .iter()
             .map(|p| Ok((p.clone(), read_guest_file(&env.files_root, p)?)))
             .collect::<Result<Vec<_>, GpuError>>()?;
-        let from_rims = rim::load_reference(&rim_files, &certs::nvidia_rim_root(), env.now, cfg.verify_rim_signatures)
-            .map_err(|e| GpuError::Config(format!("RIM: {e}")))?;
-        reference.merge(from_rims).map_err(|e| GpuError::Config(e.to_string()))?;
+        let from_rims = rim::load_reference(&rim_files, &certs::nvidia_rim_root(), env.now, cfg.verify_rim_signatures)?;
+        reference.merge(from_rims)?;
 
         let mut helper = Helper::spawn(&HelperCommand {
             program: PathBuf::from(&cfg.helper),

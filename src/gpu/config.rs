@@ -128,32 +128,34 @@ impl GpuConfig {
     }
 
     /// Reference values written in the configuration (validated at load).
-    pub fn inline_reference(&self) -> Result<ReferenceValues, String> {
+    pub fn inline_reference(&self) -> Result<ReferenceValues, MeasurementError> {
         let mut rv = ReferenceValues::default();
         for (key, values) in &self.measurements {
             let index = parse_index(key)?;
-            let decoded = values
-                .iter()
-                .map(|v| parse_value(v))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("measurements.{key}: {e}"))?;
+            let decoded = values.iter().map(|v| parse_value(key, v)).collect::<Result<Vec<_>, _>>()?;
             rv.insert(index, decoded, "config");
         }
         Ok(rv)
     }
 }
 
-fn parse_index(key: &str) -> Result<u8, String> {
-    key.parse::<u8>()
-        .ok()
-        .filter(|&i| i >= 1)
-        .ok_or_else(|| format!("measurements.{key}: the key must be an SPDM block index 1-255"))
+/// A `[gpu.measurements]` entry that is not `"INDEX" = ["HEX", ...]`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MeasurementError {
+    #[error("measurements.{0}: the key must be an SPDM block index 1-255")]
+    Index(String),
+    #[error("measurements.{key}: {value:?} is not 1-64 bytes of hex")]
+    Value { key: String, value: String },
 }
 
-fn parse_value(v: &str) -> Result<Vec<u8>, String> {
+fn parse_index(key: &str) -> Result<u8, MeasurementError> {
+    key.parse::<u8>().ok().filter(|&i| i >= 1).ok_or_else(|| MeasurementError::Index(key.to_string()))
+}
+
+fn parse_value(key: &str, v: &str) -> Result<Vec<u8>, MeasurementError> {
     match hex::decode(v) {
         Ok(b) if !b.is_empty() && b.len() <= 64 => Ok(b),
-        _ => Err(format!("{v:?} is not 1-64 bytes of hex")),
+        _ => Err(MeasurementError::Value { key: key.to_string(), value: v.to_string() }),
     }
 }
 
@@ -205,15 +207,15 @@ impl Section for GpuConfig {
             }
         }
         for (key, values) in &self.measurements {
-            if let Err(e) = parse_index(key) {
-                v.error("measurements", e);
+            if parse_index(key).is_err() {
+                v.error(&format!("measurements.{key}"), "the key must be an SPDM block index 1-255");
             }
             if values.is_empty() {
                 v.error(&format!("measurements.{key}"), "lists no accepted value");
             }
             for value in values {
-                if let Err(e) = parse_value(value) {
-                    v.error(&format!("measurements.{key}"), e);
+                if parse_value(key, value).is_err() {
+                    v.error(&format!("measurements.{key}"), format!("{value:?} is not 1-64 bytes of hex"));
                 }
             }
         }
@@ -305,7 +307,7 @@ typo = 1
         for needle in [
             "gpu.helper: \"relative/helper\" must be an absolute path",
             "gpu.helper_timeout_ms: 5 is out of range",
-            "gpu.measurements: measurements.0: the key must be an SPDM block index 1-255",
+            "gpu.measurements.0: the key must be an SPDM block index 1-255",
             "gpu.measurements.0: \"zz\" is not 1-64 bytes of hex",
             "gpu.measurements.2: lists no accepted value",
             "gpu.locked_clocks_mhz: [2000, 1000] must be [min, max]",

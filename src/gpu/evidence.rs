@@ -245,22 +245,45 @@ pub struct NvidiaPolicyFile {
     pub device_root_pem: Option<String>,
 }
 
+/// An `nvidia` policy that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum NvidiaPolicyError {
+    #[error("nvidia policy: measurement key {0:?} is not an SPDM block index 1-255")]
+    Index(String),
+    #[error("nvidia policy: measurement {key}: {value:?} is not hex")]
+    Value { key: String, value: String },
+    #[error("nvidia policy: device root: {0}")]
+    DeviceRoot(#[source] super::certs::CertError),
+}
+
+/// Why `nvidia` evidence was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum NvidiaRejection {
+    #[error("device report data is {0} bytes, fewer than 32")]
+    ShortReportData(usize),
+    #[error(transparent)]
+    Evidence(#[from] EvidenceError),
+    /// The first failed check, as `device I (ARCH UUID): CHECK: FAIL (...)`.
+    #[error("{0}")]
+    Failed(String),
+    #[error("no device verified")]
+    NoneVerified,
+}
+
 impl NvidiaVerifier {
-    pub fn from_policy(file: &NvidiaPolicyFile) -> Result<NvidiaVerifier, String> {
+    pub fn from_policy(file: &NvidiaPolicyFile) -> Result<NvidiaVerifier, NvidiaPolicyError> {
         let mut reference = ReferenceValues::default();
         for (key, values) in &file.measurements {
             let index =
-                key.parse::<u8>().ok().filter(|&i| i >= 1).ok_or_else(|| {
-                    format!("nvidia policy: measurement key {key:?} is not an SPDM block index 1-255")
-                })?;
+                key.parse::<u8>().ok().filter(|&i| i >= 1).ok_or_else(|| NvidiaPolicyError::Index(key.clone()))?;
             let decoded = values
                 .iter()
-                .map(|v| hex::decode(v).map_err(|_| format!("nvidia policy: measurement {key}: {v:?} is not hex")))
+                .map(|v| hex::decode(v).map_err(|_| NvidiaPolicyError::Value { key: key.clone(), value: v.clone() }))
                 .collect::<Result<Vec<_>, _>>()?;
             reference.insert(index, decoded, "policy");
         }
         let root = match &file.device_root_pem {
-            Some(pem) => super::certs::parse_pem_cert(pem).map_err(|e| format!("nvidia policy: device root: {e}"))?,
+            Some(pem) => super::certs::parse_pem_cert(pem).map_err(NvidiaPolicyError::DeviceRoot)?,
             None => super::certs::nvidia_device_root(),
         };
         Ok(NvidiaVerifier {
@@ -276,9 +299,12 @@ impl NvidiaVerifier {
 
     /// Verifies the `nvidia` additional evidence bound to `report_data` (the
     /// device digest the KBS computed from `{nonce, tee-pubkey}`) at the
-    /// current time; returns Trustee-style claims or the first failure as
-    /// one line.
-    pub fn verify(&self, evidence: &serde_json::Value, report_data: &[u8]) -> Result<serde_json::Value, String> {
+    /// current time; returns Trustee-style claims or the first failure.
+    pub fn verify(
+        &self,
+        evidence: &serde_json::Value,
+        report_data: &[u8],
+    ) -> Result<serde_json::Value, NvidiaRejection> {
         self.verify_at(evidence, report_data, std::time::SystemTime::now())
     }
 
@@ -287,17 +313,16 @@ impl NvidiaVerifier {
         evidence: &serde_json::Value,
         report_data: &[u8],
         now: std::time::SystemTime,
-    ) -> Result<serde_json::Value, String> {
+    ) -> Result<serde_json::Value, NvidiaRejection> {
         if report_data.len() < NONCE_LEN {
-            return Err(format!("nvidia: device report data is {} bytes, fewer than 32", report_data.len()));
+            return Err(NvidiaRejection::ShortReportData(report_data.len()));
         }
         let trust = Trust { root: self.root.clone(), now };
-        let verdict = verify_nvidia_evidence(evidence, Some(report_data), &self.policy, &trust)
-            .map_err(|e| format!("nvidia: {e}"))?;
+        let verdict = verify_nvidia_evidence(evidence, Some(report_data), &self.policy, &trust)?;
         match verdict.first_failure() {
-            Some(failure) => Err(format!("nvidia: {failure}")),
+            Some(failure) => Err(NvidiaRejection::Failed(failure)),
             None if verdict.passed() => Ok(verdict.claims()),
-            None => Err("nvidia: no device verified".into()),
+            None => Err(NvidiaRejection::NoneVerified),
         }
     }
 }

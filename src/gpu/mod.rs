@@ -46,8 +46,24 @@ pub enum GpuError {
     Helper(#[from] helper::HelperError),
     #[error("{0}")]
     Persistenced(#[from] bringup::ReadinessError),
+    #[error("configuration: {path}: {source}")]
+    ConfigFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("configuration: device_root {path}: {source}")]
+    DeviceRoot {
+        path: String,
+        #[source]
+        source: Box<certs::CertError>,
+    },
     #[error("configuration: {0}")]
-    Config(String),
+    Measurement(#[from] config::MeasurementError),
+    #[error("configuration: RIM: {0}")]
+    Rim(#[from] rim::RimLoadError),
+    #[error("configuration: {0}")]
+    ReferenceConflict(#[from] verify::ReferenceConflict),
     #[error("refused: {0}")]
     Policy(String),
     #[error("inventory: {0}")]

@@ -37,6 +37,8 @@ pub enum RimError {
     Format(String),
     #[error("RIM signature is malformed: {0}")]
     SignatureFormat(String),
+    #[error("RIM has no canonical form: {0}")]
+    Canonical(#[from] super::xml::UndeclaredPrefix),
     #[error("RIM signer chain: {0}")]
     Chain(#[from] CertError),
     #[error("RIM content digest does not match its signature's reference (the file was modified after signing)")]
@@ -196,11 +198,11 @@ impl Rim {
             .and_then(|d| decode_b64(&d.text()))
             .ok_or_else(|| dsig_fmt("DigestValue is not base64"))?;
 
-        let canonical_doc = xml::canonicalize(&self.root, &[], &|e| std::ptr::eq(e, sig)).map_err(|m| dsig_fmt(&m))?;
+        let canonical_doc = xml::canonicalize(&self.root, &[], &|e| std::ptr::eq(e, sig))?;
         if Sha384::digest(canonical_doc.as_bytes())[..] != digest_value[..] {
             return Err(RimError::DigestMismatch);
         }
-        let canonical_si = xml::canonicalize(signed_info, &[&self.root, sig], &|_| false).map_err(|m| dsig_fmt(&m))?;
+        let canonical_si = xml::canonicalize(signed_info, &[&self.root, sig], &|_| false)?;
         let sig_bytes = sig
             .child("SignatureValue")
             .and_then(|s| decode_b64(&s.text()))

@@ -319,6 +319,12 @@ impl<'a> Parser<'a> {
 
 type NsMap = BTreeMap<String, String>;
 
+/// An element or attribute prefix with no namespace declaration in scope:
+/// such a document has no canonical form.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("undeclared prefix {0:?}")]
+pub struct UndeclaredPrefix(pub String);
+
 /// Canonical XML 1.1 (inclusive, no comments) of `apex`, whose ancestors
 /// are `ancestors` (outermost first). Elements for which `exclude` returns
 /// true are left out with their subtree (the enveloped-signature transform).
@@ -326,7 +332,7 @@ pub fn canonicalize(
     apex: &Element,
     ancestors: &[&Element],
     exclude: &dyn Fn(&Element) -> bool,
-) -> Result<String, String> {
+) -> Result<String, UndeclaredPrefix> {
     let mut inherited = NsMap::new();
     for a in ancestors {
         apply_decls(&mut inherited, a);
@@ -350,7 +356,7 @@ fn write_element(
     rendered_above: &NsMap,
     exclude: &dyn Fn(&Element) -> bool,
     out: &mut String,
-) -> Result<(), String> {
+) -> Result<(), UndeclaredPrefix> {
     let mut scope = scope_above.clone();
     apply_decls(&mut scope, e);
     // Namespace nodes to render: those whose value differs from what the
@@ -369,7 +375,7 @@ fn write_element(
     }
     // The element's own prefix must resolve.
     if !e.prefix().is_empty() && !scope.contains_key(e.prefix()) {
-        return Err(format!("undeclared prefix {:?}", e.prefix()));
+        return Err(UndeclaredPrefix(e.prefix().to_string()));
     }
     let mut attrs: Vec<(String, &str, &str, &str)> = Vec::new(); // (ns uri, local, qname, value)
     for (n, v) in &e.attrs {
@@ -378,7 +384,7 @@ fn write_element(
         }
         let uri = match n.split_once(':') {
             None => String::new(),
-            Some((p, _)) => scope.get(p).cloned().ok_or_else(|| format!("undeclared prefix {p:?}"))?,
+            Some((p, _)) => scope.get(p).cloned().ok_or_else(|| UndeclaredPrefix(p.to_string()))?,
         };
         attrs.push((uri, local(n), n, v));
     }

@@ -229,10 +229,8 @@ impl Session<'_> {
                 reason: format!("challenge nonce of {} bytes (expected 1..={MAX_NONCE_LEN})", challenge.nonce.len()),
             });
         }
-        let alg = protocol::selected_hash(&challenge.extra_params).map_err(|name| KbsError::Protocol {
-            op: Op::Auth,
-            reason: format!("challenge selects unsupported hash algorithm {}", truncate(&name, 32)),
-        })?;
+        let alg = protocol::selected_hash(&challenge.extra_params)
+            .map_err(|e| KbsError::Protocol { op: Op::Auth, reason: e.to_string() })?;
 
         // 2. evidence: devices first, then the CPU report that covers them
         let part = crate::timeline::part("evidence");

@@ -135,14 +135,25 @@ impl ErrorInformation {
 
 pub use crate::tee::HashAlgorithm;
 
+/// A challenge's `selected-hash-algorithm` that we do not support: the
+/// KBS's text, at most 32 characters of it, control characters replaced.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("challenge selects unsupported hash algorithm {0}")]
+pub struct UnsupportedHash(pub String);
+
+impl UnsupportedHash {
+    fn new(text: &str) -> UnsupportedHash {
+        UnsupportedHash(super::http::truncate(text, 32))
+    }
+}
+
 /// The algorithm a challenge selects: `extra-params.selected-hash-algorithm`
 /// when present (as guest-components reads it), otherwise SHA-384.
-/// `Err` carries the unsupported name.
-pub fn selected_hash(extra_params: &Value) -> Result<HashAlgorithm, String> {
+pub fn selected_hash(extra_params: &Value) -> Result<HashAlgorithm, UnsupportedHash> {
     match extra_params.get("selected-hash-algorithm") {
         None => Ok(HashAlgorithm::Sha384),
-        Some(Value::String(name)) => HashAlgorithm::parse(name).ok_or_else(|| name.clone()),
-        Some(other) => Err(other.to_string()),
+        Some(Value::String(name)) => HashAlgorithm::parse(name).ok_or_else(|| UnsupportedHash::new(name)),
+        Some(other) => Err(UnsupportedHash::new(&other.to_string())),
     }
 }
 
@@ -196,7 +207,9 @@ pub(crate) mod tests {
         assert_eq!(pick(json!({"selected-hash-algorithm": "sha512"})), Ok(HashAlgorithm::Sha512));
         assert_eq!(pick(json!({})), Ok(HashAlgorithm::Sha384));
         assert_eq!(pick(Value::Null), Ok(HashAlgorithm::Sha384));
-        assert_eq!(pick(json!({"selected-hash-algorithm": "sm3"})), Err("sm3".to_string()));
+        assert_eq!(pick(json!({"selected-hash-algorithm": "sm3"})), Err(UnsupportedHash("sm3".to_string())));
+        let long = "x".repeat(100);
+        assert_eq!(pick(json!({"selected-hash-algorithm": long})), Err(UnsupportedHash("x".repeat(32))));
         assert_eq!(HashAlgorithm::Sha384.digest(b"").len(), 48);
     }
 

@@ -204,11 +204,19 @@ pub enum TransportError {
     #[error("deadline reached after {attempts} attempt(s) in {elapsed_ms} ms: {last}")]
     Deadline { attempts: u32, elapsed_ms: u64, last: String },
     #[error("TLS: {0}")]
-    Tls(String),
+    Tls(#[source] rustls::Error),
     #[error("{0}")]
     Http(#[from] HttpError),
+    #[error("an http:// url cannot use a certificate")]
+    PlainWithCertificate,
+    #[error("an https:// url needs a pinned certificate or CA")]
+    TlsWithoutTrust,
+    #[error("cannot set up TLS: server name: {0}")]
+    ServerName(#[source] rustls::pki_types::InvalidDnsNameError),
+    #[error("cannot set up TLS: CA certificate: {0}")]
+    CaCertificate(#[source] rustls::Error),
     #[error("cannot set up TLS: {0}")]
-    Setup(String),
+    Setup(#[source] rustls::Error),
 }
 
 /// One request to the KBS.
@@ -279,10 +287,10 @@ impl Transport {
             (Scheme::Https, Trust::Ca(certs)) => Some(Arc::new(ca_config(certs)?)),
             (Scheme::Https, Trust::Pinned(certs)) => Some(Arc::new(pinned_config(certs)?)),
             (Scheme::Http, _) => {
-                return Err(TransportError::Setup("an http:// url cannot use a certificate".into()));
+                return Err(TransportError::PlainWithCertificate);
             }
             (Scheme::Https, Trust::None) => {
-                return Err(TransportError::Setup("an https:// url needs a pinned certificate or CA".into()));
+                return Err(TransportError::TlsWithoutTrust);
             }
         };
         let user_agent = format!("ztinit/{}", env!("CARGO_PKG_VERSION"));
@@ -388,12 +396,12 @@ impl Transport {
             None => Ok(Conn::Plain(BufReader::new(stream))),
             Some(config) => {
                 let name = ServerName::try_from(self.endpoint.host.clone())
-                    .map_err(|e| Failure::Fatal(TransportError::Setup(format!("server name: {e}"))))?;
+                    .map_err(|e| Failure::Fatal(TransportError::ServerName(e)))?;
                 // The handshake runs with the first request's write (so a
                 // refused certificate's alert goes out as it always has):
                 // the first request's part includes it.
                 let conn = ClientConnection::new(config.clone(), name)
-                    .map_err(|e| Failure::Fatal(TransportError::Setup(e.to_string())))?;
+                    .map_err(|e| Failure::Fatal(TransportError::Setup(e)))?;
                 Ok(Conn::Tls(Box::new(BufReader::new(StreamOwned::new(conn, stream)))))
             }
         }
@@ -518,7 +526,7 @@ fn exchange<S: Read + Write>(
 /// socket is.
 fn io_failure(e: io::Error) -> Failure {
     if let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
-        return Failure::Fatal(TransportError::Tls(tls.to_string()));
+        return Failure::Fatal(TransportError::Tls(tls.clone()));
     }
     match e.kind() {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Failure::Retry(format!("timed out: {e}")),
@@ -584,11 +592,11 @@ fn provider() -> Arc<CryptoProvider> {
 fn ca_config(certs: Vec<CertificateDer<'static>>) -> Result<ClientConfig, TransportError> {
     let mut roots = RootCertStore::empty();
     for c in certs {
-        roots.add(c).map_err(|e| TransportError::Setup(format!("CA certificate: {e}")))?;
+        roots.add(c).map_err(TransportError::CaCertificate)?;
     }
     Ok(ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| TransportError::Setup(e.to_string()))?
+        .map_err(TransportError::Setup)?
         .with_root_certificates(roots)
         .with_no_client_auth())
 }
@@ -598,7 +606,7 @@ fn pinned_config(certs: Vec<CertificateDer<'static>>) -> Result<ClientConfig, Tr
     let verifier = PinnedCert { certs, algorithms: provider.signature_verification_algorithms };
     Ok(ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| TransportError::Setup(e.to_string()))?
+        .map_err(TransportError::Setup)?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth())
@@ -744,9 +752,9 @@ mod tests {
             backoff: Duration::ZERO,
         };
         let https = Endpoint::parse("https://kbs").unwrap();
-        assert!(matches!(Transport::new(https, Trust::None, p), Err(TransportError::Setup(_))));
+        assert!(matches!(Transport::new(https, Trust::None, p), Err(TransportError::TlsWithoutTrust)));
         let http = Endpoint::parse("http://kbs").unwrap();
-        assert!(matches!(Transport::new(http, Trust::Pinned(vec![]), p), Err(TransportError::Setup(_))));
+        assert!(matches!(Transport::new(http, Trust::Pinned(vec![]), p), Err(TransportError::PlainWithCertificate)));
     }
 
     fn plain(url: &str, read_timeout_ms: u64, retries: u32) -> Transport {

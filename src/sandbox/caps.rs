@@ -54,10 +54,14 @@ pub fn by_name(name: &str) -> Option<u32> {
     NAMES.iter().position(|n| *n == full).and_then(|i| u32::try_from(i).ok())
 }
 
-/// Bit mask of the named capabilities; the first unknown name is returned as
-/// the error.
-pub fn mask(names: &[String]) -> Result<u64, String> {
-    names.iter().try_fold(0u64, |m, n| by_name(n).map(|c| m | (1u64 << c)).ok_or_else(|| n.clone()))
+/// A capability name the table does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown capability {0:?}")]
+pub struct UnknownCapability(pub String);
+
+/// Bit mask of the named capabilities; the first unknown name is the error.
+pub fn mask(names: &[String]) -> Result<u64, UnknownCapability> {
+    names.iter().try_fold(0u64, |m, n| by_name(n).map(|c| m | (1u64 << c)).ok_or_else(|| UnknownCapability(n.clone())))
 }
 
 /// The highest capability the running kernel knows, from
@@ -111,7 +115,7 @@ mod tests {
         assert_eq!(by_name("CAP_CHECKPOINT_RESTORE"), Some(40));
         assert_eq!(by_name("CAP_NOPE"), None);
         assert_eq!(mask(&["CAP_CHOWN".into(), "CAP_KILL".into()]), Ok(0b10_0001));
-        assert_eq!(mask(&["CAP_KILL".into(), "CAP_X".into()]), Err("CAP_X".into()));
+        assert_eq!(mask(&["CAP_KILL".into(), "CAP_X".into()]), Err(UnknownCapability("CAP_X".into())));
         let d = cap_data(1 << 40 | 1);
         assert_eq!((d[0].effective, d[1].permitted), (1, 1 << 8));
     }

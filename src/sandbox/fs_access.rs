@@ -168,13 +168,10 @@ pub(crate) fn build_with(cfg: &SandboxConfig, program: &Path, abi: i32) -> Resul
         }
         _ => {}
     }
-    let ll = |e: ::landlock::RulesetError| SandboxError::Landlock(e.to_string());
     let mut ruleset = Ruleset::default()
         .set_compatibility(CompatLevel::BestEffort)
-        .handle_access(AccessFs::from_all(TARGET_ABI))
-        .map_err(ll)?
-        .create()
-        .map_err(ll)?;
+        .handle_access(AccessFs::from_all(TARGET_ABI))?
+        .create()?;
 
     let mut grants: Vec<(PathBuf, Grant, bool)> = Vec::new();
     for (paths, g) in
@@ -183,8 +180,8 @@ pub(crate) fn build_with(cfg: &SandboxConfig, program: &Path, abi: i32) -> Resul
         grants.extend(paths.iter().map(|p| (PathBuf::from(p), g, false)));
     }
     grants.push((program.to_path_buf(), Grant::Execute, true));
-    if let Some(interp) =
-        elf_interpreter(program).map_err(|e| SandboxError::Landlock(format!("reading {}: {e}", program.display())))?
+    if let Some(interp) = elf_interpreter(program)
+        .map_err(|source| SandboxError::LandlockProgram { path: program.display().to_string(), source })?
     {
         grants.push((interp, Grant::Execute, true));
     }
@@ -206,7 +203,7 @@ pub(crate) fn build_with(cfg: &SandboxConfig, program: &Path, abi: i32) -> Resul
         if !is_dir {
             rights &= AccessFs::from_file(TARGET_ABI);
         }
-        ruleset = ruleset.add_rule(PathBeneath::new(fd.as_fd(), rights)).map_err(ll)?;
+        ruleset = ruleset.add_rule(PathBeneath::new(fd.as_fd(), rights))?;
         log::debug!("sandbox: landlock: {:?} {}", grant, path.display());
     }
     let fd: Option<OwnedFd> = ruleset.into();

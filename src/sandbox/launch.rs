@@ -318,10 +318,7 @@ impl LaunchPlan {
         }
 
         // Kept capabilities are a weakening, reported at boot with the others.
-        let keep_caps = caps::mask(&sandbox.kept_capabilities()).map_err(|n| SandboxError::Setup {
-            what: format!("capability {n:?}"),
-            source: std::io::Error::other("unknown"),
-        })?;
+        let keep_caps = caps::mask(&sandbox.kept_capabilities())?;
         let cap_last = caps::last_cap(&opts.proc_root).map_err(setup("cap_last_cap"))?;
 
         let part = crate::timeline::part("seccomp-compile");
@@ -742,7 +739,7 @@ fn compile_profile(
         SeccompChoice::Agent => seccomp::builtin::agent(&sandbox.seccomp_allow, sandbox.keeps_sys_module()),
         SeccompChoice::File(path) => {
             let bytes = crate::files::read_image_file(&opts.image_root, path, super::config::MAX_PROFILE_BYTES as u64)
-                .map_err(|e| SandboxError::ProfileRead { path: path.clone(), reason: e.to_string() })?;
+                .map_err(|source| SandboxError::ProfileRead { path: path.clone(), source })?;
             let ctx =
                 seccomp::oci::ImportContext { capabilities: keep_caps, kernel: opts.kernel.or_else(running_kernel) };
             seccomp::oci::import(path, &bytes, ctx)?

@@ -34,18 +34,30 @@ pub enum SandboxError {
     Nul { what: String },
     #[error("environment variable {0} is set twice")]
     DuplicateEnv(String),
-    #[error("seccomp profile {path}: {reason}")]
-    ProfileRead { path: String, reason: String },
+    #[error("seccomp profile {path}: {source}")]
+    ProfileRead {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("seccomp profile {0}")]
     ProfileImport(#[from] seccomp::oci::ImportError),
     #[error("seccomp: {0}")]
     Seccomp(#[from] seccomp::SeccompError),
+    #[error(transparent)]
+    Capability(#[from] caps::UnknownCapability),
     #[error(
         "landlock: the kernel does not support Landlock (set [sandbox] landlock = \"best-effort\" to run without it)"
     )]
     LandlockUnsupported,
     #[error("landlock: {0}")]
-    Landlock(String),
+    Landlock(#[from] ::landlock::RulesetError),
+    #[error("landlock: reading {path}: {source}")]
+    LandlockProgram {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("landlock: cannot open {path}: {source}")]
     LandlockPath {
         path: String,

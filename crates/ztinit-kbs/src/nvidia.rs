@@ -88,7 +88,7 @@ impl NvidiaDeviceVerifier {
             refuse_switches: section.refuse_switches,
             device_root_pem,
         };
-        let inner = NvidiaVerifier::from_policy(&file)?;
+        let inner = NvidiaVerifier::from_policy(&file).map_err(|e| e.to_string())?;
         Ok(NvidiaDeviceVerifier { inner, at: None })
     }
 
@@ -112,7 +112,7 @@ impl Verifier for NvidiaDeviceVerifier {
     fn verify(&self, evidence: &Value, report_data: &[u8], _: Option<&InitData>) -> Result<Value, String> {
         let result = self.inner.verify_at(evidence, report_data, self.at.unwrap_or_else(SystemTime::now));
         // The server prefixes the evidence name itself.
-        let claims = result.map_err(|e| e.strip_prefix("nvidia: ").map(str::to_string).unwrap_or(e))?;
+        let claims = result.map_err(|e| e.to_string())?;
         let devices = claims.as_array().map_or(0, Vec::len);
         log::info!(
             "nvidia: {devices} device(s) verified (signature, chain, nonce, {} reference measurement(s))",

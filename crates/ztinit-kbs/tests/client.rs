@@ -77,7 +77,7 @@ fn https_with_a_ca_by_ip_and_by_name() {
 
 fn tls_failure(e: KbsError) -> String {
     match e {
-        KbsError::Transport { source: TransportError::Tls(why), .. } => why,
+        KbsError::Transport { source: TransportError::Tls(why), .. } => why.to_string(),
         other => panic!("expected a TLS failure, got {other}"),
     }
 }

@@ -70,7 +70,7 @@ fn a_pinned_certificate_refuses_the_proxy_before_any_request() {
     assert!(e.to_string().starts_with("KBS auth: transport: TLS: "), "{e}");
     match e {
         KbsError::Transport { source: TransportError::Tls(why), .. } => {
-            assert!(why.contains("other than the pinned one"), "{why}")
+            assert!(why.to_string().contains("other than the pinned one"), "{why}")
         }
         other => panic!("expected a TLS failure, got {other}"),
     }

@@ -29,6 +29,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer};
 
 use super::{Action, Condition, Op, Profile, Rule, Width, errno16, syscalls};
+use crate::sandbox::caps::{self, UnknownCapability};
 
 /// A syscall name as written in the profile, resolved while parsing so that
 /// an unknown name is reported with its line and column.
@@ -284,12 +285,47 @@ pub struct ImportContext {
 
 /// A profile that cannot be imported. `position` is "line L column C" for
 /// problems found while parsing, or the entry (`syscalls[3].args[1]`).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}: {position}: {message}")]
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {position}: {problem}")]
 pub struct ImportError {
     pub file: String,
     pub position: String,
-    pub message: String,
+    #[source]
+    pub problem: ImportProblem,
+}
+
+/// What is wrong with a profile, at the position an [`ImportError`] names.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportProblem {
+    /// Not a profile: serde_json's message without its " at line L column C"
+    /// tail, which the error's position already says.
+    #[error("{}", without_position(.0))]
+    Json(#[source] serde_json::Error),
+    #[error("seccomp notify listeners are not supported")]
+    Listener,
+    #[error("the profile does not cover SCMP_ARCH_X86_64")]
+    NoX86_64,
+    #[error("SECCOMP_FILTER_FLAG_SPEC_ALLOW would turn off the speculative store bypass mitigation")]
+    SpecAllow,
+    #[error("unsupported flag {0:?}")]
+    Flag(String),
+    #[error("errno ({name}) and errnoRet ({ret}) disagree")]
+    ErrnoDisagrees { name: u16, ret: u16 },
+    #[error("errnoRet and errno are only valid with SCMP_ACT_ERRNO or SCMP_ACT_TRACE")]
+    ErrnoWithoutErrnoAction,
+    #[error(transparent)]
+    Capability(#[from] UnknownCapability),
+    #[error("excludes.minKernel is not supported")]
+    ExcludesMinKernel,
+    #[error("minKernel {0:?} is not a MAJOR.MINOR version")]
+    MinKernel(String),
+    #[error("has neither \"names\" nor \"name\"")]
+    NoNames,
+}
+
+fn without_position(e: &serde_json::Error) -> String {
+    let message = e.to_string();
+    message.rsplit_once(" at line ").map_or(message.clone(), |(m, _)| m.to_string())
 }
 
 /// Reads an OCI/Docker seccomp profile, logging the names it skipped (one
@@ -337,28 +373,25 @@ pub fn skipped_line(file: &str, skipped: &[String]) -> Option<String> {
 
 /// Reads an OCI/Docker seccomp profile without logging.
 pub fn import_reporting(file: &str, json: &[u8], ctx: ImportContext) -> Result<Imported, ImportError> {
-    let err = |position: String, message: String| ImportError { file: file.to_string(), position, message };
-    let parsed: OciProfile = serde_json::from_slice(json).map_err(|e| {
-        let message = e.to_string();
-        // serde_json appends " at line L column C"; we lead with it instead.
-        let message = message.rsplit_once(" at line ").map_or(message.clone(), |(m, _)| m.to_string());
-        err(format!("line {} column {}", e.line(), e.column()), message)
-    })?;
+    let err = |position: String, problem: ImportProblem| ImportError { file: file.to_string(), position, problem };
+    // serde_json appends " at line L column C"; we lead with it instead.
+    let parsed: OciProfile = serde_json::from_slice(json)
+        .map_err(|e| err(format!("line {} column {}", e.line(), e.column()), ImportProblem::Json(e)))?;
 
     if parsed.listener_path.is_some() || parsed.listener_metadata.is_some() {
-        return Err(err("listenerPath".into(), "seccomp notify listeners are not supported".into()));
+        return Err(err("listenerPath".into(), ImportProblem::Listener));
     }
     if let Some(arches) = &parsed.architectures
         && !arches.is_empty()
         && !arches.iter().any(|a| a == "SCMP_ARCH_X86_64")
     {
-        return Err(err("architectures".into(), "the profile does not cover SCMP_ARCH_X86_64".into()));
+        return Err(err("architectures".into(), ImportProblem::NoX86_64));
     }
     if let Some(map) = &parsed.arch_map
         && !map.is_empty()
         && !map.iter().any(|a| a.architecture == "SCMP_ARCH_X86_64")
     {
-        return Err(err("archMap".into(), "the profile does not cover SCMP_ARCH_X86_64".into()));
+        return Err(err("archMap".into(), ImportProblem::NoX86_64));
     }
     let mut log = false;
     for (i, flag) in parsed.flags.iter().flatten().enumerate() {
@@ -367,13 +400,10 @@ pub fn import_reporting(file: &str, json: &[u8], ctx: ImportContext) -> Result<I
             // The filter is installed in a single-threaded process.
             "SECCOMP_FILTER_FLAG_TSYNC" => {}
             "SECCOMP_FILTER_FLAG_SPEC_ALLOW" => {
-                return Err(err(
-                    format!("flags[{i}]"),
-                    "SECCOMP_FILTER_FLAG_SPEC_ALLOW would turn off the speculative store bypass mitigation".into(),
-                ));
+                return Err(err(format!("flags[{i}]"), ImportProblem::SpecAllow));
             }
             other => {
-                return Err(err(format!("flags[{i}]"), format!("unsupported flag {other:?}")));
+                return Err(err(format!("flags[{i}]"), ImportProblem::Flag(other.to_string())));
             }
         }
     }
@@ -400,7 +430,7 @@ pub fn import_reporting(file: &str, json: &[u8], ctx: ImportContext) -> Result<I
             }
         }
         if entry.names.is_none() && entry.name.is_none() {
-            return Err(err(at(""), "has neither \"names\" nor \"name\"".into()));
+            return Err(err(at(""), ImportProblem::NoNames));
         }
         let args = entry.args.as_deref().unwrap_or_default();
         let conditions: Vec<Condition> = args
@@ -436,19 +466,19 @@ pub fn import_reporting(file: &str, json: &[u8], ctx: ImportContext) -> Result<I
 /// The errno of `errnoRet` and containers/common's `errno`, which must agree
 /// when both are given (containers/common lets the name win; a profile that
 /// says two things is refused instead).
-fn errno(ret: Option<Errno>, name: Option<ErrnoName>) -> Result<Option<Errno>, String> {
+fn errno(ret: Option<Errno>, name: Option<ErrnoName>) -> Result<Option<Errno>, ImportProblem> {
     match (ret, name) {
-        (Some(r), Some(ErrnoName(n))) if r.0 != n.0 => Err(format!("errno ({}) and errnoRet ({}) disagree", n.0, r.0)),
+        (Some(r), Some(ErrnoName(n))) if r.0 != n.0 => Err(ImportProblem::ErrnoDisagrees { name: n.0, ret: r.0 }),
         (r, n) => Ok(n.map(|n| n.0).or(r)),
     }
 }
 
-fn action(a: OciAction, errno: Option<Errno>) -> Result<Action, String> {
+fn action(a: OciAction, errno: Option<Errno>) -> Result<Action, ImportProblem> {
     let eperm = errno16(libc::EPERM);
     match (a, errno) {
         (OciAction::Errno, e) => Ok(Action::Errno(e.map_or(eperm, |e| e.0))),
         (OciAction::Trace, e) => Ok(Action::Trace(e.map_or(eperm, |e| e.0))),
-        (_, Some(_)) => Err("errnoRet and errno are only valid with SCMP_ACT_ERRNO or SCMP_ACT_TRACE".into()),
+        (_, Some(_)) => Err(ImportProblem::ErrnoWithoutErrnoAction),
         (OciAction::Kill | OciAction::KillThread, None) => Ok(Action::KillThread),
         (OciAction::KillProcess, None) => Ok(Action::KillProcess),
         (OciAction::Trap, None) => Ok(Action::Trap),
@@ -465,11 +495,11 @@ fn is_our_arch(name: &str) -> bool {
 /// Docker's `includes`/`excludes` (moby `profiles/seccomp`): every included
 /// capability must be held, none of the excluded ones; the arch must be
 /// listed in includes and not in excludes; the kernel at least `minKernel`.
-fn applies(entry: &OciSyscall, ctx: ImportContext) -> Result<bool, String> {
+fn applies(entry: &OciSyscall, ctx: ImportContext) -> Result<bool, ImportProblem> {
     let inc = entry.includes.as_ref();
     let exc = entry.excludes.as_ref();
-    let held = |name: &String| -> Result<bool, String> {
-        let cap = crate::sandbox::caps::by_name(name).ok_or_else(|| format!("unknown capability {name:?}"))?;
+    let held = |name: &String| -> Result<bool, UnknownCapability> {
+        let cap = caps::by_name(name).ok_or_else(|| UnknownCapability(name.clone()))?;
         Ok(ctx.capabilities & (1u64 << cap) != 0)
     };
     if let Some(caps) = inc.and_then(|f| f.caps.as_ref()) {
@@ -498,10 +528,10 @@ fn applies(entry: &OciSyscall, ctx: ImportContext) -> Result<bool, String> {
         return Ok(false);
     }
     if exc.and_then(|f| f.min_kernel.as_ref()).is_some() {
-        return Err("excludes.minKernel is not supported".into());
+        return Err(ImportProblem::ExcludesMinKernel);
     }
     if let Some(min) = inc.and_then(|f| f.min_kernel.as_ref()) {
-        let wanted = parse_kernel(min).ok_or_else(|| format!("minKernel {min:?} is not a MAJOR.MINOR version"))?;
+        let wanted = parse_kernel(min).ok_or_else(|| ImportProblem::MinKernel(min.clone()))?;
         if let Some(running) = ctx.kernel
             && running < wanted
         {
@@ -609,7 +639,7 @@ mod tests {
         );
         assert_eq!(e.file, "/etc/p.json");
         assert!(e.position.starts_with("line 3 column "), "{e}");
-        assert!(e.message.contains("expected"), "{e}");
+        assert!(e.problem.to_string().contains("expected"), "{e}");
     }
 
     #[test]
@@ -618,7 +648,7 @@ mod tests {
             "{\"defaultAction\": \"SCMP_ACT_ERRNO\",\n\"syscalls\": [\n {\"names\": [\"read\", \"no_such_call\"], \"action\": \"SCMP_ACT_ALLOW\"}]}",
         );
         assert_eq!(e.position, "line 3 column 35");
-        assert_eq!(e.message, "unknown system call \"no_such_call\"");
+        assert_eq!(e.problem.to_string(), "unknown system call \"no_such_call\"");
         assert_eq!(e.to_string(), "/etc/p.json: line 3 column 35: unknown system call \"no_such_call\"");
     }
 
@@ -642,7 +672,7 @@ mod tests {
         ];
         for (json, want) in cases {
             let e = err(json);
-            assert!(e.message.contains(want), "{json}: {e}");
+            assert!(e.problem.to_string().contains(want), "{json}: {e}");
             assert!(e.position.starts_with("line 1 column"), "{e}");
         }
         let e = err(r#"{"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_AARCH64"]}"#);
@@ -650,7 +680,7 @@ mod tests {
         let e = err(
             r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"]}, {"names": ["write"], "action": "SCMP_ACT_ALLOW", "errnoRet": 1}]}"#,
         );
-        assert!(e.message.contains("missing field `action`"), "{e}");
+        assert!(e.problem.to_string().contains("missing field `action`"), "{e}");
         let e = err(
             r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["write"], "action": "SCMP_ACT_ALLOW", "errnoRet": 1}]}"#,
         );
@@ -660,7 +690,10 @@ mod tests {
         let e = err(
             r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO", "includes": {"caps": ["CAP_NOPE"]}}]}"#,
         );
-        assert_eq!((e.position.as_str(), e.message.as_str()), ("syscalls[0]", "unknown capability \"CAP_NOPE\""));
+        assert_eq!(
+            (e.position.as_str(), e.problem.to_string().as_str()),
+            ("syscalls[0]", "unknown capability \"CAP_NOPE\"")
+        );
     }
 
     #[test]
@@ -859,21 +892,24 @@ mod tests {
         assert_eq!(with("", r#""comment": """#).unwrap().default, Action::Errno(1));
 
         let e = with(r#""defaultErrno": "EPREM","#, r#""errno": "EPERM""#).unwrap_err();
-        assert_eq!((e.position.as_str(), e.message.as_str()), ("line 1 column 59", "unknown errno name \"EPREM\""));
+        assert_eq!(
+            (e.position.as_str(), e.problem.to_string().as_str()),
+            ("line 1 column 59", "unknown errno name \"EPREM\"")
+        );
         let e = with("", "\"errno\": \"ENOPE\"").unwrap_err();
         assert!(e.position.starts_with("line 2 column "), "{e}");
-        assert_eq!(e.message, "unknown errno name \"ENOPE\"");
+        assert_eq!(e.problem.to_string(), "unknown errno name \"ENOPE\"");
         let e = with("", r#""errno": "0""#).unwrap_err();
-        assert_eq!(e.message, "errno 0 is out of range (1..=4095)");
+        assert_eq!(e.problem.to_string(), "errno 0 is out of range (1..=4095)");
         let e = with("", r#""errno": "EPERM", "errnoRet": 38"#).unwrap_err();
         assert_eq!(
-            (e.position.as_str(), e.message.as_str()),
+            (e.position.as_str(), e.problem.to_string().as_str()),
             ("syscalls[0].errno", "errno (1) and errnoRet (38) disagree")
         );
         let e = with(r#""defaultErrno": "ENOSYS", "defaultErrnoRet": 1,"#, r#""comment": """#).unwrap_err();
         assert_eq!(e.position, "defaultErrno");
         let e = err(r#"{"defaultAction": "SCMP_ACT_ALLOW", "defaultErrno": 1}"#);
-        assert!(e.message.contains("invalid type"), "{e}");
+        assert!(e.problem.to_string().contains("invalid type"), "{e}");
     }
 
     #[test]

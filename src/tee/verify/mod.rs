@@ -149,8 +149,23 @@ fn check_init_data(field: &'static str, found: &[u8], init_data_digest: Option<&
     Ok(())
 }
 
+/// A hex value that is not the hex of the expected number of bytes; `text`
+/// is the first 128 characters of it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum HexError {
+    #[error("{text:?}: {source}")]
+    Invalid {
+        text: String,
+        #[source]
+        source: hex::FromHexError,
+    },
+    #[error("{text:?}: {found} bytes, expected {expected}")]
+    Length { text: String, found: usize, expected: usize },
+}
+
 /// Parses fixed-size hex reference values (`"7a1e…"`).
-pub fn parse_hex<const N: usize>(text: &str) -> Result<[u8; N], String> {
-    let bytes = hex::decode(text.trim()).map_err(|e| format!("{text:?}: {e}"))?;
-    bytes.try_into().map_err(|b: Vec<u8>| format!("{text:?}: {} bytes, expected {N}", b.len()))
+pub fn parse_hex<const N: usize>(text: &str) -> Result<[u8; N], HexError> {
+    let shown = || text.chars().take(128).collect::<String>();
+    let bytes = hex::decode(text.trim()).map_err(|source| HexError::Invalid { text: shown(), source })?;
+    bytes.try_into().map_err(|b: Vec<u8>| HexError::Length { text: shown(), found: b.len(), expected: N })
 }
