@@ -19,6 +19,7 @@ pub mod modules;
 pub mod mount;
 pub mod names;
 pub mod net;
+pub mod pem;
 pub mod power;
 pub mod sandbox;
 pub mod schema;

@@ -34,6 +34,8 @@ pub const TCG_DICE_TCB_INFO: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.
 pub enum CertError {
     #[error("certificate chain is not valid PEM/DER: {0}")]
     Parse(String),
+    #[error("certificate chain is not valid PEM/DER: {0}")]
+    Pem(#[from] crate::pem::PemChainError),
     #[error("certificate chain is empty")]
     Empty,
     #[error("certificate chain has {0} certificates, more than {MAX_CHAIN_LEN}")]
@@ -56,18 +58,10 @@ pub enum CertError {
 
 /// Parses a PEM chain (leaf first, as NVML and RIMs give it).
 pub fn parse_pem_chain(pem: &[u8]) -> Result<Vec<Certificate>, CertError> {
-    // x509-cert's PEM reader underflows on blank input (it trims a final
-    // newline it assumes is there): refuse what holds no PEM at all first.
     if pem.iter().all(u8::is_ascii_whitespace) {
         return Err(CertError::Empty);
     }
-    if !crate::kbs::transport::has_pem_block(pem) {
-        return Err(CertError::Parse("no PEM block found".into()));
-    }
-    let certs = Certificate::load_pem_chain(pem).map_err(|e| CertError::Parse(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(CertError::Empty);
-    }
+    let certs = crate::pem::certificates(pem)?;
     if certs.len() > MAX_CHAIN_LEN {
         return Err(CertError::TooLong(certs.len()));
     }

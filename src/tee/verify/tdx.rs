@@ -195,8 +195,7 @@ fn p256_key(cert: &x509_cert::Certificate) -> Result<VerifyingKey, VerifyError> 
 fn pck_chain(pem: &[u8]) -> Result<Vec<x509_cert::Certificate>, VerifyError> {
     let chain_err = |m: String| VerifyError::Chain(m);
     let end = pem.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
-    let certs =
-        x509_cert::Certificate::load_pem_chain(&pem[..end]).map_err(|e| chain_err(format!("PCK chain: {e}")))?;
+    let certs = crate::pem::certificates(&pem[..end]).map_err(|e| chain_err(format!("PCK chain: {e}")))?;
     if certs.len() < 2 || certs.len() > 4 {
         return Err(chain_err(format!("PCK chain has {} certificates", certs.len())));
     }
