@@ -389,24 +389,25 @@ mod tests {
         assert!(matches!(ifreq(""), Err(NetError::NameTooLong(_))));
     }
 
+    fn sa_bytes(sa: &libc::sockaddr) -> Vec<u8> {
+        sa.sa_data.iter().map(|c| c.to_ne_bytes()[0]).collect()
+    }
+
     #[test]
     fn sockaddr_is_af_inet_in_network_order() {
         let sa = sockaddr_in(Ipv4Addr::new(10, 0, 2, 15));
-        // What the kernel reads: the same 16 bytes as a sockaddr_in.
-        // SAFETY: test-only reinterpretation of the same 16 bytes.
-        let sin: libc::sockaddr_in = unsafe { std::mem::transmute(sa) };
-        assert_eq!(sin.sin_family, AF_INET);
-        assert_eq!(sin.sin_port, 0);
-        assert_eq!(sin.sin_addr.s_addr.to_ne_bytes(), [10, 0, 2, 15]);
+        // What the kernel reads as a sockaddr_in: the family, then the port
+        // and the address in network order in the first six data bytes.
+        assert_eq!(sa.sa_family, AF_INET);
+        assert_eq!(sa_bytes(&sa)[..6], [0, 0, 10, 0, 2, 15]);
     }
 
     #[test]
     fn default_route_goes_via_the_gateway() {
         let rt = default_route(Ipv4Addr::new(10, 0, 2, 2));
         assert_eq!(rt.rt_flags, libc::RTF_UP | libc::RTF_GATEWAY);
-        // SAFETY: test-only reinterpretation of the same 16 bytes.
-        let gw: libc::sockaddr_in = unsafe { std::mem::transmute(rt.rt_gateway) };
-        assert_eq!(gw.sin_addr.s_addr.to_ne_bytes(), [10, 0, 2, 2]);
+        assert_eq!(rt.rt_gateway.sa_family, AF_INET);
+        assert_eq!(sa_bytes(&rt.rt_gateway)[2..6], [10, 0, 2, 2]);
         assert!(rt.rt_dev.is_null());
     }
 
