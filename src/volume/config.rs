@@ -136,6 +136,12 @@ pub struct VolumeConfig {
     /// Key length in bytes: 64 (AES-256-XTS) or 32 (AES-128-XTS).
     #[serde(default = "default_key_size")]
     pub key_size: u32,
+    /// dm-crypt's encryption unit in bytes, 512 or 4096: with 4096 the
+    /// kernel runs the cipher once per 4 KiB instead of eight times. The
+    /// ciphertext must have been written with the same unit (`cargo xtask
+    /// model-volume --sector-size`).
+    #[serde(default = "default_sector_size")]
+    pub sector_size: u32,
     #[serde(default)]
     pub filesystem: Filesystem,
     /// Where the plaintext filesystem is mounted, read-only.
@@ -161,6 +167,10 @@ fn default_key_size() -> u32 {
     64
 }
 
+fn default_sector_size() -> u32 {
+    4096
+}
+
 fn default_device_timeout_ms() -> u64 {
     5_000
 }
@@ -174,6 +184,7 @@ impl VolumeConfig {
             key,
             cipher: default_cipher(),
             key_size: default_key_size(),
+            sector_size: default_sector_size(),
             filesystem: Filesystem::default(),
             mountpoint: String::new(),
             exec: false,
@@ -203,6 +214,17 @@ impl Section for VolumeConfig {
         }
         if self.key_size != 32 && self.key_size != 64 {
             v.error("key_size", format!("{} must be 64 (AES-256-XTS) or 32 (AES-128-XTS)", self.key_size));
+        }
+        if self.sector_size != 512 && self.sector_size != 4096 {
+            v.error("sector_size", format!("{} must be 4096 or 512", self.sector_size));
+        } else if !self.verity.data_bytes().is_multiple_of(u64::from(self.sector_size)) {
+            v.error(
+                "sector_size",
+                format!(
+                    "the data (verity.data_blocks * data_block_size) is not a whole number of {}-byte sectors",
+                    self.sector_size
+                ),
+            );
         }
         if self.mountpoint.is_empty() {
             v.error("mountpoint", "required: where the volume is mounted");
@@ -283,6 +305,7 @@ mod tests {
         assert_eq!(v.name, "model");
         assert_eq!(v.cipher, "aes-xts-plain64");
         assert_eq!(v.key_size, 64);
+        assert_eq!(v.sector_size, 4096);
         assert_eq!(v.filesystem, Filesystem::Erofs);
         assert_eq!(v.verify, VerifyMode::Full);
         assert!(!v.exec);
@@ -345,6 +368,19 @@ mod tests {
         assert_eq!(names, ["volumes[0].verity.data_blocks", "volumes[0].verity.hash_block_size"], "{k:?}");
         let text = volume_toml("").replace("hash_offset = 1228800", "hash_offset = 1228801");
         assert_eq!(keys(&text)[0].0, "volumes[0].verity.hash_offset");
+    }
+
+    #[test]
+    fn the_sector_size_is_512_or_4096_and_divides_the_data() {
+        assert_eq!(load(&volume_toml("sector_size = 512\n")).unwrap().volumes[0].sector_size, 512);
+        let k = keys(&volume_toml("sector_size = 1024\n"));
+        assert_eq!(k, [("volumes[0].sector_size".to_string(), "1024 must be 4096 or 512".to_string())]);
+        let odd = volume_toml("").replace("data_blocks = 300", "data_blocks = 301\ndata_block_size = 512");
+        let k = keys(&odd);
+        assert_eq!(k.len(), 1, "{k:?}");
+        assert_eq!(k[0].0, "volumes[0].sector_size");
+        assert!(k[0].1.contains("not a whole number of 4096-byte sectors"), "{}", k[0].1);
+        assert!(load(&odd.replace("mountpoint", "sector_size = 512\nmountpoint")).is_ok());
     }
 
     #[test]

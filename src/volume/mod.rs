@@ -21,7 +21,7 @@ pub mod dm;
 pub mod table;
 pub mod verity;
 
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -296,7 +296,7 @@ impl Stack<'_> {
             return Err(VolumeError::VerityStatus { volume, disk: disk.name.clone(), status });
         }
 
-        let params = table::crypt(&config.cipher, key, verity_dev);
+        let params = table::crypt(&config.cipher, key, verity_dev, config.sector_size);
         let target = Target { sector_start: 0, length: sectors, target_type: "crypt", params: &params };
         let (device, _) = self.map(&config.name, &target, true, paths)?;
         drop(params);
@@ -427,29 +427,72 @@ impl Host for LinuxHost {
     }
 }
 
-/// Reads `len` bytes from the start of `path` in 1 MiB chunks, dropping the
-/// page cache behind (the workload reads through the filesystem later, not
-/// this device). Every read makes dm-verity hash the blocks; a mismatch
-/// comes back as EIO.
+/// Bytes each reader asks for at a time during a full verification.
+const VERIFY_CHUNK: u64 = 256 << 10;
+/// Readers of a full verification at most, whatever the vCPU count: each
+/// holds one chunk, and PID 1's peak memory counts them all.
+const MAX_VERIFY_READERS: usize = 4;
+
+/// Reads `len` bytes from the start of `path`, dropping the page cache
+/// behind (the workload reads through the filesystem later, not this
+/// device). Every read makes dm-verity hash the blocks; a mismatch comes
+/// back as EIO. One reader per vCPU (at most [`MAX_VERIFY_READERS`]): chunk
+/// i goes to reader i mod n, so the readers advance through the disk side
+/// by side and the hashing, done on the CPU that completes each read,
+/// spreads over every vCPU. On failure, the lowest offset any reader
+/// stopped at.
 pub fn read_through(path: &Path, len: u64) -> Result<(), (u64, io::Error)> {
-    let mut file = std::fs::File::open(path).map_err(|e| (0, e))?;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut done = 0u64;
-    while done < len {
-        let want = usize::try_from(len - done).map_or(buf.len(), |n| n.min(buf.len()));
-        match file.read(&mut buf[..want]) {
-            Ok(0) => {
-                return Err((done, io::Error::new(io::ErrorKind::UnexpectedEof, "device ended early")));
-            }
-            Ok(n) => {
-                let _ =
-                    rustix::fs::fadvise(&file, done, std::num::NonZeroU64::new(n as u64), rustix::fs::Advice::DontNeed);
-                done += n as u64;
-            }
+    let readers = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    read_through_with(path, len, readers.min(MAX_VERIFY_READERS))
+}
+
+/// [`read_through`] with `readers` readers.
+pub fn read_through_with(path: &Path, len: u64, readers: usize) -> Result<(), (u64, io::Error)> {
+    let chunks = len.div_ceil(VERIFY_CHUNK);
+    let readers = u64::try_from(readers.max(1)).unwrap_or(1).min(chunks.max(1));
+    let read_share = |first: u64| -> Result<(), (u64, io::Error)> {
+        let file = std::fs::File::open(path).map_err(|e| (0, e))?;
+        let mut buf = vec![0u8; usize::try_from(VERIFY_CHUNK).unwrap_or(1 << 18)];
+        let mut chunk = first;
+        while chunk < chunks {
+            let start = chunk * VERIFY_CHUNK;
+            let end = (start + VERIFY_CHUNK).min(len);
+            read_range(&file, start, end, &mut buf)?;
+            chunk += readers;
+        }
+        Ok(())
+    };
+    if readers == 1 {
+        return read_share(0);
+    }
+    let results: Vec<Result<(), (u64, io::Error)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..readers).map(|first| scope.spawn(move || read_share(first))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err((0, io::Error::other("a verification reader panicked")))))
+            .collect()
+    });
+    match results.into_iter().filter_map(Result::err).min_by_key(|(offset, _)| *offset) {
+        Some(first_failure) => Err(first_failure),
+        None => Ok(()),
+    }
+}
+
+/// Reads bytes `start..end` of `file` with pread, then drops them from the
+/// page cache.
+fn read_range(file: &std::fs::File, start: u64, end: u64, buf: &mut [u8]) -> Result<(), (u64, io::Error)> {
+    use std::os::unix::fs::FileExt;
+    let mut at = start;
+    while at < end {
+        let want = usize::try_from(end - at).map_or(buf.len(), |n| n.min(buf.len()));
+        match file.read_at(&mut buf[..want], at) {
+            Ok(0) => return Err((at, io::Error::new(io::ErrorKind::UnexpectedEof, "device ended early"))),
+            Ok(n) => at += n as u64,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err((done, e)),
+            Err(e) => return Err((at, e)),
         }
     }
+    let _ = rustix::fs::fadvise(file, start, std::num::NonZeroU64::new(end - start), rustix::fs::Advice::DontNeed);
     Ok(())
 }
 

@@ -6,6 +6,9 @@
 
 use zeroize::Zeroizing;
 
+/// Whether dm-crypt decrypts reads inline (`no_read_workqueue`).
+pub const READ_WORKQUEUE_OFF: bool = true;
+
 use super::config::VerityConfig;
 use super::dm::DevId;
 
@@ -27,12 +30,32 @@ pub fn verity(disk: DevId, v: &VerityConfig) -> (String, u64) {
 }
 
 /// `crypt` parameters with the key in hex: `<cipher> <key> <iv_offset>
-/// <device> <offset>`, 512-byte sectors, IV offset 0, data from sector 0.
+/// <device> <offset> [<#opt> <opt>...]`, IV offset 0, data from sector 0.
+/// `sector_size` is the encryption unit; above 512 it is passed as
+/// `sector_size:N` and the IV still counts 512-byte sectors (no
+/// `iv_large_sectors`, as cryptsetup's LUKS2 does), which is what
+/// `cargo xtask model-volume` writes.
+///
+/// `no_read_workqueue`: reads are decrypted in the completion context of
+/// the read instead of being queued to a kcryptd worker. The volume is
+/// read-only, so `no_write_workqueue` would change nothing. Measured with
+/// `cargo xtask bench` (see docs/volume.md for the figures).
+///
 /// The string lives in a `Zeroizing` buffer sized up front, so no
 /// reallocation leaves a copy of the key behind.
-pub fn crypt(cipher: &str, key: &[u8], device: DevId) -> Zeroizing<String> {
+pub fn crypt(cipher: &str, key: &[u8], device: DevId, sector_size: u32) -> Zeroizing<String> {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let tail = format!(" 0 {device} 0");
+    let mut options = Vec::new();
+    if sector_size != 512 {
+        options.push(format!("sector_size:{sector_size}"));
+    }
+    if READ_WORKQUEUE_OFF {
+        options.push("no_read_workqueue".to_string());
+    }
+    let mut tail = format!(" 0 {device} 0");
+    if !options.is_empty() {
+        tail.push_str(&format!(" {} {}", options.len(), options.join(" ")));
+    }
     let mut s = Zeroizing::new(String::with_capacity(cipher.len() + 1 + 2 * key.len() + tail.len()));
     s.push_str(cipher);
     s.push(' ');
@@ -72,9 +95,14 @@ mod tests {
     #[test]
     fn crypt_line_carries_the_key_in_hex() {
         let key: Vec<u8> = (0..64).collect();
-        let s = crypt("aes-xts-plain64", &key, DevId { major: 252, minor: 0 });
         let hex_key: String = key.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(*s, format!("aes-xts-plain64 {hex_key} 0 252:0 0"));
+        let queue = if READ_WORKQUEUE_OFF { " no_read_workqueue" } else { "" };
+        let count = |n: usize| n + usize::from(READ_WORKQUEUE_OFF);
+        let s = crypt("aes-xts-plain64", &key, DevId { major: 252, minor: 0 }, 4096);
+        assert_eq!(*s, format!("aes-xts-plain64 {hex_key} 0 252:0 0 {} sector_size:4096{queue}", count(1)));
         assert_eq!(s.len(), s.capacity(), "no reallocation, so no stray copy of the key");
+        let s = crypt("aes-xts-plain64", &key, DevId { major: 252, minor: 0 }, 512);
+        let tail = if READ_WORKQUEUE_OFF { " 1 no_read_workqueue" } else { "" };
+        assert_eq!(*s, format!("aes-xts-plain64 {hex_key} 0 252:0 0{tail}"));
     }
 }

@@ -181,7 +181,15 @@ fn the_happy_path_stacks_verity_then_crypt_then_mounts() {
             "resume model-verity".into(),
             "status model-verity".into(),
             "create model uuid=ZTINIT-model ro=true".into(),
-            format!("load model ro=true secure=true 0 2400 crypt aes-xts-plain64 {} 0 252:0 0", key_hex()),
+            format!(
+                "load model ro=true secure=true 0 2400 crypt aes-xts-plain64 {} 0 252:0 0 {}",
+                key_hex(),
+                if super::table::READ_WORKQUEUE_OFF {
+                    "2 sector_size:4096 no_read_workqueue"
+                } else {
+                    "1 sector_size:4096"
+                }
+            ),
             "resume model".into(),
         ]
     );
@@ -338,5 +346,22 @@ fn read_through_reads_exactly_and_reports_where_it_stopped() {
     assert_eq!(at, (1 << 20) + 4096);
     assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
     let (at, _) = read_through(&PathBuf::from("/nonexistent/dev"), 1).unwrap_err();
+    assert_eq!(at, 0);
+}
+
+#[test]
+fn parallel_readers_cover_every_byte_and_report_the_lowest_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("dev");
+    let size = (3 << 20) + 12288;
+    std::fs::write(&f, vec![7u8; size]).unwrap();
+    for readers in [1, 2, 3, 4, 64] {
+        read_through_with(&f, size as u64, readers).unwrap_or_else(|e| panic!("{readers}: {e:?}"));
+        // One byte more than the file: every reader but the last one's stops cleanly.
+        let (at, e) = read_through_with(&f, size as u64 + 1, readers).unwrap_err();
+        assert_eq!((at, e.kind()), (size as u64, io::ErrorKind::UnexpectedEof), "{readers}");
+    }
+    // A directory fails every read at its start: the lowest offset wins.
+    let (at, _) = read_through_with(dir.path(), 10 << 20, 4).unwrap_err();
     assert_eq!(at, 0);
 }

@@ -4,8 +4,10 @@
 //! 1. stage the input with fixed modes and timestamps;
 //! 2. build a filesystem from it (`mkfs.erofs` or `mkfs.ext4 -d`) with a
 //!    fixed UUID and time, so the same input gives the same bytes;
-//! 3. encrypt it exactly as dm-crypt `aes-xts-plain64` reads it: 512-byte
-//!    sectors, tweak = little-endian sector number, IV offset 0;
+//! 3. encrypt it exactly as dm-crypt `aes-xts-plain64` reads it: units of
+//!    `--sector-size` bytes (4096 by default, dm-crypt's `sector_size:`),
+//!    tweak = the unit's first 512-byte sector number, little-endian, IV
+//!    offset 0;
 //! 4. append a dm-verity (version 1, SHA-256, 4 KiB blocks, no superblock)
 //!    hash tree over the ciphertext, built by the same code the guest uses
 //!    for its size checks (`ztinit::volume::verity`);
@@ -31,9 +33,11 @@ use ztinit::volume::verity::{self, Geometry};
 use crate::cli;
 
 pub const USAGE: &str = "usage: cargo xtask model-volume --input DIR|FILE --key FILE --out IMG [--fs erofs|ext4] [--name NAME] \
-[--serial SERIAL] [--key-resource REPO/TYPE/TAG] [--mountpoint PATH] [--salt HEX] [--snippet-out FILE]";
+[--serial SERIAL] [--key-resource REPO/TYPE/TAG] [--mountpoint PATH] [--salt HEX] [--sector-size 4096|512] \
+[--verify full|lazy] [--snippet-out FILE]";
 
 const BLOCK: u64 = 4096;
+/// The unit dm-crypt's IV counts in, whatever the encryption unit.
 const SECTOR: usize = 512;
 /// Encryption and hashing stream in chunks of this many bytes.
 const CHUNK: usize = 1 << 20;
@@ -51,12 +55,17 @@ pub struct Options {
     pub key_resource: String,
     pub mountpoint: String,
     pub salt: Option<Vec<u8>>,
+    /// dm-crypt's encryption unit: 4096 or 512 bytes.
+    pub sector_size: u32,
+    /// The snippet's `verify`.
+    pub verify: VerifyMode,
     /// Also write the `[[volumes]]` snippet here (for scripts and test harnesses).
     pub snippet_out: Option<PathBuf>,
 }
 
 /// The filesystems ztinit mounts, by the names its config uses.
 pub use ztinit::volume::config::Filesystem as Fs;
+use ztinit::volume::config::VerifyMode;
 
 /// What was built: everything the `[[volumes]]` entry needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +110,8 @@ fn parse(args: &[String]) -> Result<Option<Options>> {
         key_resource: "default/model/key".into(),
         mountpoint: "/models".into(),
         salt: None,
+        sector_size: 4096,
+        verify: VerifyMode::Full,
         snippet_out: None,
     };
     let mut p = cli::Args::new(args, USAGE);
@@ -121,6 +132,20 @@ fn parse(args: &[String]) -> Result<Option<Options>> {
             cli::Long("key-resource") => o.key_resource = p.string()?,
             cli::Long("mountpoint") => o.mountpoint = p.string()?,
             cli::Long("salt") => o.salt = Some(hex::decode(p.string()?).map_err(|_| p.error("--salt must be hex"))?),
+            cli::Long("sector-size") => {
+                o.sector_size = match p.string()?.as_str() {
+                    "4096" => 4096,
+                    "512" => 512,
+                    other => return Err(p.error(format!("--sector-size {other:?}: 4096 or 512"))),
+                }
+            }
+            cli::Long("verify") => {
+                o.verify = match p.string()?.as_str() {
+                    "full" => VerifyMode::Full,
+                    "lazy" => VerifyMode::Lazy,
+                    other => return Err(p.error(format!("--verify {other:?}: full or lazy"))),
+                }
+            }
             cli::Long("snippet-out") => o.snippet_out = Some(p.value()?.into()),
             cli::Short('h') | cli::Long("help") => {
                 p.help()?;
@@ -181,7 +206,7 @@ fn build_in(opts: &Options, key: &[u8], work: &Path) -> Result<Built> {
     ensure!(fs_bytes > 0, "mkfs produced an empty image");
     let data_blocks = fs_bytes.div_ceil(BLOCK);
     let data_bytes = data_blocks * BLOCK;
-    let ciphertext_digest = encrypt_file(&plain, &opts.out, key, data_bytes)?;
+    let ciphertext_digest = encrypt_file(&plain, &opts.out, key, data_bytes, opts.sector_size)?;
     // The salt must be fixed for a reproducible image, and public: derive it
     // from the ciphertext (never from the key or the plaintext).
     let salt = match &opts.salt {
@@ -391,8 +416,10 @@ fn ext4_size(stage: &Path) -> Result<u64> {
     Ok(size.div_ceil(BLOCK) * BLOCK)
 }
 
-/// AES-XTS as dm-crypt `aes-xts-plain64` with 512-byte sectors: the key is
-/// data key ‖ tweak key, the tweak of sector n is n as 16 little-endian bytes.
+/// AES-XTS as dm-crypt `aes-xts-plain64`: the key is data key ‖ tweak key;
+/// each unit of `sector_size` bytes is one XTS data unit whose tweak is the
+/// number of its first 512-byte sector as 16 little-endian bytes (no
+/// `iv_large_sectors`).
 pub enum Xts {
     Aes128(Box<Xts128<Aes128>>),
     Aes256(Box<Xts128<Aes256>>),
@@ -408,19 +435,23 @@ impl Xts {
         })
     }
 
-    /// Encrypts whole sectors in place, the first being `first_sector`.
-    pub fn encrypt(&self, buf: &mut [u8], first_sector: u64) {
-        debug_assert!(buf.len().is_multiple_of(SECTOR));
+    /// Encrypts whole units of `sector_size` bytes in place, the first
+    /// starting at byte `offset` of the device (a multiple of the unit).
+    pub fn encrypt(&self, buf: &mut [u8], offset: u64, sector_size: usize) {
+        debug_assert!(buf.len().is_multiple_of(sector_size) && sector_size.is_multiple_of(SECTOR));
+        let per_unit = (sector_size / SECTOR) as u128;
+        let tweak = |unit: u128| get_tweak_default(unit * per_unit);
+        let first = u128::from(offset) / sector_size as u128;
         match self {
-            Xts::Aes128(x) => x.encrypt_area(buf, SECTOR, u128::from(first_sector), get_tweak_default),
-            Xts::Aes256(x) => x.encrypt_area(buf, SECTOR, u128::from(first_sector), get_tweak_default),
+            Xts::Aes128(x) => x.encrypt_area(buf, sector_size, first, tweak),
+            Xts::Aes256(x) => x.encrypt_area(buf, sector_size, first, tweak),
         }
     }
 }
 
 /// Encrypts `plain` (zero-padded to `data_bytes`) into `out`; returns the
 /// SHA-256 of the ciphertext.
-fn encrypt_file(plain: &Path, out: &Path, key: &[u8], data_bytes: u64) -> Result<[u8; 32]> {
+fn encrypt_file(plain: &Path, out: &Path, key: &[u8], data_bytes: u64, sector_size: u32) -> Result<[u8; 32]> {
     let xts = Xts::new(key)?;
     let mut input = File::open(plain)?;
     let mut output = BufWriter::new(File::create(out).with_context(|| format!("creating {}", out.display()))?);
@@ -431,7 +462,7 @@ fn encrypt_file(plain: &Path, out: &Path, key: &[u8], data_bytes: u64) -> Result
         let n = usize::try_from(data_bytes - done).map_or(CHUNK, |n| n.min(CHUNK));
         let chunk = &mut buf[..n];
         read_padded(&mut input, chunk)?;
-        xts.encrypt(chunk, done / SECTOR as u64);
+        xts.encrypt(chunk, done, sector_size as usize);
         digest.update(&*chunk);
         output.write_all(chunk)?;
         done += n as u64;
@@ -466,8 +497,10 @@ serial = \"{serial}\"
 key = \"{key}\"
 cipher = \"{cipher}\"
 key_size = {key_size}
+sector_size = {sector_size}
 filesystem = \"{fs}\"
 mountpoint = \"{mountpoint}\"
+verify = \"{verify}\"
 
 [volumes.verity]
 root_hash = \"{root}\"
@@ -481,6 +514,11 @@ hash_offset = {offset}
         key = opts.key_resource,
         cipher = ztinit::volume::config::DEFAULT_CIPHER,
         key_size = b.key_size,
+        sector_size = opts.sector_size,
+        verify = match opts.verify {
+            VerifyMode::Full => "full",
+            VerifyMode::Lazy => "lazy",
+        },
         fs = opts.fs.as_str(),
         mountpoint = opts.mountpoint,
         root = b.root_hash,
@@ -505,15 +543,33 @@ mod tests {
         let data: Vec<u8> = (0..1024).map(|i| u8::try_from((i * 13) % 256).unwrap()).collect();
         let xts = Xts::new(&key).unwrap();
         let mut two = data.clone();
-        xts.encrypt(&mut two, 0);
+        xts.encrypt(&mut two, 0, 512);
         assert_eq!(hex::encode(&two[..32]), "ba4f27e9226435e227fb4727bbc0f71a827068c8b0106357d3ebd860c0d3af48");
         assert_eq!(sha256_hex(&two), "5bcd63e12edb40cb9cc539e91cfa9e2b5f643a7b44858b0f12ba81c322b090d2");
         let mut one = data[..512].to_vec();
-        xts.encrypt(&mut one, 0x01_0203_0405);
+        xts.encrypt(&mut one, 0x01_0203_0405 * 512, 512);
         assert_eq!(sha256_hex(&one), "b90fb46a3a3d48150fbad6816b4700677786585b1508e7ca71ce80f66bff9dbd");
         let mut small = data[..512].to_vec();
-        Xts::new(&key[..32]).unwrap().encrypt(&mut small, 7);
+        Xts::new(&key[..32]).unwrap().encrypt(&mut small, 7 * 512, 512);
         assert_eq!(sha256_hex(&small), "661c0f48e07a7bc87a52443ff8887ec7852638f799cb509cb6269cce7a818be0");
+    }
+
+    /// 4096-byte units (`sector_size:4096`), tweaks in 512-byte sectors:
+    /// vectors from OpenSSL (Python `cryptography`, one XTS call per unit
+    /// with tweak `(unit * 8).to_bytes(16, "little")`).
+    #[test]
+    fn xts_matches_openssl_with_4096_byte_units() {
+        let key: Vec<u8> = (0x40..0x80).collect();
+        let data: Vec<u8> = (0..8192).map(|i| u8::try_from((i * 13) % 256).unwrap()).collect();
+        let xts = Xts::new(&key).unwrap();
+        let mut two = data.clone();
+        xts.encrypt(&mut two, 0, 4096);
+        // The first 512 bytes of unit 0 equal a 512-byte sector 0's.
+        assert_eq!(hex::encode(&two[..32]), "ba4f27e9226435e227fb4727bbc0f71a827068c8b0106357d3ebd860c0d3af48");
+        assert_eq!(sha256_hex(&two), "d4162c435afeeac6b173ba900523134c7c6dbec8fc1fd15913c28c9e63be214e");
+        let mut one = data[..4096].to_vec();
+        xts.encrypt(&mut one, 0x10203 * 4096, 4096);
+        assert_eq!(sha256_hex(&one), "265aa97e18a51f0e5f73baf558ac725b5d994d011b1cbe6550416ecd13979583");
     }
 
     fn have(tool: &str) -> bool {
@@ -544,6 +600,8 @@ mod tests {
             key_resource: "default/model/key".into(),
             mountpoint: "/models".into(),
             salt: None,
+            sector_size: 4096,
+            verify: VerifyMode::Full,
             snippet_out: None,
         }
     }
@@ -580,12 +638,12 @@ mod tests {
         assert_eq!(hex::encode(tree.root), built.root_hash);
         assert_eq!(&img[hash_offset..], &tree.bytes[..]);
 
-        // Decrypting sector by sector gives the filesystem back.
+        // Decrypting unit by unit gives the filesystem back.
         let key = [0x5au8; 64];
         let (k1, k2) = key.split_at(32);
         let x = Xts128::new(Aes256::new_from_slice(k1).unwrap(), Aes256::new_from_slice(k2).unwrap());
         let mut plain = data.to_vec();
-        x.decrypt_area(&mut plain, 512, 0, get_tweak_default);
+        x.decrypt_area(&mut plain, 4096, 0, |unit| get_tweak_default(unit * 8));
         match fs_type {
             // EROFS_SUPER_MAGIC_V1 at byte 1024.
             Fs::Erofs => assert_eq!(&plain[1024..1028], &0xE0F5_E1E2u32.to_le_bytes()),
@@ -606,6 +664,7 @@ mod tests {
         assert_eq!(v.verity.root_hash, built.root_hash);
         assert_eq!(v.verity.required_bytes(), Some(built.image_bytes));
         assert_eq!(v.filesystem.as_str(), fs_type.as_str());
+        assert_eq!((v.sector_size, v.verify), (4096, VerifyMode::Full));
 
         if have("veritysetup") {
             let out = Command::new("veritysetup")
@@ -659,6 +718,13 @@ mod tests {
         assert_eq!(o.salt, Some(vec![10, 11]));
         assert_eq!(o.serial, "s1");
         assert_eq!(o.name, "model");
+        assert_eq!((o.sector_size, o.verify), (4096, VerifyMode::Full));
+        let more: Vec<String> =
+            args.iter().cloned().chain(["--sector-size", "512", "--verify", "lazy"].map(String::from)).collect();
+        let o = parse(&more).unwrap().unwrap();
+        assert_eq!((o.sector_size, o.verify), (512, VerifyMode::Lazy));
+        let bad: Vec<String> = args.iter().cloned().chain(["--sector-size", "1024"].map(String::from)).collect();
+        assert!(parse(&bad).unwrap_err().to_string().contains("4096 or 512"));
         let e = parse(&args[..4]).unwrap_err().to_string();
         assert!(e.starts_with("--out is required"), "{e}");
         assert!(parse(&["--fs".into(), "xfs".into()]).is_err());
