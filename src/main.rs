@@ -39,6 +39,10 @@ fn boot() -> ! {
     let loaded_modules = stages::load_modules(&config);
     timeline.stage(Stage::Modules, loaded_modules);
 
+    // volume, first half: the disks checked against the measured root
+    // hashes while the guest attests (no key needed).
+    let preparing = stages::prepare_volumes(&config);
+
     let mut hooks = GpuHooks::default();
     let mut gpus = stages::bring_up_gpus(&config, &mut hooks);
     timeline.stage(Stage::Gpu, gpus.is_some());
@@ -46,7 +50,7 @@ fn boot() -> ! {
     // attest + secrets: the TEE, the KBS handshake, then every resource.
     let mut released = stages::attest_and_fetch(&mut loaded, gpus.as_mut(), &mut timeline);
 
-    let opened = stages::open_volumes(&config, std::mem::take(&mut released.volume_keys));
+    let opened = stages::open_volumes(&config, std::mem::take(&mut released.volume_keys), preparing);
     timeline.stage(Stage::Volume, opened);
 
     stages::lock_down(&config, gpus.take());

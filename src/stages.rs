@@ -293,18 +293,73 @@ fn attest_with(
     Released { credentials_dir, volume_keys }
 }
 
+/// The key-independent half of opening the volumes (disk, verity device,
+/// the full check), under way in a thread of its own so that reading and
+/// hashing the whole volume overlaps the GPU, attest and secrets stages.
+pub struct PreparingVolumes(Preparing);
+
+enum Preparing {
+    None,
+    Thread(std::thread::JoinHandle<Vec<Result<volume::Prepared, volume::VolumeError>>>),
+    /// The thread could not be started: the volume stage does it all.
+    Later,
+}
+
+/// Starts preparing every `[[volumes]]` entry, in order, stopping at the
+/// first failure (reported by the volume stage). After the modules stage:
+/// dm-verity may be a module.
+pub fn prepare_volumes(config: &Config) -> PreparingVolumes {
+    if config.volumes.is_empty() {
+        return PreparingVolumes(Preparing::None);
+    }
+    let volumes = config.volumes.clone();
+    let spawned = std::thread::Builder::new().name("volumes".into()).spawn(move || {
+        let paths = VolumePaths::default();
+        let mut prepared = Vec::new();
+        for v in volumes.iter() {
+            let r = volume::prepare(v, &paths);
+            let failed = r.is_err();
+            prepared.push(r);
+            if failed {
+                break;
+            }
+        }
+        prepared
+    });
+    match spawned {
+        Ok(handle) => PreparingVolumes(Preparing::Thread(handle)),
+        Err(e) => {
+            log::warn!("volume: cannot start the verification thread ({e}); verifying in the volume stage");
+            PreparingVolumes(Preparing::Later)
+        }
+    }
+}
+
 /// dm-verity + dm-crypt with the released keys, mounted read-only for the
-/// life of the VM (volume::open logs what it opened and verified). The keys
-/// are dropped, and zeroized, once the kernel holds them. True when any
-/// volume was opened.
-pub fn open_volumes(config: &Config, keys: Vec<Zeroizing<Vec<u8>>>) -> bool {
+/// life of the VM (volume::finish logs what it opened and verified). The
+/// keys are dropped, and zeroized, once the kernel holds them. True when
+/// any volume was opened.
+pub fn open_volumes(config: &Config, keys: Vec<Zeroizing<Vec<u8>>>, preparing: PreparingVolumes) -> bool {
+    let paths = VolumePaths::default();
+    let mut prepared = match preparing.0 {
+        Preparing::None => return false,
+        Preparing::Later => Vec::new(),
+        // A panic in the thread has already ended the boot (the panic
+        // hook powers off); this is for completeness.
+        Preparing::Thread(handle) => {
+            handle.join().unwrap_or_else(|_| power::fatal(Stage::Volume, &"the volume verification thread panicked"))
+        }
+    }
+    .into_iter();
     for (vol, key) in config.volumes.iter().zip(keys) {
-        or_fatal(Stage::Volume, volume::open(vol, &key, &VolumePaths::default()));
+        let ready = match prepared.next() {
+            Some(r) => or_fatal(Stage::Volume, r),
+            None => or_fatal(Stage::Volume, volume::prepare(vol, &paths)),
+        };
+        or_fatal(Stage::Volume, volume::finish(ready, vol, &key, &paths));
     }
-    if !config.volumes.is_empty() {
-        log::info!("volume crypto: {}", volume::crypto::describe(Path::new("/proc/crypto")));
-    }
-    !config.volumes.is_empty()
+    log::info!("volume crypto: {}", volume::crypto::describe(Path::new("/proc/crypto")));
+    true
 }
 
 /// GPUs ready (the KBS has accepted them), then the kernel knobs,

@@ -152,9 +152,34 @@ pub trait Host {
 
 /// Opens `config`'s volume with `key` (the raw bytes of its KBS resource).
 pub fn open(config: &VolumeConfig, key: &[u8], paths: &VolumePaths) -> Result<OpenVolume, VolumeError> {
-    let mut control = dm::Control::open(&paths.dm_control)
-        .map_err(|source| VolumeError::DeviceMapper { volume: config.name.clone(), source })?;
+    let mut control = control(config, paths)?;
     open_with(config, key, paths, &mut control, &mut LinuxHost)
+}
+
+/// The half of opening that needs no key: the disk found, its verity device
+/// made and, with `verify = "full"`, every block checked. Runs while the
+/// guest attests (`stages` starts it after the modules stage); [`finish`]
+/// adds the crypt device and mounts once the key is released. Dropped
+/// without `finish`, the verity device stays until power-off.
+pub fn prepare(config: &VolumeConfig, paths: &VolumePaths) -> Result<Prepared, VolumeError> {
+    let mut control = control(config, paths)?;
+    prepare_with(config, paths, &mut control, &mut LinuxHost)
+}
+
+/// The second half of [`open`] after [`prepare`].
+pub fn finish(
+    prepared: Prepared,
+    config: &VolumeConfig,
+    key: &[u8],
+    paths: &VolumePaths,
+) -> Result<OpenVolume, VolumeError> {
+    let mut control = control(config, paths)?;
+    finish_with(prepared, config, key, paths, &mut control, &mut LinuxHost)
+}
+
+fn control(config: &VolumeConfig, paths: &VolumePaths) -> Result<dm::Control, VolumeError> {
+    dm::Control::open(&paths.dm_control)
+        .map_err(|source| VolumeError::DeviceMapper { volume: config.name.clone(), source })
 }
 
 /// [`open`] over any device-mapper and host implementation.
@@ -165,10 +190,41 @@ pub fn open_with(
     dm: &mut dyn DeviceMapper,
     host: &mut dyn Host,
 ) -> Result<OpenVolume, VolumeError> {
-    let volume = config.name.clone();
+    check_key(config, key)?;
+    let prepared = prepare_with(config, paths, dm, host)?;
+    finish_with(prepared, config, key, paths, dm, host)
+}
+
+fn check_key(config: &VolumeConfig, key: &[u8]) -> Result<(), VolumeError> {
     if key.len() != config.key_size as usize {
-        return Err(VolumeError::KeySize { volume, expected: config.key_size, got: key.len() });
+        return Err(VolumeError::KeySize { volume: config.name.clone(), expected: config.key_size, got: key.len() });
     }
+    Ok(())
+}
+
+/// A volume whose verity device is up (and, with `verify = "full"`,
+/// checked): what [`prepare`] hands to [`finish`].
+#[derive(Debug)]
+pub struct Prepared {
+    disk: disk::Disk,
+    /// (dm name, node path) in creation order: the verity device.
+    devices: Vec<(String, Option<PathBuf>)>,
+    verity_dev: DevId,
+    sectors: u64,
+    pub verified_bytes: u64,
+    /// How long the key-independent half took.
+    pub took: Duration,
+}
+
+/// [`prepare`] over any device-mapper and host implementation.
+pub fn prepare_with(
+    config: &VolumeConfig,
+    paths: &VolumePaths,
+    dm: &mut dyn DeviceMapper,
+    host: &mut dyn Host,
+) -> Result<Prepared, VolumeError> {
+    let started = Instant::now();
+    let volume = config.name.clone();
     let required = config.verity.required_bytes().ok_or_else(|| VolumeError::Geometry { volume: volume.clone() })?;
     let disk = wait_for_disk(config, paths, host)?;
     if disk.size_bytes < required {
@@ -187,15 +243,29 @@ pub fn open_with(
         version[2]
     );
 
-    let mut stack = Stack { dm, host, volume: volume.clone(), devices: Vec::new(), mounted: None, armed: true };
-    let result = stack.build(config, key, paths, &disk);
-    match result {
-        Ok(opened) => {
-            stack.armed = false;
-            Ok(opened)
-        }
-        Err(e) => Err(e), // `stack` tears down on drop
-    }
+    let mut stack = Stack { dm, host, volume, devices: Vec::new(), mounted: None, armed: true };
+    let (verity_dev, sectors, verified_bytes) = stack.build_verity(config, paths, &disk)?;
+    stack.armed = false;
+    let devices = std::mem::take(&mut stack.devices);
+    Ok(Prepared { disk, devices, verity_dev, sectors, verified_bytes, took: started.elapsed() })
+}
+
+/// [`finish`] over any device-mapper and host implementation. On failure
+/// the verity device of `prepared` is removed too.
+pub fn finish_with(
+    prepared: Prepared,
+    config: &VolumeConfig,
+    key: &[u8],
+    paths: &VolumePaths,
+    dm: &mut dyn DeviceMapper,
+    host: &mut dyn Host,
+) -> Result<OpenVolume, VolumeError> {
+    let Prepared { disk, devices, verity_dev, sectors, verified_bytes, took } = prepared;
+    let mut stack = Stack { dm, host, volume: config.name.clone(), devices, mounted: None, armed: true };
+    check_key(config, key)?;
+    let opened = stack.build_crypt(config, key, paths, &disk, verity_dev, sectors, verified_bytes, took)?;
+    stack.armed = false;
+    Ok(opened)
 }
 
 fn wait_for_disk(config: &VolumeConfig, paths: &VolumePaths, host: &mut dyn Host) -> Result<disk::Disk, VolumeError> {
@@ -263,16 +333,15 @@ impl Stack<'_> {
         Ok((node, dev))
     }
 
-    fn build(
+    /// The verity device, checked in full when so configured: its dev,
+    /// length in sectors and the bytes verified.
+    fn build_verity(
         &mut self,
         config: &VolumeConfig,
-        key: &[u8],
         paths: &VolumePaths,
         disk: &disk::Disk,
-    ) -> Result<OpenVolume, VolumeError> {
+    ) -> Result<(DevId, u64, u64), VolumeError> {
         let volume = self.volume.clone();
-        let started = Instant::now();
-
         let verity_name = format!("{}-verity", config.name);
         let (params, sectors) = table::verity(disk.dev, &config.verity);
         let target = Target { sector_start: 0, length: sectors, target_type: "verity", params: &params };
@@ -295,7 +364,25 @@ impl Stack<'_> {
             let status = status.iter().map(|s| s.status.as_str()).collect::<Vec<_>>().join(",");
             return Err(VolumeError::VerityStatus { volume, disk: disk.name.clone(), status });
         }
+        Ok((verity_dev, sectors, verified_bytes))
+    }
 
+    /// The crypt device over the verity device, mounted.
+    #[allow(clippy::too_many_arguments)] // the two halves' hand-over, once
+    fn build_crypt(
+        &mut self,
+        config: &VolumeConfig,
+        key: &[u8],
+        paths: &VolumePaths,
+        disk: &disk::Disk,
+        verity_dev: DevId,
+        sectors: u64,
+        verified_bytes: u64,
+        prepare_took: Duration,
+    ) -> Result<OpenVolume, VolumeError> {
+        let volume = self.volume.clone();
+        let started = Instant::now();
+        let verity_name = format!("{}-verity", config.name);
         let params = table::crypt(&config.cipher, key, verity_dev, config.sector_size);
         let target = Target { sector_start: 0, length: sectors, target_type: "crypt", params: &params };
         let (device, _) = self.map(&config.name, &target, true, paths)?;
@@ -317,7 +404,9 @@ impl Stack<'_> {
         })?;
         self.mounted = Some(mountpoint.clone());
         let checked = match config.verify {
-            VerifyMode::Full => format!("verified in full ({} MiB)", verified_bytes >> 20),
+            VerifyMode::Full => {
+                format!("verified in full ({} MiB) in {} ms", verified_bytes >> 20, prepare_took.as_millis())
+            }
             VerifyMode::Lazy => "verified on read".to_string(),
         };
         log::info!(

@@ -365,3 +365,40 @@ fn parallel_readers_cover_every_byte_and_report_the_lowest_failure() {
     let (at, _) = read_through_with(dir.path(), 10 << 20, 4).unwrap_err();
     assert_eq!(at, 0);
 }
+
+#[test]
+fn prepare_needs_no_key_and_a_failed_finish_removes_both_halves() {
+    let w = world(ENOUGH);
+    let (mut dm, mut host) = (FakeDm::default(), FakeHost::default());
+    let p = prepare_with(&config(), &w.paths, &mut dm, &mut host).unwrap();
+    assert_eq!(p.verified_bytes, 1228800);
+    assert!(!dm.calls.iter().any(|c| c.contains("crypt")), "{:?}", dm.calls);
+    assert_eq!(host.calls, ["node model-verity 252:0", "read model-verity 1228800"]);
+    // The key checked only now: refused, and the verity device goes too.
+    let e = finish_with(p, &config(), &key()[..32], &w.paths, &mut dm, &mut host).unwrap_err();
+    assert!(matches!(e, VolumeError::KeySize { got: 32, .. }), "{e}");
+    assert_eq!(dm.calls.last().unwrap(), "remove model-verity");
+
+    // A failed mount after a good prepare removes crypt, then verity.
+    let (mut dm, mut host) = (FakeDm::default(), FakeHost { mount_error: Some(libc::EINVAL), ..Default::default() });
+    let p = prepare_with(&config(), &w.paths, &mut dm, &mut host).unwrap();
+    finish_with(p, &config(), &key(), &w.paths, &mut dm, &mut host).unwrap_err();
+    assert_eq!(dm.calls[dm.calls.len() - 2..], ["remove model", "remove model-verity"]);
+
+    // Both halves in a row make what open makes.
+    let (mut dm, mut host) = (FakeDm::default(), FakeHost::default());
+    let p = prepare_with(&config(), &w.paths, &mut dm, &mut host).unwrap();
+    let split = finish_with(p, &config(), &key(), &w.paths, &mut dm, &mut host).unwrap();
+    let (mut dm2, mut host2) = (FakeDm::default(), FakeHost::default());
+    let whole = open_fake(&config(), &w, &mut dm2, &mut host2).unwrap();
+    assert_eq!((split, dm.calls, host.calls), (whole, dm2.calls, host2.calls));
+}
+
+#[test]
+fn a_failed_prepare_leaves_nothing_behind() {
+    let w = world(ENOUGH);
+    let (mut dm, mut host) = (FakeDm::default(), FakeHost { read_error_at: Some(4096 * 17), ..Default::default() });
+    let e = prepare_with(&config(), &w.paths, &mut dm, &mut host).unwrap_err();
+    assert!(matches!(e, VolumeError::Corrupted { offset: 69632, .. }), "{e}");
+    assert_eq!(dm.calls.last().unwrap(), "remove model-verity");
+}
