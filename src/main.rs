@@ -33,6 +33,10 @@ fn boot() -> ! {
     ztinit::config::log_weakenings(&config);
     timeline.done(Stage::Config);
 
+    // launch, ahead of time: the workload's seccomp program compiled while
+    // the guest brings up the network and attests.
+    let seccomp = stages::compile_seccomp(&config);
+
     or_fatal(Stage::Network, stages::network(&config));
     timeline.done(Stage::Network);
 
@@ -57,7 +61,7 @@ fn boot() -> ! {
     timeline.done(Stage::Lockdown);
     kmsg::notice(&timeline.summary());
 
-    let launched = stages::launch(&config, &released, &mut timeline);
+    let launched = stages::launch(&config, &released, seccomp, &mut timeline);
     let outcome = stages::supervise(&config, launched, hooks.daemons);
     timeline.done(Stage::Supervise);
     power::end(outcome)

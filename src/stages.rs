@@ -14,7 +14,7 @@ use crate::gpu::{self, AttesterEnv, GpuAttester};
 use crate::lockdown::{self, KernelRemount};
 use crate::modules::{self, KernelLoader, ModulesConfig, ModulesEnv};
 use crate::power::{self, Outcome};
-use crate::sandbox::{LaunchPlan, Launched};
+use crate::sandbox::{CompiledSeccomp, LaunchPlan, Launched, SandboxError};
 use crate::supervise::{self, Scope, Supervisor};
 use crate::tee::initdata::Initdata;
 use crate::tee::{self, EvidenceProvider, TeeConfig, TeePaths};
@@ -376,14 +376,45 @@ pub fn lock_down(config: &Config, gpus: Option<GpuAttester>) {
     or_fatal(Stage::Lockdown, lockdown::apply(&config.lockdown, &lockdown::Paths::default(), &KernelRemount));
 }
 
+/// The workload's seccomp program, being compiled in a thread of its own
+/// while the guest attests (it depends on the configuration only).
+pub struct CompilingSeccomp(Option<std::thread::JoinHandle<Result<CompiledSeccomp, SandboxError>>>);
+
+/// Starts compiling the workload's seccomp program; when no thread can be
+/// started the launch stage compiles it.
+pub fn compile_seccomp(config: &Config) -> CompilingSeccomp {
+    let (workload, sandbox) = (config.workload.clone(), config.sandbox.clone());
+    let spawned = std::thread::Builder::new()
+        .name("seccomp".into())
+        .spawn(move || LaunchPlan::compile_seccomp(&workload, &sandbox));
+    match spawned {
+        Ok(handle) => CompilingSeccomp(Some(handle)),
+        Err(e) => {
+            log::warn!("sandbox: cannot start the seccomp compiler thread ({e}); compiling at launch");
+            CompilingSeccomp(None)
+        }
+    }
+}
+
 /// Starts the workload in its sandbox. In handoff mode the workload
 /// replaces ztinit as PID 1 and this never returns.
-pub fn launch(config: &Config, released: &Released, timeline: &mut Timeline) -> Launched {
+pub fn launch(config: &Config, released: &Released, seccomp: CompilingSeccomp, timeline: &mut Timeline) -> Launched {
     let mut env = Vec::new();
     if let Some(dir) = released.credentials_dir {
         env.push((secrets::CREDENTIALS_ENV.to_string(), dir.to_string()));
     }
-    let plan = or_fatal(Stage::Launch, LaunchPlan::new(&config.workload, &config.sandbox, &env));
+    let planned = match seccomp.0 {
+        Some(handle) => {
+            let part = timeline::part("seccomp-wait");
+            // A panic in the thread has already ended the boot (the panic hook).
+            let compiled =
+                handle.join().unwrap_or_else(|_| power::fatal(Stage::Launch, &"the seccomp compiler thread panicked"));
+            drop(part);
+            LaunchPlan::with_seccomp(&config.workload, &config.sandbox, &env, or_fatal(Stage::Launch, compiled))
+        }
+        None => LaunchPlan::new(&config.workload, &config.sandbox, &env),
+    };
+    let plan = or_fatal(Stage::Launch, planned);
     if plan.mode() == LaunchMode::Handoff {
         kmsg::notice(&format!("handing PID 1 over to {}", config.workload.path));
         timeline.done(Stage::Launch);

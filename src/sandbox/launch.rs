@@ -186,6 +186,11 @@ const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
 const SIGKILL: u32 = libc::SIGKILL.unsigned_abs();
 const SIGSTOP: u32 = libc::SIGSTOP.unsigned_abs();
 
+/// A workload's seccomp program compiled ahead of its plan; holds `None`
+/// when the configuration runs the workload without seccomp.
+#[derive(Debug)]
+pub struct CompiledSeccomp(Option<Program>);
+
 /// Everything the child needs, allocated before fork.
 pub struct LaunchPlan {
     mode: LaunchMode,
@@ -266,6 +271,28 @@ impl LaunchPlan {
         Self::for_process(&workload.process(), sandbox, extra_env, opts)
     }
 
+    /// The `[sandbox]` seccomp program for `workload`, compiled as
+    /// [`LaunchPlan::new`] would: at boot this runs in a thread while the
+    /// guest attests, and [`LaunchPlan::with_seccomp`] takes the result.
+    pub fn compile_seccomp(
+        workload: &WorkloadConfig,
+        sandbox: &SandboxConfig,
+    ) -> Result<CompiledSeccomp, SandboxError> {
+        let keep_caps = caps::mask(&sandbox.kept_capabilities())?;
+        Ok(CompiledSeccomp(compile_profile(&workload.process(), sandbox, &LaunchOptions::default(), keep_caps)?))
+    }
+
+    /// [`LaunchPlan::new`] with the seccomp program compiled beforehand by
+    /// [`LaunchPlan::compile_seccomp`] from the same configuration.
+    pub fn with_seccomp(
+        workload: &WorkloadConfig,
+        sandbox: &SandboxConfig,
+        extra_env: &[(String, String)],
+        seccomp: CompiledSeccomp,
+    ) -> Result<Self, SandboxError> {
+        Self::build(&workload.process(), sandbox, extra_env, &LaunchOptions::default(), Some(seccomp))
+    }
+
     /// A plan for any process, not only the `[workload]` section's (the GPU
     /// helper builds its own).
     pub fn for_process(
@@ -273,6 +300,16 @@ impl LaunchPlan {
         sandbox: &SandboxConfig,
         extra_env: &[(String, String)],
         opts: &LaunchOptions,
+    ) -> Result<Self, SandboxError> {
+        Self::build(workload, sandbox, extra_env, opts, None)
+    }
+
+    fn build(
+        workload: &Process<'_>,
+        sandbox: &SandboxConfig,
+        extra_env: &[(String, String)],
+        opts: &LaunchOptions,
+        compiled: Option<CompiledSeccomp>,
     ) -> Result<Self, SandboxError> {
         let path = workload.path;
         let program_err = |source| SandboxError::Program { path: path.to_string(), source };
@@ -321,9 +358,13 @@ impl LaunchPlan {
         let keep_caps = caps::mask(&sandbox.kept_capabilities())?;
         let cap_last = caps::last_cap(&opts.proc_root).map_err(setup("cap_last_cap"))?;
 
-        let part = crate::timeline::part("seccomp-compile");
-        let seccomp = compile_profile(workload, sandbox, opts, keep_caps)?;
-        drop(part);
+        let seccomp = match compiled {
+            Some(CompiledSeccomp(program)) => program,
+            None => {
+                let _part = crate::timeline::part("seccomp-compile");
+                compile_profile(workload, sandbox, opts, keep_caps)?
+            }
+        };
         let part = crate::timeline::part("landlock-ruleset");
         let landlock = match fs_access::build(sandbox, Path::new(path))? {
             Some(fd) => Some(above_stdio(fd).map_err(setup("duplicate landlock fd"))?),

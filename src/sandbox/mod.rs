@@ -15,7 +15,7 @@ pub mod seccomp;
 mod workload;
 
 pub use config::{LandlockMode, Limit, RlimitConfig, SandboxConfig, SandboxProfile, SeccompChoice};
-pub use launch::{LaunchOptions, LaunchPlan, Launched, Step};
+pub use launch::{CompiledSeccomp, LaunchOptions, LaunchPlan, Launched, Step};
 pub use workload::{LaunchMode, Process, WorkloadConfig};
 
 use crate::names::errno_name;
