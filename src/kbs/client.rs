@@ -37,7 +37,7 @@ const MAX_COOKIE_LEN: usize = 4096;
 /// A KBS client with its ephemeral key. One per boot.
 pub struct Client {
     transport: Transport,
-    key: TeeKey,
+    key: EphemeralKey,
     deadline: Duration,
     max_resource_bytes: usize,
 }
@@ -64,9 +64,7 @@ impl Client {
         let transport = Transport::new(server.url().clone(), trust, policy)
             .map_err(|e| KbsError::Transport { op: Op::Setup, source: e })?;
         drop(part);
-        let part = crate::timeline::part("keygen");
-        let key = TeeKey::generate().map_err(|e| KbsError::Crypto { op: Op::Setup, source: e })?;
-        drop(part);
+        let key = EphemeralKey::start();
         Ok(Self {
             transport,
             key,
@@ -81,8 +79,8 @@ impl Client {
     }
 
     /// The tee-pubkey this client binds into its evidence.
-    pub fn public_jwk(&self) -> &Value {
-        self.key.public_jwk()
+    pub fn public_jwk(&self) -> Result<&Value, KbsError> {
+        Ok(self.key.get()?.public_jwk())
     }
 
     /// Runs the handshake: `/auth`, evidence from `cpu` and every device
@@ -119,6 +117,69 @@ impl Client {
         session.handshake()?;
         Ok(session)
     }
+}
+
+/// The ephemeral key, generated in a thread from the client's creation so
+/// that it overlaps the connection, the TLS handshake and `/auth` (the key
+/// is first needed for the evidence); taken on first use. Boxed in the
+/// thread, so only a pointer passes through the join (the secret scalar is
+/// not left behind in the freed result slot) and the one copy is zeroized
+/// on drop.
+struct EphemeralKey {
+    pending: std::sync::Mutex<Option<KeyThread>>,
+    key: std::sync::OnceLock<Box<TeeKey>>,
+}
+
+type KeyThread = std::thread::JoinHandle<Result<Box<TeeKey>, super::jwe::JweError>>;
+
+impl std::fmt::Debug for EphemeralKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.key.get() {
+            Some(k) => k.fmt(f),
+            None => f.write_str("EphemeralKey(pending)"),
+        }
+    }
+}
+
+impl EphemeralKey {
+    fn start() -> EphemeralKey {
+        let key = std::sync::OnceLock::new();
+        let generate = || TeeKey::generate().map(Box::new);
+        let pending = match std::thread::Builder::new().name("tee-key".into()).spawn(generate) {
+            Ok(handle) => Some(handle),
+            // No thread: generate it here and now.
+            Err(_) => {
+                if let Ok(k) = generate() {
+                    let _ = key.set(k);
+                }
+                None
+            }
+        };
+        EphemeralKey { pending: std::sync::Mutex::new(pending), key }
+    }
+
+    fn get(&self) -> Result<&TeeKey, KbsError> {
+        if let Some(k) = self.key.get() {
+            return Ok(k);
+        }
+        let fail = |source| KbsError::Crypto { op: Op::Setup, source };
+        let handle = self.pending.lock().map_err(|_| fail(poisoned()))?.take();
+        let generated = match handle {
+            Some(h) => {
+                let _part = crate::timeline::part("keygen-wait");
+                h.join().map_err(|_| fail(poisoned()))?
+            }
+            // Started without a thread and failed there, or taken by a
+            // call that failed: one more try, here.
+            None => TeeKey::generate().map(Box::new),
+        };
+        let generated = generated.map_err(fail)?;
+        Ok(self.key.get_or_init(|| generated))
+    }
+}
+
+fn poisoned() -> super::jwe::JweError {
+    super::jwe::JweError::KeyGeneration("the key generation thread panicked".into())
 }
 
 /// The certificates the baked trust names (files are read from the image
@@ -193,7 +254,8 @@ impl Session<'_> {
         let resp = self.call(&op, "GET", &url_path, None, cap)?;
         let jwe: JweResponse = parse_json(&op, &resp.body)?;
         let part = crate::timeline::part("jwe-decrypt");
-        let plaintext = self.client.key.decrypt(&jwe).map_err(|source| KbsError::Crypto { op: op.clone(), source })?;
+        let key = self.client.key.get()?;
+        let plaintext = key.decrypt(&jwe).map_err(|source| KbsError::Crypto { op: op.clone(), source })?;
         drop(part);
         if plaintext.len() > self.client.max_resource_bytes {
             return Err(KbsError::Protocol {
@@ -233,13 +295,14 @@ impl Session<'_> {
             .map_err(|e| KbsError::Protocol { op: Op::Auth, reason: e.to_string() })?;
 
         // 2. evidence: devices first, then the CPU report that covers them
+        let tee_pubkey = self.client.public_jwk()?;
         let part = crate::timeline::part("evidence");
         let (primary_evidence, additional_evidence) =
-            collect_evidence(self.client.key.public_jwk(), &challenge.nonce, alg, &mut *self.cpu, &mut self.devices)?;
+            collect_evidence(tee_pubkey, &challenge.nonce, alg, &mut *self.cpu, &mut self.devices)?;
         drop(part);
         let attestation = Attestation {
             init_data: self.init_data.cloned(),
-            runtime_data: RuntimeData { nonce: challenge.nonce, tee_pubkey: self.client.key.public_jwk().clone() },
+            runtime_data: RuntimeData { nonce: challenge.nonce, tee_pubkey: tee_pubkey.clone() },
             tee_evidence: CompositeEvidence { primary_evidence, additional_evidence },
         };
 
