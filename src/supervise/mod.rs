@@ -57,9 +57,6 @@ pub fn handled_set() -> libc::sigset_t {
     }
 }
 
-/// Blocks the handled signals in the calling thread. Call this before
-/// starting any child, and in a single-threaded process, so no signal is
-/// delivered the classic way and lost to a default disposition.
 /// True while our child `pid` has not exited. WNOWAIT leaves the zombie for
 /// the supervisor to reap and report.
 pub fn still_running(pid: libc::pid_t) -> bool {
@@ -69,6 +66,11 @@ pub fn still_running(pid: libc::pid_t) -> bool {
     matches!(waitid(WaitId::Pid(pid), options), Ok(None))
 }
 
+/// Blocks the handled signals in the calling thread. Call this first, before
+/// any thread or child starts: both inherit the mask, so no signal is
+/// delivered the classic way and lost to a default disposition (ztinit's
+/// helper threads, which verify volumes, compile seccomp and make the KBS
+/// key, start later and never take signals).
 pub fn block_signals() -> Result<(), SuperviseError> {
     let set = handled_set();
     // SAFETY: `set` is an initialised sigset_t; the old mask is not needed.
