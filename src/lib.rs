@@ -21,6 +21,7 @@ pub mod names;
 pub mod net;
 pub mod pem;
 pub mod power;
+pub mod prefault;
 pub mod sandbox;
 pub mod schema;
 pub mod secrets;

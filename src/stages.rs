@@ -41,6 +41,7 @@ pub enum EarlyError {
 pub fn early() -> Result<(), EarlyError> {
     // Signals first: nothing may be delivered the classic way to PID 1.
     supervise::block_signals()?;
+    crate::prefault::own_code();
     let mounted = mount::setup(Path::new("/"), &mut mount::SystemMounter);
     // The console and the logger come up even when a mount failed, so the
     // failure can be reported.
