@@ -3,9 +3,8 @@
 //! For each signal it starts `xtask demo` in a process group of its own
 //! with a unique token in its environment (which every descendant
 //! inherits: QEMU, the dev KBS, the prepare steps, and the relays QEMU's
-//! guestfwd starts in sessions of their own), waits until QEMU runs and
-//! the console has started (and up to 3 s for a relay, once the guest
-//! contacts the KBS), then
+//! guestfwd starts in sessions of their own), waits until QEMU runs, 0.7 s
+//! more (the guest is booting), then
 //! - SIGTERM: to xtask alone (`kill`, `timeout`);
 //! - SIGINT: to xtask's process group (Ctrl-C in a terminal);
 //! - SIGKILL: to xtask alone (only `PR_SET_PDEATHSIG` can help there).
@@ -30,12 +29,8 @@ const TOKEN_VAR: &str = "ZTINIT_INTERRUPT_TOKEN";
 const BOOT_MARKER: &str = "demo: booting under QEMU";
 /// Building the image and the KBS may come before QEMU.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(900);
-const QEMU_TIMEOUT: Duration = Duration::from_secs(30);
-/// The demo VM runs ~3 s under TCG; its one relay appears ~1.5 s in and
-/// lives only as long as the KBS conversation (~0.1 s on one kept
-/// connection): look for it often, and freeze QEMU the moment it shows.
-const RELAY_WAIT: Duration = Duration::from_secs(3);
-const RELAY_POLL: Duration = Duration::from_millis(5);
+/// From QEMU's start to the signal: well inside the demo VM's ~2 s.
+const GUEST_RUNNING: Duration = Duration::from_millis(700);
 const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
 const CLEAN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -129,14 +124,19 @@ fn check_one(sig: libc::c_int) -> Result<()> {
         if let Some(status) = exited {
             bail!("xtask demo ended ({status}) before QEMU was seen (log {})", log.display());
         }
-        // The console has started: the guest is booting.
-        wait_for(QEMU_TIMEOUT, || rx.try_recv().is_ok_and(|l| l.contains("ztinit")))
-            .context("no console line from the guest")?;
-        let relay_seen = wait_every(RELAY_WAIT, RELAY_POLL, || {
-            child.try_wait().ok().flatten().is_some() || tagged(&token).iter().any(|p| p.cmdline.contains(" relay "))
-        });
-        if relay_seen.is_err() {
-            println!("interrupt: (no relay seen before the signal)");
+        // The guest is booting. Its console reaches this test through
+        // xtask's pipe in bursts (often only at the end), so the signal is
+        // timed from QEMU's start: the kernel alone takes longer than this.
+        let _ = wait_every(GUEST_RUNNING, Duration::from_millis(10), || child.try_wait().ok().flatten().is_some());
+        drop(rx);
+        // No wait for a relay: the guest now reaches the KBS ~1.5 s after
+        // its first console line and keeps its one relay ~0.1 s, and the
+        // console reaches this test in bursts, so waiting for the relay let
+        // the whole demo end first. Relays end with xtask through
+        // `relay::watch_owner` whether or not one is running now; when one
+        // is, the check below covers it.
+        if tagged(&token).iter().any(|p| p.cmdline.contains(" relay ")) {
+            println!("interrupt: a relay is running at the signal");
         }
         if let Some(status) = child.try_wait()? {
             bail!("xtask demo ended ({status}) before the signal: the guest was faster than this test");
