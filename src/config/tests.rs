@@ -423,3 +423,12 @@ fn referenced_files_must_be_regular_files_of_the_image() {
     assert!(read_image_file(root, "/etc/abs.pem", 1 << 20).is_err());
     assert_eq!(read_image_file(root, "/etc/kbs.pem", 1 << 20).unwrap(), CA_PEM.as_bytes());
 }
+
+#[test]
+fn initdata_cannot_set_a_volume_or_its_sector_size() {
+    // `[[volumes]] sector_size` decides how the ciphertext is read: baked only.
+    let text = baked(&[], &pinned());
+    let overlay = "[[volumes]]\nname = \"model\"\nsector_size = 512\n";
+    let err = with_overlay(&text, overlay).unwrap_err();
+    assert!(err[0].starts_with("initdata: volumes") && err[0].ends_with("is baked-only"), "{err:?}");
+}
