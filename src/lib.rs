@@ -11,6 +11,7 @@ pub mod config;
 pub mod console;
 pub mod files;
 pub mod gpu;
+pub mod image;
 pub mod kbs;
 pub mod kernel_params;
 pub mod kmsg;

@@ -57,11 +57,15 @@ fn boot() -> ! {
     let opened = stages::open_volumes(&config, std::mem::take(&mut released.volume_keys), preparing);
     timeline.stage(Stage::Volume, opened);
 
+    // image: pulled, verified and unpacked by the confined helper.
+    let image = stages::pull_image(&config, &mut released);
+    timeline.stage(Stage::Image, image.is_some());
+
     stages::lock_down(&config, gpus.take());
     timeline.done(Stage::Lockdown);
     kmsg::notice(&timeline.summary());
 
-    let launched = stages::launch(&config, &released, seccomp, &mut timeline);
+    let launched = stages::launch(&config, &released, seccomp, image.as_ref(), &mut timeline);
     let outcome = stages::supervise(&config, launched, hooks.daemons);
     timeline.done(Stage::Supervise);
     power::end(outcome)

@@ -222,11 +222,15 @@ impl gpu::DriverHooks for GpuHooks {
 }
 
 /// What attestation released: the credentials directory for the workload
-/// and the volume keys, which never leave memory.
+/// (or, for an image, the secrets still to deliver once the image names
+/// its user), the volume keys and the image's credentials and keys, which
+/// never leave memory.
 #[derive(Default)]
 pub struct Released {
     pub credentials_dir: Option<&'static str>,
     pub volume_keys: Vec<Zeroizing<Vec<u8>>>,
+    pub image: crate::image::ImageSecrets,
+    pub undelivered: Vec<secrets::Secret>,
 }
 
 /// The attest and secrets stages: detect the TEE (unless initdata already
@@ -281,8 +285,20 @@ fn attest_with(
     for vol in config.volumes.iter() {
         volume_keys.push(or_fatal(Stage::Secrets, session.fetch(&vol.key)));
     }
+    let mut image = crate::image::ImageSecrets::default();
+    if let Some(resource) = &config.image.credentials {
+        image.credentials = Some(or_fatal(Stage::Secrets, session.fetch(resource)));
+    }
+    for resource in &config.image.decryption_keys {
+        image.decryption_keys.push(or_fatal(Stage::Secrets, session.fetch(resource)));
+    }
     let (connections, requests) = client.counts();
     log::info!("KBS: {requests} request(s) on {connections} connection(s)");
+    if config.image.is_enabled() {
+        // Delivered by the image stage, owned by the user the image names.
+        timeline.stage(Stage::Secrets, true);
+        return Released { credentials_dir: None, volume_keys, image, undelivered: files };
+    }
     let credentials_dir = if files.is_empty() {
         None
     } else {
@@ -291,7 +307,55 @@ fn attest_with(
         Some(or_fatal(Stage::Secrets, secrets::deliver(Path::new("/"), &mut secrets::SystemSecretsFs, owner, files)))
     };
     timeline.stage(Stage::Secrets, credentials_dir.is_some() || !volume_keys.is_empty());
-    Released { credentials_dir, volume_keys }
+    Released { credentials_dir, volume_keys, image, undelivered: Vec::new() }
+}
+
+/// The image stage: pull, verify, decrypt and unpack `[image]` in the
+/// confined helper, deliver the secrets to the user the image names, and
+/// mount what the workload sees besides the image. `None` without `[image]`.
+pub fn pull_image(config: &Config, released: &mut Released) -> Option<PulledImage> {
+    if !config.image.is_enabled() {
+        return None;
+    }
+    let base = Path::new(crate::image::root::IMAGE_BASE);
+    let mut mounter = crate::image::root::SystemRootMounter;
+    let write = vec![base.display().to_string()];
+    let env = crate::image::PullEnv {
+        host_root: Path::new("/"),
+        base,
+        confinement: crate::image::helper::Confinement::Sandboxed { write },
+        mounter: &mut mounter,
+    };
+    let secrets = std::mem::take(&mut released.image);
+    let pulled = or_fatal(Stage::Image, crate::image::pull(&config.image, secrets, env));
+    let a = &pulled.answer;
+    log::info!(
+        "image {} verified ({}), {} layer(s), {} unpacked",
+        a.manifest_digest,
+        a.verified_by,
+        a.layers,
+        format!("{} MiB", a.unpacked_bytes >> 20)
+    );
+    let workload = or_fatal(Stage::Image, crate::image::workload(&config.image, a, &pulled.dirs.root));
+    let files = std::mem::take(&mut released.undelivered);
+    if !files.is_empty() {
+        let owner = secrets::Owner { uid: workload.uid, gid: workload.gid };
+        released.credentials_dir =
+            Some(or_fatal(Stage::Image, secrets::deliver(Path::new("/"), &mut secrets::SystemSecretsFs, owner, files)));
+    }
+    let mounts = crate::image::root::RuntimeMounts {
+        secrets: released.credentials_dir.map(std::path::PathBuf::from),
+        volumes: config.volumes.iter().map(|v| std::path::PathBuf::from(&v.mountpoint)).collect(),
+        devices: crate::sandbox::fs_access::expand_devices(&config.sandbox.devices),
+    };
+    or_fatal(Stage::Image, crate::image::root::mount_runtime(&pulled.dirs, Path::new("/"), &mounts, &mut mounter));
+    Some(PulledImage { workload, root: pulled.dirs.root })
+}
+
+/// The image's workload and the root it runs in.
+pub struct PulledImage {
+    pub workload: crate::image::ImageWorkload,
+    pub root: std::path::PathBuf,
 }
 
 /// The key-independent half of opening the volumes (disk, verity device,
@@ -399,10 +463,19 @@ pub fn compile_seccomp(config: &Config) -> CompilingSeccomp {
 
 /// Starts the workload in its sandbox. In handoff mode the workload
 /// replaces ztinit as PID 1 and this never returns.
-pub fn launch(config: &Config, released: &Released, seccomp: CompilingSeccomp, timeline: &mut Timeline) -> Launched {
+pub fn launch(
+    config: &Config,
+    released: &Released,
+    seccomp: CompilingSeccomp,
+    image: Option<&PulledImage>,
+    timeline: &mut Timeline,
+) -> Launched {
     let mut env = Vec::new();
     if let Some(dir) = released.credentials_dir {
         env.push((secrets::CREDENTIALS_ENV.to_string(), dir.to_string()));
+    }
+    if let Some(image) = image {
+        return launch_image(config, image, &env, seccomp, timeline);
     }
     let planned = match seccomp.0 {
         Some(handle) => {
@@ -428,6 +501,48 @@ pub fn launch(config: &Config, released: &Released, seccomp: CompilingSeccomp, t
     let launched = or_fatal(Stage::Launch, plan.spawn());
     drop(part);
     kmsg::notice(&format!("workload started: {} (pid {})", config.workload.path, launched.pid));
+    timeline.done(Stage::Launch);
+    launched
+}
+
+fn launch_image(
+    config: &Config,
+    image: &PulledImage,
+    env: &[(String, String)],
+    seccomp: CompilingSeccomp,
+    timeline: &mut Timeline,
+) -> Launched {
+    let w = &image.workload;
+    let process = crate::sandbox::Process {
+        path: &w.path,
+        args: &w.args,
+        env: &w.env,
+        user: w.uid,
+        group: w.gid,
+        supplementary_groups: &w.groups,
+        workdir: &w.workdir,
+        mode: LaunchMode::Supervise,
+    };
+    let opts = crate::sandbox::LaunchOptions { new_root: Some(image.root.clone()), ..Default::default() };
+    // The profile was compiled from the configuration alone while the
+    // guest attested; it does not depend on the program.
+    let compiled = match seccomp.0 {
+        Some(handle) => {
+            Some(handle.join().unwrap_or_else(|_| power::fatal(Stage::Launch, &"the seccomp compiler thread panicked")))
+        }
+        None => None,
+    };
+    let planned = match compiled {
+        Some(c) => {
+            LaunchPlan::for_process_with_seccomp(&process, &config.sandbox, env, &opts, or_fatal(Stage::Launch, c))
+        }
+        None => LaunchPlan::for_process(&process, &config.sandbox, env, &opts),
+    };
+    let plan = or_fatal(Stage::Launch, planned);
+    let part = timeline::part("fork-exec");
+    let launched = or_fatal(Stage::Launch, plan.spawn());
+    drop(part);
+    kmsg::notice(&format!("workload started: {} from the image (pid {})", w.path, launched.pid));
     timeline.done(Stage::Launch);
     launched
 }

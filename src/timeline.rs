@@ -24,6 +24,8 @@ pub enum Stage {
     Attest,
     Secrets,
     Volume,
+    /// A container image pulled, verified and unpacked (`[image]`).
+    Image,
     Lockdown,
     Launch,
     /// From the workload's start to its end: the timeline records it when
@@ -32,7 +34,7 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub const ALL: [Stage; 11] = [
+    pub const ALL: [Stage; 12] = [
         Stage::Early,
         Stage::Config,
         Stage::Network,
@@ -41,6 +43,7 @@ impl Stage {
         Stage::Attest,
         Stage::Secrets,
         Stage::Volume,
+        Stage::Image,
         Stage::Lockdown,
         Stage::Launch,
         Stage::Supervise,
@@ -56,6 +59,7 @@ impl Stage {
             Stage::Attest => "attest",
             Stage::Secrets => "secrets",
             Stage::Volume => "volume",
+            Stage::Image => "image",
             Stage::Lockdown => "lockdown",
             Stage::Launch => "launch",
             Stage::Supervise => "supervise",

@@ -124,6 +124,8 @@ config_sections! {
     lockdown: crate::lockdown::LockdownConfig,
     /// Workload sandbox (seccomp, Landlock, capabilities).
     sandbox: crate::sandbox::SandboxConfig,
+    /// A container image as the workload (pulled, verified, unpacked).
+    image: crate::image::ImageConfig,
 }
 
 fn parse_section<T: Section>(
@@ -346,8 +348,22 @@ impl Config {
 
     /// Rules that span sections.
     fn validate_across(&self, v: &mut Validator<'_>) {
-        if self.workload.path.is_empty() {
-            v.error("workload.path", "required: the program to run");
+        if self.image.is_enabled() {
+            if !self.workload.path.is_empty() {
+                v.error(
+                    "workload.path",
+                    "must be left out with [image]: the image names the program (override it with image.entrypoint)",
+                );
+            }
+            if self.workload.mode == crate::sandbox::LaunchMode::Handoff {
+                v.error("workload.mode", "\"handoff\" cannot run an image (the image's program is supervised)");
+            }
+            let needs_kbs = self.image.credentials.is_some() || !self.image.decryption_keys.is_empty();
+            if needs_kbs && !self.kbs.is_enabled() {
+                v.error("image", "credentials and decryption_keys need [kbs]: they are released by the KBS only");
+            }
+        } else if self.workload.path.is_empty() {
+            v.error("workload.path", "required: the program to run (or an [image])");
         }
         // Over plain HTTP the host answers every request itself: JWE to the
         // guest's public key hides a secret from the host but proves nothing

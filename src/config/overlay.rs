@@ -41,6 +41,10 @@ pub const INITDATA_KEYS: &[InitdataKey] = &[
     InitdataKey { path: "gpu.helper_timeout_ms", why: "timing only" },
     InitdataKey { path: "gpu.ready_timeout_ms", why: "timing only" },
     InitdataKey { path: "gpu.ready_timeout_per_gpu_ms", why: "timing only" },
+    InitdataKey {
+        path: "image.reference",
+        why: "only when the baked [image] requires a signature by a baked publisher key: the host may choose which signed image runs, never an unsigned one",
+    },
 ];
 
 /// True when `path` is a key initdata may set at all.
@@ -106,6 +110,10 @@ pub fn apply(table: &mut toml::Table, overlay: toml::Table, baked: &Config) -> R
             && let Some(problem) = url_problem(&overlay, baked)
         {
             refused.push(issue(format!("kbs.url {problem}")));
+        } else if key == "image.reference" && !baked.image.verifies_any_reference() {
+            refused.push(issue(
+                "image.reference may come from initdata only when the baked [image] has signature_policy = \"signed\" and publisher keys (signature_keys or signature_key_files)".to_string(),
+            ));
         }
     }
     baked_only.extend(refused);

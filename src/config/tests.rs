@@ -432,3 +432,102 @@ fn initdata_cannot_set_a_volume_or_its_sector_size() {
     let err = with_overlay(&text, overlay).unwrap_err();
     assert!(err[0].starts_with("initdata: volumes") && err[0].ends_with("is baked-only"), "{err:?}");
 }
+
+const PUBLISHER_KEY: &str = "-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEFCBOZ1HSpJjbafIsu1YOSOxMJ8BE
+0n3D+8JJ2zkXPn4dD4YoZ9nUwbNdO6DtWgNsZouZbXdsm+obTtlPFdXf9A==
+-----END PUBLIC KEY-----
+";
+const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+fn image_config(image: &str) -> String {
+    format!("[image]\n{image}")
+}
+
+#[test]
+fn an_image_workload_is_checked() {
+    let signed = format!(
+        "reference = \"10.0.2.101:5000/app:1\"\ninsecure_http = true\nsignature_keys = ['''{PUBLISHER_KEY}''']\n"
+    );
+    let c = load(&image_config(&signed), None).unwrap_or_else(|e| panic!("{:?}", e.issues()));
+    assert!(c.image.is_enabled());
+    assert_eq!(c.image.policy(), crate::image::protocol::SignaturePolicy::Signed);
+    let pinned = format!("reference = \"10.0.2.101:5000/app@{DIGEST}\"\ninsecure_http = true\n");
+    let c = load(&image_config(&pinned), None).unwrap_or_else(|e| panic!("{:?}", e.issues()));
+    assert_eq!(c.image.policy(), crate::image::protocol::SignaturePolicy::Digest);
+
+    for (image, key, needle) in [
+        ("reference = \"10.0.2.101:5000/app:1\"\ninsecure_http = true\n", "image.reference", "pinned @sha256: digest"),
+        ("reference = \"10.0.2.101:5000/app:1\"\n", "image", "exactly one of ca_cert"),
+        (
+            "reference = \"10.0.2.101:5000/app:1\"\ninsecure_http = true\nsignature_policy = \"signed\"\n",
+            "image.signature_policy",
+            "needs signature_keys",
+        ),
+        (
+            "reference = \"10.0.2.101:5000/app:1\"\ninsecure_http = true\nsignature_keys = [\"-----BEGIN CERTIFICATE-----\\nAA==\\n-----END CERTIFICATE-----\\n\"]\n",
+            "image.signature_keys[0]",
+            "expected \"PUBLIC KEY\"",
+        ),
+        (
+            &format!("reference = \"r.example/app@{DIGEST}\"\ninsecure_http = true\nmax_unpacked_mib = 0\n"),
+            "image.max_unpacked_mib",
+            "out of range",
+        ),
+        (
+            &format!("reference = \"r.example/app@{DIGEST}\"\ninsecure_http = true\nuser = \"root;x\"\n"),
+            "image.user",
+            "is not uid[:gid]",
+        ),
+        (
+            &format!(
+                "reference = \"r.example/app@{DIGEST}\"\ninsecure_http = true\ndecryption_keys = [\"default/image/key\"]\n"
+            ),
+            "image",
+            "need [kbs]",
+        ),
+    ] {
+        let i = issues(&image_config(image), None);
+        assert!(i.iter().any(|i| i.key == key && i.message.contains(needle)), "{image}: {i:?}");
+    }
+    // The image names the program: [workload] path would be a second one.
+    let both = format!("{MINIMAL}{}", image_config(&pinned));
+    let i = issues(&both, None);
+    assert_eq!(i[0].key, "workload.path", "{i:?}");
+    assert!(i[0].message.contains("must be left out with [image]"), "{i:?}");
+}
+
+#[test]
+fn initdata_may_choose_the_image_only_under_a_baked_signature_policy() {
+    let opened = "[tee]\naccept = [\"snp\", \"tdx\"]\ninitdata_keys = [\"image.reference\"]\n";
+    let signed = format!(
+        "{opened}[image]\nreference = \"10.0.2.101:5000/app:1\"\ninsecure_http = true\nsignature_keys = ['''{PUBLISHER_KEY}''']\n"
+    );
+    let (c, keys) = with_overlay(&signed, "[image]\nreference = \"10.0.2.101:5000/other:2\"\n").unwrap();
+    assert_eq!(keys, ["image.reference"]);
+    assert_eq!(c.image.reference.as_deref(), Some("10.0.2.101:5000/other:2"));
+    assert!(c.image.verifies_any_reference());
+
+    // A pinned digest vouches for one image only: initdata may not swap it.
+    let pinned = format!("{opened}[image]\nreference = \"10.0.2.101:5000/app@{DIGEST}\"\ninsecure_http = true\n");
+    let err = with_overlay(&pinned, "[image]\nreference = \"10.0.2.101:5000/evil:1\"\n").unwrap_err();
+    assert!(
+        err[0].starts_with(
+            "initdata: image.reference may come from initdata only when the baked [image] has signature_policy"
+        ),
+        "{err:?}"
+    );
+    // Nor may it bring keys, a policy, trust or the KBS resources of keys.
+    for (overlay, key) in [
+        ("[image]\nsignature_keys = [\"x\"]\n", "image.signature_keys"),
+        ("[image]\nsignature_policy = \"digest\"\n", "image.signature_policy"),
+        ("[image]\ninsecure_http = true\n", "image.insecure_http"),
+        ("[image]\ndecryption_keys = [\"a/b/c\"]\n", "image.decryption_keys"),
+        ("[image]\nhelper = \"/x\"\n", "image.helper"),
+        ("[image]\nuser = \"0\"\n", "image.user"),
+        ("[image]\nentrypoint = [\"/bin/sh\"]\n", "image.entrypoint"),
+    ] {
+        let err = with_overlay(&signed, overlay).unwrap_err();
+        assert_eq!(err[0], format!("initdata: {key} is baked-only"), "{overlay}");
+    }
+}

@@ -110,11 +110,32 @@ pub fn expand_devices(patterns: &[String]) -> Vec<PathBuf> {
 
 /// The PT_INTERP of an ELF64 executable, if any.
 pub fn elf_interpreter(path: &Path) -> std::io::Result<Option<PathBuf>> {
+    elf_interpreter_of(path, std::fs::File::open(path)?)
+}
+
+/// The first 64 KiB of a program.
+fn head_of(file: std::fs::File) -> std::io::Result<Vec<u8>> {
+    let mut head = Vec::new();
+    file.take(64 << 10).read_to_end(&mut head)?;
+    Ok(head)
+}
+
+/// The interpreter a `#!` script names, if `head` is one.
+fn script_interpreter(head: &[u8]) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let line = head.strip_prefix(b"#!")?;
+    let line = line.split(|b| *b == b'\n').next().unwrap_or_default();
+    let word = line.split(|b| *b == b' ' || *b == b'\t').find(|w| !w.is_empty())?;
+    Some(PathBuf::from(std::ffi::OsStr::from_bytes(word)))
+}
+
+fn elf_interpreter_of(path: &Path, file: std::fs::File) -> std::io::Result<Option<PathBuf>> {
+    elf_interpreter_in(path, &head_of(file)?)
+}
+
+fn elf_interpreter_in(path: &Path, head: &[u8]) -> std::io::Result<Option<PathBuf>> {
     use std::os::unix::ffi::OsStrExt;
     let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {m}", path.display()));
-    let mut file = std::fs::File::open(path)?;
-    let mut head = Vec::new();
-    (&mut file).take(64 << 10).read_to_end(&mut head)?;
     if head.len() < 64 || &head[..4] != b"\x7fELF" {
         return Err(bad("not an ELF file"));
     }
@@ -148,10 +169,61 @@ pub fn elf_interpreter(path: &Path) -> std::io::Result<Option<PathBuf>> {
 /// Builds the ruleset. `None` when Landlock is off, or unavailable in
 /// best-effort mode (a warning is logged).
 pub fn build(cfg: &SandboxConfig, program: &Path) -> Result<Option<OwnedFd>, SandboxError> {
-    build_with(cfg, program, kernel_abi())
+    build_with(cfg, program, kernel_abi(), None)
 }
 
-pub(crate) fn build_with(cfg: &SandboxConfig, program: &Path, abi: i32) -> Result<Option<OwnedFd>, SandboxError> {
+/// [`build`] for a workload that will run in `root` (a container image):
+/// every path, the program's and its interpreters' included, is resolved
+/// inside `root` (`RESOLVE_IN_ROOT`), as the workload will see it. A `#!`
+/// script's interpreter (and its ELF interpreter) is granted execution too.
+pub fn build_in_root(cfg: &SandboxConfig, program: &Path, root: &Path) -> Result<Option<OwnedFd>, SandboxError> {
+    build_with(cfg, program, kernel_abi(), Some(root))
+}
+
+/// Opens `path` (O_PATH, or for reading) in the host's view or inside `root`.
+struct Opener(Option<OwnedFd>);
+
+impl Opener {
+    fn new(root: Option<&Path>) -> std::io::Result<Self> {
+        let flags = rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC;
+        Ok(Self(root.map(|r| rustix::fs::open(r, flags, rustix::fs::Mode::empty())).transpose()?))
+    }
+
+    fn open(&self, path: &Path, flags: rustix::fs::OFlags) -> std::io::Result<OwnedFd> {
+        use rustix::fs::{Mode, OFlags, ResolveFlags};
+        let flags = flags | OFlags::CLOEXEC;
+        Ok(match &self.0 {
+            None => rustix::fs::open(path, flags, Mode::empty())?,
+            Some(root) => {
+                let how = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+                rustix::fs::openat2(root, path, flags, Mode::empty(), how)?
+            }
+        })
+    }
+
+    /// The interpreters the kernel will execute for `program`: its
+    /// PT_INTERP; for a script (inside a root only) the `#!` interpreter
+    /// and that one's PT_INTERP.
+    fn interpreters(&self, program: &Path) -> std::io::Result<Vec<PathBuf>> {
+        let head = head_of(self.open(program, rustix::fs::OFlags::RDONLY)?.into())?;
+        if self.0.is_some()
+            && let Some(script) = script_interpreter(&head)
+        {
+            let inner = head_of(self.open(&script, rustix::fs::OFlags::RDONLY)?.into())?;
+            let mut found = vec![script.clone()];
+            found.extend(elf_interpreter_in(&script, &inner)?);
+            return Ok(found);
+        }
+        Ok(elf_interpreter_in(program, &head)?.into_iter().collect())
+    }
+}
+
+pub(crate) fn build_with(
+    cfg: &SandboxConfig,
+    program: &Path,
+    abi: i32,
+    root: Option<&Path>,
+) -> Result<Option<OwnedFd>, SandboxError> {
     match (cfg.landlock, abi) {
         // A weakening, reported at boot with the others.
         (LandlockMode::Off, _) => return Ok(None),
@@ -180,15 +252,18 @@ pub(crate) fn build_with(cfg: &SandboxConfig, program: &Path, abi: i32) -> Resul
         grants.extend(paths.iter().map(|p| (PathBuf::from(p), g, false)));
     }
     grants.push((program.to_path_buf(), Grant::Execute, true));
-    if let Some(interp) = elf_interpreter(program)
-        .map_err(|source| SandboxError::LandlockProgram { path: program.display().to_string(), source })?
-    {
+    let program_error = |source| SandboxError::LandlockProgram { path: program.display().to_string(), source };
+    let opener = Opener::new(root).map_err(program_error)?;
+    for interp in opener.interpreters(program).map_err(program_error)? {
         grants.push((interp, Grant::Execute, true));
     }
-    grants.extend(expand_devices(&cfg.devices).into_iter().map(|p| (p, Grant::Device, false)));
+    // Device nodes are the host's (bound into an image's /dev unchanged).
+    let devices = expand_devices(&cfg.devices);
 
-    for (path, grant, required) in grants {
-        let fd = match open_path(&path) {
+    let host = Opener(None);
+    for (path, grant, required) in grants.into_iter().chain(devices.into_iter().map(|p| (p, Grant::Device, false))) {
+        let from = if grant == Grant::Device { &host } else { &opener };
+        let fd = match from.open(&path, rustix::fs::OFlags::PATH) {
             Ok(fd) => fd,
             Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
                 log::warn!("sandbox: landlock: {} does not exist; no access granted there", path.display());
@@ -212,10 +287,6 @@ pub(crate) fn build_with(cfg: &SandboxConfig, program: &Path, abi: i32) -> Resul
         (None, LandlockMode::BestEffort) => Ok(None),
         (None, _) => Err(SandboxError::LandlockUnsupported),
     }
-}
-
-fn open_path(path: &Path) -> std::io::Result<OwnedFd> {
-    Ok(rustix::fs::open(path, rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())?)
 }
 
 #[cfg(test)]
@@ -251,14 +322,14 @@ mod tests {
     fn required_fails_closed_without_landlock() {
         let cfg = SandboxConfig::default();
         let exe = std::env::current_exe().unwrap();
-        let err = build_with(&cfg, &exe, 0).unwrap_err();
+        let err = build_with(&cfg, &exe, 0, None).unwrap_err();
         assert_eq!(
             err.to_string(),
             "landlock: the kernel does not support Landlock (set [sandbox] landlock = \"best-effort\" to run without it)"
         );
         let best = SandboxConfig { landlock: LandlockMode::BestEffort, ..SandboxConfig::default() };
-        assert!(build_with(&best, &exe, 0).unwrap().is_none());
+        assert!(build_with(&best, &exe, 0, None).unwrap().is_none());
         let off = SandboxConfig { landlock: LandlockMode::Off, ..SandboxConfig::default() };
-        assert!(build_with(&off, &exe, 7).unwrap().is_none());
+        assert!(build_with(&off, &exe, 7, None).unwrap().is_none());
     }
 }

@@ -58,6 +58,15 @@ pub enum Step {
     /// seccomp(SECCOMP_SET_MODE_FILTER), last before exec.
     Seccomp = 21,
     Execveat = 22,
+    /// A container image only: a mount namespace of the workload's own.
+    Unshare = 23,
+    /// Nothing mounted in it propagates back to PID 1's.
+    MountsPrivate = 24,
+    /// chroot into the image tmpfs, so the root is a mount with a parent
+    /// (the initramfs root cannot be pivoted away from).
+    ChrootBase = 25,
+    /// chdir into the image root, pivot_root(".", "."), detach the old root.
+    PivotRoot = 26,
 }
 
 const STEPS: &[Step] = &[
@@ -69,6 +78,10 @@ const STEPS: &[Step] = &[
     Step::Stderr,
     Step::Setrlimit,
     Step::OomScoreAdj,
+    Step::Unshare,
+    Step::MountsPrivate,
+    Step::ChrootBase,
+    Step::PivotRoot,
     Step::BoundingSet,
     Step::Setgroups,
     Step::Setresgid,
@@ -114,6 +127,10 @@ impl Step {
             Step::CloseRange => "close_range",
             Step::Seccomp => "seccomp",
             Step::Execveat => "execveat",
+            Step::Unshare => "unshare mount namespace",
+            Step::MountsPrivate => "make mounts private",
+            Step::ChrootBase => "chroot into the image tmpfs",
+            Step::PivotRoot => "pivot_root into the image",
         }
     }
 }
@@ -138,6 +155,12 @@ pub struct LaunchOptions {
     pub stdin_pipe: bool,
     /// (major, minor) for the `minKernel` of OCI profiles; `None`: uname.
     pub kernel: Option<(u32, u32)>,
+    /// Run in this root (a container image, `crate::image`): a directory
+    /// that is a mount point, directly in a directory that is one too. The
+    /// program, its interpreters and the Landlock paths are resolved
+    /// inside it, and the child pivots into it in a mount namespace of its
+    /// own before it drops its capabilities.
+    pub new_root: Option<PathBuf>,
 }
 
 impl Default for LaunchOptions {
@@ -148,6 +171,7 @@ impl Default for LaunchOptions {
             dev_null: "/dev/null".into(),
             stdin_pipe: false,
             kernel: None,
+            new_root: None,
         }
     }
 }
@@ -216,6 +240,16 @@ pub struct LaunchPlan {
     seccomp: Option<Program>,
     dev_null: OwnedFd,
     stdin_pipe: bool,
+    /// With `LaunchOptions::new_root`.
+    pivot: Option<Pivot>,
+}
+
+/// Where the child pivots: the image tmpfs (chrooted into first) and the
+/// root's name in it; the program is then executed by its path in the root.
+struct Pivot {
+    base: CString,
+    root_name: CString,
+    exec_path: CString,
 }
 
 impl fmt::Debug for LaunchPlan {
@@ -293,6 +327,17 @@ impl LaunchPlan {
         Self::build(&workload.process(), sandbox, extra_env, &LaunchOptions::default(), Some(seccomp))
     }
 
+    /// [`LaunchPlan::for_process`] with a program compiled beforehand.
+    pub fn for_process_with_seccomp(
+        workload: &Process<'_>,
+        sandbox: &SandboxConfig,
+        extra_env: &[(String, String)],
+        opts: &LaunchOptions,
+        seccomp: CompiledSeccomp,
+    ) -> Result<Self, SandboxError> {
+        Self::build(workload, sandbox, extra_env, opts, Some(seccomp))
+    }
+
     /// A plan for any process, not only the `[workload]` section's (the GPU
     /// helper builds its own).
     pub fn for_process(
@@ -313,13 +358,7 @@ impl LaunchPlan {
     ) -> Result<Self, SandboxError> {
         let path = workload.path;
         let program_err = |source| SandboxError::Program { path: path.to_string(), source };
-        let exe =
-            rustix::fs::open(path, rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
-                .map_err(|e| program_err(e.into()))?;
-        let st = rustix::fs::fstat(&exe).map_err(|e| program_err(e.into()))?;
-        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-            return Err(program_err(std::io::Error::other("not a regular file")));
-        }
+        let exe = open_program(path, opts.new_root.as_deref()).map_err(program_err)?;
         let exe = above_stdio(exe).map_err(setup("duplicate program fd"))?;
 
         let mut argv = vec![cstring("workload.path", path)?];
@@ -366,7 +405,11 @@ impl LaunchPlan {
             }
         };
         let part = crate::timeline::part("landlock-ruleset");
-        let landlock = match fs_access::build(sandbox, Path::new(path))? {
+        let ruleset = match &opts.new_root {
+            None => fs_access::build(sandbox, Path::new(path))?,
+            Some(root) => fs_access::build_in_root(sandbox, Path::new(path), root)?,
+        };
+        let landlock = match ruleset {
             Some(fd) => Some(above_stdio(fd).map_err(setup("duplicate landlock fd"))?),
             None => None,
         };
@@ -404,6 +447,7 @@ impl LaunchPlan {
             seccomp,
             dev_null,
             stdin_pipe: opts.stdin_pipe,
+            pivot: opts.new_root.as_deref().map(|root| pivot(root, path)).transpose()?,
         })
     }
 
@@ -622,6 +666,26 @@ impl LaunchPlan {
             let r = unsafe { sys.syscall(nr, a) };
             if r < 0 { Err(sys.errno()) } else { Ok(()) }
         };
+        // 8a-d. A container image: its own mount namespace, pivoted into
+        //       the image root while CAP_SYS_ADMIN is still held. The root
+        //       must be a mount whose parent is one too: the initramfs
+        //       itself cannot be pivoted away from, so first chroot into
+        //       the image tmpfs (a mount on the initramfs), then pivot from
+        //       there into the root and detach everything above it.
+        if let Some(p) = &self.pivot {
+            call(libc::SYS_unshare, [int(libc::CLONE_NEWNS), 0, 0, 0, 0, 0]).map_err(at(Step::Unshare, 0))?;
+            let slash = c"/".as_ptr().expose_provenance();
+            let private = (libc::MS_REC | libc::MS_PRIVATE) as usize;
+            call(libc::SYS_mount, [0, slash, 0, private, 0, 0]).map_err(at(Step::MountsPrivate, 0))?;
+            let base = p.base.as_ptr().expose_provenance();
+            call(libc::SYS_chroot, [base, 0, 0, 0, 0, 0]).map_err(at(Step::ChrootBase, 0))?;
+            let name = p.root_name.as_ptr().expose_provenance();
+            call(libc::SYS_chdir, [name, 0, 0, 0, 0, 0]).map_err(at(Step::PivotRoot, 1))?;
+            let dot = c".".as_ptr().expose_provenance();
+            call(libc::SYS_pivot_root, [dot, dot, 0, 0, 0, 0]).map_err(at(Step::PivotRoot, 2))?;
+            call(libc::SYS_umount2, [dot, int(libc::MNT_DETACH), 0, 0, 0, 0]).map_err(at(Step::PivotRoot, 3))?;
+            call(libc::SYS_chdir, [slash, 0, 0, 0, 0, 0]).map_err(at(Step::PivotRoot, 4))?;
+        }
         // 9. Bounding set, while we still hold CAP_SETPCAP.
         for cap in 0..=self.cap_last {
             if cap < 64 && self.keep_caps & (1u64 << cap) != 0 {
@@ -691,7 +755,15 @@ impl LaunchPlan {
             call(libc::SYS_seccomp, [SECCOMP_SET_MODE_FILTER, flags, fprog_ptr, 0, 0, 0])
                 .map_err(at(Step::Seccomp, 0))?;
         }
-        // 22. exec the program opened before fork.
+        // 22. exec the program opened before fork; in an image by its path
+        //     there (a `#!` script cannot run from a close-on-exec fd).
+        if let Some(p) = &self.pivot {
+            let (argv, envp) =
+                (self.argv_ptrs.as_ptr().expose_provenance(), self.envp_ptrs.as_ptr().expose_provenance());
+            let path = p.exec_path.as_ptr().expose_provenance();
+            let errno = call(libc::SYS_execve, [path, argv, envp, 0, 0, 0]).err().unwrap_or(0);
+            return Err((Step::Execveat, 1, errno));
+        }
         let exe = int(self.exe.as_raw_fd());
         let (argv, envp) = (self.argv_ptrs.as_ptr().expose_provenance(), self.envp_ptrs.as_ptr().expose_provenance());
         let empty = c"".as_ptr().expose_provenance();
@@ -714,6 +786,39 @@ struct ChildIo {
     stdin: RawFd,
     stdout: Option<RawFd>,
     stderr: Option<RawFd>,
+}
+
+/// The program, O_PATH: in the host's view, or inside `root` as the
+/// workload will see it (symlinks resolved there, never out of it).
+fn open_program(path: &str, root: Option<&Path>) -> std::io::Result<OwnedFd> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let flags = OFlags::PATH | OFlags::CLOEXEC;
+    let exe = match root {
+        None => rustix::fs::open(path, flags, Mode::empty())?,
+        Some(root) => {
+            let dir = rustix::fs::open(root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+            rustix::fs::openat2(&dir, path, flags, Mode::empty(), ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS)?
+        }
+    };
+    let st = rustix::fs::fstat(&exe)?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok(exe)
+}
+
+fn pivot(root: &Path, program: &str) -> Result<Pivot, SandboxError> {
+    let bad = || SandboxError::Setup {
+        what: format!("image root {}", root.display()),
+        source: std::io::Error::other("must be a directory below another, both mount points"),
+    };
+    let base = root.parent().ok_or_else(bad)?;
+    let name = root.file_name().ok_or_else(bad)?;
+    Ok(Pivot {
+        base: cstring("image root", &base.to_string_lossy())?,
+        root_name: cstring("image root", &name.to_string_lossy())?,
+        exec_path: cstring("workload path", program)?,
+    })
 }
 
 fn unreachable_exec() -> Result<Infallible, SandboxError> {

@@ -91,6 +91,12 @@ impl Sys for Recorder {
             libc::SYS_close_range => "close_range",
             libc::SYS_seccomp => "seccomp",
             libc::SYS_execveat => "execveat",
+            libc::SYS_execve => "execve",
+            libc::SYS_unshare => "unshare",
+            libc::SYS_mount => "mount",
+            libc::SYS_chroot => "chroot",
+            libc::SYS_pivot_root => "pivot_root",
+            libc::SYS_umount2 => "umount2",
             _ => "unknown",
         };
         self.calls.push(name);

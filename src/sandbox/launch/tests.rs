@@ -471,3 +471,31 @@ fn the_agent_filter_lets_a_process_mount_in_a_new_namespace() {
         "status {status:#x}, stderr {err}"
     );
 }
+
+#[test]
+fn an_image_workload_pivots_into_its_root_before_dropping_privileges() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("rootfs");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::write(root.join("bin/app"), b"\x7fELF").unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", root.join("bin/escape")).unwrap();
+    let opts = LaunchOptions { new_root: Some(root.clone()), ..LaunchOptions::default() };
+    let s = SandboxConfig { landlock: LandlockMode::Off, ..sandbox() };
+    let plan = LaunchPlan::with_options(&workload("/bin/app", &[]), &s, &[], &opts).unwrap();
+    let (calls, result) = recorded(&plan, Until::Exec, None);
+    let from = calls.iter().position(|c| *c == "unshare").expect("unshare");
+    assert_eq!(calls[from..from + 7], ["unshare", "mount", "chroot", "chdir", "pivot_root", "umount2", "chdir"]);
+    let drop_at = calls.iter().position(|c| *c == "PR_CAPBSET_DROP").unwrap();
+    assert!(from < drop_at, "pivot before the capabilities go: {calls:?}");
+    assert_eq!(calls.last(), Some(&"execve"), "an image program is executed by its path in the root");
+    assert_eq!(result, Err((Step::Execveat, 1, 0)));
+    // Resolved inside the root: an absolute symlink stays in it (and
+    // finds nothing there), a host program is not the image's.
+    for path in ["/bin/escape", "/bin/sh"] {
+        let err = LaunchPlan::with_options(&workload(path, &[]), &s, &[], &opts).unwrap_err();
+        assert!(err.to_string().contains(path), "{err}");
+    }
+    // The step that failed is named.
+    let (_, result) = recorded(&plan, Until::Exec, Some(("pivot_root", libc::EINVAL)));
+    assert_eq!(result, Err((Step::PivotRoot, 2, libc::EINVAL)));
+}

@@ -1,0 +1,268 @@
+//! PID 1's side of the image root: the tmpfs the helper unpacks into, and,
+//! once the helper has handed over a verified root, what the workload sees
+//! there besides the image: a fresh /proc, a minimal /dev, /tmp, the
+//! secrets directory and the model volumes, read-only.
+//!
+//! The image is the publisher's, but its tree decides where these mounts
+//! land: every mount point is created and opened beneath the root without
+//! following any symlink (`RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`), and
+//! mounted through `/proc/self/fd/N` of that very directory, so an image
+//! whose `/proc` is a symlink to `/etc` gets a FATAL, not a mount over
+//! PID 1's `/etc`.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+
+/// Where the image tmpfs is mounted.
+pub const IMAGE_BASE: &str = "/run/ztinit/image";
+/// The unpacked root, below [`IMAGE_BASE`] (bind-mounted onto itself, so
+/// it is a mount the launch can `pivot_root` into).
+pub const ROOT_DIR: &str = "rootfs";
+/// Downloaded blobs wait here for their digest check.
+pub const WORK_DIR: &str = "work";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RootError {
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("mount point {path} of the image is not a plain directory: {source}")]
+    MountPoint {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> RootError + 'a {
+    move |source| RootError::Io { what, path: path.display().to_string(), source }
+}
+
+/// The mount operations, so tests can record them.
+pub trait RootMounter {
+    /// A tmpfs; device nodes work on it only with `devices`.
+    fn tmpfs(&mut self, target: &Path, options: &str, devices: bool) -> std::io::Result<()>;
+    fn proc(&mut self, target: &Path) -> std::io::Result<()>;
+    fn devpts(&mut self, target: &Path) -> std::io::Result<()>;
+    /// A bind mount, read-only when `readonly`, never carrying submounts.
+    fn bind(&mut self, source: &Path, target: &Path, readonly: bool) -> std::io::Result<()>;
+    fn mknod_char(&mut self, dir: &OwnedFd, name: &str, major: u32, minor: u32) -> std::io::Result<()>;
+}
+
+/// mount(2) and mknod(2).
+pub struct SystemRootMounter;
+
+impl RootMounter for SystemRootMounter {
+    fn tmpfs(&mut self, target: &Path, options: &str, devices: bool) -> std::io::Result<()> {
+        use rustix::mount::{MountFlags, MountPropagationFlags};
+        let opts = std::ffi::CString::new(options).map_err(std::io::Error::other)?;
+        let flags =
+            if devices { MountFlags::NOSUID | MountFlags::NOEXEC } else { MountFlags::NOSUID | MountFlags::NODEV };
+        rustix::mount::mount("tmpfs", target, "tmpfs", flags, Some(opts.as_c_str()))?;
+        rustix::mount::mount_change(target, MountPropagationFlags::PRIVATE)?;
+        Ok(())
+    }
+
+    fn proc(&mut self, target: &Path) -> std::io::Result<()> {
+        use rustix::mount::MountFlags;
+        let flags = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+        rustix::mount::mount("proc", target, "proc", flags, Some(c"hidepid=2"))?;
+        Ok(())
+    }
+
+    fn devpts(&mut self, target: &Path) -> std::io::Result<()> {
+        use rustix::mount::MountFlags;
+        let flags = MountFlags::NOSUID | MountFlags::NOEXEC;
+        rustix::mount::mount("devpts", target, "devpts", flags, Some(c"newinstance,ptmxmode=0666,mode=0620"))?;
+        Ok(())
+    }
+
+    fn bind(&mut self, source: &Path, target: &Path, readonly: bool) -> std::io::Result<()> {
+        use rustix::mount::MountFlags;
+        rustix::mount::mount_bind(source, target)?;
+        if readonly {
+            let flags = MountFlags::BIND | MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV;
+            rustix::mount::mount_remount(target, flags, c"")?;
+        }
+        Ok(())
+    }
+
+    fn mknod_char(&mut self, dir: &OwnedFd, name: &str, major: u32, minor: u32) -> std::io::Result<()> {
+        let dev = rustix::fs::makedev(major, minor);
+        rustix::fs::mknodat(dir, name, rustix::fs::FileType::CharacterDevice, Mode::from_raw_mode(0o666), dev)?;
+        // mknod applies the umask; the nodes are world read-write as on any /dev.
+        let fd = rustix::fs::openat(dir, name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+        rustix::fs::chmod(proc_fd_path(&fd), Mode::from_raw_mode(0o666))?;
+        Ok(())
+    }
+}
+
+/// The image tmpfs and its two directories.
+#[derive(Debug, Clone)]
+pub struct UnpackDirs {
+    pub base: PathBuf,
+    pub root: PathBuf,
+    pub work: PathBuf,
+}
+
+/// Mounts the image tmpfs at `base` (blobs in flight count against it too,
+/// hence twice the unpack cap) and makes the root and work directories.
+pub fn prepare(base: &Path, max_unpacked_mib: u64, mounter: &mut dyn RootMounter) -> Result<UnpackDirs, RootError> {
+    std::fs::create_dir_all(base).map_err(io("create", base))?;
+    let size = max_unpacked_mib.saturating_mul(2);
+    mounter.tmpfs(base, &format!("mode=0700,size={size}m"), false).map_err(io("mount tmpfs on", base))?;
+    let root = base.join(ROOT_DIR);
+    let work = base.join(WORK_DIR);
+    for (dir, mode) in [(&root, 0o755), (&work, 0o700)] {
+        std::fs::create_dir(dir).map_err(io("create", dir))?;
+        set_mode(dir, mode)?;
+    }
+    Ok(UnpackDirs { base: base.to_path_buf(), root, work })
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), RootError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io("chmod", path))
+}
+
+/// What the workload sees besides the image.
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeMounts {
+    /// The secrets directory, bound read-only at the same path.
+    pub secrets: Option<PathBuf>,
+    /// Mounted model volumes, bound read-only at the same paths.
+    pub volumes: Vec<PathBuf>,
+    /// GPU device nodes (absolute `/dev/...` paths that exist), bound into
+    /// the new /dev.
+    pub devices: Vec<PathBuf>,
+}
+
+/// Character devices of the minimal /dev: (name, major, minor).
+pub const DEV_NODES: &[(&str, u32, u32)] =
+    &[("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
+
+/// Binds the root onto itself (so it is a mount point of its own) and
+/// mounts /proc, /dev, /tmp and the read-only binds beneath it.
+/// `host_root` is where the absolute paths of `mounts` are found ("/" at boot).
+pub fn mount_runtime(
+    dirs: &UnpackDirs,
+    host_root: &Path,
+    mounts: &RuntimeMounts,
+    mounter: &mut dyn RootMounter,
+) -> Result<(), RootError> {
+    let root = &dirs.root;
+    mounter.bind(root, root, false).map_err(io("bind the image root onto", root))?;
+    let root_fd = rustix::fs::open(root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| io("open", root)(e.into()))?;
+
+    let proc_dir = mount_point(&root_fd, "proc", 0o555)?;
+    mounter.proc(&proc_fd_path(&proc_dir)).map_err(io("mount proc on", &root.join("proc")))?;
+
+    let dev = mount_point(&root_fd, "dev", 0o755)?;
+    mounter
+        .tmpfs(&proc_fd_path(&dev), "mode=0755,size=64k,nr_inodes=256", true)
+        .map_err(io("mount tmpfs on", &root.join("dev")))?;
+    // Reopened: the fd above names the directory under the new mount.
+    let dev = mount_point(&root_fd, "dev", 0o755)?;
+    let dev_dir = rustix::fs::openat(&dev, ".", OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| io("open", &root.join("dev"))(e.into()))?;
+    for (name, major, minor) in DEV_NODES {
+        mounter.mknod_char(&dev_dir, name, *major, *minor).map_err(io("mknod in", &root.join("dev")))?;
+    }
+    let pts = mount_point(&root_fd, "dev/pts", 0o755)?;
+    mounter.devpts(&proc_fd_path(&pts)).map_err(io("mount devpts on", &root.join("dev/pts")))?;
+    let shm = mount_point(&root_fd, "dev/shm", 0o1777)?;
+    mounter.tmpfs(&proc_fd_path(&shm), "mode=1777", false).map_err(io("mount tmpfs on", &root.join("dev/shm")))?;
+    for (link, target) in [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        rustix::fs::symlinkat(target, &dev_dir, link).map_err(|e| io("symlink in", &root.join("dev"))(e.into()))?;
+    }
+    for device in &mounts.devices {
+        let name = device.strip_prefix("/dev").map_err(|_| RootError::MountPoint {
+            path: device.display().to_string(),
+            source: std::io::Error::other("not under /dev"),
+        })?;
+        let target = mount_file(&root_fd, &Path::new("dev").join(name))?;
+        let source = crate::files::under(host_root, &device.to_string_lossy());
+        mounter.bind(&source, &proc_fd_path(&target), false).map_err(io("bind", device))?;
+    }
+
+    let tmp = mount_point(&root_fd, "tmp", 0o1777)?;
+    mounter.tmpfs(&proc_fd_path(&tmp), "mode=1777", false).map_err(io("mount tmpfs on", &root.join("tmp")))?;
+
+    for dir in mounts.secrets.iter().chain(&mounts.volumes) {
+        let rel = dir.strip_prefix("/").unwrap_or(dir);
+        let target = mount_point(&root_fd, &rel.to_string_lossy(), 0o755)?;
+        let source = crate::files::under(host_root, &dir.to_string_lossy());
+        mounter.bind(&source, &proc_fd_path(&target), true).map_err(io("bind read-only", dir))?;
+    }
+    Ok(())
+}
+
+/// `/proc/self/fd/N` of `fd`: mount(2) follows this magic link to exactly
+/// the directory that was opened, whatever the path now says.
+fn proc_fd_path(fd: &OwnedFd) -> PathBuf {
+    use std::os::fd::AsRawFd;
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd()))
+}
+
+const BENEATH: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_SYMLINKS).union(ResolveFlags::NO_MAGICLINKS);
+
+/// The directory `rel` beneath `root`, created (with its parents, `mode`)
+/// when missing; no component may be a symlink or anything but a directory.
+pub fn mount_point(root: &OwnedFd, rel: &str, mode: u32) -> Result<OwnedFd, RootError> {
+    let bad = |source: std::io::Error| RootError::MountPoint { path: format!("/{rel}"), source };
+    let mut dir =
+        rustix::fs::openat2(root, ".", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty(), BENEATH)
+            .map_err(|e| bad(e.into()))?;
+    for name in rel.split('/').filter(|c| !c.is_empty()) {
+        if name == "." || name == ".." {
+            return Err(bad(std::io::Error::other("a . or .. component")));
+        }
+        let open = |d: &OwnedFd| {
+            rustix::fs::openat2(
+                d,
+                name,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+                BENEATH,
+            )
+        };
+        dir = match open(&dir) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => {
+                rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(mode)).map_err(|e| bad(e.into()))?;
+                open(&dir).map_err(|e| bad(e.into()))?
+            }
+            Err(e) => return Err(bad(e.into())),
+        };
+    }
+    Ok(dir)
+}
+
+/// An empty regular file beneath `root` to bind a device node onto (its
+/// parent directories as [`mount_point`]).
+fn mount_file(root: &OwnedFd, rel: &Path) -> Result<OwnedFd, RootError> {
+    let shown = format!("/{}", rel.display());
+    let bad = |source: std::io::Error| RootError::MountPoint { path: shown.clone(), source };
+    let parent = rel.parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = rel.file_name().ok_or_else(|| bad(std::io::Error::other("no file name")))?;
+    let dir = mount_point(root, &parent, 0o755)?;
+    let dir = rustix::fs::openat(&dir, ".", OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| bad(e.into()))?;
+    let flags = OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    drop(rustix::fs::openat(&dir, name, flags, Mode::from_raw_mode(0o600)).map_err(|e| bad(e.into()))?);
+    rustix::fs::openat2(&dir, name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty(), BENEATH)
+        .map_err(|e| bad(e.into()))
+}
