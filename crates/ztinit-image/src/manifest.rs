@@ -180,7 +180,10 @@ pub fn parse_manifest(bytes: &[u8], cap: usize) -> Result<Manifest, ManifestErro
         && m != OCI_MANIFEST
         && m != DOCKER_MANIFEST
     {
-        return Err(invalid(WHAT, format!("mediaType {:?} is not an image manifest", ztinit::kbs::http::truncate(m, 80))));
+        return Err(invalid(
+            WHAT,
+            format!("mediaType {:?} is not an image manifest", ztinit::kbs::http::truncate(m, 80)),
+        ));
     }
     if manifest.layers.len() > MAX_LAYERS {
         return Err(invalid(WHAT, format!("more than {MAX_LAYERS} layers")));
@@ -241,7 +244,8 @@ pub fn parse_any(bytes: &[u8], content_type: Option<&str>, cap: usize) -> Result
 pub fn select_platform<'a>(index: &'a Index, os: &str, architecture: &str) -> Result<&'a Descriptor, ManifestError> {
     let manifest_type = |m: &str| m == OCI_MANIFEST || m == DOCKER_MANIFEST;
     if let Some(d) = index.manifests.iter().find(|d| {
-        manifest_type(&d.media_type) && d.platform.as_ref().is_some_and(|p| p.os == os && p.architecture == architecture)
+        manifest_type(&d.media_type)
+            && d.platform.as_ref().is_some_and(|p| p.os == os && p.architecture == architecture)
     }) {
         return Ok(d);
     }
@@ -322,7 +326,12 @@ pub fn parse_config(bytes: &[u8], cap: usize) -> Result<ImageConfig, ManifestErr
 
 /// That the config describes this manifest: as many diff_ids as layers,
 /// and the platform asked for (when the config names one).
-pub fn check_config(manifest: &Manifest, config: &ImageConfig, os: &str, architecture: &str) -> Result<(), ManifestError> {
+pub fn check_config(
+    manifest: &Manifest,
+    config: &ImageConfig,
+    os: &str,
+    architecture: &str,
+) -> Result<(), ManifestError> {
     const WHAT: &str = "image config";
     if config.diff_ids.len() != manifest.layers.len() {
         return Err(invalid(
@@ -330,7 +339,8 @@ pub fn check_config(manifest: &Manifest, config: &ImageConfig, os: &str, archite
             format!("{} diff_ids for {} layers in the manifest", config.diff_ids.len(), manifest.layers.len()),
         ));
     }
-    if (!config.os.is_empty() && config.os != os) || (!config.architecture.is_empty() && config.architecture != architecture)
+    if (!config.os.is_empty() && config.os != os)
+        || (!config.architecture.is_empty() && config.architecture != architecture)
     {
         return Err(invalid(
             WHAT,
@@ -422,7 +432,10 @@ mod tests {
         let arm64 = select_platform(&index, "linux", "arm64").unwrap();
         assert_eq!(arm64.platform.as_ref().unwrap().variant.as_deref(), Some("v8"));
         let e = select_platform(&index, "linux", "s390x").unwrap_err();
-        assert_eq!(e.to_string(), "no linux/s390x manifest in the index (it has: linux/arm64, linux/amd64, linux/amd64)");
+        assert_eq!(
+            e.to_string(),
+            "no linux/s390x manifest in the index (it has: linux/arm64, linux/amd64, linux/amd64)"
+        );
         assert!(matches!(parse_any(index_json().as_bytes(), None, 1 << 20).unwrap(), Parsed::Index(_)));
     }
 
@@ -490,7 +503,7 @@ mod tests {
         );
         assert!(parse_manifest(many.as_bytes(), 1 << 20).unwrap_err().to_string().contains("more than 1024 layers"));
         // Ambiguous or unknown documents.
-        let both = format!(r#"{{"schemaVersion":2,"manifests":[],"layers":[],"config":{{}}}}"#);
+        let both = r#"{"schemaVersion":2,"manifests":[],"layers":[],"config":{}}"#.to_string();
         assert!(parse_any(both.as_bytes(), None, 4096).unwrap_err().to_string().contains("both"));
         assert!(parse_any(br#"{"schemaVersion":2}"#, None, 4096).is_err());
         let v1 = br#"{"schemaVersion":1,"mediaType":"application/vnd.docker.distribution.manifest.v1+prettyjws"}"#;
@@ -528,8 +541,8 @@ mod tests {
             minimal.replace("layers", "squash"),
             minimal.replace(&d(1), "sha256:0"),
             r#"{"config":{}}"#.into(),
-            format!(r#"{{"config":{{"Cmd":"sh"}},"rootfs":{{"type":"layers","diff_ids":[]}}}}"#),
-            format!(r#"{{"config":{{"Env":[1]}},"rootfs":{{"type":"layers","diff_ids":[]}}}}"#),
+            r#"{"config":{"Cmd":"sh"},"rootfs":{"type":"layers","diff_ids":[]}}"#.to_string(),
+            r#"{"config":{"Env":[1]},"rootfs":{"type":"layers","diff_ids":[]}}"#.to_string(),
         ] {
             assert!(parse_config(bad.as_bytes(), 4096).is_err(), "{bad}");
         }

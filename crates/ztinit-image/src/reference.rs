@@ -243,14 +243,20 @@ mod tests {
 
         let s = format!("127.0.0.1:5000/app:latest@{D}");
         let r = Reference::parse(&s).unwrap();
-        assert_eq!((r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()), ("127.0.0.1:5000", "app", Some("latest")));
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()),
+            ("127.0.0.1:5000", "app", Some("latest"))
+        );
         assert_eq!(r.digest.as_ref().unwrap().to_string(), D);
         assert_eq!(r.to_string(), s);
         assert_eq!(r.identity(), "127.0.0.1:5000/app:latest");
         assert_eq!(r.manifest_reference(), D);
 
         let r = Reference::parse(&format!("localhost/a.b_c__d---e/f@{D}")).unwrap();
-        assert_eq!((r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()), ("localhost", "a.b_c__d---e/f", None));
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()),
+            ("localhost", "a.b_c__d---e/f", None)
+        );
         assert_eq!(r.identity(), "localhost/a.b_c__d---e/f");
 
         let r = Reference::parse("[fd00::1]:5000/x:Tag_1").unwrap();

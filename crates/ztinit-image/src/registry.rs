@@ -192,7 +192,9 @@ impl Registry {
             (Scheme::Https, Trust::Pinned(certs)) => {
                 Some(Arc::new(ztinit::kbs::transport::pinned_config(certs).map_err(tls_setup)?))
             }
-            (Scheme::Http, _) => return Err(setup(Kind::Setup("a plain http registry cannot use a certificate".into()))),
+            (Scheme::Http, _) => {
+                return Err(setup(Kind::Setup("a plain http registry cannot use a certificate".into())));
+            }
             (Scheme::Https, Trust::None) => {
                 return Err(setup(Kind::Setup("an https registry needs a CA or pinned certificate".into())));
             }
@@ -224,7 +226,13 @@ impl Registry {
     /// The manifest (or index) `reference` (a tag or `sha256:` digest) of
     /// `repo`, at most `cap` bytes. Fetched by digest, the bytes must hash
     /// to it.
-    pub fn get_manifest(&self, repo: &str, reference: &str, accept: &[&str], cap: usize) -> Result<Fetched, RegistryError> {
+    pub fn get_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        accept: &[&str],
+        cap: usize,
+    ) -> Result<Fetched, RegistryError> {
         let step = format!("manifest {}", truncate(reference, 80));
         let fail = |kind| RegistryError { step: step.clone(), kind };
         check_repo(repo).map_err(fail)?;
@@ -235,7 +243,8 @@ impl Registry {
         } else {
             return Err(fail(Kind::Request(format!("invalid tag {:?}", truncate(reference, 80)))));
         };
-        if let Some(bad) = accept.iter().find(|a| a.is_empty() || !a.bytes().all(|b| b.is_ascii_graphic() && b != b',')) {
+        if let Some(bad) = accept.iter().find(|a| a.is_empty() || !a.bytes().all(|b| b.is_ascii_graphic() && b != b','))
+        {
             return Err(fail(Kind::Request(format!("invalid media type {:?} to accept", truncate(bad, 80)))));
         }
         let cap64 = u64::try_from(cap).unwrap_or(u64::MAX);
@@ -288,7 +297,10 @@ impl Registry {
             }
             let actual = Digest::of(&bytes);
             if actual != descriptor.digest {
-                return Err(Fail::Fatal(Kind::Digest(DigestError::Mismatch { expected: descriptor.digest.clone(), actual })));
+                return Err(Fail::Fatal(Kind::Digest(DigestError::Mismatch {
+                    expected: descriptor.digest.clone(),
+                    actual,
+                })));
             }
             Ok(bytes)
         })
@@ -426,10 +438,9 @@ impl Registry {
                     if redirects > MAX_REDIRECTS {
                         return Err(Fail::Fatal(Kind::Redirect(format!("more than {MAX_REDIRECTS} redirects"))));
                     }
-                    let location = resp
-                        .head
-                        .header("location")
-                        .ok_or_else(|| Fail::Fatal(Kind::Redirect(format!("HTTP {s} from {url} without a Location"))))?;
+                    let location = resp.head.header("location").ok_or_else(|| {
+                        Fail::Fatal(Kind::Redirect(format!("HTTP {s} from {url} without a Location")))
+                    })?;
                     let next = url.join(location).map_err(|e| Fail::Fatal(Kind::Redirect(e.to_string())))?;
                     if url.origin.scheme == Scheme::Https && next.origin.scheme == Scheme::Http {
                         return Err(Fail::Fatal(Kind::Redirect(format!("from https to plain http ({next}) refused"))));
@@ -580,7 +591,9 @@ impl Registry {
         if let Some(conn) = kept {
             match conn.exchange(&request, true) {
                 Ok(resp) => return Ok(resp),
-                Err(Fail::Stale(why)) => log::debug!("{} closed the kept connection ({why}); opening another", url.origin),
+                Err(Fail::Stale(why)) => {
+                    log::debug!("{} closed the kept connection ({why}); opening another", url.origin)
+                }
                 Err(f) => return Err(f),
             }
         }
@@ -651,7 +664,9 @@ fn check_content_range(resp: &Response, start: u64, size: u64) -> Result<(), Fai
         .and_then(|r| r.split_once('/'))
         .and_then(|(range, total)| range.split_once('-').map(|(s, e)| (s, e, total)));
     let ok = parsed.is_some_and(|(s, e, total)| {
-        s.parse::<u64>() == Ok(start) && e.parse::<u64>() == Ok(expected_end) && (total == "*" || total.parse::<u64>() == Ok(size))
+        s.parse::<u64>() == Ok(start)
+            && e.parse::<u64>() == Ok(expected_end)
+            && (total == "*" || total.parse::<u64>() == Ok(size))
     });
     if ok {
         Ok(())

@@ -355,7 +355,7 @@ mod tests {
         }
         let many = format!("Bearer {}", (0..=MAX_PARAMS).map(|i| format!("p{i}=v")).collect::<Vec<_>>().join(","));
         assert!(parse(&many).unwrap_err().0.contains("parameters"));
-        let many = vec!["Basic"; MAX_CHALLENGES + 1].join(", ");
+        let many = ["Basic"; MAX_CHALLENGES + 1].join(", ");
         assert!(parse(&many).unwrap_err().0.contains("challenges"));
         assert!(parse_www_authenticate(b"Bearer realm=\"\xff\"").is_err());
         assert!(plan(&parse("Bearer service=x").unwrap()).is_err());

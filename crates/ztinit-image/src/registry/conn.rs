@@ -194,7 +194,11 @@ impl Conn {
                 failed => {
                     let first = interim == 0;
                     if let Some(e) = write_error.take() {
-                        return Err(if first && stale(&e) { Fail::Stale(e.to_string()) } else { io_failure(e, &origin) });
+                        return Err(if first && stale(&e) {
+                            Fail::Stale(e.to_string())
+                        } else {
+                            io_failure(e, &origin)
+                        });
                     }
                     return Err(match failed {
                         Err(HttpError::Io(e)) if first && stale(&e) => Fail::Stale(e.to_string()),
@@ -224,8 +228,9 @@ impl Conn {
                     http::truncate(enc, 40)
                 ))));
             }
-            let close = head.header("connection").is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
-                || head.start.starts_with("HTTP/1.0");
+            let close =
+                head.header("connection").is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
+                    || head.start.starts_with("HTTP/1.0");
             let reusable = !close && !matches!(framing, Framing::Close);
             let state = match framing {
                 Framing::None | Framing::Length(0) => State::Done,
@@ -296,7 +301,8 @@ impl Body {
     /// The connection, when the whole body was read and the server allows
     /// another request on it.
     pub fn into_reusable(self) -> Option<Conn> {
-        (matches!(self.state, State::Done) && self.reusable && self.conn.reader.buffer().is_empty()).then_some(self.conn)
+        (matches!(self.state, State::Done) && self.reusable && self.conn.reader.buffer().is_empty())
+            .then_some(self.conn)
     }
 
     fn line(&mut self, max: usize) -> io::Result<Vec<u8>> {

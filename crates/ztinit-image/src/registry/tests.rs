@@ -187,7 +187,10 @@ fn anonymous_manifest_and_blobs_on_one_kept_connection() {
     let e = r.get_manifest("app", "missing", &[OCI_MANIFEST], 4096).unwrap_err();
     assert_eq!(
         e.to_string(),
-        format!("manifest missing: HTTP 404 from http://{}/v2/app/manifests/missing: MANIFEST_UNKNOWN: manifest unknown", server.host())
+        format!(
+            "manifest missing: HTTP 404 from http://{}/v2/app/manifests/missing: MANIFEST_UNKNOWN: manifest unknown",
+            server.host()
+        )
     );
 }
 
@@ -348,17 +351,19 @@ fn sizes_are_refused_before_reading_or_allocating() {
     let mut big = descriptor(BLOB);
     big.size = 1 << 40;
     let e = r.get_blob("app", &big, 1 << 20).unwrap_err();
-    assert_eq!(e.to_string(), format!("blob {}: blob of 1099511627776 bytes is larger than the 1048576-byte cap", big.digest));
+    assert_eq!(
+        e.to_string(),
+        format!("blob {}: blob of 1099511627776 bytes is larger than the 1048576-byte cap", big.digest)
+    );
     assert_eq!(server.requests().len(), before);
 
     // Shorter than the descriptor, and an unannounced body longer than the cap.
-    let server = serve(|req, _| {
-        if req.target.contains("manifests") {
-            chunked(&[b'x'; 5000])
-        } else {
-            reply("200 OK", &[], &BLOB[1..])
-        }
-    });
+    let server =
+        serve(
+            |req, _| {
+                if req.target.contains("manifests") { chunked(&[b'x'; 5000]) } else { reply("200 OK", &[], &BLOB[1..]) }
+            },
+        );
     let r = registry(&server.host());
     let e = r.get_manifest("app", "v1", &[OCI_MANIFEST], 4096).unwrap_err();
     assert!(matches!(e.kind, Kind::TooLarge { what: "manifest", cap: 4096, .. }), "{e}");
@@ -370,7 +375,9 @@ fn sizes_are_refused_before_reading_or_allocating() {
 fn chunked_bodies() {
     let server = serve(|req, _| match req.target.as_str() {
         "/v2/app/manifests/v1" => chunked(&manifest_bytes()),
-        "/v2/bad/manifests/v1" => raw(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcdeXX0\r\n\r\n", false),
+        "/v2/bad/manifests/v1" => {
+            raw(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcdeXX0\r\n\r\n", false)
+        }
         "/v2/short/manifests/v1" => raw(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", false),
         _ => chunked(BLOB),
     });
@@ -400,9 +407,14 @@ fn a_redirect_to_another_host_gets_no_authorization() {
         }
         match req.target.as_str() {
             "/v2/app/manifests/v1" => plain_registry(req),
-            "/v2/loop/blobs/sha256:e0de0b2ad0af5a6b7bbd46ccdd11d8b1a7ab2f6cd0ac3c9a6b35f13d23dcc5e8" => {
-                reply("302 Found", &[("Location", "/v2/loop/blobs/sha256:e0de0b2ad0af5a6b7bbd46ccdd11d8b1a7ab2f6cd0ac3c9a6b35f13d23dcc5e8")], b"")
-            }
+            "/v2/loop/blobs/sha256:e0de0b2ad0af5a6b7bbd46ccdd11d8b1a7ab2f6cd0ac3c9a6b35f13d23dcc5e8" => reply(
+                "302 Found",
+                &[(
+                    "Location",
+                    "/v2/loop/blobs/sha256:e0de0b2ad0af5a6b7bbd46ccdd11d8b1a7ab2f6cd0ac3c9a6b35f13d23dcc5e8",
+                )],
+                b"",
+            ),
             "/v2/nowhere/blobs/sha256:e0de0b2ad0af5a6b7bbd46ccdd11d8b1a7ab2f6cd0ac3c9a6b35f13d23dcc5e8" => {
                 reply("307 Temporary Redirect", &[], b"")
             }
@@ -424,7 +436,8 @@ fn a_redirect_to_another_host_gets_no_authorization() {
     assert_eq!(r.connections_opened(), 2, "one kept connection per host");
 
     let mut loop_blob = descriptor(BLOB);
-    loop_blob.digest = Digest::parse("sha256:e0de0b2ad0af5a6b7bbd46ccdd11d8b1a7ab2f6cd0ac3c9a6b35f13d23dcc5e8").unwrap();
+    loop_blob.digest =
+        Digest::parse("sha256:e0de0b2ad0af5a6b7bbd46ccdd11d8b1a7ab2f6cd0ac3c9a6b35f13d23dcc5e8").unwrap();
     let e = r.copy_blob("loop", &loop_blob, &mut Vec::new()).unwrap_err();
     assert!(e.to_string().ends_with("redirect: more than 5 redirects"), "{e}");
     let e = r.copy_blob("nowhere", &loop_blob, &mut Vec::new()).unwrap_err();
@@ -555,4 +568,51 @@ fn setup_is_checked() {
     let mut o = RegistryOptions::new("reg.example", Scheme::Http, Trust::None, deadline);
     o.credentials = Some(Credentials { username: "a:b".into(), password: "c".into() });
     assert!(Registry::new(o).is_err());
+}
+
+/// A manual check against a real registry (Debian's docker-registry, CNCF
+/// distribution 2.8) holding `team/app:v1`, an index with linux/arm64 and
+/// linux/amd64 images of one gzip layer each:
+/// `ZTINIT_TEST_REGISTRY=127.0.0.1:5055 ZTINIT_TEST_REGISTRY_CERT=cert.pem
+/// ZTINIT_TEST_REGISTRY_CREDS=user:pass cargo test -p ztinit-image -- --ignored real_registry`
+/// (without the certificate: plain http; without credentials: anonymous).
+#[test]
+#[ignore = "needs a running registry holding team/app:v1 (see the comment)"]
+fn real_registry() {
+    use crate::manifest::{Parsed, check_config, parse_any, parse_config, parse_manifest, select_platform};
+    let host = std::env::var("ZTINIT_TEST_REGISTRY").expect("ZTINIT_TEST_REGISTRY=host:port");
+    let mut o = options(&host);
+    if let Ok(path) = std::env::var("ZTINIT_TEST_REGISTRY_CERT") {
+        let pem = std::fs::read(path).unwrap();
+        o.scheme = Scheme::Https;
+        o.trust = Trust::Pinned(ztinit::kbs::transport::parse_pem_certs(&pem).unwrap());
+    }
+    if let Ok(creds) = std::env::var("ZTINIT_TEST_REGISTRY_CREDS") {
+        let (username, password) = creds.split_once(':').unwrap();
+        o.credentials = Some(Credentials { username: username.into(), password: password.into() });
+    }
+    let r = Registry::new(o).unwrap();
+    let fetched = r.get_manifest("team/app", "v1", manifest::MANIFEST_ACCEPT, 1 << 20).unwrap();
+    let Parsed::Index(index) = parse_any(&fetched.bytes, Some(&fetched.media_type), 1 << 20).unwrap() else {
+        panic!("v1 is not an index");
+    };
+    let chosen = select_platform(&index, "linux", "amd64").unwrap();
+    let fetched = r.get_manifest("team/app", &chosen.digest.to_string(), manifest::MANIFEST_ACCEPT, 1 << 20).unwrap();
+    let m = parse_manifest(&fetched.bytes, 1 << 20).unwrap();
+    let config = parse_config(&r.get_blob("team/app", &m.config, 1 << 20).unwrap(), 1 << 20).unwrap();
+    check_config(&m, &config, "linux", "amd64").unwrap();
+    for (layer, diff_id) in m.layers.iter().zip(&config.diff_ids) {
+        let mut gz = Vec::new();
+        r.copy_blob("team/app", layer, &mut gz).unwrap();
+        // Python's gzip: a 10-byte header, no name, an 8-byte trailer.
+        let tar = miniz_oxide::inflate::decompress_to_vec(&gz[10..gz.len() - 8]).unwrap();
+        assert_eq!(Digest::of(&tar), *diff_id);
+        assert!(tar.windows(16).any(|w| w == b"hello from amd64"));
+    }
+    let mut tampered = m.layers[0].clone();
+    tampered.digest = Digest::of(b"not there");
+    let e = r.copy_blob("team/app", &tampered, &mut Vec::new()).unwrap_err();
+    assert!(matches!(e.kind, Kind::Status { status: 404, .. }), "{e}");
+    eprintln!("{e}");
+    eprintln!("connections opened: {}", r.connections_opened());
 }
