@@ -589,7 +589,10 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(super::tls::provider())
 }
 
-fn ca_config(certs: Vec<CertificateDer<'static>>) -> Result<ClientConfig, TransportError> {
+/// A rustls client configuration that trusts exactly these CA certificates
+/// (webpki checks chain, hostname and validity), with ztinit's provider.
+/// Also used by the image helper for its registry connections.
+pub fn ca_config(certs: Vec<CertificateDer<'static>>) -> Result<ClientConfig, TransportError> {
     let mut roots = RootCertStore::empty();
     for c in certs {
         roots.add(c).map_err(TransportError::CaCertificate)?;
@@ -601,7 +604,10 @@ fn ca_config(certs: Vec<CertificateDer<'static>>) -> Result<ClientConfig, Transp
         .with_no_client_auth())
 }
 
-fn pinned_config(certs: Vec<CertificateDer<'static>>) -> Result<ClientConfig, TransportError> {
+/// A rustls client configuration that accepts only these end-entity
+/// certificates, byte for byte (see `PinnedCert`), with ztinit's provider.
+/// Also used by the image helper for its registry connections.
+pub fn pinned_config(certs: Vec<CertificateDer<'static>>) -> Result<ClientConfig, TransportError> {
     let provider = provider();
     let verifier = PinnedCert { certs, algorithms: provider.signature_verification_algorithms };
     Ok(ClientConfig::builder_with_provider(provider)
