@@ -403,6 +403,19 @@ mod tests {
         }
     }
 
+    /// Go's ECDSA does not normalise s: half of cosign's and
+    /// containers/image's signatures have a high s, and must verify.
+    #[test]
+    fn high_s_signatures_verify() {
+        let l = layer();
+        let payload = fixture("payload.json");
+        let sig = Signature::from_der(&STANDARD.decode(&l.signature_b64).unwrap()).unwrap();
+        let (r, s) = sig.split_scalars();
+        let flipped = Signature::from_scalars(r.to_bytes(), (-*s).to_bytes()).unwrap();
+        assert_ne!(flipped.normalize_s().is_some(), sig.normalize_s().is_some(), "exactly one of them is high-S");
+        verify(&payload, &STANDARD.encode(flipped.to_der().as_bytes())).unwrap();
+    }
+
     #[test]
     fn a_tampered_signature_is_refused() {
         let l = layer();
@@ -613,7 +626,7 @@ mod tests {
         assert!(matches!(PublicKeys::from_pem(b""), Err(SignatureError::Pem(PemError::NoBlock))));
         let private = include_bytes!("../tests/fixtures/ocicrypt/layer.key");
         assert!(matches!(PublicKeys::from_pem(private), Err(SignatureError::KeyLabel { index: 0, .. })));
-        // A P-384 SPKI (RFC 8410-style fixed test key) is not P-256.
+        // An EC SPKI on another curve (P-384's OID) is not P-256.
         let p384 = p384_spki_pem();
         assert!(matches!(PublicKeys::from_pem(p384.as_bytes()), Err(SignatureError::KeyType { index: 0, .. })));
         let mut truncated = fixture("cosign.pub");
