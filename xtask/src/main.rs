@@ -5,6 +5,7 @@
 
 mod bench;
 mod cli;
+mod cosign_key;
 mod cpio;
 mod demo;
 mod dev_cert;
@@ -48,6 +49,8 @@ commands:
   interrupt-test [--signal S]...      interrupt a running demo; check that nothing it started survives
   model-volume --input DIR|FILE --key FILE --out IMG   an encrypted, verity-protected model disk
   fixture random|sha256|secret-forms|flip-byte ...      file tools for e2e prepare steps
+  cosign-key --out DIR [--passphrase-file F] | --ec-pair NAME   test keys: encrypted cosign signing key, or EC P-256 JWE pair
+  cosign-sign --key K --passphrase-file F --digest sha256:HEX --identity REF --out DIR   a sigstore signature attachment as an OCI layout
   verify-gpu (--report F --chain F [--nonce HEX] [--rim F] | --evidence F)
                                       verify NVIDIA GPU evidence offline (exit 0 valid, 1 invalid, 2 unusable)";
 
@@ -79,6 +82,8 @@ fn dispatch(args: &[String]) -> Result<()> {
         "bench" => bench::cmd(rest),
         "model-volume" => model_volume::cmd(rest),
         "fixture" => fixture::cmd(rest),
+        "cosign-key" => cosign_key::key_cmd(rest),
+        "cosign-sign" => cosign_key::sign_cmd(rest),
         "verify-gpu" => std::process::exit(verify_gpu::main(rest)),
         // Hidden: QEMU's guestfwd runs it once per guest connection.
         "relay" => relay::cmd(rest),
