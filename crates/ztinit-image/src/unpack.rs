@@ -23,8 +23,10 @@ use std::os::fd::AsFd;
 
 use sha2::{Digest as _, Sha256};
 
-pub use self::extract::{normalise, PathError};
-pub use self::tar::{parse_header, parse_numeric, parse_pax, Block, Entry, Header, HeaderError, Kind, PaxError, TarError, TarReader};
+pub use self::extract::{PathError, normalise};
+pub use self::tar::{
+    Block, Entry, Header, HeaderError, Kind, PaxError, TarError, TarReader, parse_header, parse_numeric, parse_pax,
+};
 
 /// How a layer blob is compressed (from its media type; the seam with
 /// `manifest::LayerMedia`).
@@ -74,7 +76,9 @@ pub enum UnpackError {
     Tar(#[from] TarError),
     #[error("entry {path}: the path leaves the root (`..` above it)")]
     PathEscape { path: String },
-    #[error("entry {path}: its parent resolves outside the root or across a mount (an absolute or climbing symlink on the way)")]
+    #[error(
+        "entry {path}: its parent resolves outside the root or across a mount (an absolute or climbing symlink on the way)"
+    )]
     SymlinkEscape { path: String },
     #[error("entry {path}: {why}")]
     Path { path: String, why: &'static str },
@@ -106,7 +110,8 @@ fn show(bytes: &[u8]) -> String {
 enum Decoder<R> {
     Plain(R),
     Gzip(gzip::GzipReader<R>),
-    Zstd(zstd::ZstdReader<R>),
+    // Boxed: the frame decoder state is ~800 bytes.
+    Zstd(Box<zstd::ZstdReader<R>>),
 }
 
 impl<R: Read> Read for Decoder<R> {
@@ -140,11 +145,16 @@ impl<R: Read> Read for Hashing<R> {
 /// list). The caller compares it with the config's `rootfs.diff_ids`.
 ///
 /// On error the root is half-written and must be discarded.
-pub fn unpack_layer(input: impl Read, compression: Compression, root: &impl AsFd, budget: &mut Budget) -> Result<[u8; 32], UnpackError> {
+pub fn unpack_layer(
+    input: impl Read,
+    compression: Compression,
+    root: &impl AsFd,
+    budget: &mut Budget,
+) -> Result<[u8; 32], UnpackError> {
     let decoder = match compression {
         Compression::None => Decoder::Plain(input),
         Compression::Gzip => Decoder::Gzip(gzip::GzipReader::new(input)),
-        Compression::Zstd => Decoder::Zstd(zstd::ZstdReader::new(input)),
+        Compression::Zstd => Decoder::Zstd(Box::new(zstd::ZstdReader::new(input))),
     };
     let chown = rustix::process::geteuid().is_root();
     if !chown {

@@ -35,7 +35,7 @@ use rustix::io::Errno;
 use rustix::process::{Gid, Uid};
 
 use super::tar::{Entry, Kind, TarReader};
-use super::{show, Budget, UnpackError};
+use super::{Budget, UnpackError, show};
 
 /// PATH_MAX less the NUL: longer paths cannot be resolved in one call.
 const MAX_PATH_BYTES: usize = 4095;
@@ -117,7 +117,12 @@ impl<'r> Extractor<'r> {
         Extractor { root, chown, touched: HashSet::new(), dirs: Vec::new(), buffer: vec![0u8; COPY_BUFFER] }
     }
 
-    pub fn entry<R: Read>(&mut self, entry: &Entry, tar: &mut TarReader<R>, budget: &mut Budget) -> Result<(), UnpackError> {
+    pub fn entry<R: Read>(
+        &mut self,
+        entry: &Entry,
+        tar: &mut TarReader<R>,
+        budget: &mut Budget,
+    ) -> Result<(), UnpackError> {
         let shown = show(&entry.path);
         let components = normalise(&entry.path).map_err(|why| path_error(&shown, why))?;
         let Some((name, parent)) = components.split_last() else {
@@ -142,7 +147,7 @@ impl<'r> Extractor<'r> {
             Kind::BlockDevice => return Err(UnpackError::Node { path: shown, kind: "block device" }),
             Kind::Fifo => return Err(UnpackError::Node { path: shown, kind: "FIFO" }),
             Kind::PaxLocal | Kind::PaxGlobal | Kind::GnuLongName | Kind::GnuLongLink => {
-                return Err(UnpackError::Path { path: shown, why: "an extended header is not an entry" })
+                return Err(UnpackError::Path { path: shown, why: "an extended header is not an entry" });
             }
         }
         self.touched.insert(join(&components));
@@ -199,12 +204,16 @@ impl<'r> Extractor<'r> {
             if n == 0 {
                 break;
             }
-            file.write_all(&self.buffer[..n])
-                .map_err(|source| UnpackError::Fs { path: shown.to_string(), op: "writing the file", source })?;
+            file.write_all(&self.buffer[..n]).map_err(|source| UnpackError::Fs {
+                path: shown.to_string(),
+                op: "writing the file",
+                source,
+            })?;
         }
         // Owner before mode: chown clears set-id bits.
         if self.chown {
-            rfs::fchown(&file, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid))).map_err(fs_err(shown, "setting the owner"))?;
+            rfs::fchown(&file, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+                .map_err(fs_err(shown, "setting the owner"))?;
         }
         rfs::fchmod(&file, Mode::from_raw_mode(entry.mode & 0o7777)).map_err(fs_err(shown, "setting the mode"))?;
         rfs::futimens(&file, &times(entry.mtime)).map_err(fs_err(shown, "setting the mtime"))?;
@@ -256,13 +265,24 @@ impl<'r> Extractor<'r> {
         // its own root.
         rfs::symlinkat(entry.link.as_slice(), &dir, name).map_err(fs_err(shown, "creating the symlink"))?;
         self.chown_at(&dir, name, owner, shown)?;
-        rfs::utimensat(&dir, name, &times(entry.mtime), AtFlags::SYMLINK_NOFOLLOW).map_err(fs_err(shown, "setting the mtime"))?;
+        rfs::utimensat(&dir, name, &times(entry.mtime), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(fs_err(shown, "setting the mtime"))?;
         Ok(())
     }
 
-    fn hard_link(&mut self, components: &[&[u8]], entry: &Entry, shown: &str, budget: &mut Budget) -> Result<(), UnpackError> {
+    fn hard_link(
+        &mut self,
+        components: &[&[u8]],
+        entry: &Entry,
+        shown: &str,
+        budget: &mut Budget,
+    ) -> Result<(), UnpackError> {
         let target_shown = show(&entry.link);
-        let refuse = |why: &str| UnpackError::HardLink { path: shown.to_string(), target: target_shown.clone(), why: why.to_string() };
+        let refuse = |why: &str| UnpackError::HardLink {
+            path: shown.to_string(),
+            target: target_shown.clone(),
+            why: why.to_string(),
+        };
         let target = normalise(&entry.link).map_err(|why| refuse(why.message()))?;
         let Some((target_name, target_parent)) = target.split_last() else {
             return Err(refuse("the target is the root"));
@@ -275,7 +295,9 @@ impl<'r> Extractor<'r> {
         };
         let stat = match rfs::statat(&target_dir, *target_name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(stat) => stat,
-            Err(Errno::NOENT) => return Err(refuse("the target does not exist (links may only name files already unpacked)")),
+            Err(Errno::NOENT) => {
+                return Err(refuse("the target does not exist (links may only name files already unpacked)"));
+            }
             Err(e) => return Err(fs_err(shown, "inspecting the link target")(e)),
         };
         if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
@@ -286,7 +308,8 @@ impl<'r> Extractor<'r> {
         };
         let dir = self.parent(parent, shown, budget)?;
         self.clear(&dir, name, false, shown)?;
-        rfs::linkat(&target_dir, *target_name, &dir, *name, AtFlags::empty()).map_err(fs_err(shown, "creating the hard link"))?;
+        rfs::linkat(&target_dir, *target_name, &dir, *name, AtFlags::empty())
+            .map_err(fs_err(shown, "creating the hard link"))?;
         Ok(())
     }
 
@@ -331,13 +354,22 @@ impl<'r> Extractor<'r> {
                 remove_tree(dir, name.to_bytes(), depth, shown)?;
                 continue;
             }
-            let stat = rfs::statat(dir, name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW).map_err(fs_err(shown, "inspecting"))?;
+            let stat =
+                rfs::statat(dir, name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW).map_err(fs_err(shown, "inspecting"))?;
             if FileType::from_raw_mode(stat.st_mode) == FileType::Directory {
                 if depth >= MAX_REMOVE_DEPTH {
-                    return Err(UnpackError::Path { path: shown.to_string(), why: "the opaque directory is nested too deep" });
+                    return Err(UnpackError::Path {
+                        path: shown.to_string(),
+                        why: "the opaque directory is nested too deep",
+                    });
                 }
-                let sub = rfs::openat(dir, name.as_c_str(), OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-                    .map_err(fs_err(shown, "opening a directory to prune"))?;
+                let sub = rfs::openat(
+                    dir,
+                    name.as_c_str(),
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(fs_err(shown, "opening a directory to prune"))?;
                 self.prune(&sub, &rel, depth + 1, shown)?;
             }
         }
@@ -400,7 +432,8 @@ impl<'r> Extractor<'r> {
         if let Some(fd) = self.existing_parent(parent, shown)? {
             return Ok(fd);
         }
-        let mut dir = self.open_beneath(b"", OFlags::PATH | OFlags::DIRECTORY).map_err(|e| self.resolve_error(e, shown))?;
+        let mut dir =
+            self.open_beneath(b"", OFlags::PATH | OFlags::DIRECTORY).map_err(|e| self.resolve_error(e, shown))?;
         for depth in 1..=parent.len() {
             let prefix = join(&parent[..depth]);
             dir = match self.open_beneath(&prefix, OFlags::PATH | OFlags::DIRECTORY) {
@@ -412,7 +445,8 @@ impl<'r> Extractor<'r> {
                         .map_err(fs_err(shown, "creating a missing parent directory"))?;
                     self.touched.insert(prefix.clone());
                     self.dirs.push(DeferredDir { path: prefix.clone(), mode: 0o755, mtime: None });
-                    self.open_beneath(&prefix, OFlags::PATH | OFlags::DIRECTORY).map_err(|e| self.resolve_error(e, shown))?
+                    self.open_beneath(&prefix, OFlags::PATH | OFlags::DIRECTORY)
+                        .map_err(|e| self.resolve_error(e, shown))?
                 }
                 Err(e) => return Err(self.resolve_error(e, shown)),
             };
@@ -430,10 +464,7 @@ fn path_error(shown: &str, why: PathError) -> UnpackError {
 
 fn id(value: u64, what: &'static str, shown: &str) -> Result<u32, UnpackError> {
     // u32::MAX is chown's "leave unchanged", never an owner.
-    u32::try_from(value)
-        .ok()
-        .filter(|&v| v != u32::MAX)
-        .ok_or(UnpackError::Id { path: shown.to_string(), what, value })
+    u32::try_from(value).ok().filter(|&v| v != u32::MAX).ok_or(UnpackError::Id { path: shown.to_string(), what, value })
 }
 
 fn times(mtime: i64) -> Timestamps {
@@ -466,8 +497,13 @@ fn remove_tree(dir: &impl AsFd, name: &[u8], depth: usize, shown: &str) -> Resul
         if depth >= MAX_REMOVE_DEPTH {
             return Err(UnpackError::Path { path: shown.to_string(), why: "a directory to remove is nested too deep" });
         }
-        let sub = rfs::openat(dir, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-            .map_err(fs_err(shown, "opening a directory to remove"))?;
+        let sub = rfs::openat(
+            dir,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(fs_err(shown, "opening a directory to remove"))?;
         for child in list(&sub, shown)? {
             remove_tree(&sub, child.to_bytes(), depth + 1, shown)?;
         }

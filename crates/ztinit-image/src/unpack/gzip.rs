@@ -5,7 +5,7 @@
 
 use std::io::{self, Read};
 
-use miniz_oxide::inflate::stream::{inflate, InflateState};
+use miniz_oxide::inflate::stream::{InflateState, inflate};
 use miniz_oxide::{DataFormat, MZError, MZFlush, MZStatus};
 
 /// FNAME and FCOMMENT longer than this are not a gzip writer's doing.
@@ -330,7 +330,13 @@ pub(crate) mod tests {
     use super::*;
 
     /// A gzip member around `data`, with optional header fields.
-    pub fn gzip_member(data: &[u8], name: Option<&[u8]>, extra: Option<&[u8]>, comment: Option<&[u8]>, hcrc: bool) -> Vec<u8> {
+    pub fn gzip_member(
+        data: &[u8],
+        name: Option<&[u8]>,
+        extra: Option<&[u8]>,
+        comment: Option<&[u8]>,
+        hcrc: bool,
+    ) -> Vec<u8> {
         let mut flags = 0u8;
         let mut header = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3];
         if let Some(extra) = extra {

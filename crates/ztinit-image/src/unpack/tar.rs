@@ -292,7 +292,9 @@ fn pax_integer(value: &[u8], key: &'static str, fraction_allowed: bool) -> Resul
     let bad = || PaxError::Number(key);
     let text = std::str::from_utf8(value).map_err(|_| bad())?;
     let whole = match text.split_once('.') {
-        Some((whole, frac)) if fraction_allowed && !frac.is_empty() && frac.bytes().all(|b| b.is_ascii_digit()) => whole,
+        Some((whole, frac)) if fraction_allowed && !frac.is_empty() && frac.bytes().all(|b| b.is_ascii_digit()) => {
+            whole
+        }
         Some(_) => return Err(bad()),
         None => text,
     };
@@ -365,7 +367,9 @@ impl<R: Read> TarReader<R> {
                 Block::Zero => {
                     let second = self.offset;
                     match self.read_block("end-of-archive block")? {
-                        Some(b) if b.iter().any(|&x| x != 0) => return Err(TarError::ZeroThenHeader { offset: second }),
+                        Some(b) if b.iter().any(|&x| x != 0) => {
+                            return Err(TarError::ZeroThenHeader { offset: second });
+                        }
                         _ => return self.end(&pending),
                     }
                 }
@@ -581,7 +585,7 @@ pub(crate) mod build;
 
 #[cfg(test)]
 mod tests {
-    use super::build::{header_block, TarBuilder};
+    use super::build::{TarBuilder, header_block};
     use super::*;
 
     fn entries(bytes: &[u8]) -> Result<Vec<(Entry, Vec<u8>)>, TarError> {
@@ -620,7 +624,10 @@ mod tests {
     fn header_fields_and_checksum() {
         let block = header_block(b"dir/file", b'0', 0o4755, 1000, 100, 5, b"");
         let Block::Header(h) = parse_header(&block).unwrap() else { panic!("zero") };
-        assert_eq!((h.name.as_slice(), h.mode, h.uid, h.gid, h.size, h.kind), (&b"dir/file"[..], 0o4755, 1000, 100, 5, Kind::Regular));
+        assert_eq!(
+            (h.name.as_slice(), h.mode, h.uid, h.gid, h.size, h.kind),
+            (&b"dir/file"[..], 0o4755, 1000, 100, 5, Kind::Regular)
+        );
         let mut bad = block;
         bad[0] ^= 1;
         assert!(matches!(parse_header(&bad), Err(HeaderError::Checksum { .. })));

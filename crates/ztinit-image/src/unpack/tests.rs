@@ -34,7 +34,12 @@ impl Scene {
         self.unpack_with(tar, Compression::None, &mut Budget::new(1 << 30, 1 << 20))
     }
 
-    fn unpack_with(&self, bytes: &[u8], compression: Compression, budget: &mut Budget) -> Result<[u8; 32], UnpackError> {
+    fn unpack_with(
+        &self,
+        bytes: &[u8],
+        compression: Compression,
+        budget: &mut Budget,
+    ) -> Result<[u8; 32], UnpackError> {
         unpack_layer(bytes, compression, &self.fd, budget)
     }
 
@@ -188,7 +193,10 @@ fn whiteouts_and_opaque_directories_across_layers() {
     assert!(!s.exists("opq/sub/old"));
     assert!(s.exists("opq/new-before"), "this layer's own entries survive the opaque marker");
     assert!(s.exists("opq/sub/new-after"));
-    assert!(!s.exists(".wh.gone") && !s.exists("opq/.wh..wh..opq") && !s.exists(".wh..wh.plnk"), "markers are not written");
+    assert!(
+        !s.exists(".wh.gone") && !s.exists("opq/.wh..wh..opq") && !s.exists(".wh..wh.plnk"),
+        "markers are not written"
+    );
 }
 
 #[test]

@@ -35,7 +35,12 @@ pub struct ZstdReader<R> {
 
 impl<R: Read> ZstdReader<R> {
     pub fn new(inner: R) -> Self {
-        ZstdReader { source: BufReader::with_capacity(64 << 10, inner), decoder: FrameDecoder::new(), in_frame: false, frames: 0 }
+        ZstdReader {
+            source: BufReader::with_capacity(64 << 10, inner),
+            decoder: FrameDecoder::new(),
+            in_frame: false,
+            frames: 0,
+        }
     }
 
     /// Starts the next frame; false at the end of the stream.
@@ -126,8 +131,8 @@ mod tests {
 
     /// `printf 'hello, zstd layer\n' | zstd -19 -c --check` (zstd 1.5).
     const CLI_FIXTURE: &[u8] = &[
-        0x28, 0xb5, 0x2f, 0xfd, 0x04, 0x68, 0x91, 0x00, 0x00, 0x68, 0x65, 0x6c, 0x6c, 0x6f, 0x2c, 0x20, 0x7a, 0x73, 0x74,
-        0x64, 0x20, 0x6c, 0x61, 0x79, 0x65, 0x72, 0x0a, 0x56, 0x81, 0xe1, 0xde,
+        0x28, 0xb5, 0x2f, 0xfd, 0x04, 0x68, 0x91, 0x00, 0x00, 0x68, 0x65, 0x6c, 0x6c, 0x6f, 0x2c, 0x20, 0x7a, 0x73,
+        0x74, 0x64, 0x20, 0x6c, 0x61, 0x79, 0x65, 0x72, 0x0a, 0x56, 0x81, 0xe1, 0xde,
     ];
 
     #[test]
@@ -143,10 +148,14 @@ mod tests {
     #[test]
     fn round_trip_frames_and_skippable_frames() {
         let data: Vec<u8> = (0..300_000u32).map(|i| u8::try_from((i / 3 + i % 17) % 256).unwrap()).collect();
-        let mut stream = ruzstd::encoding::compress_to_vec(&data[..100_000], ruzstd::encoding::CompressionLevel::Fastest);
+        let mut stream =
+            ruzstd::encoding::compress_to_vec(&data[..100_000], ruzstd::encoding::CompressionLevel::Fastest);
         // A skippable frame (magic 0x184D2A50, 4-byte length) between two frames.
         stream.extend_from_slice(&[0x50, 0x2a, 0x4d, 0x18, 3, 0, 0, 0, 1, 2, 3]);
-        stream.extend_from_slice(&ruzstd::encoding::compress_to_vec(&data[100_000..], ruzstd::encoding::CompressionLevel::Fastest));
+        stream.extend_from_slice(&ruzstd::encoding::compress_to_vec(
+            &data[100_000..],
+            ruzstd::encoding::CompressionLevel::Fastest,
+        ));
         assert_eq!(unzstd(&stream).unwrap(), data);
         assert!(unzstd(b"").is_err(), "empty stream");
         assert!(unzstd(b"not zstd at all").is_err());
