@@ -138,6 +138,17 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
+/// The decompressed stream of a layer blob (gzip CRC-32/ISIZE and zstd
+/// content checksums are checked as the end of each member or frame is
+/// read). Public for the decompression fuzz target.
+pub fn decompressed<R: Read>(input: R, compression: Compression) -> impl Read {
+    match compression {
+        Compression::None => Decoder::Plain(input),
+        Compression::Gzip => Decoder::Gzip(gzip::GzipReader::new(input)),
+        Compression::Zstd => Decoder::Zstd(Box::new(zstd::ZstdReader::new(input))),
+    }
+}
+
 /// Unpacks one layer into `root` (an `O_PATH|O_DIRECTORY` fd of the new
 /// root) over what earlier layers left there, and returns its diff_id: the
 /// SHA-256 of the whole decompressed stream, end-of-archive blocks and any
@@ -151,11 +162,7 @@ pub fn unpack_layer(
     root: &impl AsFd,
     budget: &mut Budget,
 ) -> Result<[u8; 32], UnpackError> {
-    let decoder = match compression {
-        Compression::None => Decoder::Plain(input),
-        Compression::Gzip => Decoder::Gzip(gzip::GzipReader::new(input)),
-        Compression::Zstd => Decoder::Zstd(Box::new(zstd::ZstdReader::new(input))),
-    };
+    let decoder = decompressed(input, compression);
     let chown = rustix::process::geteuid().is_root();
     if !chown {
         log::debug!("not running as root: layer owners are not applied");
