@@ -346,7 +346,10 @@ pub fn pull_image(config: &Config, released: &mut Released) -> Option<PulledImag
     let mounts = crate::image::root::RuntimeMounts {
         secrets: released.credentials_dir.map(std::path::PathBuf::from),
         volumes: config.volumes.iter().map(|v| std::path::PathBuf::from(&v.mountpoint)).collect(),
-        devices: crate::sandbox::fs_access::expand_devices(&config.sandbox.devices),
+        devices: crate::sandbox::fs_access::expand_devices(&config.sandbox.devices)
+            .into_iter()
+            .filter(|d| !crate::image::root::is_minimal_node(d))
+            .collect(),
     };
     or_fatal(Stage::Image, crate::image::root::mount_runtime(&pulled.dirs, Path::new("/"), &mounts, &mut mounter));
     Some(PulledImage { workload, root: pulled.dirs.root })

@@ -176,7 +176,8 @@ pub fn run(
     let started = spawn(program, confinement)?;
     let pid = started.pid;
     let result = talk(started, request, log_line);
-    let status = reap(pid, if result.is_ok() { Duration::from_secs(5) } else { Duration::ZERO });
+    // Both pipes are closed: the helper has ended or is about to.
+    let status = reap(pid, Duration::from_secs(5));
     match (result, status) {
         (Ok(answer), Some(0)) => Ok(answer),
         (Ok(_), status) => Err(HelperError::Failed { status: describe(status), last: "no answer".into() }),

@@ -3,6 +3,7 @@
 //! decrypts and unpacks, and the root the workload is pivoted into.
 
 pub mod config;
+pub mod digest;
 pub mod helper;
 pub mod protocol;
 pub mod reference;
@@ -229,3 +230,6 @@ fn find_in_path(root: &Path, name: &str, path_var: &str) -> Option<String> {
 pub fn root_path(pulled: &Pulled) -> PathBuf {
     pulled.dirs.root.clone()
 }
+
+#[cfg(test)]
+mod tests;

@@ -147,6 +147,12 @@ pub struct RuntimeMounts {
 pub const DEV_NODES: &[(&str, u32, u32)] =
     &[("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
 
+/// True for a node the minimal /dev has of its own (`/dev/null`...).
+pub fn is_minimal_node(path: &Path) -> bool {
+    path.parent() == Some(Path::new("/dev"))
+        && path.file_name().is_some_and(|n| DEV_NODES.iter().any(|(name, ..)| n == *name))
+}
+
 /// Binds the root onto itself (so it is a mount point of its own) and
 /// mounts /proc, /dev, /tmp and the read-only binds beneath it.
 /// `host_root` is where the absolute paths of `mounts` are found ("/" at boot).
@@ -265,4 +271,112 @@ fn mount_file(root: &OwnedFd, rel: &Path) -> Result<OwnedFd, RootError> {
     drop(rustix::fs::openat(&dir, name, flags, Mode::from_raw_mode(0o600)).map_err(|e| bad(e.into()))?);
     rustix::fs::openat2(&dir, name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty(), BENEATH)
         .map_err(|e| bad(e.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records what would be mounted; nothing reaches the kernel.
+    #[derive(Default)]
+    struct Recorder {
+        calls: Vec<String>,
+    }
+
+    impl Recorder {
+        /// `/proc/self/fd/N` named in a call, as the directory it is.
+        fn shown(p: &Path) -> String {
+            std::fs::read_link(p).map_or_else(|_| p.display().to_string(), |t| t.display().to_string())
+        }
+    }
+
+    impl RootMounter for Recorder {
+        fn tmpfs(&mut self, target: &Path, options: &str, devices: bool) -> std::io::Result<()> {
+            self.calls.push(format!("tmpfs {} {options} devices={devices}", Self::shown(target)));
+            Ok(())
+        }
+        fn proc(&mut self, target: &Path) -> std::io::Result<()> {
+            self.calls.push(format!("proc {}", Self::shown(target)));
+            Ok(())
+        }
+        fn devpts(&mut self, target: &Path) -> std::io::Result<()> {
+            self.calls.push(format!("devpts {}", Self::shown(target)));
+            Ok(())
+        }
+        fn bind(&mut self, source: &Path, target: &Path, readonly: bool) -> std::io::Result<()> {
+            self.calls.push(format!("bind {} {} ro={readonly}", source.display(), Self::shown(target)));
+            Ok(())
+        }
+        fn mknod_char(&mut self, _dir: &OwnedFd, name: &str, major: u32, minor: u32) -> std::io::Result<()> {
+            self.calls.push(format!("mknod {name} {major}:{minor}"));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_runtime_mounts_land_inside_the_root() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().join("image");
+        let mut m = Recorder::default();
+        let dirs = prepare(&base, 64, &mut m).unwrap();
+        assert_eq!(m.calls, [format!("tmpfs {} mode=0700,size=128m devices=false", base.display())]);
+        let host = tmp.path().join("host");
+        std::fs::create_dir_all(host.join("dev")).unwrap();
+        std::fs::write(host.join("dev/nvidia0"), "").unwrap();
+        let mounts = RuntimeMounts {
+            secrets: Some("/run/ztinit/secrets".into()),
+            volumes: vec!["/models".into()],
+            devices: vec!["/dev/nvidia0".into()],
+        };
+        let mut m = Recorder::default();
+        mount_runtime(&dirs, &host, &mounts, &mut m).unwrap();
+        let r = dirs.root.display().to_string();
+        let h = host.display().to_string();
+        let want = [
+            format!("bind {r} {r} ro=false"),
+            format!("proc {r}/proc"),
+            format!("tmpfs {r}/dev mode=0755,size=64k,nr_inodes=256 devices=true"),
+            "mknod null 1:3".into(),
+            "mknod zero 1:5".into(),
+            "mknod full 1:7".into(),
+            "mknod random 1:8".into(),
+            "mknod urandom 1:9".into(),
+            "mknod tty 5:0".into(),
+            format!("devpts {r}/dev/pts"),
+            format!("tmpfs {r}/dev/shm mode=1777 devices=false"),
+            format!("bind {h}/dev/nvidia0 {r}/dev/nvidia0 ro=false"),
+            format!("tmpfs {r}/tmp mode=1777 devices=false"),
+            format!("bind {h}/run/ztinit/secrets {r}/run/ztinit/secrets ro=true"),
+            format!("bind {h}/models {r}/models ro=true"),
+        ];
+        assert_eq!(m.calls, want);
+        assert_eq!(std::fs::read_link(dirs.root.join("dev/fd")).unwrap(), Path::new("/proc/self/fd"));
+    }
+
+    #[test]
+    fn an_image_symlink_never_moves_a_mount_point_out_of_the_root() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        let mut m = Recorder::default();
+        let dirs = prepare(&tmp.path().join("image"), 8, &mut m).unwrap();
+        // The image's /proc points out of it, and /run/ztinit through it.
+        std::os::unix::fs::symlink(&outside, dirs.root.join("proc")).unwrap();
+        std::fs::create_dir(dirs.root.join("run")).unwrap();
+        std::os::unix::fs::symlink("/", dirs.root.join("run/ztinit")).unwrap();
+        let root_fd = rustix::fs::open(&dirs.root, OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        for rel in ["proc", "run/ztinit/secrets", "../outside", "tmp/../../outside"] {
+            let err = mount_point(&root_fd, rel, 0o755).unwrap_err();
+            assert!(err.to_string().starts_with(&format!("mount point /{rel} of the image is not a plain directory")), "{err}");
+        }
+        let err = mount_runtime(&dirs, tmp.path(), &RuntimeMounts::default(), &mut m).unwrap_err();
+        assert!(err.to_string().contains("/proc"), "{err}");
+        assert!(!m.calls.iter().any(|c| c.contains("outside") && c.starts_with("proc")), "{:?}", m.calls);
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "nothing created outside the root");
+        // A missing mount point is created, a file in its place refused.
+        let fd = mount_point(&root_fd, "a/b", 0o700).unwrap();
+        assert!(rustix::fs::fstat(&fd).is_ok() && dirs.root.join("a/b").is_dir());
+        std::fs::write(dirs.root.join("file"), "").unwrap();
+        assert!(mount_point(&root_fd, "file", 0o755).is_err());
+    }
 }

@@ -257,8 +257,16 @@ pub(crate) fn build_with(
     for interp in opener.interpreters(program).map_err(program_error)? {
         grants.push((interp, Grant::Execute, true));
     }
-    // Device nodes are the host's (bound into an image's /dev unchanged).
-    let devices = expand_devices(&cfg.devices);
+    // In an image, the nodes of the /dev ztinit made there (minimal nodes
+    // of its own, the host's GPU nodes bound in): no image content.
+    let devices = match root {
+        None => expand_devices(&cfg.devices),
+        Some(r) => {
+            let inside: Vec<String> =
+                cfg.devices.iter().map(|p| r.join(p.trim_start_matches('/')).display().to_string()).collect();
+            expand_devices(&inside)
+        }
+    };
 
     let host = Opener(None);
     for (path, grant, required) in grants.into_iter().chain(devices.into_iter().map(|p| (p, Grant::Device, false))) {

@@ -3,11 +3,13 @@
 //! unpacker. Every input here is attacker-shaped (registry answers, layer
 //! bytes); each parser has a fuzz target.
 
-pub mod digest;
 pub mod manifest;
 pub mod ocicrypt;
-pub mod reference;
+pub mod pull;
 pub mod registry;
 pub mod signature;
 pub mod unpack;
 pub mod user;
+
+/// Shared with PID 1, which validates the configured reference.
+pub use ztinit::image::{digest, reference};

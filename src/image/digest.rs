@@ -32,7 +32,7 @@ impl Digest {
     /// Parses `sha256:<64 lowercase hex>`; anything else (other algorithms,
     /// uppercase, wrong length) is refused.
     pub fn parse(value: &str) -> Result<Self, DigestError> {
-        let bad = |why| DigestError::Invalid { value: ztinit::kbs::http::truncate(value, 80), why };
+        let bad = |why| DigestError::Invalid { value: crate::kbs::http::truncate(value, 80), why };
         let Some((algorithm, hex)) = value.split_once(':') else {
             return Err(bad("no algorithm prefix (expected sha256:<hex>)"));
         };

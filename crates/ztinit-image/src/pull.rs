@@ -1,0 +1,325 @@
+//! The helper's one job, in order: the manifest, its signature (before
+//! anything else is fetched), the config, then each layer downloaded to the
+//! work directory, checked against its digest, decrypted, decompressed and
+//! unpacked into the root, its diff_id checked against the config. Every
+//! error names the step; the first one ends the pull (PID 1 then powers
+//! off, so a half-written root is never used).
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rustix::fs::{Mode, OFlags};
+use ztinit::image::protocol::{self, Answer, RegistryTrust, Request, SignaturePolicy};
+
+use crate::digest::Digest;
+use crate::manifest::{self, Descriptor, LayerMedia, Parsed};
+use crate::reference::Reference;
+use crate::registry::{Registry, RegistryOptions, Scheme, Trust};
+use crate::{ocicrypt, signature, unpack, user};
+
+/// Caps on what is read into memory.
+const MAX_MANIFEST: usize = 4 << 20;
+const MAX_CONFIG: usize = 4 << 20;
+const OS: &str = "linux";
+const ARCH: &str = "amd64";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    #[error("request: protocol version {0}, this helper speaks {v}", v = protocol::VERSION)]
+    Version(u32),
+    #[error("request: {0}")]
+    Request(String),
+    #[error("{0}")]
+    Registry(#[from] crate::registry::RegistryError),
+    #[error("{what}: {source}")]
+    Manifest {
+        what: String,
+        #[source]
+        source: manifest::ManifestError,
+    },
+    #[error("signature: {0}")]
+    Signature(#[source] signature::SignatureError),
+    #[error("signature: no signature at {tag} ({source})")]
+    Unsigned {
+        tag: String,
+        #[source]
+        source: crate::registry::RegistryError,
+    },
+    #[error("layer {index} ({digest}): {why}")]
+    Layer { index: usize, digest: Digest, why: String },
+    #[error("layer {index} ({digest}): {source}")]
+    Unpack {
+        index: usize,
+        digest: Digest,
+        #[source]
+        source: unpack::UnpackError,
+    },
+    #[error("layer {index} ({digest}): decrypt: {source}")]
+    Decrypt {
+        index: usize,
+        digest: Digest,
+        #[source]
+        source: ocicrypt::OcicryptError,
+    },
+    #[error("layer {index}: diff_id {got} is not the config's {want}")]
+    DiffId { index: usize, got: String, want: Digest },
+    #[error("user: {0}")]
+    User(#[from] user::UserError),
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> PullError + 'a {
+    move |source| PullError::Io { what, path: path.display().to_string(), source }
+}
+
+/// Pulls, verifies, decrypts and unpacks `req`'s image into its root.
+pub fn run(req: &Request) -> Result<Answer, PullError> {
+    if req.version != protocol::VERSION {
+        return Err(PullError::Version(req.version));
+    }
+    let started = Instant::now();
+    let reference = Reference::parse(&req.reference).map_err(|e| PullError::Request(e.to_string()))?;
+    let registry = Registry::new(options(req, &reference)?)?;
+    let repo = reference.repository.as_str();
+    let keys = match req.policy {
+        SignaturePolicy::Signed => Some(
+            signature::PublicKeys::from_pem(req.signature_keys.join("\n").as_bytes()).map_err(PullError::Signature)?,
+        ),
+        SignaturePolicy::Digest => {
+            if reference.digest.is_none() {
+                return Err(PullError::Request("policy \"digest\" without a pinned digest".into()));
+            }
+            None
+        }
+    };
+    let private_keys = if req.decryption_keys.is_empty() {
+        None
+    } else {
+        let pem = zeroize::Zeroizing::new(req.decryption_keys.iter().map(|k| k.0.as_str()).collect::<Vec<_>>().join("\n"));
+        Some(ocicrypt::PrivateKeys::from_pem(pem.as_bytes()).map_err(|e| PullError::Request(e.to_string()))?)
+    };
+
+    // The top-level manifest (an index, or the image manifest itself): the
+    // signature and a pinned digest both vouch for this one.
+    let top = registry.get_manifest(repo, &reference.manifest_reference(), manifest::MANIFEST_ACCEPT, MAX_MANIFEST)?;
+    let what = format!("manifest {}", top.digest);
+    let parsed = manifest::parse_any(&top.bytes, Some(&top.media_type), MAX_MANIFEST)
+        .map_err(|source| PullError::Manifest { what: what.clone(), source })?;
+    match &keys {
+        Some(keys) => {
+            let index = verify_signature(&registry, repo, &reference, &top.digest, keys)?;
+            log::info!("signature verified: {} signed by the configured key(s) (signature {index})", top.digest);
+        }
+        None => log::info!("manifest {} matches the pinned digest", top.digest),
+    }
+    let verified_by = match keys {
+        Some(_) => "cosign signature".to_string(),
+        None => "pinned digest".to_string(),
+    };
+
+    let (manifest, manifest_digest) = match parsed {
+        Parsed::Manifest(m) => (m, top.digest.clone()),
+        Parsed::Index(index) => {
+            let d = manifest::select_platform(&index, OS, ARCH)
+                .map_err(|source| PullError::Manifest { what: what.clone(), source })?;
+            // Fetched by the digest the (verified) index names.
+            let m = registry.get_manifest(repo, &d.digest.to_string(), manifest::MANIFEST_ACCEPT, MAX_MANIFEST)?;
+            let what = format!("manifest {} ({OS}/{ARCH})", m.digest);
+            match manifest::parse_any(&m.bytes, Some(&m.media_type), MAX_MANIFEST) {
+                Ok(Parsed::Manifest(parsed)) => {
+                    log::info!("index {}: {OS}/{ARCH} is {}", top.digest, m.digest);
+                    (parsed, m.digest)
+                }
+                Ok(Parsed::Index(_)) => {
+                    return Err(PullError::Manifest {
+                        what,
+                        source: manifest::ManifestError::Invalid { what: "manifest", why: "a nested index".into() },
+                    });
+                }
+                Err(source) => return Err(PullError::Manifest { what, source }),
+            }
+        }
+    };
+    let config_bytes = registry.get_blob(repo, &manifest.config, MAX_CONFIG)?;
+    let what = format!("config {}", manifest.config.digest);
+    let config = manifest::parse_config(&config_bytes, MAX_CONFIG)
+        .map_err(|source| PullError::Manifest { what: what.clone(), source })?;
+    manifest::check_config(&manifest, &config, OS, ARCH).map_err(|source| PullError::Manifest { what, source })?;
+
+    let root = open_dir(Path::new(&req.root))?;
+    let work = PathBuf::from(&req.work);
+    let mut budget = unpack::Budget::new(req.max_unpacked_bytes, req.max_entries);
+    let mut fetched_bytes = 0u64;
+    for (index, (layer, want)) in manifest.layers.iter().zip(&config.diff_ids).enumerate() {
+        fetched_bytes = fetched_bytes.saturating_add(layer.size);
+        pull_layer(&registry, repo, index, layer, want, &work, &root, &mut budget, private_keys.as_ref())?;
+    }
+    let spec = req.user.clone().unwrap_or_else(|| config.user.clone());
+    let user = user::resolve(&root, &spec)?;
+    let unpacked = req.max_unpacked_bytes.saturating_sub(budget.bytes_left);
+    let ms = started.elapsed().as_millis();
+    log::info!(
+        "pulled {} layer(s), {} MiB fetched, {} MiB unpacked in {ms} ms",
+        manifest.layers.len(),
+        fetched_bytes >> 20,
+        unpacked >> 20
+    );
+    Ok(Answer {
+        version: protocol::VERSION,
+        manifest_digest: manifest_digest.to_string(),
+        verified_by,
+        layers: u32::try_from(manifest.layers.len()).unwrap_or(u32::MAX),
+        unpacked_bytes: unpacked,
+        entrypoint: config.entrypoint,
+        cmd: config.cmd,
+        env: config.env,
+        working_dir: config.working_dir,
+        uid: user.uid,
+        gid: user.gid,
+        groups: user.groups,
+        labels: Default::default(),
+    })
+}
+
+fn options(req: &Request, reference: &Reference) -> Result<RegistryOptions, PullError> {
+    let certs = |pem: &str| {
+        ztinit::kbs::transport::parse_pem_certs(pem.as_bytes()).map_err(|e| PullError::Request(format!("registry certificate: {e}")))
+    };
+    let (scheme, trust) = match &req.trust {
+        RegistryTrust::InsecureHttp => (Scheme::Http, Trust::None),
+        RegistryTrust::Ca(pem) => (Scheme::Https, Trust::Ca(certs(pem)?)),
+        RegistryTrust::Pinned(pem) => (Scheme::Https, Trust::Pinned(certs(pem)?)),
+    };
+    let deadline = Instant::now() + Duration::from_millis(req.deadline_ms);
+    let mut opts = RegistryOptions::new(reference.registry.clone(), scheme, trust, deadline);
+    opts.retries = req.retries;
+    opts.connect_timeout = Duration::from_millis(req.connect_timeout_ms);
+    opts.read_timeout = Duration::from_millis(req.read_timeout_ms);
+    opts.credentials = req.credentials.as_ref().map(|c| crate::registry::Credentials {
+        username: c.username.clone(),
+        password: c.password.clone(),
+    });
+    Ok(opts)
+}
+
+/// The cosign signature of `digest` (the `sha256-HEX.sig` tag of the same
+/// repository), checked before anything of the image beyond its top-level
+/// manifest is fetched. Returns which signature verified.
+fn verify_signature(
+    registry: &Registry,
+    repo: &str,
+    reference: &Reference,
+    digest: &Digest,
+    keys: &signature::PublicKeys,
+) -> Result<usize, PullError> {
+    let tag = format!("sha256-{}.sig", digest.hex());
+    let accept = [manifest::OCI_MANIFEST, manifest::DOCKER_MANIFEST];
+    let sig = registry
+        .get_manifest(repo, &tag, &accept, signature::MAX_SIG_MANIFEST_LEN)
+        .map_err(|source| PullError::Unsigned { tag: tag.clone(), source })?;
+    let layers = signature::signature_layers(&sig.bytes).map_err(PullError::Signature)?;
+    let fetch = |l: &signature::SignatureLayer| -> Result<Vec<u8>, String> {
+        let d = Descriptor {
+            media_type: l.media_type.clone(),
+            digest: Digest::parse(&l.digest).map_err(|e| e.to_string())?,
+            size: l.size,
+            annotations: Default::default(),
+            platform: None,
+        };
+        registry.get_blob(repo, &d, signature::MAX_PAYLOAD_LEN).map_err(|e| e.to_string())
+    };
+    signature::verify_any(&layers, fetch, keys, &digest.to_string(), &reference.identity()).map_err(PullError::Signature)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn pull_layer(
+    registry: &Registry,
+    repo: &str,
+    index: usize,
+    layer: &Descriptor,
+    want: &Digest,
+    work: &Path,
+    root: &OwnedFd,
+    budget: &mut unpack::Budget,
+    keys: Option<&ocicrypt::PrivateKeys>,
+) -> Result<(), PullError> {
+    let digest = layer.digest.clone();
+    let media = LayerMedia::parse(&layer.media_type)
+        .map_err(|e| PullError::Layer { index, digest: digest.clone(), why: e.to_string() })?;
+    let started = Instant::now();
+    // Downloaded whole and checked against its digest before a byte of it
+    // is decrypted or parsed: the parsers only ever see what the signed
+    // manifest vouches for.
+    let path = work.join(format!("layer-{index}"));
+    {
+        let file = File::create(&path).map_err(io_err("create", &path))?;
+        let mut out = BufWriter::with_capacity(256 << 10, file);
+        registry.copy_blob(repo, layer, &mut out)?;
+        out.flush().map_err(io_err("write", &path))?;
+    }
+    let fetched_ms = started.elapsed().as_millis();
+    let file = File::open(&path).map_err(io_err("open", &path))?;
+    // The blob's pages are freed as soon as it is unpacked.
+    std::fs::remove_file(&path).map_err(io_err("remove", &path))?;
+    let input = BufReader::with_capacity(256 << 10, file);
+    let compression = match media.compression {
+        manifest::Compression::None => unpack::Compression::None,
+        manifest::Compression::Gzip => unpack::Compression::Gzip,
+        manifest::Compression::Zstd => unpack::Compression::Zstd,
+    };
+    let unpacked = |r: &mut dyn Read, budget: &mut unpack::Budget| {
+        unpack::unpack_layer(r, compression, root, budget)
+            .map_err(|source| PullError::Unpack { index, digest: digest.clone(), source })
+    };
+    let diff_id = if media.encrypted {
+        let keys = keys.ok_or_else(|| PullError::Layer {
+            index,
+            digest: digest.clone(),
+            why: "encrypted, and no [image] decryption_keys are configured".into(),
+        })?;
+        let key = ocicrypt::unwrap_layer(&layer.annotations, keys)
+            .map_err(|source| PullError::Decrypt { index, digest: digest.clone(), source })?;
+        let mut plain = key.decryptor(input);
+        let id = unpacked(&mut plain, budget)?;
+        // The HMAC over the ciphertext is checked at its end: read it all.
+        let rest = std::io::copy(&mut plain, &mut std::io::sink())
+            .map_err(|e| PullError::Layer { index, digest: digest.clone(), why: format!("decrypt: {e}") })?;
+        if rest != 0 {
+            return Err(PullError::Layer { index, digest, why: format!("{rest} bytes after the layer's end") });
+        }
+        id
+    } else {
+        let mut input = input;
+        unpacked(&mut input, budget)?
+    };
+    let got = unpack::diff_id_string(&diff_id);
+    if got != want.to_string() {
+        return Err(PullError::DiffId { index, got, want: want.clone() });
+    }
+    log::info!(
+        "layer {index}: {digest} ({} KiB{}{}) fetched in {fetched_ms} ms, unpacked in {} ms",
+        layer.size >> 10,
+        match media.compression {
+            manifest::Compression::None => "",
+            manifest::Compression::Gzip => ", gzip",
+            manifest::Compression::Zstd => ", zstd",
+        },
+        if media.encrypted { ", encrypted" } else { "" },
+        started.elapsed().as_millis().saturating_sub(fetched_ms)
+    );
+    Ok(())
+}
+
+fn open_dir(path: &Path) -> Result<OwnedFd, PullError> {
+    rustix::fs::open(path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| io_err("open", path)(e.into()))
+}
