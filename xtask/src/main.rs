@@ -11,20 +11,24 @@ mod dev_cert;
 mod dev_secret;
 mod disk_image;
 mod e2e;
+mod ec_key;
 mod echo_server;
 mod elf;
 mod fixture;
 mod fuzz;
 mod image;
+mod image_push;
 mod interrupt;
 mod kconfig;
 mod kernel;
 mod manifest;
 mod model_volume;
+mod oci_image;
 mod peers;
 mod prereq;
 mod procs;
 mod qemu;
+mod registry;
 mod relay;
 mod repro;
 mod test;
@@ -48,6 +52,11 @@ commands:
   interrupt-test [--signal S]...      interrupt a running demo; check that nothing it started survives
   model-volume --input DIR|FILE --key FILE --out IMG   an encrypted, verity-protected model disk
   fixture random|sha256|secret-forms|flip-byte ...      file tools for e2e prepare steps
+  oci-image --out DIR [--file G=H]... [--bin G=PKG:BIN]...   an OCI image layout for the image scenarios
+  image-push --layout DIR --registry H:P --repo R --tag T [--sign-key D] [--encrypt-key P]   push with skopeo
+  registry --listen 127.0.0.1:PORT --root DIR [--htpasswd U:P]   the test registry (docker-registry)
+  registry-tamper --root DIR (--digest D | --layer-of M N)   corrupt a stored blob, same size
+  ec-key --out DIR                    an EC P-256 key pair (image layer encryption)
   verify-gpu (--report F --chain F [--nonce HEX] [--rim F] | --evidence F)
                                       verify NVIDIA GPU evidence offline (exit 0 valid, 1 invalid, 2 unusable)";
 
@@ -89,6 +98,11 @@ fn dispatch(args: &[String]) -> Result<()> {
         // Hidden: per-run TLS certificates for the dev KBS and the MITM proxy.
         "dev-cert" => dev_cert::cmd(rest),
         "interrupt-test" => interrupt::cmd(rest),
+        "oci-image" => oci_image::cmd(rest),
+        "image-push" => image_push::cmd(rest),
+        "registry" => registry::cmd(rest),
+        "registry-tamper" => registry::tamper_cmd(rest),
+        "ec-key" => ec_key::cmd(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())
