@@ -1,12 +1,16 @@
 //! `cargo xtask image-push`: pushes an OCI layout (`xtask oci-image`) to
 //! the test registry with Debian's skopeo, the reference implementation of
-//! what the guest verifies and decrypts: sigstore signatures as registry
-//! attachments (`--sign-by-sigstore-private-key`, which skopeo writes as
-//! attachments only when a `registries.d` file says
-//! `use-sigstore-attachments: true`) and ocicrypt JWE layer encryption
-//! (`--encryption-key jwe:`, OCI manifests only). Then it reads the pushed
-//! manifest back, checks its digest, and writes the `[image]` config
-//! snippet a scenario bakes in (`config_append`).
+//! the ocicrypt JWE layer encryption the guest decrypts (`--encryption-key
+//! jwe:`, OCI manifests only), reads the pushed manifest back, checks its
+//! digest, signs it, and writes the `[image]` config snippet a scenario
+//! bakes in (`config_append`).
+//!
+//! Signing: Debian 12's skopeo 1.9.3 has sigstore signing compiled out
+//! ("Debian-local change: sigstore disabled"), so the signature attachment
+//! (tag `sha256-HEX.sig`, as containers/image and cosign write it) is made
+//! by `xtask cosign-sign` and pushed by skopeo with `--preserve-digests`.
+//! The `registries.d` file with `use-sigstore-attachments: true` is still
+//! written, for a skopeo that signs itself.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -24,18 +28,23 @@ use crate::util;
 
 const USAGE: &str = "usage: cargo xtask image-push --layout DIR --registry 127.0.0.1:PORT --repo REPO --tag TAG
     [--identity GUEST_REGISTRY/REPO:TAG] [--sign-key DIR] [--encrypt-key PUB.pem] [--encrypt-layer N]...
-    [--creds USER:PASS] [--snippet-out F] [--pin-digest] [--decryption-resource RES]
+    [--creds USER:PASS] [--snippet-out F] [--pin-digest] [--trust-key PUB.pem]... [--decryption-resource RES]
     [--credentials-resource RES] [--digest-out F] [--work DIR]
 Pushes the layout with skopeo (plain HTTP, OCI manifests; an index with all its images).
 --identity: the reference the guest uses (default REGISTRY/REPO:TAG), signed as the identity.
---sign-key: DIR/key (encrypted sigstore private key), DIR/passphrase, DIR/key.pub (`xtask cosign-key`).
---encrypt-key: an EC or RSA public key PEM (`xtask ec-key`): every layer (or each --encrypt-layer) JWE-encrypted.
+--sign-key: a sigstore signature of the pushed digest from DIR/cosign.key, DIR/cosign.pass
+  (`xtask cosign-key --out DIR`), made by `xtask cosign-sign` and pushed as the sha256-HEX.sig attachment.
+--encrypt-key: an EC P-256 public key PEM (`xtask cosign-key --out D --ec-pair NAME`: D/NAME.pub):
+  every layer (or each --encrypt-layer) JWE-encrypted by skopeo.
 --snippet-out: an [image] config snippet (reference, insecure_http, signature_keys, decryption_keys);
-  --pin-digest appends @sha256:DIGEST to the reference; --decryption-resource: the KBS resource of the
-  private key (default default/image/key when encrypting); --credentials-resource: the KBS resource of
-  the registry credentials.
+  --pin-digest appends @sha256:DIGEST to the reference; signature_keys: each --trust-key, or else the
+  --sign-key's DIR/key.pub; --decryption-resource: the KBS resource of the private key (default
+  default/image/key when encrypting); --credentials-resource: the KBS resource of the registry credentials.
 --digest-out: the pushed manifest's (or index's) digest, sha256:HEX, one line.
 --work: where the registries.d, policy and skopeo's temporary files go (default DIR.push beside the layout).";
+
+/// What `xtask cosign-key --out DIR` writes.
+const SIGN_KEY_FILES: [&str; 3] = ["cosign.key", "cosign.pass", "key.pub"];
 
 #[derive(Debug, Default)]
 struct Push {
@@ -45,6 +54,7 @@ struct Push {
     tag: String,
     identity: Option<String>,
     sign_key: Option<PathBuf>,
+    trust_keys: Vec<PathBuf>,
     encrypt_key: Option<PathBuf>,
     encrypt_layers: Vec<i64>,
     creds: Option<String>,
@@ -68,6 +78,7 @@ pub fn cmd(args: &[String]) -> Result<()> {
             cli::Long("tag") => tag = Some(p.string()?),
             cli::Long("identity") => o.identity = Some(p.string()?),
             cli::Long("sign-key") => o.sign_key = Some(PathBuf::from(p.value()?)),
+            cli::Long("trust-key") => o.trust_keys.push(PathBuf::from(p.value()?)),
             cli::Long("encrypt-key") => o.encrypt_key = Some(PathBuf::from(p.value()?)),
             cli::Long("encrypt-layer") => o.encrypt_layers.push(p.parse("--encrypt-layer")?),
             cli::Long("creds") => o.creds = Some(p.string()?),
@@ -107,13 +118,16 @@ fn check(o: &Push) -> Result<()> {
         );
     }
     if let Some(dir) = &o.sign_key {
-        for f in ["key", "passphrase", "key.pub"] {
+        for f in SIGN_KEY_FILES {
             ensure!(
                 dir.join(f).is_file(),
                 "--sign-key: {} is missing (made by `xtask cosign-key`)",
                 dir.join(f).display()
             );
         }
+    }
+    for k in &o.trust_keys {
+        ensure!(k.is_file(), "--trust-key: {} is not a file", k.display());
     }
     if let Some(k) = &o.encrypt_key {
         ensure!(k.is_file(), "--encrypt-key: {} is not a file", k.display());
@@ -161,7 +175,8 @@ fn push(o: &Push) -> Result<()> {
     ensure!(raw.status.success(), "skopeo inspect {dest} failed: {}", String::from_utf8_lossy(&raw.stderr).trim());
     let served = format!("sha256:{}", hex::encode(Sha256::digest(&raw.stdout)));
     ensure!(served == pushed, "the registry serves {served} for {dest}, skopeo pushed {pushed}");
-    if o.sign_key.is_some() {
+    if let Some(dir) = &o.sign_key {
+        sign(o, &work, dir, &served)?;
         let sig = format!("/v2/{}/manifests/sha256-{}.sig", o.repo, &served[7..]);
         let status = http_status(&o.registry, &sig, o.creds.as_deref())?;
         ensure!(status == 200, "the signature attachment GET {sig} answered {status}, not 200");
@@ -175,16 +190,43 @@ fn push(o: &Push) -> Result<()> {
         util::write_atomic(f, format!("{served}\n").as_bytes())?;
     }
     if let Some(f) = &o.snippet_out {
-        let key_pub = match &o.sign_key {
-            Some(dir) => Some(
-                std::fs::read_to_string(dir.join("key.pub"))
-                    .with_context(|| format!("cannot read {}", dir.join("key.pub").display()))?,
-            ),
-            None => None,
+        let trusted: Vec<PathBuf> = match (&o.sign_key, o.trust_keys.is_empty()) {
+            (Some(dir), true) => vec![dir.join("key.pub")],
+            _ => o.trust_keys.clone(),
         };
-        util::write_atomic(f, snippet(o, &served, key_pub.as_deref())?.as_bytes())?;
+        let mut keys = Vec::new();
+        for k in &trusted {
+            keys.push(std::fs::read_to_string(k).with_context(|| format!("cannot read {}", k.display()))?);
+        }
+        util::write_atomic(f, snippet(o, &served, &keys)?.as_bytes())?;
     }
     Ok(())
+}
+
+/// Signs `digest` as `cosign-sign` does and pushes the attachment layout
+/// byte for byte (its manifest digest is what a verifier fetches by tag).
+fn sign(o: &Push, work: &Path, key_dir: &Path, digest: &str) -> Result<()> {
+    let sig_layout = work.join("signature");
+    if sig_layout.exists() {
+        std::fs::remove_dir_all(&sig_layout)?;
+    }
+    let mut c = Command::new(util::self_exe());
+    c.arg("cosign-sign")
+        .arg("--key")
+        .arg(key_dir.join("cosign.key"))
+        .arg("--passphrase-file")
+        .arg(key_dir.join("cosign.pass"))
+        .args(["--digest", digest, "--identity", &identity(o), "--out"])
+        .arg(&sig_layout);
+    util::run(&mut c).context("xtask cosign-sign")?;
+    let tag = format!("sha256-{}.sig", &digest[7..]);
+    let mut c = skopeo(work);
+    c.args(["copy", "--preserve-digests", "--dest-tls-verify=false"]);
+    if let Some(creds) = &o.creds {
+        c.arg("--dest-creds").arg(creds);
+    }
+    c.arg(format!("oci:{}:{tag}", sig_layout.display())).arg(format!("docker://{}/{}:{tag}", o.registry, o.repo));
+    util::run(&mut c).context("skopeo copy of the signature attachment")
 }
 
 /// skopeo with the scenario's own registries.d, policy and temporary files.
@@ -209,16 +251,6 @@ fn copy_args(o: &Push, index: bool, digest_file: &Path) -> Vec<String> {
     if let Some(creds) = &o.creds {
         a.push("--dest-creds".into());
         a.push(creds.clone());
-    }
-    if let Some(dir) = &o.sign_key {
-        a.push("--sign-by-sigstore-private-key".into());
-        a.push(dir.join("key").display().to_string());
-        a.push("--sign-passphrase-file".into());
-        a.push(dir.join("passphrase").display().to_string());
-    }
-    if o.sign_key.is_some() || o.identity.is_some() {
-        a.push("--sign-identity".into());
-        a.push(identity(o));
     }
     if let Some(k) = &o.encrypt_key {
         a.push("--encryption-key".into());
@@ -253,7 +285,7 @@ fn registries_d_yaml(registry: &str) -> String {
 }
 
 /// The `[image]` config snippet for the scenario's baked config.
-fn snippet(o: &Push, digest: &str, key_pub: Option<&str>) -> Result<String> {
+fn snippet(o: &Push, digest: &str, signature_keys: &[String]) -> Result<String> {
     let mut image = toml::Table::new();
     let mut reference = identity(o);
     if o.pin_digest {
@@ -262,8 +294,9 @@ fn snippet(o: &Push, digest: &str, key_pub: Option<&str>) -> Result<String> {
     }
     image.insert("reference".into(), reference.into());
     image.insert("insecure_http".into(), true.into());
-    if let Some(pem) = key_pub {
-        image.insert("signature_keys".into(), toml::Value::Array(vec![pem.to_string().into()]));
+    if !signature_keys.is_empty() {
+        let keys = signature_keys.iter().map(|k| toml::Value::from(k.as_str())).collect();
+        image.insert("signature_keys".into(), toml::Value::Array(keys));
     }
     let decryption =
         o.decryption_resource.clone().or_else(|| o.encrypt_key.as_ref().map(|_| "default/image/key".to_string()));
@@ -329,8 +362,6 @@ mod tests {
         let a = copy_args(&o, true, Path::new("/w/digest")).join(" ");
         for want in [
             "--dest-tls-verify=false --format oci --digestfile /w/digest --all --dest-creds u:p",
-            "--sign-by-sigstore-private-key /k/key --sign-passphrase-file /k/passphrase",
-            "--sign-identity 10.0.2.101:5000/app:1",
             "--encryption-key jwe:/e/public.pem",
         ] {
             assert!(a.contains(want), "{want} not in {a}");
@@ -343,7 +374,7 @@ mod tests {
     fn snippets_carry_the_reference_keys_and_resources() {
         let mut o = push_opts();
         let digest = format!("sha256:{}", "ab".repeat(32));
-        let plain: toml::Table = snippet(&o, &digest, None).unwrap().parse().unwrap();
+        let plain: toml::Table = snippet(&o, &digest, &[]).unwrap().parse().unwrap();
         assert_eq!(plain["image"]["reference"].as_str(), Some("10.0.2.101:5000/app:1"));
         assert_eq!(plain["image"]["insecure_http"].as_bool(), Some(true));
         assert!(plain["image"].get("signature_keys").is_none() && plain["image"].get("decryption_keys").is_none());
@@ -351,17 +382,18 @@ mod tests {
         o.encrypt_key = Some("/e".into());
         o.credentials_resource = Some("default/image/creds".into());
         let pem = "-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----\n";
-        let text = snippet(&o, &digest, Some(pem)).unwrap();
+        let text = snippet(&o, &digest, &[pem.to_string(), "second".into()]).unwrap();
         let t: toml::Table = text.parse().unwrap();
         assert_eq!(t["image"]["reference"].as_str().unwrap(), format!("10.0.2.101:5000/app:1@{digest}"));
         assert_eq!(t["image"]["signature_keys"][0].as_str(), Some(pem));
+        assert_eq!(t["image"]["signature_keys"][1].as_str(), Some("second"));
         assert_eq!(t["image"]["decryption_keys"][0].as_str(), Some("default/image/key"));
         assert_eq!(t["image"]["credentials"].as_str(), Some("default/image/creds"));
         o.decryption_resource = Some("default/other/key".into());
-        let t: toml::Table = snippet(&o, &digest, None).unwrap().parse().unwrap();
+        let t: toml::Table = snippet(&o, &digest, &[]).unwrap().parse().unwrap();
         assert_eq!(t["image"]["decryption_keys"][0].as_str(), Some("default/other/key"));
         o.identity = None;
-        let t: toml::Table = snippet(&o, &digest, None).unwrap().parse().unwrap();
+        let t: toml::Table = snippet(&o, &digest, &[]).unwrap().parse().unwrap();
         assert!(t["image"]["reference"].as_str().unwrap().starts_with("127.0.0.1:5555/app:1@sha256:"));
     }
 
@@ -382,6 +414,14 @@ mod tests {
         assert!(bad(&|o| o.identity = Some("r:5000/app@sha256:x".into())).contains("--identity"));
         assert!(bad(&|o| o.sign_key = Some("/nonexistent".into())).contains("cosign-key"));
         assert!(bad(&|o| o.encrypt_layers = vec![0]).contains("needs --encrypt-key"));
+        assert!(bad(&|o| o.trust_keys = vec!["/nonexistent.pub".into()]).contains("--trust-key"));
+        let keys = dir.path().join("keys");
+        std::fs::create_dir(&keys).unwrap();
+        for f in SIGN_KEY_FILES {
+            std::fs::write(keys.join(f), "x").unwrap();
+        }
+        o.sign_key = Some(keys);
+        check(&o).unwrap();
         assert!(bad(&|o| o.tag = "a:b".into()).contains("--tag"));
         assert!(bad(&|o| o.creds = Some("user".into())).contains("USER:PASS"));
         assert!(bad(&|o| o.layout = "/nonexistent".into()).contains("not an OCI layout"));

@@ -11,7 +11,6 @@ mod dev_cert;
 mod dev_secret;
 mod disk_image;
 mod e2e;
-mod ec_key;
 mod echo_server;
 mod elf;
 mod fixture;
@@ -56,7 +55,6 @@ commands:
   image-push --layout DIR --registry H:P --repo R --tag T [--sign-key D] [--encrypt-key P]   push with skopeo
   registry --listen 127.0.0.1:PORT --root DIR [--htpasswd U:P]   the test registry (docker-registry)
   registry-tamper --root DIR (--digest D | --layer-of M N)   corrupt a stored blob, same size
-  ec-key --out DIR                    an EC P-256 key pair (image layer encryption)
   verify-gpu (--report F --chain F [--nonce HEX] [--rim F] | --evidence F)
                                       verify NVIDIA GPU evidence offline (exit 0 valid, 1 invalid, 2 unusable)";
 
@@ -102,7 +100,6 @@ fn dispatch(args: &[String]) -> Result<()> {
         "image-push" => image_push::cmd(rest),
         "registry" => registry::cmd(rest),
         "registry-tamper" => registry::tamper_cmd(rest),
-        "ec-key" => ec_key::cmd(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())
