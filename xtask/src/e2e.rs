@@ -452,17 +452,9 @@ pub fn run_scenario(s: &Scenario, images: &mut ImageCache, echo: bool, log_name:
     }
     let mut running = Running::default();
     let service_log = |name: &str| e2e_dir().join(format!("{}.{name}.log", s.name));
-    for sv in s.service.iter().filter(|sv| sv.early) {
-        running.start(sv, &vars, vars.ports[&sv.name], &service_log(&sv.name))?;
-    }
     // Prepare steps run before a scenario's own image is built, so what they
     // write (a disk's root hash, an image digest) can be baked into its config.
-    for p in &s.prepare {
-        let argv = vars.expand_all(&p.command)?;
-        let (prog, rest) = argv.split_first().context("prepare: empty command")?;
-        util::run(Command::new(prog).args(rest).current_dir(util::workspace_root()))
-            .with_context(|| format!("prepare step of {}", s.name))?;
-    }
+    early_services_and_prepare(s, &vars, &mut running, &service_log)?;
     if own_image && s.format == ImageFormat::Disk {
         let append: Vec<PathBuf> = vars.expand_all(&s.config_append)?.into_iter().map(PathBuf::from).collect();
         let d = root.insert(disk_image::build(&util::workspace_root().join(&s.manifest), &append, &image_path)?);
@@ -567,6 +559,27 @@ fn forwards(s: &Scenario, ports: &BTreeMap<String, u16>) -> Result<Vec<qemu::For
         }
     }
     Ok(out)
+}
+
+/// Starts the `early` services, then runs the prepare steps (which reach
+/// them through `{port.NAME}`, e.g. to push images to the registry).
+fn early_services_and_prepare(
+    s: &Scenario,
+    vars: &Vars,
+    running: &mut Running,
+    service_log: &dyn Fn(&str) -> PathBuf,
+) -> Result<()> {
+    for sv in s.service.iter().filter(|sv| sv.early) {
+        let port = *vars.ports.get(&sv.name).with_context(|| format!("service {} has no port", sv.name))?;
+        running.start(sv, vars, port, &service_log(&sv.name))?;
+    }
+    for p in &s.prepare {
+        let argv = vars.expand_all(&p.command)?;
+        let (prog, rest) = argv.split_first().context("prepare: empty command")?;
+        util::run(Command::new(prog).args(rest).current_dir(util::workspace_root()))
+            .with_context(|| format!("prepare step of {}", s.name))?;
+    }
+    Ok(())
 }
 
 /// `expect` in order and no `forbid` in `text`.
@@ -1004,6 +1017,43 @@ mod tests {
             let e = format!("{:#}", parse("x", &text).unwrap_err());
             assert!(e.contains(want), "{want}: {e}");
         }
+    }
+
+    #[test]
+    fn early_services_run_before_the_prepare_steps_and_stop_with_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let text = format!(
+            r#"description = "d"
+manifest = "m"
+exit = 0
+[[prepare]]
+command = ["sh", "-c", "cat {d}/early.log > {{scratch}}/seen; echo {{port.early}} > {{scratch}}/port"]
+[[service]]
+name = "early"
+early = true
+command = ["sh", "-c", "echo early-ready on {{port}}; exec sleep 60"]
+ready = "early-ready"
+[[service]]
+name = "late"
+command = ["sh", "-c", "echo late; exec sleep 60"]
+"#
+        );
+        let s = parse("x", &text).unwrap();
+        let mut v = Vars::new(dir.path(), Path::new("/k"), Path::new("/i")).unwrap();
+        v.ports.insert("early".into(), 4321);
+        v.ports.insert("late".into(), 4322);
+        let mut running = Running::default();
+        let log = |name: &str| dir.path().join(format!("{name}.log"));
+        early_services_and_prepare(&s, &v, &mut running, &log).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.path().join("seen")).unwrap(), "early-ready on 4321\n");
+        assert_eq!(std::fs::read_to_string(dir.path().join("port")).unwrap(), "4321\n");
+        assert!(!log("late").exists(), "only early services start before the prepare steps");
+        let pid = running.children[0].1.id();
+        running.stop();
+        // SAFETY: signal 0 only checks whether the (now reaped) process exists.
+        let alive = unsafe { libc::kill(i32::try_from(pid).unwrap(), 0) } == 0;
+        assert!(!alive, "the early service was stopped");
     }
 
     #[test]

@@ -273,6 +273,70 @@ mod tests {
         }
     }
 
+    /// The real registry with the config written here: anonymous, then
+    /// with basic auth (401 without credentials, 200 with them).
+    #[test]
+    fn docker_registry_serves_with_this_config() {
+        if !util::have_program(PROGRAM) {
+            eprintln!("SKIP: {PROGRAM} is not installed (apt-get install docker-registry)");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        for auth in [false, true] {
+            let root = dir.path().join(format!("r{auth}"));
+            std::fs::create_dir_all(&root).unwrap();
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let htpasswd = auth.then(|| {
+                let p = root.join("htpasswd");
+                std::fs::write(&p, htpasswd_line("tester:s3cret").unwrap()).unwrap();
+                p
+            });
+            let config = root.join("config.yml");
+            let listen = SocketAddr::from(([127, 0, 0, 1], port));
+            std::fs::write(&config, config_yaml(&root, listen, htpasswd.as_deref(), "ab").unwrap()).unwrap();
+            let mut child = Command::new(PROGRAM)
+                .arg("serve")
+                .arg(&config)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            let get = |creds: Option<&str>| -> Option<String> {
+                use std::io::Write;
+                let mut s = std::net::TcpStream::connect(listen).ok()?;
+                let mut req = format!("GET /v2/ HTTP/1.1\r\nHost: {listen}\r\nConnection: close\r\n");
+                if let Some(c) = creds {
+                    use base64::Engine;
+                    let b = base64::engine::general_purpose::STANDARD.encode(c);
+                    req.push_str(&format!("Authorization: Basic {b}\r\n"));
+                }
+                s.write_all(format!("{req}\r\n").as_bytes()).ok()?;
+                let mut out = String::new();
+                s.read_to_string(&mut out).ok()?;
+                Some(out)
+            };
+            let mut first = None;
+            for _ in 0..100 {
+                first = get(None);
+                if first.is_some() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            let first = first.expect("the registry did not start");
+            if auth {
+                assert!(first.starts_with("HTTP/1.1 401"), "{first}");
+                assert!(first.contains("Basic realm=\"ztinit-test-registry\""), "{first}");
+                assert!(get(Some("tester:s3cret")).unwrap().starts_with("HTTP/1.1 200"));
+                assert!(get(Some("tester:wrong")).unwrap().starts_with("HTTP/1.1 401"));
+            } else {
+                assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+            }
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
     #[test]
     fn tamper_finds_layers_and_keeps_the_size() {
         let dir = tempfile::tempdir().unwrap();
