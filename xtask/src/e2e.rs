@@ -85,8 +85,10 @@ pub struct Scenario {
     /// Time bounds between console markers (host arrival times).
     #[serde(default)]
     pub within: Vec<Within>,
-    /// Test peers the scenario boots (`kata-agent`, see `peers.rs`): when
-    /// one is not there the scenario is reported as SKIP, never PASS.
+    /// Test peers the scenario boots (`kata-agent`, see `peers.rs`) or
+    /// host tools it runs (`skopeo`, `docker-registry`, see
+    /// `prereq::TEST_TOOLS`): when one is not there the scenario is
+    /// reported as SKIP, never PASS.
     #[serde(default)]
     pub requires: Vec<String>,
 }
@@ -129,8 +131,17 @@ pub struct Service {
     /// waits until the port accepts connections.
     pub ready: Option<String>,
     /// Relay the guest's 10.0.2.100:8080 to this service (default: true
-    /// when it is the only service).
+    /// when it is the only service without a `guest` address).
     pub forward: Option<bool>,
+    /// Relay this guest address (`IP:PORT` in 10.0.2.0/24, e.g. a
+    /// registry's "10.0.2.101:5000") to this service instead.
+    pub guest: Option<String>,
+    /// Start before the prepare steps (which can then use it through
+    /// `{port.NAME}`: a registry the test images are pushed to before the
+    /// scenario's config, carrying their digest, is baked). Stopped at the
+    /// end like the others.
+    #[serde(default)]
+    pub early: bool,
     /// Substrings its log (stdout and stderr) must contain, in order, once
     /// the VM has ended.
     #[serde(default)]
@@ -206,13 +217,27 @@ pub fn parse(name: &str, text: &str) -> Result<Scenario> {
     if s.service.iter().filter(|sv| sv.forward == Some(true)).count() > 1 {
         bail!("only one service can be forwarded to the guest");
     }
+    for sv in &s.service {
+        if let Some(guest) = &sv.guest {
+            qemu::parse_guest_addr(guest).with_context(|| format!("service {}", sv.name))?;
+            if sv.forward == Some(true) {
+                bail!("service {}: give forward = true (10.0.2.100:8080) or a guest address, not both", sv.name);
+            }
+        }
+        if sv.early && !sv.running {
+            bail!("service {}: early needs a running service", sv.name);
+        }
+    }
+    let placeholder_ports: BTreeMap<String, u16> = s.service.iter().map(|sv| (sv.name.clone(), 1)).collect();
+    qemu::check_forwards(&forwards(&s, &placeholder_ports)?)?;
     for d in &s.disk {
         if let Some(serial) = &d.serial {
             qemu::check_serial(serial)?;
         }
     }
     for peer in &s.requires {
-        if !crate::peers::KNOWN.iter().any(|(n, _)| n == peer) {
+        let known_tool = crate::prereq::TEST_TOOLS.iter().any(|(n, _)| n == peer);
+        if !known_tool && !crate::peers::KNOWN.iter().any(|(n, _)| n == peer) {
             bail!("requires: unknown test peer {peer:?}");
         }
     }
@@ -322,11 +347,14 @@ fn summary(passed: usize, failed: usize, skipped: usize) -> String {
     line
 }
 
-/// Why the test peers a scenario requires are missing (empty: all there).
+/// Why the test peers and host tools a scenario requires are missing
+/// (empty: all there).
 fn missing_peers(s: &Scenario) -> Result<Vec<String>> {
     let mut missing = Vec::new();
     for peer in &s.requires {
-        if crate::peers::find(peer)?.is_none() {
+        if crate::prereq::TEST_TOOLS.iter().any(|(n, _)| n == peer) {
+            missing.extend(crate::prereq::missing_tool(peer));
+        } else if crate::peers::find(peer)?.is_none() {
             missing.push(crate::peers::describe(peer));
         }
     }
@@ -418,14 +446,15 @@ pub fn run_scenario(s: &Scenario, images: &mut ImageCache, echo: bool, log_name:
         (false, ImageFormat::Disk) => root.insert(images.get_disk(&s.manifest)?).path.clone(),
     };
     let mut vars = Vars::new(&scratch, &kernel.bzimage(), &image_path)?;
-    // Prepare steps run before a scenario's own image is built, so what they
-    // write (a disk's root hash) can be baked into its config.
-    for p in &s.prepare {
-        let argv = vars.expand_all(&p.command)?;
-        let (prog, rest) = argv.split_first().context("prepare: empty command")?;
-        util::run(Command::new(prog).args(rest).current_dir(util::workspace_root()))
-            .with_context(|| format!("prepare step of {}", s.name))?;
+    // Ports first, so services and prepare steps can name each other's.
+    for sv in &s.service {
+        vars.ports.insert(sv.name.clone(), free_port()?);
     }
+    let mut running = Running::default();
+    let service_log = |name: &str| e2e_dir().join(format!("{}.{name}.log", s.name));
+    // Prepare steps run before a scenario's own image is built, so what they
+    // write (a disk's root hash, an image digest) can be baked into its config.
+    early_services_and_prepare(s, &vars, &mut running, &service_log)?;
     if own_image && s.format == ImageFormat::Disk {
         let append: Vec<PathBuf> = vars.expand_all(&s.config_append)?.into_iter().map(PathBuf::from).collect();
         let d = root.insert(disk_image::build(&util::workspace_root().join(&s.manifest), &append, &image_path)?);
@@ -442,22 +471,12 @@ pub fn run_scenario(s: &Scenario, images: &mut ImageCache, echo: bool, log_name:
         );
     }
     let image = image_path;
-    // Ports first, so services can name each other's.
-    for sv in &s.service {
-        vars.ports.insert(sv.name.clone(), free_port()?);
-    }
-    let mut running = Running::default();
-    let mut forward = None;
-    let service_log = |name: &str| e2e_dir().join(format!("{}.{name}.log", s.name));
-    for sv in &s.service {
+    for sv in s.service.iter().filter(|sv| !sv.early) {
         let port = vars.ports[&sv.name];
         if sv.running {
             running.start(sv, &vars, port, &service_log(&sv.name))?;
         } else {
             println!("e2e:   service {} is down (nothing listens on 127.0.0.1:{port})", sv.name);
-        }
-        if sv.forward.unwrap_or(s.service.len() == 1) {
-            forward = Some(port);
         }
     }
     let mut spec = qemu::Spec::new(kernel.bzimage(), image.clone());
@@ -467,7 +486,7 @@ pub fn run_scenario(s: &Scenario, images: &mut ImageCache, echo: bool, log_name:
         spec.root_disk = Some(file.unwrap_or_else(|| d.path.clone()));
         spec.append.splice(0..0, d.kernel_params());
     }
-    spec.forward_port = forward;
+    spec.forwards = forwards(s, &vars.ports)?;
     if let Some(m) = s.memory_mib {
         spec.memory_mib = m;
     }
@@ -523,6 +542,44 @@ pub fn run_scenario(s: &Scenario, images: &mut ImageCache, echo: bool, log_name:
         failures.extend(found.into_iter().map(|f| format!("service {} ({}): {f}", sv.name, log.display())));
     }
     Ok(Report { image, outcome: run.outcome, console: run.console, wall: run.wall, log, scratch, failures })
+}
+
+/// The guest addresses relayed to the services' ports: each service's
+/// `guest` address, and 10.0.2.100:8080 to the one with `forward = true`
+/// or, by default, to the only service without a `guest` address.
+fn forwards(s: &Scenario, ports: &BTreeMap<String, u16>) -> Result<Vec<qemu::Forward>> {
+    let unaddressed = s.service.iter().filter(|sv| sv.guest.is_none()).count();
+    let mut out = Vec::new();
+    for sv in &s.service {
+        let port = *ports.get(&sv.name).with_context(|| format!("service {} has no port", sv.name))?;
+        match &sv.guest {
+            Some(guest) => out.push(qemu::Forward { guest: qemu::parse_guest_addr(guest)?, port }),
+            None if sv.forward.unwrap_or(unaddressed == 1) => out.push(qemu::Forward::default_to(port)),
+            None => {}
+        }
+    }
+    Ok(out)
+}
+
+/// Starts the `early` services, then runs the prepare steps (which reach
+/// them through `{port.NAME}`, e.g. to push images to the registry).
+fn early_services_and_prepare(
+    s: &Scenario,
+    vars: &Vars,
+    running: &mut Running,
+    service_log: &dyn Fn(&str) -> PathBuf,
+) -> Result<()> {
+    for sv in s.service.iter().filter(|sv| sv.early) {
+        let port = *vars.ports.get(&sv.name).with_context(|| format!("service {} has no port", sv.name))?;
+        running.start(sv, vars, port, &service_log(&sv.name))?;
+    }
+    for p in &s.prepare {
+        let argv = vars.expand_all(&p.command)?;
+        let (prog, rest) = argv.split_first().context("prepare: empty command")?;
+        util::run(Command::new(prog).args(rest).current_dir(util::workspace_root()))
+            .with_context(|| format!("prepare step of {}", s.name))?;
+    }
+    Ok(())
 }
 
 /// `expect` in order and no `forbid` in `text`.
@@ -916,8 +973,95 @@ mod tests {
         let e = parse("x", &format!("{base}requires = [\"nope\"]\n")).unwrap_err().to_string();
         assert!(e.contains("unknown test peer \"nope\""), "{e}");
         assert!(missing_peers(&parse("x", base).unwrap()).unwrap().is_empty());
+        let tools = parse("x", &format!("{base}requires = [\"skopeo\", \"docker-registry\"]\n")).unwrap();
+        for m in missing_peers(&tools).unwrap() {
+            assert!(m.contains("apt-get install"), "{m}");
+        }
         assert_eq!(summary(3, 0, 0), "3 passed, 0 failed");
         assert_eq!(summary(1, 1, 2), "1 passed, 1 failed, 2 skipped");
+    }
+
+    #[test]
+    fn services_get_guest_addresses_and_the_default_forward_is_unchanged() {
+        let base = "description = \"d\"\nmanifest = \"m\"\nexit = 0\n";
+        let ports = |s: &Scenario| -> BTreeMap<String, u16> {
+            s.service.iter().enumerate().map(|(i, sv)| (sv.name.clone(), 100 + u16::try_from(i).unwrap())).collect()
+        };
+        let shown = |s: &Scenario| -> Vec<String> {
+            forwards(s, &ports(s)).unwrap().iter().map(|f| format!("{}->{}", f.guest, f.port)).collect()
+        };
+        // One service: forwarded to 10.0.2.100:8080 as before; two: only when asked.
+        let one = parse("x", &format!("{base}[[service]]\nname = \"kbs\"\ncommand = [\"k\"]\n")).unwrap();
+        assert_eq!(shown(&one), ["10.0.2.100:8080->100"]);
+        let two = "[[service]]\nname = \"a\"\ncommand = [\"a\"]\n[[service]]\nname = \"b\"\ncommand = [\"b\"]\n";
+        assert!(shown(&parse("x", &format!("{base}{two}")).unwrap()).is_empty());
+        let chosen = parse("x", &format!("{base}{two}forward = true\n")).unwrap();
+        assert_eq!(shown(&chosen), ["10.0.2.100:8080->101"]);
+        // A registry with its own address beside the KBS: the KBS stays the default.
+        let registry =
+            "[[service]]\nname = \"registry\"\ncommand = [\"r\"]\nguest = \"10.0.2.101:5000\"\nearly = true\n";
+        let kbs = "[[service]]\nname = \"kbs\"\ncommand = [\"k\"]\n";
+        let s = parse("x", &format!("{base}{registry}{kbs}")).unwrap();
+        assert_eq!(shown(&s), ["10.0.2.101:5000->100", "10.0.2.100:8080->101"]);
+        assert!(s.service[0].early && !s.service[1].early);
+        // A registry that is down keeps its address (connections are refused).
+        let down = "[[service]]\nname = \"registry\"\nrunning = false\nguest = \"10.0.2.101:5000\"\n";
+        assert_eq!(shown(&parse("x", &format!("{base}{down}")).unwrap()), ["10.0.2.101:5000->100"]);
+        let errors = [
+            (format!("{base}{registry}forward = true\n"), "not both"),
+            (format!("{base}{registry}{}", registry.replace("\"registry\"", "\"r2\"")), "forwarded twice"),
+            (format!("{base}{}", registry.replace("10.0.2.101", "10.0.2.2")), "guest network"),
+            (format!("{base}{}", down.replace("running = false", "running = false\nearly = true")), "early"),
+        ];
+        for (text, want) in errors {
+            let e = format!("{:#}", parse("x", &text).unwrap_err());
+            assert!(e.contains(want), "{want}: {e}");
+        }
+    }
+
+    #[test]
+    fn early_services_run_before_the_prepare_steps_and_stop_with_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let text = format!(
+            r#"description = "d"
+manifest = "m"
+exit = 0
+[[prepare]]
+command = ["sh", "-c", "cat {d}/early.log > {{scratch}}/seen; echo {{port.early}} > {{scratch}}/port"]
+[[service]]
+name = "early"
+early = true
+command = ["sh", "-c", "echo early-ready on {{port}}; exec sleep 60"]
+ready = "early-ready"
+[[service]]
+name = "late"
+command = ["sh", "-c", "echo late; exec sleep 60"]
+"#
+        );
+        let s = parse("x", &text).unwrap();
+        let mut v = Vars::new(dir.path(), Path::new("/k"), Path::new("/i")).unwrap();
+        v.ports.insert("early".into(), 4321);
+        v.ports.insert("late".into(), 4322);
+        let mut running = Running::default();
+        let log = |name: &str| dir.path().join(format!("{name}.log"));
+        early_services_and_prepare(&s, &v, &mut running, &log).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.path().join("seen")).unwrap(), "early-ready on 4321\n");
+        assert_eq!(std::fs::read_to_string(dir.path().join("port")).unwrap(), "4321\n");
+        assert!(!log("late").exists(), "only early services start before the prepare steps");
+        let pid = running.children[0].1.id();
+        running.stop();
+        // SAFETY: signal 0 only checks whether the (now reaped) process exists.
+        let alive = unsafe { libc::kill(i32::try_from(pid).unwrap(), 0) } == 0;
+        assert!(!alive, "the early service was stopped");
+    }
+
+    #[test]
+    fn prepare_steps_can_name_service_ports() {
+        let mut v = Vars::new(Path::new("/s"), Path::new("/k"), Path::new("/i")).unwrap();
+        v.ports.insert("registry".into(), 5000);
+        assert_eq!(v.expand("127.0.0.1:{port.registry}").unwrap(), "127.0.0.1:5000");
+        assert!(v.expand("{port.kbs}").is_err());
     }
 
     #[test]

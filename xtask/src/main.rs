@@ -17,15 +17,18 @@ mod elf;
 mod fixture;
 mod fuzz;
 mod image;
+mod image_push;
 mod interrupt;
 mod kconfig;
 mod kernel;
 mod manifest;
 mod model_volume;
+mod oci_image;
 mod peers;
 mod prereq;
 mod procs;
 mod qemu;
+mod registry;
 mod relay;
 mod repro;
 mod test;
@@ -51,6 +54,10 @@ commands:
   fixture random|sha256|secret-forms|flip-byte ...      file tools for e2e prepare steps
   cosign-key --out DIR [--passphrase-file F] | --ec-pair NAME   test keys: encrypted cosign signing key, or EC P-256 JWE pair
   cosign-sign --key K --passphrase-file F --digest sha256:HEX --identity REF --out DIR   a sigstore signature attachment as an OCI layout
+  oci-image --out DIR [--file G=H]... [--bin G=PKG:BIN]...   an OCI image layout for the image scenarios
+  image-push --layout DIR --registry H:P --repo R --tag T [--sign-key D] [--encrypt-key P]   push with skopeo
+  registry --listen 127.0.0.1:PORT --root DIR [--htpasswd U:P]   the test registry (docker-registry)
+  registry-tamper --root DIR (--digest D | --layer-of M N)   corrupt a stored blob, same size
   verify-gpu (--report F --chain F [--nonce HEX] [--rim F] | --evidence F)
                                       verify NVIDIA GPU evidence offline (exit 0 valid, 1 invalid, 2 unusable)";
 
@@ -94,6 +101,10 @@ fn dispatch(args: &[String]) -> Result<()> {
         // Hidden: per-run TLS certificates for the dev KBS and the MITM proxy.
         "dev-cert" => dev_cert::cmd(rest),
         "interrupt-test" => interrupt::cmd(rest),
+        "oci-image" => oci_image::cmd(rest),
+        "image-push" => image_push::cmd(rest),
+        "registry" => registry::cmd(rest),
+        "registry-tamper" => registry::tamper_cmd(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())

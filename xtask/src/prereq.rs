@@ -10,10 +10,30 @@ use crate::manifest::MUSL_TARGET;
 use crate::{kernel, util};
 
 /// Debian packages besides the kernel build's: QEMU, the musl C toolchain
-/// (ring's C code), cpio (reads our archives in tests), and the filesystem
+/// (ring's C code), cpio (reads our archives in tests), the filesystem
 /// builders of `xtask model-volume` (the demo's and the volume scenarios'
-/// model disks).
-const TOOL_DEBS: &[&str] = &["qemu-system-x86", "musl-tools", "cpio", "erofs-utils", "e2fsprogs"];
+/// model disks), and the [`TEST_TOOLS`] of the image scenarios.
+const TOOL_DEBS: &[&str] =
+    &["qemu-system-x86", "musl-tools", "cpio", "erofs-utils", "e2fsprogs", "skopeo", "docker-registry"];
+
+/// Host programs a scenario can require (`requires = ["skopeo"]`), each
+/// with its Debian package: the registry the image scenarios pull from
+/// (CNCF distribution) and the tool that pushes, signs and encrypts their
+/// images. A scenario whose tool is missing is skipped, never passed.
+pub const TEST_TOOLS: &[(&str, &str)] = &[("skopeo", "skopeo"), ("docker-registry", "docker-registry")];
+
+/// Why a required host tool cannot be used (`None`: it is on PATH).
+pub fn missing_tool(name: &str) -> Option<String> {
+    missing_tool_in(name, util::have_program(name))
+}
+
+fn missing_tool_in(name: &str, present: bool) -> Option<String> {
+    if present {
+        return None;
+    }
+    let deb = TEST_TOOLS.iter().find(|(n, _)| *n == name).map_or(name, |(_, d)| *d);
+    Some(format!("{name} is not installed (apt-get install {deb}; `cargo xtask test` installs it when run as root)"))
+}
 
 /// Every Debian package the build and the tests need.
 pub fn debs() -> Vec<&'static str> {
@@ -49,4 +69,19 @@ fn ensure_rust_target(target: &str) -> Result<()> {
     println!("prereq: installing the Rust target {target} (rustup target add {target})");
     util::run(Command::new("rustup").args(["target", "add", target]))
         .with_context(|| format!("run `rustup target add {target}` by hand"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_tools_are_installed_with_the_rest_and_named_when_missing() {
+        for (_, deb) in TEST_TOOLS {
+            assert!(debs().contains(deb), "{deb} is not installed by the prerequisites");
+        }
+        assert_eq!(missing_tool_in("skopeo", true), None);
+        let why = missing_tool_in("docker-registry", false).unwrap();
+        assert!(why.starts_with("docker-registry is not installed (apt-get install docker-registry"), "{why}");
+    }
 }

@@ -4,9 +4,9 @@
 //! TCG unless `ZTINIT_QEMU_ACCEL=kvm`; serial console on stdio;
 //! `-no-reboot` + `panic=-1` so a kernel panic ends QEMU instead of hanging
 //! (with rc 0, which is why rc 0 alone never counts as success);
-//! isa-debug-exit at 0xf4; user networking with `restrict=on` and one
-//! guest forward 10.0.2.100:8080 -> a host loopback port through
-//! `xtask relay`.
+//! isa-debug-exit at 0xf4; user networking with `restrict=on` and guest
+//! forwards (10.0.2.100:8080 by default, others such as a registry's
+//! 10.0.2.101:5000) -> host loopback ports through `xtask relay`.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -22,7 +22,8 @@ use crate::procs;
 use crate::util;
 
 /// Where the guest reaches the forwarded host service.
-pub const GUEST_FORWARD: &str = "10.0.2.100:8080";
+pub const GUEST_FORWARD: std::net::SocketAddrV4 =
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::new(10, 0, 2, 100), 8080);
 /// Base kernel command line of every boot.
 pub const BASE_APPEND: &[&str] = &["console=ttyS0", "panic=-1", "quiet", "loglevel=4"];
 const QEMU: &str = "qemu-system-x86_64";
@@ -44,6 +45,46 @@ pub fn check_serial(serial: &str) -> Result<()> {
     Ok(())
 }
 
+/// One guest address (`IP:PORT` the guest connects to) relayed to a host
+/// loopback port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forward {
+    pub guest: std::net::SocketAddrV4,
+    pub port: u16,
+}
+
+impl Forward {
+    /// The default forward: the guest's 10.0.2.100:8080 to `port`.
+    pub fn default_to(port: u16) -> Self {
+        Forward { guest: GUEST_FORWARD, port }
+    }
+}
+
+/// The guest address of a forward: `IP:PORT` inside slirp's 10.0.2.0/24,
+/// not one of the addresses slirp itself answers on (network, gateway
+/// 10.0.2.2, DNS 10.0.2.3, the guest's own 10.0.2.15, broadcast), port not 0.
+pub fn parse_guest_addr(v: &str) -> Result<std::net::SocketAddrV4> {
+    let addr: std::net::SocketAddrV4 =
+        v.parse().with_context(|| format!("guest address {v:?}: expected IPv4:PORT such as 10.0.2.101:5000"))?;
+    let o = addr.ip().octets();
+    if o[..3] != [10, 0, 2] || matches!(o[3], 0 | 2 | 3 | 15 | 255) || addr.port() == 0 {
+        bail!(
+            "guest address {v:?}: use a free address of the guest network 10.0.2.0/24 (not .0, .2, .3, .15 or .255) and a port"
+        );
+    }
+    Ok(addr)
+}
+
+/// No guest address forwarded twice.
+pub fn check_forwards(forwards: &[Forward]) -> Result<()> {
+    for (i, f) in forwards.iter().enumerate() {
+        if forwards[..i].iter().any(|g| g.guest == f.guest) {
+            bail!("guest address {} is forwarded twice", f.guest);
+        }
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone)]
 pub struct Spec {
     pub kernel: PathBuf,
@@ -56,8 +97,8 @@ pub struct Spec {
     /// Added after [`BASE_APPEND`].
     pub append: Vec<String>,
     pub disks: Vec<Disk>,
-    /// Host loopback port the guest's 10.0.2.100:8080 is relayed to.
-    pub forward_port: Option<u16>,
+    /// Guest addresses relayed to host loopback ports.
+    pub forwards: Vec<Forward>,
     pub memory_mib: u32,
     pub cpus: u32,
 }
@@ -70,7 +111,7 @@ impl Spec {
             root_disk: None,
             append: Vec::new(),
             disks: Vec::new(),
-            forward_port: None,
+            forwards: Vec::new(),
             memory_mib: 512,
             cpus: 2,
         }
@@ -102,13 +143,16 @@ impl Spec {
         }
         c.arg("-append").arg(append.join(" "));
         let mut netdev = "user,id=net0,restrict=on".to_string();
-        if let Some(port) = self.forward_port {
+        check_forwards(&self.forwards)?;
+        for f in &self.forwards {
             let exe = crate::util::self_exe().display().to_string();
             if exe.contains(['\'', ',']) {
                 bail!("the xtask binary path {exe:?} cannot be used in a QEMU guestfwd command");
             }
             // QEMU runs the command through /bin/sh once per guest connection.
-            netdev.push_str(&format!(",guestfwd=tcp:{GUEST_FORWARD}-cmd:'{exe}' relay 127.0.0.1:{port}"));
+            netdev.push_str(&format!(",guestfwd=tcp:{}-cmd:'{exe}' relay 127.0.0.1:{}", f.guest, f.port));
+        }
+        if !self.forwards.is_empty() {
             // The relays end when this xtask does (relay::watch_owner).
             c.env(crate::relay::OWNER_VAR, std::process::id().to_string());
         }
@@ -348,11 +392,13 @@ pub fn cmd(args: &[String]) -> Result<()> {
     let mut spec_append = Vec::new();
     let mut disks = Vec::new();
     let mut forward = None;
+    let mut extra_forwards = Vec::new();
     let mut root_disk = None;
-    const USAGE: &str = "usage: cargo xtask qemu (--image PATH | --root-disk IMG) [--kernel PATH] [--append 'ARGS'] [--disk PATH[:ro][:serial=S]]... [--forward PORT]
+    const USAGE: &str = "usage: cargo xtask qemu (--image PATH | --root-disk IMG) [--kernel PATH] [--append 'ARGS'] [--disk PATH[:ro][:serial=S]]... [--forward PORT] [--guest-forward IP:PORT=HOSTPORT]...
 --root-disk: boot a disk of `xtask image --format disk` with the parameters of IMG.cmdline.
 Boots under QEMU (TCG; ZTINIT_QEMU_ACCEL=kvm for KVM) with the console on stdio.
-Default kernel: the cached test kernel. --forward relays guest 10.0.2.100:8080 to 127.0.0.1:PORT.";
+Default kernel: the cached test kernel. --forward relays guest 10.0.2.100:8080 to 127.0.0.1:PORT; --guest-forward another guest address
+(e.g. a registry's 10.0.2.101:5000) to 127.0.0.1:HOSTPORT.";
     let mut p = cli::Args::new(args, USAGE);
     while let Some(arg) = p.next()? {
         match arg {
@@ -362,6 +408,7 @@ Default kernel: the cached test kernel. --forward relays guest 10.0.2.100:8080 t
             cli::Long("append") => spec_append.extend(p.string()?.split_whitespace().map(str::to_string)),
             cli::Long("disk") => disks.push(parse_disk(&p.string()?)?),
             cli::Long("forward") => forward = Some(p.parse::<u16>("--forward")?),
+            cli::Long("guest-forward") => extra_forwards.push(parse_guest_forward(&p.string()?)?),
             cli::Short('h') | cli::Long("help") => return p.help(),
             other => {
                 let e = other.unexpected();
@@ -390,7 +437,7 @@ Default kernel: the cached test kernel. --forward relays guest 10.0.2.100:8080 t
     root_append.extend(spec_append);
     spec.append = root_append;
     spec.disks = disks;
-    spec.forward_port = forward;
+    spec.forwards = forward.map(Forward::default_to).into_iter().chain(extra_forwards).collect();
     let mut cmd = spec.command()?;
     eprintln!("qemu: {}", util::show(&cmd));
     // Interactive: the console is this terminal (stdin included).
@@ -406,6 +453,14 @@ Default kernel: the cached test kernel. --forward relays guest 10.0.2.100:8080 t
         Some(rc) => std::process::exit(rc),
         None => bail!("QEMU was killed"),
     }
+}
+
+/// `IP:PORT=HOSTPORT`.
+fn parse_guest_forward(v: &str) -> Result<Forward> {
+    let (guest, port) =
+        v.split_once('=').with_context(|| format!("--guest-forward {v:?}: expected IP:PORT=HOSTPORT"))?;
+    let port = port.parse().with_context(|| format!("--guest-forward {v:?}: bad host port"))?;
+    Ok(Forward { guest: parse_guest_addr(guest)?, port })
 }
 
 /// `PATH[:ro][:serial=S]` (the suffixes in any order).
@@ -464,7 +519,7 @@ mod tests {
     #[test]
     fn command_has_the_safety_switches() {
         let mut s = Spec::new("/k".into(), "/i".into());
-        s.forward_port = Some(4242);
+        s.forwards = vec![Forward::default_to(4242)];
         let shown = util::show(&s.command().unwrap());
         for want in [
             "-no-reboot",
@@ -475,6 +530,39 @@ mod tests {
             "relay 127.0.0.1:4242",
         ] {
             assert!(shown.contains(want), "{want} missing from {shown}");
+        }
+    }
+
+    #[test]
+    fn several_guest_addresses_are_forwarded_each_to_its_port() {
+        let mut s = Spec::new("/k".into(), "/i".into());
+        s.forwards = vec![
+            Forward::default_to(4242),
+            Forward { guest: parse_guest_addr("10.0.2.101:5000").unwrap(), port: 4343 },
+        ];
+        let shown = util::show(&s.command().unwrap());
+        for want in [
+            "guestfwd=tcp:10.0.2.100:8080-cmd:",
+            "relay 127.0.0.1:4242,guestfwd=tcp:10.0.2.101:5000-cmd:",
+            "relay 127.0.0.1:4343' -device",
+        ] {
+            assert!(shown.contains(want), "{want} missing from {shown}");
+        }
+        s.forwards.push(Forward { guest: parse_guest_addr("10.0.2.101:5000").unwrap(), port: 1 });
+        assert!(s.command().unwrap_err().to_string().contains("forwarded twice"));
+        let none = util::show(&Spec::new("/k".into(), "/i".into()).command().unwrap());
+        assert!(!none.contains("guestfwd"), "{none}");
+    }
+
+    #[test]
+    fn guest_addresses_stay_inside_the_guest_network() {
+        assert_eq!(parse_guest_addr("10.0.2.101:5000").unwrap().to_string(), "10.0.2.101:5000");
+        assert_eq!(Forward::default_to(1).guest.to_string(), "10.0.2.100:8080");
+        let f = parse_guest_forward("10.0.2.101:5000=4343").unwrap();
+        assert_eq!((f.guest.to_string(), f.port), ("10.0.2.101:5000".to_string(), 4343));
+        assert!(parse_guest_forward("10.0.2.101:5000").is_err());
+        for bad in ["10.0.3.1:80", "10.0.2.2:80", "10.0.2.3:53", "10.0.2.15:1", "10.0.2.101:0", "10.0.2.101", "x:1"] {
+            assert!(parse_guest_addr(bad).is_err(), "{bad}");
         }
     }
 
