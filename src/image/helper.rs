@@ -212,18 +212,27 @@ fn talk(started: Started, request: &Request, log_line: &(dyn Fn(&str) + Sync)) -
             kill_and_reap(started.pid);
             return Err(Talk::Error(HelperError::Timeout(limit.as_secs())));
         }
-        let mut fds: Vec<rustix::event::PollFd<'_>> = Vec::new();
-        for fd in [&stdout, &stderr].into_iter().flatten() {
-            fds.push(rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN));
-        }
-        let timeout = rustix::event::Timespec::try_from(left.min(Duration::from_secs(1))).unwrap_or_default();
-        match rustix::event::poll(&mut fds, Some(&timeout)) {
-            Ok(_) | Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(Talk::Error(HelperError::Io(e.into()))),
-        }
-        drop(fds);
+        // Only a pipe poll calls ready is read: the reads block.
+        let (out_ready, err_ready) = {
+            let mut fds: Vec<rustix::event::PollFd<'_>> = Vec::new();
+            for fd in [&stdout, &stderr].into_iter().flatten() {
+                fds.push(rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN));
+            }
+            let timeout = rustix::event::Timespec::try_from(left.min(Duration::from_secs(1))).unwrap_or_default();
+            match rustix::event::poll(&mut fds, Some(&timeout)) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(Talk::Error(HelperError::Io(e.into()))),
+            }
+            let ready: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
+            match (stdout.is_some(), stderr.is_some()) {
+                (true, true) => (ready[0], ready[1]),
+                (true, false) => (ready[0], false),
+                (false, true) => (false, ready[0]),
+                (false, false) => (false, false),
+            }
+        };
         let mut chunk = [0u8; 8192];
-        if let Some(fd) = &stdout {
+        if let Some(fd) = stdout.as_ref().filter(|_| out_ready) {
             match rustix::io::read(fd, &mut chunk) {
                 Ok(0) => stdout = None,
                 Ok(n) => {
@@ -237,7 +246,7 @@ fn talk(started: Started, request: &Request, log_line: &(dyn Fn(&str) + Sync)) -
                 Err(e) => return Err(Talk::Error(HelperError::Io(e.into()))),
             }
         }
-        if let Some(fd) = &stderr {
+        if let Some(fd) = stderr.as_ref().filter(|_| err_ready) {
             match rustix::io::read(fd, &mut chunk) {
                 Ok(0) => {
                     flush_lines(&mut err_buf, true, &mut last, log_line);

@@ -367,7 +367,10 @@ mod tests {
         let root_fd = rustix::fs::open(&dirs.root, OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
         for rel in ["proc", "run/ztinit/secrets", "../outside", "tmp/../../outside"] {
             let err = mount_point(&root_fd, rel, 0o755).unwrap_err();
-            assert!(err.to_string().starts_with(&format!("mount point /{rel} of the image is not a plain directory")), "{err}");
+            assert!(
+                err.to_string().starts_with(&format!("mount point /{rel} of the image is not a plain directory")),
+                "{err}"
+            );
         }
         let err = mount_runtime(&dirs, tmp.path(), &RuntimeMounts::default(), &mut m).unwrap_err();
         assert!(err.to_string().contains("/proc"), "{err}");

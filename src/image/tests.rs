@@ -104,7 +104,10 @@ fn the_helper_answers_on_stdout_and_logs_on_stderr() {
     let a = serde_json::to_string(&answer()).unwrap();
     let helper = script_helper(
         dir.path(),
-        &format!("read req; echo \"$req\" > {0}/req; echo pulling >&2; echo '{a}'; echo done >&2", dir.path().display()),
+        &format!(
+            "read req; echo \"$req\" > {0}/req; echo pulling >&2; echo '{a}'; echo done >&2",
+            dir.path().display()
+        ),
     );
     let lines = std::sync::Mutex::new(Vec::new());
     let log = |l: &str| lines.lock().unwrap().push(l.to_string());
@@ -150,6 +153,9 @@ fn released_credentials_must_be_username_and_password() {
     let dirs = root::UnpackDirs { base: dir.path().into(), root: dir.path().into(), work: dir.path().into() };
     let secrets = ImageSecrets { credentials: Some(Zeroizing::new(b"user:pass".to_vec())), decryption_keys: vec![] };
     let err = request(&cfg, secrets, &dirs, Path::new("/")).unwrap_err();
-    assert_eq!(err.to_string(), "registry credentials (KBS resource a/b/c) must be JSON {\"username\": .., \"password\": ..}");
+    assert_eq!(
+        err.to_string(),
+        "registry credentials (KBS resource a/b/c) must be JSON {\"username\": .., \"password\": ..}"
+    );
     assert!(!err.to_string().contains("pass\""));
 }

@@ -104,7 +104,8 @@ pub fn run(req: &Request) -> Result<Answer, PullError> {
     let private_keys = if req.decryption_keys.is_empty() {
         None
     } else {
-        let pem = zeroize::Zeroizing::new(req.decryption_keys.iter().map(|k| k.0.as_str()).collect::<Vec<_>>().join("\n"));
+        let pem =
+            zeroize::Zeroizing::new(req.decryption_keys.iter().map(|k| k.0.as_str()).collect::<Vec<_>>().join("\n"));
         Some(ocicrypt::PrivateKeys::from_pem(pem.as_bytes()).map_err(|e| PullError::Request(e.to_string()))?)
     };
 
@@ -192,7 +193,8 @@ pub fn run(req: &Request) -> Result<Answer, PullError> {
 
 fn options(req: &Request, reference: &Reference) -> Result<RegistryOptions, PullError> {
     let certs = |pem: &str| {
-        ztinit::kbs::transport::parse_pem_certs(pem.as_bytes()).map_err(|e| PullError::Request(format!("registry certificate: {e}")))
+        ztinit::kbs::transport::parse_pem_certs(pem.as_bytes())
+            .map_err(|e| PullError::Request(format!("registry certificate: {e}")))
     };
     let (scheme, trust) = match &req.trust {
         RegistryTrust::InsecureHttp => (Scheme::Http, Trust::None),
@@ -204,10 +206,10 @@ fn options(req: &Request, reference: &Reference) -> Result<RegistryOptions, Pull
     opts.retries = req.retries;
     opts.connect_timeout = Duration::from_millis(req.connect_timeout_ms);
     opts.read_timeout = Duration::from_millis(req.read_timeout_ms);
-    opts.credentials = req.credentials.as_ref().map(|c| crate::registry::Credentials {
-        username: c.username.clone(),
-        password: c.password.clone(),
-    });
+    opts.credentials = req
+        .credentials
+        .as_ref()
+        .map(|c| crate::registry::Credentials { username: c.username.clone(), password: c.password.clone() });
     Ok(opts)
 }
 
@@ -237,7 +239,8 @@ fn verify_signature(
         };
         registry.get_blob(repo, &d, signature::MAX_PAYLOAD_LEN).map_err(|e| e.to_string())
     };
-    signature::verify_any(&layers, fetch, keys, &digest.to_string(), &reference.identity()).map_err(PullError::Signature)
+    signature::verify_any(&layers, fetch, keys, &digest.to_string(), &reference.identity())
+        .map_err(PullError::Signature)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -253,8 +256,11 @@ fn pull_layer(
     keys: Option<&ocicrypt::PrivateKeys>,
 ) -> Result<(), PullError> {
     let digest = layer.digest.clone();
-    let media = LayerMedia::parse(&layer.media_type)
-        .map_err(|e| PullError::Layer { index, digest: digest.clone(), why: e.to_string() })?;
+    let media = LayerMedia::parse(&layer.media_type).map_err(|e| PullError::Layer {
+        index,
+        digest: digest.clone(),
+        why: e.to_string(),
+    })?;
     let started = Instant::now();
     // Downloaded whole and checked against its digest before a byte of it
     // is decrypted or parsed: the parsers only ever see what the signed
@@ -277,8 +283,11 @@ fn pull_layer(
         manifest::Compression::Zstd => unpack::Compression::Zstd,
     };
     let unpacked = |r: &mut dyn Read, budget: &mut unpack::Budget| {
-        unpack::unpack_layer(r, compression, root, budget)
-            .map_err(|source| PullError::Unpack { index, digest: digest.clone(), source })
+        unpack::unpack_layer(r, compression, root, budget).map_err(|source| PullError::Unpack {
+            index,
+            digest: digest.clone(),
+            source,
+        })
     };
     let diff_id = if media.encrypted {
         let keys = keys.ok_or_else(|| PullError::Layer {
@@ -286,13 +295,19 @@ fn pull_layer(
             digest: digest.clone(),
             why: "encrypted, and no [image] decryption_keys are configured".into(),
         })?;
-        let key = ocicrypt::unwrap_layer(&layer.annotations, keys)
-            .map_err(|source| PullError::Decrypt { index, digest: digest.clone(), source })?;
+        let key = ocicrypt::unwrap_layer(&layer.annotations, keys).map_err(|source| PullError::Decrypt {
+            index,
+            digest: digest.clone(),
+            source,
+        })?;
         let mut plain = key.decryptor(input);
         let id = unpacked(&mut plain, budget)?;
         // The HMAC over the ciphertext is checked at its end: read it all.
-        let rest = std::io::copy(&mut plain, &mut std::io::sink())
-            .map_err(|e| PullError::Layer { index, digest: digest.clone(), why: format!("decrypt: {e}") })?;
+        let rest = std::io::copy(&mut plain, &mut std::io::sink()).map_err(|e| PullError::Layer {
+            index,
+            digest: digest.clone(),
+            why: format!("decrypt: {e}"),
+        })?;
         if rest != 0 {
             return Err(PullError::Layer { index, digest, why: format!("{rest} bytes after the layer's end") });
         }
