@@ -53,6 +53,15 @@ pub const HELPER_SYSCALLS: &[&str] = &[
     "fchdir",
     "chdir",
     "mknodat",
+    // musl's std::fs still calls the legacy forms for File::create and
+    // remove_file (the work directory's blobs).
+    "open",
+    "unlink",
+    "mkdir",
+    "rmdir",
+    "rename",
+    "stat",
+    "lstat",
 ];
 /// Ownership and modes of the image's files: chown to the image's owners,
 /// write into directories whatever their mode, keep set-id bits.

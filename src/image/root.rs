@@ -48,10 +48,15 @@ fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> 
 pub trait RootMounter {
     /// A tmpfs; device nodes work on it only with `devices`.
     fn tmpfs(&mut self, target: &Path, options: &str, devices: bool) -> std::io::Result<()>;
+    /// Nothing mounted beneath `target` (a mount's root) propagates
+    /// anywhere else: the mounts under it inherit this.
+    fn private(&mut self, target: &Path) -> std::io::Result<()>;
     fn proc(&mut self, target: &Path) -> std::io::Result<()>;
     fn devpts(&mut self, target: &Path) -> std::io::Result<()>;
-    /// A bind mount, read-only when `readonly`, never carrying submounts.
-    fn bind(&mut self, source: &Path, target: &Path, readonly: bool) -> std::io::Result<()>;
+    /// A bind mount, never carrying submounts.
+    fn bind(&mut self, source: &Path, target: &Path) -> std::io::Result<()>;
+    /// `target` (a bind mount's root) read-only, nosuid, nodev.
+    fn remount_readonly(&mut self, target: &Path) -> std::io::Result<()>;
     fn mknod_char(&mut self, dir: &OwnedFd, name: &str, major: u32, minor: u32) -> std::io::Result<()>;
 }
 
@@ -60,12 +65,16 @@ pub struct SystemRootMounter;
 
 impl RootMounter for SystemRootMounter {
     fn tmpfs(&mut self, target: &Path, options: &str, devices: bool) -> std::io::Result<()> {
-        use rustix::mount::{MountFlags, MountPropagationFlags};
+        use rustix::mount::MountFlags;
         let opts = std::ffi::CString::new(options).map_err(std::io::Error::other)?;
         let flags =
             if devices { MountFlags::NOSUID | MountFlags::NOEXEC } else { MountFlags::NOSUID | MountFlags::NODEV };
         rustix::mount::mount("tmpfs", target, "tmpfs", flags, Some(opts.as_c_str()))?;
-        rustix::mount::mount_change(target, MountPropagationFlags::PRIVATE)?;
+        Ok(())
+    }
+
+    fn private(&mut self, target: &Path) -> std::io::Result<()> {
+        rustix::mount::mount_change(target, rustix::mount::MountPropagationFlags::PRIVATE)?;
         Ok(())
     }
 
@@ -83,13 +92,15 @@ impl RootMounter for SystemRootMounter {
         Ok(())
     }
 
-    fn bind(&mut self, source: &Path, target: &Path, readonly: bool) -> std::io::Result<()> {
-        use rustix::mount::MountFlags;
+    fn bind(&mut self, source: &Path, target: &Path) -> std::io::Result<()> {
         rustix::mount::mount_bind(source, target)?;
-        if readonly {
-            let flags = MountFlags::BIND | MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV;
-            rustix::mount::mount_remount(target, flags, c"")?;
-        }
+        Ok(())
+    }
+
+    fn remount_readonly(&mut self, target: &Path) -> std::io::Result<()> {
+        use rustix::mount::MountFlags;
+        let flags = MountFlags::BIND | MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV;
+        rustix::mount::mount_remount(target, flags, c"")?;
         Ok(())
     }
 
@@ -117,6 +128,7 @@ pub fn prepare(base: &Path, max_unpacked_mib: u64, mounter: &mut dyn RootMounter
     std::fs::create_dir_all(base).map_err(io("create", base))?;
     let size = max_unpacked_mib.saturating_mul(2);
     mounter.tmpfs(base, &format!("mode=0700,size={size}m"), false).map_err(io("mount tmpfs on", base))?;
+    mounter.private(base).map_err(io("make private", base))?;
     let root = base.join(ROOT_DIR);
     let work = base.join(WORK_DIR);
     for (dir, mode) in [(&root, 0o755), (&work, 0o700)] {
@@ -163,7 +175,7 @@ pub fn mount_runtime(
     mounter: &mut dyn RootMounter,
 ) -> Result<(), RootError> {
     let root = &dirs.root;
-    mounter.bind(root, root, false).map_err(io("bind the image root onto", root))?;
+    mounter.bind(root, root).map_err(io("bind the image root onto", root))?;
     let root_fd = rustix::fs::open(root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| io("open", root)(e.into()))?;
 
@@ -201,7 +213,7 @@ pub fn mount_runtime(
         })?;
         let target = mount_file(&root_fd, &Path::new("dev").join(name))?;
         let source = crate::files::under(host_root, &device.to_string_lossy());
-        mounter.bind(&source, &proc_fd_path(&target), false).map_err(io("bind", device))?;
+        mounter.bind(&source, &proc_fd_path(&target)).map_err(io("bind", device))?;
     }
 
     let tmp = mount_point(&root_fd, "tmp", 0o1777)?;
@@ -209,9 +221,14 @@ pub fn mount_runtime(
 
     for dir in mounts.secrets.iter().chain(&mounts.volumes) {
         let rel = dir.strip_prefix("/").unwrap_or(dir);
-        let target = mount_point(&root_fd, &rel.to_string_lossy(), 0o755)?;
+        let rel = rel.to_string_lossy();
+        let target = mount_point(&root_fd, &rel, 0o755)?;
         let source = crate::files::under(host_root, &dir.to_string_lossy());
-        mounter.bind(&source, &proc_fd_path(&target), true).map_err(io("bind read-only", dir))?;
+        mounter.bind(&source, &proc_fd_path(&target)).map_err(io("bind", dir))?;
+        // Reopened: the fd above names the directory under the new mount,
+        // and a remount must name the mount's root.
+        let bound = mount_point(&root_fd, &rel, 0o755)?;
+        mounter.remount_readonly(&proc_fd_path(&bound)).map_err(io("remount read-only", dir))?;
     }
     Ok(())
 }
@@ -295,6 +312,10 @@ mod tests {
             self.calls.push(format!("tmpfs {} {options} devices={devices}", Self::shown(target)));
             Ok(())
         }
+        fn private(&mut self, target: &Path) -> std::io::Result<()> {
+            self.calls.push(format!("private {}", Self::shown(target)));
+            Ok(())
+        }
         fn proc(&mut self, target: &Path) -> std::io::Result<()> {
             self.calls.push(format!("proc {}", Self::shown(target)));
             Ok(())
@@ -303,8 +324,12 @@ mod tests {
             self.calls.push(format!("devpts {}", Self::shown(target)));
             Ok(())
         }
-        fn bind(&mut self, source: &Path, target: &Path, readonly: bool) -> std::io::Result<()> {
-            self.calls.push(format!("bind {} {} ro={readonly}", source.display(), Self::shown(target)));
+        fn bind(&mut self, source: &Path, target: &Path) -> std::io::Result<()> {
+            self.calls.push(format!("bind {} {}", source.display(), Self::shown(target)));
+            Ok(())
+        }
+        fn remount_readonly(&mut self, target: &Path) -> std::io::Result<()> {
+            self.calls.push(format!("ro {}", Self::shown(target)));
             Ok(())
         }
         fn mknod_char(&mut self, _dir: &OwnedFd, name: &str, major: u32, minor: u32) -> std::io::Result<()> {
@@ -319,7 +344,8 @@ mod tests {
         let base = tmp.path().join("image");
         let mut m = Recorder::default();
         let dirs = prepare(&base, 64, &mut m).unwrap();
-        assert_eq!(m.calls, [format!("tmpfs {} mode=0700,size=128m devices=false", base.display())]);
+        let b = base.display();
+        assert_eq!(m.calls, [format!("tmpfs {b} mode=0700,size=128m devices=false"), format!("private {b}")]);
         let host = tmp.path().join("host");
         std::fs::create_dir_all(host.join("dev")).unwrap();
         std::fs::write(host.join("dev/nvidia0"), "").unwrap();
@@ -333,7 +359,7 @@ mod tests {
         let r = dirs.root.display().to_string();
         let h = host.display().to_string();
         let want = [
-            format!("bind {r} {r} ro=false"),
+            format!("bind {r} {r}"),
             format!("proc {r}/proc"),
             format!("tmpfs {r}/dev mode=0755,size=64k,nr_inodes=256 devices=true"),
             "mknod null 1:3".into(),
@@ -344,10 +370,12 @@ mod tests {
             "mknod tty 5:0".into(),
             format!("devpts {r}/dev/pts"),
             format!("tmpfs {r}/dev/shm mode=1777 devices=false"),
-            format!("bind {h}/dev/nvidia0 {r}/dev/nvidia0 ro=false"),
+            format!("bind {h}/dev/nvidia0 {r}/dev/nvidia0"),
             format!("tmpfs {r}/tmp mode=1777 devices=false"),
-            format!("bind {h}/run/ztinit/secrets {r}/run/ztinit/secrets ro=true"),
-            format!("bind {h}/models {r}/models ro=true"),
+            format!("bind {h}/run/ztinit/secrets {r}/run/ztinit/secrets"),
+            format!("ro {r}/run/ztinit/secrets"),
+            format!("bind {h}/models {r}/models"),
+            format!("ro {r}/models"),
         ];
         assert_eq!(m.calls, want);
         assert_eq!(std::fs::read_link(dirs.root.join("dev/fd")).unwrap(), Path::new("/proc/self/fd"));

@@ -816,7 +816,9 @@ fn pivot(root: &Path, program: &str) -> Result<Pivot, SandboxError> {
     let name = root.file_name().ok_or_else(bad)?;
     Ok(Pivot {
         base: cstring("image root", &base.to_string_lossy())?,
-        root_name: cstring("image root", &name.to_string_lossy())?,
+        // Absolute: after the chroot "/" is the tmpfs, and the cwd is still
+        // the old root's.
+        root_name: cstring("image root", &format!("/{}", name.to_string_lossy()))?,
         exec_path: cstring("workload path", program)?,
     })
 }
