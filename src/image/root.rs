@@ -126,7 +126,11 @@ pub struct UnpackDirs {
 /// hence twice the unpack cap) and makes the root and work directories.
 pub fn prepare(base: &Path, max_unpacked_mib: u64, mounter: &mut dyn RootMounter) -> Result<UnpackDirs, RootError> {
     std::fs::create_dir_all(base).map_err(io("create", base))?;
-    let size = max_unpacked_mib.saturating_mul(2);
+    // Room for the unpacked root and the blob being unpacked (which may be
+    // uncompressed, so as large), with slack so that an image over the cap
+    // is stopped by the unpacker's byte budget, whose error names the cap,
+    // rather than by a full tmpfs. A tmpfs limit costs no memory until used.
+    let size = max_unpacked_mib.saturating_mul(2).saturating_add(64);
     mounter.tmpfs(base, &format!("mode=0700,size={size}m"), false).map_err(io("mount tmpfs on", base))?;
     mounter.private(base).map_err(io("make private", base))?;
     let root = base.join(ROOT_DIR);
@@ -345,7 +349,7 @@ mod tests {
         let mut m = Recorder::default();
         let dirs = prepare(&base, 64, &mut m).unwrap();
         let b = base.display();
-        assert_eq!(m.calls, [format!("tmpfs {b} mode=0700,size=128m devices=false"), format!("private {b}")]);
+        assert_eq!(m.calls, [format!("tmpfs {b} mode=0700,size=192m devices=false"), format!("private {b}")]);
         let host = tmp.path().join("host");
         std::fs::create_dir_all(host.join("dev")).unwrap();
         std::fs::write(host.join("dev/nvidia0"), "").unwrap();
