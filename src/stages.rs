@@ -334,7 +334,7 @@ pub fn pull_image(config: &Config, released: &mut Released) -> Option<PulledImag
         a.manifest_digest,
         a.verified_by,
         a.layers,
-        format!("{} MiB", a.unpacked_bytes >> 20)
+        crate::image::human_size(a.unpacked_bytes)
     );
     let workload = or_fatal(Stage::Image, crate::image::workload(&config.image, a, &pulled.dirs.root));
     let files = std::mem::take(&mut released.undelivered);

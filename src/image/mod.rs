@@ -226,10 +226,25 @@ fn find_in_path(root: &Path, name: &str, path_var: &str) -> Option<String> {
     None
 }
 
-/// The image root's path, for launch options.
-pub fn root_path(pulled: &Pulled) -> PathBuf {
-    pulled.dirs.root.clone()
+/// `1.4 MiB`, `188 KiB`: sizes in the image stage's log lines.
+pub fn human_size(bytes: u64) -> String {
+    if bytes >= 1 << 20 {
+        format!("{}.{} MiB", bytes >> 20, (bytes & ((1 << 20) - 1)) * 10 >> 20)
+    } else {
+        format!("{} KiB", bytes.div_ceil(1 << 10))
+    }
 }
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod size_tests {
+    #[test]
+    fn sizes_read_naturally() {
+        assert_eq!(super::human_size(0), "0 KiB");
+        assert_eq!(super::human_size(1000), "1 KiB");
+        assert_eq!(super::human_size(1_438_354), "1.3 MiB");
+        assert_eq!(super::human_size(64 << 20), "64.0 MiB");
+    }
+}

@@ -144,6 +144,10 @@ pub fn summary(console: &str, host_hashes: &BTreeMap<String, String>) -> String 
         if let Some(i) = line.find("ztinit: KBS ").filter(|_| line.contains("://") && line.contains(" accepted the ")) {
             s.push_str(&format!("attest:   {}\n", line[i + "ztinit: ".len()..].trim()));
         }
+        // The image stage's line: digest, how it was vouched for, layers.
+        if let Some(i) = line.find("ztinit: image sha256:") {
+            s.push_str(&format!("image:    {}\n", line[i + "ztinit: image ".len()..].trim()));
+        }
         if let Some(shown) = secret_line(line, host_hashes) {
             s.push_str(&format!("secret:   {shown}\n"));
         }
@@ -176,6 +180,7 @@ mod tests {
     const CONSOLE: &str = "ztinit: stage attest done at 5544 ms (took 396 ms)
 ztinit: KBS accepted the sample evidence (hash sha384)
 ztinit: KBS http://10.0.2.100:8080 accepted the sample evidence
+ztinit: image sha256:ab12 verified (cosign signature), 2 layer(s), 1 MiB unpacked
 workload: demo: secret demo-secret: 32 bytes, sha256=aa11
 workload: demo: secret other: 3 bytes, sha256=bb22
 ztinit: workload exited status=0
@@ -188,6 +193,7 @@ ztinit: workload exited status=0
         assert!(s.contains("attest       5544 ms   396 ms\n"), "{s}");
         assert!(s.contains("attest:   KBS http://10.0.2.100:8080 accepted the sample evidence\n"), "{s}");
         assert_eq!(s.matches("attest:").count(), 1, "{s}");
+        assert!(s.contains("image:    sha256:ab12 verified (cosign signature), 2 layer(s), 1 MiB unpacked\n"), "{s}");
         assert!(s.contains("secret:   demo-secret: sha256 aa11 matches the host's\n"), "{s}");
         assert!(s.contains("secret:   other: sha256 bb22 no host hash to compare with\n"), "{s}");
         assert!(s.contains("workload: workload exited status=0\n"), "{s}");
