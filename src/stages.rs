@@ -529,12 +529,9 @@ fn launch_image(
     let opts = crate::sandbox::LaunchOptions { new_root: Some(image.root.clone()), ..Default::default() };
     // The profile was compiled from the configuration alone while the
     // guest attested; it does not depend on the program.
-    let compiled = match seccomp.0 {
-        Some(handle) => {
-            Some(handle.join().unwrap_or_else(|_| power::fatal(Stage::Launch, &"the seccomp compiler thread panicked")))
-        }
-        None => None,
-    };
+    let compiled = seccomp.0.map(|handle| {
+        handle.join().unwrap_or_else(|_| power::fatal(Stage::Launch, &"the seccomp compiler thread panicked"))
+    });
     let planned = match compiled {
         Some(c) => {
             LaunchPlan::for_process_with_seccomp(&process, &config.sandbox, env, &opts, or_fatal(Stage::Launch, c))

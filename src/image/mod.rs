@@ -10,7 +10,7 @@ pub mod reference;
 pub mod root;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use zeroize::Zeroizing;
 
@@ -25,7 +25,7 @@ pub enum ImageError {
     Helper {
         reference: String,
         #[source]
-        source: helper::HelperError,
+        source: Box<helper::HelperError>,
     },
     #[error("registry credentials (KBS resource {0}) must be JSON {{\"username\": .., \"password\": ..}}")]
     Credentials(String),
@@ -134,7 +134,7 @@ pub fn pull(cfg: &ImageConfig, secrets: ImageSecrets, env: PullEnv<'_>) -> Resul
     let reference = request.reference.clone();
     let log_line = |line: &str| log::info!("image: {line}");
     let answer = helper::run(&cfg.helper, &env.confinement, &request, &log_line)
-        .map_err(|source| ImageError::Helper { reference, source })?;
+        .map_err(|source| ImageError::Helper { reference, source: Box::new(source) })?;
     drop(request);
     // Blobs were only kept until they were unpacked; nothing else stays.
     if let Err(e) = std::fs::remove_dir_all(&dirs.work) {
@@ -229,7 +229,7 @@ fn find_in_path(root: &Path, name: &str, path_var: &str) -> Option<String> {
 /// `1.4 MiB`, `188 KiB`: sizes in the image stage's log lines.
 pub fn human_size(bytes: u64) -> String {
     if bytes >= 1 << 20 {
-        format!("{}.{} MiB", bytes >> 20, (bytes & ((1 << 20) - 1)) * 10 >> 20)
+        format!("{}.{} MiB", bytes >> 20, ((bytes & ((1 << 20) - 1)) * 10) >> 20)
     } else {
         format!("{} KiB", bytes.div_ceil(1 << 10))
     }

@@ -206,6 +206,9 @@ struct SockFprog {
 const SECCOMP_SET_MODE_FILTER: usize = 1;
 const SECCOMP_FILTER_FLAG_LOG: usize = 2;
 const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
+// 0x44000: fits any usize.
+#[allow(clippy::cast_possible_truncation)]
+const MS_REC_PRIVATE: usize = (libc::MS_REC | libc::MS_PRIVATE) as usize;
 // libc's are c_int; the loop counts in u32, as the report does.
 const SIGKILL: u32 = libc::SIGKILL.unsigned_abs();
 const SIGSTOP: u32 = libc::SIGSTOP.unsigned_abs();
@@ -675,8 +678,7 @@ impl LaunchPlan {
         if let Some(p) = &self.pivot {
             call(libc::SYS_unshare, [int(libc::CLONE_NEWNS), 0, 0, 0, 0, 0]).map_err(at(Step::Unshare, 0))?;
             let slash = c"/".as_ptr().expose_provenance();
-            let private = (libc::MS_REC | libc::MS_PRIVATE) as usize;
-            call(libc::SYS_mount, [0, slash, 0, private, 0, 0]).map_err(at(Step::MountsPrivate, 0))?;
+            call(libc::SYS_mount, [0, slash, 0, MS_REC_PRIVATE, 0, 0]).map_err(at(Step::MountsPrivate, 0))?;
             let base = p.base.as_ptr().expose_provenance();
             call(libc::SYS_chroot, [base, 0, 0, 0, 0, 0]).map_err(at(Step::ChrootBase, 0))?;
             let name = p.root_name.as_ptr().expose_provenance();

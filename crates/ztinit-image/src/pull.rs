@@ -33,7 +33,7 @@ pub enum PullError {
     #[error("request: {0}")]
     Request(String),
     #[error("{0}")]
-    Registry(#[from] crate::registry::RegistryError),
+    Registry(Box<crate::registry::RegistryError>),
     #[error("{what}: {source}")]
     Manifest {
         what: String,
@@ -46,7 +46,7 @@ pub enum PullError {
     Unsigned {
         tag: String,
         #[source]
-        source: crate::registry::RegistryError,
+        source: Box<crate::registry::RegistryError>,
     },
     #[error("layer {index} ({digest}): {why}")]
     Layer { index: usize, digest: Digest, why: String },
@@ -75,6 +75,12 @@ pub enum PullError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl From<crate::registry::RegistryError> for PullError {
+    fn from(e: crate::registry::RegistryError) -> Self {
+        PullError::Registry(Box::new(e))
+    }
 }
 
 fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> PullError + 'a {
@@ -227,7 +233,7 @@ fn verify_signature(
     let accept = [manifest::OCI_MANIFEST, manifest::DOCKER_MANIFEST];
     let sig = registry
         .get_manifest(repo, &tag, &accept, signature::MAX_SIG_MANIFEST_LEN)
-        .map_err(|source| PullError::Unsigned { tag: tag.clone(), source })?;
+        .map_err(|source| PullError::Unsigned { tag: tag.clone(), source: Box::new(source) })?;
     let layers = signature::signature_layers(&sig.bytes).map_err(PullError::Signature)?;
     let fetch = |l: &signature::SignatureLayer| -> Result<Vec<u8>, String> {
         let d = Descriptor {
