@@ -1,4 +1,6 @@
-//! `cargo xtask bench [--runs N]`: boots the demo image and a trivial
+//! `cargo xtask bench [--runs N]`: boots the demo image with its workload
+//! baked in (tests/e2e/bench/boot.toml: the demo pulls its workload from a
+//! registry, measured on its own) and a trivial
 //! baseline init N times each, and reports per-stage durations, the time
 //! from kernel start to the workload's exec, ztinit's overhead over the
 //! baseline, and the sizes of what is booted. It also boots the
@@ -242,7 +244,7 @@ pub fn cmd(args: &[String]) -> Result<()> {
     if runs == 0 {
         bail!("--runs must be at least 1");
     }
-    let demo = e2e::load(&e2e::scenario_dir().join("demo.toml"))?;
+    let demo = e2e::load(&e2e::scenario_dir().join("bench/boot.toml"))?;
     let mut demo_debug = demo.clone();
     demo_debug.append.push("ztinit.log=debug".into());
     let baseline = e2e::parse("bench-baseline", BASELINE)?;
