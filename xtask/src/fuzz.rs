@@ -35,6 +35,23 @@ const SEEDS: &[(&str, &[&str])] = &[
         &["tests/data/gpu/nvat/sample_attestation_data/gpu", "tests/data/gpu/trustee/hopperAttestationReport.txt"],
     ),
     ("gpu_xml", &["tests/data/gpu/nvtrust", "tests/data/gpu/nvat/testdata"]),
+    (
+        "image_manifest",
+        &[
+            "crates/ztinit-image/tests/fixtures/signature/image-manifest.json",
+            "crates/ztinit-image/tests/fixtures/signature/sig-manifest.json",
+            "crates/ztinit-image/tests/fixtures/ocicrypt/one-recipient-manifest.json",
+            "crates/ztinit-image/tests/fixtures/ocicrypt/two-recipients-manifest.json",
+        ],
+    ),
+    (
+        "image_ocicrypt",
+        &[
+            "crates/ztinit-image/tests/fixtures/ocicrypt/layer.key",
+            "crates/ztinit-image/tests/fixtures/ocicrypt/layer-sec1.key",
+        ],
+    ),
+    ("image_signature", &["crates/ztinit-image/tests/fixtures/signature"]),
     ("kbs_jcs", &["tests/data/gpu/nvat/sample_attestation_data", "tests/data/tee/snp_evidence_genoa.json"]),
     ("seccomp_oci", &["tests/data/seccomp"]),
     ("tee_eventlog", &["tests/data/tee/CCEL_data_ovmf"]),
@@ -276,7 +293,7 @@ mod tests {
     #[test]
     fn every_target_has_a_file_and_every_seed_entry_a_target_and_files() {
         let all = targets().unwrap();
-        assert!(all.len() >= 16, "{all:?}");
+        assert!(all.len() >= 26, "{all:?}");
         let root = util::workspace_root();
         for (t, paths) in SEEDS {
             assert!(all.iter().any(|a| a == t), "seeds for unknown target {t}");
