@@ -8,6 +8,11 @@
 //! `verify = "full"` and `"lazy"`: the guest times reading the model file
 //! through the encrypted, verity-checked volume and the same bytes from a
 //! plain disk in the same boot; under TCG only their ratio means anything.
+//! And it boots the `image-bench` scenario N times: the image helper pulls
+//! a signed image with a 64 MiB encrypted layer of random bytes (fetch,
+//! digest, decrypt, unpack, diff_id), then the workload GETs the same
+//! layer blob plainly over the same guest network; the bench reports both
+//! rates and their ratio.
 //! Each run also boots the demo once with `ztinit.log=debug`: the `part`
 //! lines it logs (`src/timeline.rs`) give each stage's breakdown, kept out
 //! of the timed boots because logging costs time on a serial console.
@@ -38,6 +43,8 @@ const BENCH_MODEL_BYTES: u64 = 256 << 20;
 /// The model size the `volume-bench` scenario itself uses (in CI).
 const SCENARIO_MODEL_BYTES: &str = "16777216";
 const READ_BENCH: &str = "testkit: read-bench: ";
+const NET_FETCH: &str = "testkit: net-fetch: ";
+const IMAGE_LOG: &str = "ztinit: image: ";
 
 /// median, min, max of a sample.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -209,6 +216,111 @@ pub fn parse_volume(console: &str) -> VolumeRun {
     r
 }
 
+/// One `image-bench` boot: the helper's pull and the workload's plain
+/// fetch of the same layer blob.
+#[derive(Debug, Default, PartialEq)]
+pub struct ImageRun {
+    /// Each layer's (KiB, fetch ms, unpack ms) from `layer N: sha256:...
+    /// (K KiB, ...) fetched in X ms, unpacked in Y ms`: the fetch checks
+    /// the digest on the way to the tmpfs; the unpack decrypts (and checks
+    /// the HMAC), decompresses, unpacks and checks the diff_id.
+    pub layers: Vec<(u64, u64, u64)>,
+    /// `pulled L layer(s), F MiB fetched, U MiB unpacked in M ms`: (L, M),
+    /// the whole pull: manifest, signature, config, every layer.
+    pub pulled: Option<(u64, u64)>,
+    /// `testkit: net-fetch: N bytes in M ms`: (bytes, ms).
+    pub plain: Option<(u64, u64)>,
+}
+
+/// What `cargo xtask bench` reports of one image boot, in MiB/s.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ImageRates {
+    /// Every layer's bytes over the whole pull's time.
+    pub pull: f64,
+    /// The plain GET of the largest layer's blob.
+    pub plain: f64,
+    /// pull / plain.
+    pub ratio: f64,
+    /// The largest layer alone: fetch (+ digest) and decrypt + unpack.
+    pub layer_fetch: f64,
+    pub layer_unpack: f64,
+}
+
+fn mib_s(bytes: u64, ms: u64) -> f64 {
+    bytes as f64 / f64::from(1u32 << 20) / (ms.max(1) as f64 / 1e3)
+}
+
+impl ImageRun {
+    /// The largest layer: (KiB, fetch ms, unpack ms).
+    pub fn largest_layer(&self) -> Option<(u64, u64, u64)> {
+        self.layers.iter().copied().max_by_key(|l| l.0)
+    }
+
+    pub fn rates(&self) -> Option<ImageRates> {
+        let (layers, pull_ms) = self.pulled?;
+        if u64::try_from(self.layers.len()).ok()? != layers {
+            return None;
+        }
+        let pulled_bytes: u64 = self.layers.iter().map(|l| l.0 << 10).sum();
+        let (plain_bytes, plain_ms) = self.plain?;
+        let (kib, fetch_ms, unpack_ms) = self.largest_layer()?;
+        let (pull, plain) = (mib_s(pulled_bytes, pull_ms), mib_s(plain_bytes, plain_ms));
+        Some(ImageRates {
+            pull,
+            plain,
+            ratio: pull / plain,
+            layer_fetch: mib_s(kib << 10, fetch_ms),
+            layer_unpack: mib_s(kib << 10, unpack_ms),
+        })
+    }
+}
+
+/// `layer N: sha256:HEX (K KiB[, gzip][, encrypted]) fetched in X ms,
+/// unpacked in Y ms` → (K, X, Y).
+fn image_layer(rest: &str) -> Option<(u64, u64, u64)> {
+    let rest = rest.strip_prefix("layer ")?;
+    let (_, rest) = rest.split_once(" (")?;
+    let (kib, rest) = rest.split_once(" KiB")?;
+    let (_, rest) = rest.split_once(") fetched in ")?;
+    let (fetch, rest) = rest.split_once(" ms, unpacked in ")?;
+    let unpack = rest.strip_suffix(" ms")?;
+    Some((kib.parse().ok()?, fetch.parse().ok()?, unpack.trim().parse().ok()?))
+}
+
+/// `pulled L layer(s), F MiB fetched, U MiB unpacked in M ms` → (L, M).
+fn image_pulled(rest: &str) -> Option<(u64, u64)> {
+    let rest = rest.strip_prefix("pulled ")?;
+    let (layers, rest) = rest.split_once(" layer(s), ")?;
+    let (_, ms) = rest.split_once(" unpacked in ")?;
+    Some((layers.parse().ok()?, ms.strip_suffix(" ms")?.trim().parse().ok()?))
+}
+
+/// `N bytes in M ms (R MiB/s)` → (N, M).
+fn net_fetch(rest: &str) -> Option<(u64, u64)> {
+    let (bytes, rest) = rest.split_once(" bytes in ")?;
+    let (ms, _) = rest.split_once(" ms")?;
+    Some((bytes.parse().ok()?, ms.parse().ok()?))
+}
+
+pub fn parse_image(console: &str) -> ImageRun {
+    let mut r = ImageRun::default();
+    for line in console.lines() {
+        let line = line.trim_end();
+        if let Some(i) = line.find(IMAGE_LOG) {
+            let rest = &line[i + IMAGE_LOG.len()..];
+            if let Some(layer) = image_layer(rest) {
+                r.layers.push(layer);
+            } else if let Some(p) = image_pulled(rest) {
+                r.pulled = Some(p);
+            }
+        }
+        if let Some(i) = line.find(NET_FETCH) {
+            r.plain = r.plain.or(net_fetch(&line[i + NET_FETCH.len()..]));
+        }
+    }
+    r
+}
+
 /// median, min, max of a sample of rates.
 pub fn stats_f64(values: &[f64]) -> Option<(f64, f64, f64)> {
     if values.is_empty() {
@@ -251,6 +363,11 @@ pub fn cmd(args: &[String]) -> Result<()> {
     let volume_scenario = e2e::load(&e2e::scenario_dir().join("volume-bench.toml"))?;
     let volume_full = sized_volume(&volume_scenario, BENCH_MODEL_BYTES, false)?;
     let volume_lazy = sized_volume(&volume_scenario, BENCH_MODEL_BYTES, true)?;
+    let image_scenario = e2e::load(&e2e::scenario_dir().join("image-bench.toml"))?;
+    let image_missing = e2e::missing_peers(&image_scenario)?;
+    if !image_missing.is_empty() {
+        println!("bench: the image pull is left out: {}", image_missing.join("; "));
+    }
     let k = kernel::ensure(demo.kernel.as_deref().unwrap_or(kernel::DEFAULT_PROFILE))?;
     let mut images = ImageCache::default();
     let mut demo_image = None;
@@ -262,6 +379,7 @@ pub fn cmd(args: &[String]) -> Result<()> {
     let mut base_wall = Vec::new();
     let mut volume_runs = Vec::new();
     let mut lazy_runs = Vec::new();
+    let mut image_runs = Vec::new();
     let mut parts: Vec<Vec<(String, String, f64)>> = Vec::new();
     for i in 1..=runs {
         let d = boot(&demo, &mut images, &format!("bench-demo-{i}"))?;
@@ -298,6 +416,17 @@ pub fn cmd(args: &[String]) -> Result<()> {
                  ratio {ratio:.3}"
             );
             runs_of_mode.push(parsed);
+        }
+        if image_missing.is_empty() {
+            let b = boot(&image_scenario, &mut images, &format!("bench-image-{i}"))?;
+            let parsed = parse_image(&b.console);
+            let r = parsed.rates().with_context(|| format!("no pull or net-fetch figures in {}", b.log.display()))?;
+            println!(
+                "bench: run {i}/{runs}: image pull {:.1} MiB/s (largest layer: fetch {:.1}, decrypt + unpack {:.1}), \
+                 plain GET {:.1} MiB/s, ratio {:.3}",
+                r.pull, r.layer_fetch, r.layer_unpack, r.plain, r.ratio
+            );
+            image_runs.push(parsed);
         }
     }
     let demo_image = demo_image.context("no demo boot")?;
@@ -430,6 +559,42 @@ pub fn cmd(args: &[String]) -> Result<()> {
     }
     let crypto = volume_runs.iter().chain(&lazy_runs).find_map(|r| r.crypto.clone());
     println!("{:<34} {}", "kernel crypto drivers", crypto.as_deref().unwrap_or("(not logged)"));
+    let image_rates: Vec<ImageRates> = image_runs.iter().filter_map(ImageRun::rates).collect();
+    let image_json = if image_rates.is_empty() {
+        None
+    } else {
+        let layer_kib = image_runs.iter().find_map(ImageRun::largest_layer).map_or(0, |l| l.0);
+        println!(
+            "-- image pull: signed image, {} encrypted layer of random bytes; plain GET of that blob, same boot (MiB/s)",
+            util::human_size(layer_kib << 10)
+        );
+        let pick = |f: fn(&ImageRates) -> f64| stats_f64(&image_rates.iter().map(f).collect::<Vec<_>>());
+        let (pull_s, plain_s, ratio_s) = (
+            pick(|r| r.pull).context("no data")?,
+            pick(|r| r.plain).context("no data")?,
+            pick(|r| r.ratio).context("no data")?,
+        );
+        let (fetch_s, unpack_s) =
+            (pick(|r| r.layer_fetch).context("no data")?, pick(|r| r.layer_unpack).context("no data")?);
+        rate_row("pull: verify+fetch+decrypt+unpack", pull_s, "");
+        rate_row("  largest layer: fetch + digest", fetch_s, "");
+        rate_row("  largest layer: decrypt + unpack", unpack_s, "");
+        rate_row("plain GET of the same blob", plain_s, "");
+        ratio_row("ratio: pull / plain GET", ratio_s);
+        let pull_ms = stats(&image_runs.iter().filter_map(|r| r.pulled.map(|p| p.1)).collect::<Vec<_>>());
+        if let Some(s) = pull_ms {
+            row("image pull (helper, whole)", s);
+        }
+        Some(json!({
+            "layer_bytes": layer_kib << 10,
+            "pull_mib_s": jf(pull_s),
+            "largest_layer_fetch_mib_s": jf(fetch_s),
+            "largest_layer_decrypt_unpack_mib_s": jf(unpack_s),
+            "plain_get_mib_s": jf(plain_s),
+            "ratio_pull_to_plain": jf(ratio_s),
+            "pull": pull_ms.map(j),
+        }))
+    };
     let kib = |f: fn(&DemoRun) -> Option<u64>| stats(&demo_runs.iter().filter_map(f).collect::<Vec<_>>());
     let (rss_ready, rss_exit) = (kib(|r| r.vmhwm_ready_kib), kib(|r| r.vmhwm_exit_kib));
     let kib_row = |label: &str, s: Stats| {
@@ -475,6 +640,7 @@ pub fn cmd(args: &[String]) -> Result<()> {
             "by_verify_mode": volume_json,
             "crypto_drivers": crypto,
         },
+        "image_pull": image_json,
         "sizes": {
             "ztinit_binary_bytes": bin_size,
             "initramfs_bytes": initramfs_size,
@@ -625,6 +791,45 @@ mod tests {
         let full = sized_volume(&base, 256 << 20, false).unwrap();
         assert_eq!(full.name, "volume-bench-256m-full");
         assert!(sized_volume(&full, 1 << 20, false).is_err(), "nothing left to resize");
+    }
+
+    #[test]
+    fn parses_image_pull_and_net_fetch_lines() {
+        let console = "[ 5.0] ztinit: image: signature verified: sha256:ab signed by the configured key(s) (signature 0)\n\
+                       [ 5.1] ztinit: image: layer 0: sha256:aa (612 KiB, encrypted) fetched in 100 ms, unpacked in 50 ms\n\
+                       [ 9.1] ztinit: image: layer 1: sha256:bb (65546 KiB, gzip, encrypted) fetched in 4000 ms, unpacked in 8000 ms\n\
+                       [ 9.2] ztinit: image: pulled 2 layer(s), 64 MiB fetched, 64 MiB unpacked in 12800 ms\n\
+                       [ 9.3] ztinit: image sha256:cd (cosign signature): 2 layer(s), 64 MiB unpacked\n\
+                       workload: testkit: net-fetch: 67119104 bytes in 3200 ms (20.0 MiB/s)\r\n";
+        let r = parse_image(console);
+        assert_eq!(r.layers, [(612, 100, 50), (65546, 4000, 8000)]);
+        assert_eq!(r.pulled, Some((2, 12800)));
+        assert_eq!(r.plain, Some((67_119_104, 3200)));
+        assert_eq!(r.largest_layer(), Some((65546, 4000, 8000)));
+        let rates = r.rates().unwrap();
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-3;
+        assert!(close(rates.pull, (612.0 + 65546.0) / 1024.0 / 12.8), "{rates:?}");
+        assert!(close(rates.plain, 67_119_104.0 / 1048576.0 / 3.2), "{rates:?}");
+        assert!(close(rates.ratio, rates.pull / rates.plain), "{rates:?}");
+        assert!(close(rates.layer_fetch, 65546.0 / 1024.0 / 4.0), "{rates:?}");
+        assert!(close(rates.layer_unpack, 65546.0 / 1024.0 / 8.0), "{rates:?}");
+        // A layer line lost on the console: no rates rather than wrong ones.
+        let partial = parse_image(&console.replace("fetched in 100 ms", "fetched in ? ms"));
+        assert_eq!(partial.layers.len(), 1);
+        assert_eq!(partial.rates(), None);
+        assert_eq!(parse_image("workload: testkit: net-fetch: FAILED: x").rates(), None);
+        assert_eq!(net_fetch("12 bytes in 3 ms (0.0 MiB/s)"), Some((12, 3)));
+        assert_eq!(image_pulled("pulled 1 layer(s), 0 MiB fetched, 0 MiB unpacked in 7 ms"), Some((1, 7)));
+        assert_eq!(image_layer("layer 0: sha256:aa (1 KiB) fetched in 2 ms, unpacked in 3 ms"), Some((1, 2, 3)));
+        assert_eq!(image_layer("layer 0: sha256:aa (1 KiB) fetched in 2 ms"), None);
+    }
+
+    #[test]
+    fn the_image_bench_scenario_marks_both_figures() {
+        let s = e2e::load(&e2e::scenario_dir().join("image-bench.toml")).unwrap();
+        assert!(s.expect.iter().any(|m| m.contains(NET_FETCH)));
+        assert!(s.expect.iter().any(|m| m.contains("ztinit: image: pulled ")));
+        assert!(s.forbid.iter().any(|m| m.contains("net-fetch: FAILED")));
     }
 
     #[test]

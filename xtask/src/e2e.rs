@@ -349,7 +349,7 @@ fn summary(passed: usize, failed: usize, skipped: usize) -> String {
 
 /// Why the test peers and host tools a scenario requires are missing
 /// (empty: all there).
-fn missing_peers(s: &Scenario) -> Result<Vec<String>> {
+pub fn missing_peers(s: &Scenario) -> Result<Vec<String>> {
     let mut missing = Vec::new();
     for peer in &s.requires {
         if crate::prereq::TEST_TOOLS.iter().any(|(n, _)| n == peer) {

@@ -29,7 +29,7 @@ use crate::util;
 const USAGE: &str = "usage: cargo xtask image-push --layout DIR --registry 127.0.0.1:PORT --repo REPO --tag TAG
     [--identity GUEST_REGISTRY/REPO:TAG] [--sign-key DIR] [--encrypt-key PUB.pem] [--encrypt-layer N]...
     [--creds USER:PASS] [--snippet-out F] [--pin-digest] [--trust-key PUB.pem]... [--decryption-resource RES]
-    [--credentials-resource RES] [--digest-out F] [--work DIR]
+    [--credentials-resource RES] [--layer-url-args] [--digest-out F] [--work DIR]
 Pushes the layout with skopeo (plain HTTP, OCI manifests; an index with all its images).
 --identity: the reference the guest uses (default REGISTRY/REPO:TAG), signed as the identity.
 --sign-key: a sigstore signature of the pushed digest from DIR/cosign.key, DIR/cosign.pass
@@ -39,7 +39,9 @@ Pushes the layout with skopeo (plain HTTP, OCI manifests; an index with all its 
 --snippet-out: an [image] config snippet (reference, insecure_http, signature_keys, decryption_keys);
   --pin-digest appends @sha256:DIGEST to the reference; signature_keys: each --trust-key, or else the
   --sign-key's DIR/key.pub; --decryption-resource: the KBS resource of the private key (default
-  default/image/key when encrypting); --credentials-resource: the KBS resource of the registry credentials.
+  default/image/key when encrypting); --credentials-resource: the KBS resource of the registry credentials;
+  --layer-url-args: the snippet's args are the URL of the pushed image's largest layer blob as the guest
+  reaches it (http://IDENTITY-REGISTRY/v2/REPO/blobs/DIGEST), for `testkit net-fetch` (the image bench).
 --digest-out: the pushed manifest's (or index's) digest, sha256:HEX, one line.
 --work: where the registries.d, policy and skopeo's temporary files go (default DIR.push beside the layout).";
 
@@ -62,6 +64,7 @@ struct Push {
     pin_digest: bool,
     decryption_resource: Option<String>,
     credentials_resource: Option<String>,
+    layer_url_args: bool,
     digest_out: Option<PathBuf>,
     work: Option<PathBuf>,
 }
@@ -86,6 +89,7 @@ pub fn cmd(args: &[String]) -> Result<()> {
             cli::Long("pin-digest") => o.pin_digest = true,
             cli::Long("decryption-resource") => o.decryption_resource = Some(p.string()?),
             cli::Long("credentials-resource") => o.credentials_resource = Some(p.string()?),
+            cli::Long("layer-url-args") => o.layer_url_args = true,
             cli::Long("digest-out") => o.digest_out = Some(PathBuf::from(p.value()?)),
             cli::Long("work") => o.work = Some(PathBuf::from(p.value()?)),
             cli::Short('h') | cli::Long("help") => return p.help(),
@@ -133,6 +137,7 @@ fn check(o: &Push) -> Result<()> {
         ensure!(k.is_file(), "--encrypt-key: {} is not a file", k.display());
     }
     ensure!(o.encrypt_layers.is_empty() || o.encrypt_key.is_some(), "--encrypt-layer needs --encrypt-key");
+    ensure!(!o.layer_url_args || o.snippet_out.is_some(), "--layer-url-args needs --snippet-out");
     if let Some(c) = &o.creds {
         ensure!(c.split_once(':').is_some_and(|(u, p)| !u.is_empty() && !p.is_empty()), "--creds: expected USER:PASS");
     }
@@ -198,7 +203,8 @@ fn push(o: &Push) -> Result<()> {
         for k in &trusted {
             keys.push(std::fs::read_to_string(k).with_context(|| format!("cannot read {}", k.display()))?);
         }
-        util::write_atomic(f, snippet(o, &served, &keys)?.as_bytes())?;
+        let args = if o.layer_url_args { vec![largest_layer_url(o, &raw.stdout)?] } else { Vec::new() };
+        util::write_atomic(f, snippet(o, &served, &keys, &args)?.as_bytes())?;
     }
     Ok(())
 }
@@ -284,8 +290,25 @@ fn registries_d_yaml(registry: &str) -> String {
     format!("docker:\n  {q}:\n    use-sigstore-attachments: true\n")
 }
 
-/// The `[image]` config snippet for the scenario's baked config.
-fn snippet(o: &Push, digest: &str, signature_keys: &[String]) -> Result<String> {
+/// The URL of the largest layer of the pushed `manifest` as the guest
+/// reaches the registry: its host and repository from the identity.
+fn largest_layer_url(o: &Push, manifest: &[u8]) -> Result<String> {
+    let v: serde_json::Value = serde_json::from_slice(manifest).context("the pushed manifest is not JSON")?;
+    let layers = v["layers"].as_array().context("--layer-url-args: the pushed manifest has no layers (an index?)")?;
+    let largest = layers
+        .iter()
+        .max_by_key(|l| l["size"].as_u64().unwrap_or(0))
+        .context("--layer-url-args: the pushed manifest has no layers")?;
+    let digest = largest["digest"].as_str().context("a layer without a digest")?;
+    let identity = identity(o);
+    let (host, rest) = identity.split_once('/').context("the identity names no registry")?;
+    let repo = rest.rsplit_once(':').map_or(rest, |(repo, _tag)| repo);
+    Ok(format!("http://{host}/v2/{repo}/blobs/{digest}"))
+}
+
+/// The `[image]` config snippet for the scenario's baked config (`args`:
+/// the workload's arguments, replacing the image's Cmd, when not empty).
+fn snippet(o: &Push, digest: &str, signature_keys: &[String], args: &[String]) -> Result<String> {
     let mut image = toml::Table::new();
     let mut reference = identity(o);
     if o.pin_digest {
@@ -305,6 +328,9 @@ fn snippet(o: &Push, digest: &str, signature_keys: &[String]) -> Result<String> 
     }
     if let Some(res) = &o.credentials_resource {
         image.insert("credentials".into(), res.clone().into());
+    }
+    if !args.is_empty() {
+        image.insert("args".into(), toml::Value::Array(args.iter().map(|a| a.as_str().into()).collect()));
     }
     let mut doc = toml::Table::new();
     doc.insert("image".into(), image.into());
@@ -374,7 +400,7 @@ mod tests {
     fn snippets_carry_the_reference_keys_and_resources() {
         let mut o = push_opts();
         let digest = format!("sha256:{}", "ab".repeat(32));
-        let plain: toml::Table = snippet(&o, &digest, &[]).unwrap().parse().unwrap();
+        let plain: toml::Table = snippet(&o, &digest, &[], &[]).unwrap().parse().unwrap();
         assert_eq!(plain["image"]["reference"].as_str(), Some("10.0.2.101:5000/app:1"));
         assert_eq!(plain["image"]["insecure_http"].as_bool(), Some(true));
         assert!(plain["image"].get("signature_keys").is_none() && plain["image"].get("decryption_keys").is_none());
@@ -382,7 +408,7 @@ mod tests {
         o.encrypt_key = Some("/e".into());
         o.credentials_resource = Some("default/image/creds".into());
         let pem = "-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----\n";
-        let text = snippet(&o, &digest, &[pem.to_string(), "second".into()]).unwrap();
+        let text = snippet(&o, &digest, &[pem.to_string(), "second".into()], &[]).unwrap();
         let t: toml::Table = text.parse().unwrap();
         assert_eq!(t["image"]["reference"].as_str().unwrap(), format!("10.0.2.101:5000/app:1@{digest}"));
         assert_eq!(t["image"]["signature_keys"][0].as_str(), Some(pem));
@@ -390,11 +416,26 @@ mod tests {
         assert_eq!(t["image"]["decryption_keys"][0].as_str(), Some("default/image/key"));
         assert_eq!(t["image"]["credentials"].as_str(), Some("default/image/creds"));
         o.decryption_resource = Some("default/other/key".into());
-        let t: toml::Table = snippet(&o, &digest, &[]).unwrap().parse().unwrap();
+        let t: toml::Table = snippet(&o, &digest, &[], &[]).unwrap().parse().unwrap();
         assert_eq!(t["image"]["decryption_keys"][0].as_str(), Some("default/other/key"));
         o.identity = None;
-        let t: toml::Table = snippet(&o, &digest, &[]).unwrap().parse().unwrap();
+        let t: toml::Table = snippet(&o, &digest, &[], &[]).unwrap().parse().unwrap();
         assert!(t["image"]["reference"].as_str().unwrap().starts_with("127.0.0.1:5555/app:1@sha256:"));
+        assert!(t["image"].get("args").is_none());
+        let t: toml::Table = snippet(&o, &digest, &[], &["http://x/y".into()]).unwrap().parse().unwrap();
+        assert_eq!(t["image"]["args"][0].as_str(), Some("http://x/y"));
+    }
+
+    #[test]
+    fn the_largest_layer_url_is_the_guests() {
+        let o = push_opts();
+        let manifest = br#"{"layers":[{"digest":"sha256:aa","size":10},{"digest":"sha256:bb","size":67108864},
+            {"digest":"sha256:cc","size":5}]}"#;
+        assert_eq!(largest_layer_url(&o, manifest).unwrap(), "http://10.0.2.101:5000/v2/app/blobs/sha256:bb");
+        let o = Push { identity: Some("10.0.2.101:5000/team/app:1".into()), ..push_opts() };
+        assert_eq!(largest_layer_url(&o, manifest).unwrap(), "http://10.0.2.101:5000/v2/team/app/blobs/sha256:bb");
+        assert!(largest_layer_url(&o, br#"{"manifests":[]}"#).is_err());
+        assert!(largest_layer_url(&o, br#"{"layers":[]}"#).is_err());
     }
 
     #[test]
