@@ -60,8 +60,13 @@ fn https_with_a_pinned_self_signed_certificate() {
     let kbs = kbs_with(ALLOW_SAMPLE, &[], Some(("pinned.pem", "pinned.key")), |_| {});
     let cfg = config_trusting(kbs.url(), KbsTrust::Pinned(Pem::Inline(pem("pinned.pem"))));
     assert_eq!(fetch(&cfg).unwrap(), SECRET);
-    // The same certificate from a file in the image.
-    let cfg = config_trusting(kbs.url(), KbsTrust::Pinned(Pem::File(testdata("pinned.pem").display().to_string())));
+    // The same certificate from a file in the image. Image files may not
+    // lie under /tmp, /run... (files::VOLATILE_TREES), where a checkout
+    // (and the temp dir) may be: the file is copied under /var/tmp.
+    let dir = tempfile::Builder::new().prefix("ztinit-kbs-test").tempdir_in("/var/tmp").unwrap();
+    let file = dir.path().join("pinned.pem");
+    std::fs::copy(testdata("pinned.pem"), &file).unwrap();
+    let cfg = config_trusting(kbs.url(), KbsTrust::Pinned(Pem::File(file.display().to_string())));
     assert_eq!(fetch(&cfg).unwrap(), SECRET);
 }
 
