@@ -51,7 +51,8 @@ pub trait RootMounter {
     /// Nothing mounted beneath `target` (a mount's root) propagates
     /// anywhere else: the mounts under it inherit this.
     fn private(&mut self, target: &Path) -> std::io::Result<()>;
-    fn proc(&mut self, target: &Path) -> std::io::Result<()>;
+    /// procfs with `options` (the image's: `hidepid=2`).
+    fn proc(&mut self, target: &Path, options: &std::ffi::CStr) -> std::io::Result<()>;
     fn devpts(&mut self, target: &Path) -> std::io::Result<()>;
     /// A bind mount, never carrying submounts.
     fn bind(&mut self, source: &Path, target: &Path) -> std::io::Result<()>;
@@ -78,10 +79,10 @@ impl RootMounter for SystemRootMounter {
         Ok(())
     }
 
-    fn proc(&mut self, target: &Path) -> std::io::Result<()> {
+    fn proc(&mut self, target: &Path, options: &std::ffi::CStr) -> std::io::Result<()> {
         use rustix::mount::MountFlags;
         let flags = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
-        rustix::mount::mount("proc", target, "proc", flags, Some(c"hidepid=2"))?;
+        rustix::mount::mount("proc", target, "proc", flags, Some(options))?;
         Ok(())
     }
 
@@ -184,7 +185,8 @@ pub fn mount_runtime(
         .map_err(|e| io("open", root)(e.into()))?;
 
     let proc_dir = mount_point(&root_fd, "proc", 0o555)?;
-    mounter.proc(&proc_fd_path(&proc_dir)).map_err(io("mount proc on", &root.join("proc")))?;
+    // The workload sees only its own processes, never PID 1's or a helper's.
+    mounter.proc(&proc_fd_path(&proc_dir), c"hidepid=2").map_err(io("mount proc on", &root.join("proc")))?;
 
     let dev = mount_point(&root_fd, "dev", 0o755)?;
     mounter
@@ -320,8 +322,8 @@ mod tests {
             self.calls.push(format!("private {}", Self::shown(target)));
             Ok(())
         }
-        fn proc(&mut self, target: &Path) -> std::io::Result<()> {
-            self.calls.push(format!("proc {}", Self::shown(target)));
+        fn proc(&mut self, target: &Path, options: &std::ffi::CStr) -> std::io::Result<()> {
+            self.calls.push(format!("proc {} {}", Self::shown(target), options.to_string_lossy()));
             Ok(())
         }
         fn devpts(&mut self, target: &Path) -> std::io::Result<()> {
@@ -364,7 +366,7 @@ mod tests {
         let h = host.display().to_string();
         let want = [
             format!("bind {r} {r}"),
-            format!("proc {r}/proc"),
+            format!("proc {r}/proc hidepid=2"),
             format!("tmpfs {r}/dev mode=0755,size=64k,nr_inodes=256 devices=true"),
             "mknod null 1:3".into(),
             "mknod zero 1:5".into(),

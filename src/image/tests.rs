@@ -159,3 +159,29 @@ fn released_credentials_must_be_username_and_password() {
     );
     assert!(!err.to_string().contains("pass\""));
 }
+
+#[test]
+fn the_helper_is_confined_as_docs_image_md_says() {
+    // docs/image.md, "The helper's confinement": strict seccomp plus the
+    // network and tree calls (no mount, no namespaces, no ptrace), Landlock
+    // reading everywhere but writing only the image tmpfs, four capabilities.
+    use crate::sandbox::{LandlockMode, SeccompChoice};
+    let s = helper::sandbox(&[root::IMAGE_BASE.to_string()]);
+    assert_eq!(s.seccomp, SeccompChoice::Strict);
+    assert_eq!(s.landlock, LandlockMode::Required);
+    assert_eq!(s.read_only, ["/"]);
+    assert_eq!(s.read_write, [root::IMAGE_BASE]);
+    assert!(s.executable.is_empty() && s.devices.is_empty());
+    assert_eq!(s.capabilities, ["CAP_CHOWN", "CAP_FOWNER", "CAP_DAC_OVERRIDE", "CAP_FSETID"]);
+    assert!(s.no_new_privs);
+    for call in ["socket", "connect", "openat2", "mkdirat", "symlinkat", "linkat", "fchownat", "utimensat"] {
+        assert!(s.seccomp_allow.iter().any(|c| c == call), "{call} allowed");
+    }
+    for call in ["mount", "umount2", "pivot_root", "unshare", "setns", "ptrace", "chroot", "init_module"] {
+        assert!(!s.seccomp_allow.iter().any(|c| c == call), "{call} not allowed");
+    }
+    // And the strict profile kills what it does not list.
+    let program =
+        crate::sandbox::seccomp::compile(&crate::sandbox::seccomp::builtin::strict(&s.seccomp_allow)).unwrap();
+    assert!(program.has_fatal_actions());
+}
