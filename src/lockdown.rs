@@ -86,7 +86,7 @@ impl KernelLockdown {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(deny_unknown_fields, default)]
 pub struct LockdownConfig {
     /// Yama `kernel.yama.ptrace_scope`: 0-3. CUDA IPC (pidfd_getfd) and MPI
     /// CMA need ≤ 1. 3 cannot be lowered until reboot.

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use crate::schema::{Section, Validator};
 
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
+#[serde(deny_unknown_fields, default)]
 pub struct ModulesConfig {
     /// Modules to load, in this order (each after its dependencies).
     pub load: Vec<String>,

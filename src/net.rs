@@ -232,7 +232,7 @@ pub enum NetworkMode {
 }
 
 #[derive(Debug, Clone, Default, serde::Deserialize)]
-#[serde(default)]
+#[serde(deny_unknown_fields, default)]
 pub struct NetworkConfig {
     pub mode: NetworkMode,
     /// Interface name, e.g. `eth0`.

@@ -128,58 +128,104 @@ config_sections! {
     image: crate::image::ImageConfig,
 }
 
+/// Only what needs the section's type is generic: this runs for a dozen
+/// types in a size-budgeted PID 1.
 fn parse_section<T: Section>(
     name: &str,
-    value: toml::Value,
+    mut value: toml::Value,
     pending: &mut Vec<Pending>,
     files: &dyn Files,
 ) -> Option<T> {
-    let mut unknown = Vec::new();
-    let result: Result<T, toml::de::Error> =
-        deserialize(value.clone(), &mut |path| unknown.push(ignored_path(name, &path)));
-    for path in unknown {
-        pending.push(Pending { origin: PendingOrigin::File, path, message: "unknown key".into() });
-    }
-    match result {
+    take_unknown_keys(name, overlay::entry_fields::<T>(), &mut value, pending);
+    match T::deserialize(value.clone()) {
         Ok(section) => {
             let mut v = Validator::new(name.to_string(), pending, files);
             section.validate(&mut v);
             Some(section)
         }
         Err(e) => {
-            let (mut message, mut keys) = split_toml_error(&e.to_string());
-            if keys.is_none()
-                && let Some((key, rest)) =
-                    overlay::struct_fields::<T>().and_then(|fields| crate::schema::split_keyed(&message, fields))
-            {
-                (keys, message) = (Some(key.to_string()), rest.to_string());
-            }
-            let mut path = name.to_string();
-            // toml names the keys but not the array index: find the entry.
-            if let toml::Value::Array(items) = &value
-                && let Some(i) = items
-                    .iter()
-                    .position(|item| deserialize::<T>(toml::Value::Array(vec![item.clone()]), &mut |_| {}).is_err())
-            {
-                path.push_str(&format!("[{i}]"));
-            }
-            if let Some(keys) = keys {
-                path.push('.');
-                path.push_str(&keys);
-            }
-            pending.push(Pending { origin: PendingOrigin::File, path, message });
+            let fails = |item: &toml::Value| T::deserialize(toml::Value::Array(vec![item.clone()])).is_err();
+            report_section_error(name, &value, &e, overlay::struct_fields::<T>(), &fails, pending);
             None
         }
     }
 }
 
-/// One instantiation per section type (the callback is a trait object), so
-/// the retry above costs no extra code in a size-budgeted PID 1.
-fn deserialize<T: Section>(
-    value: toml::Value,
-    unknown: &mut dyn FnMut(serde_ignored::Path<'_>),
-) -> Result<T, toml::de::Error> {
-    serde_ignored::deserialize(value, unknown)
+/// One pending issue for a section that did not deserialize. `fails` tells
+/// whether one entry of an array section alone fails.
+#[inline(never)]
+fn report_section_error(
+    name: &str,
+    value: &toml::Value,
+    error: &toml::de::Error,
+    fields: Option<&'static [&'static str]>,
+    fails: &dyn Fn(&toml::Value) -> bool,
+    pending: &mut Vec<Pending>,
+) {
+    let (mut message, mut keys) = split_toml_error(&error.to_string());
+    if keys.is_none()
+        && let Some((key, rest)) = fields.and_then(|fields| crate::schema::split_keyed(&message, fields))
+    {
+        (keys, message) = (Some(key.to_string()), rest.to_string());
+    }
+    // A nested table's unknown key (`deny_unknown_fields`): named like the
+    // section-level ones.
+    if let Some(field) = message.strip_prefix("unknown field `").and_then(|m| m.split('`').next()) {
+        keys = Some(match keys {
+            Some(k) => format!("{k}.{field}"),
+            None => field.to_string(),
+        });
+        message = "unknown key".into();
+    }
+    let mut path = name.to_string();
+    // toml names the keys but not the array index: find the entry.
+    if let toml::Value::Array(items) = value
+        && let Some(i) = items.iter().position(fails)
+    {
+        path.push_str(&format!("[{i}]"));
+    }
+    if let Some(keys) = keys {
+        path.push('.');
+        path.push_str(&keys);
+    }
+    pending.push(Pending { origin: PendingOrigin::File, path, message });
+}
+
+/// Removes the keys of a section's table (or of each table of an array
+/// section) that its type does not have (`fields`), each reported as
+/// unknown: every unknown key is reported, not only the first, and the rest
+/// of the section is still checked. Tables below that level refuse unknown
+/// keys through `deny_unknown_fields` (one at a time).
+#[inline(never)]
+fn take_unknown_keys(
+    name: &str,
+    fields: Option<&'static [&'static str]>,
+    value: &mut toml::Value,
+    pending: &mut Vec<Pending>,
+) {
+    let Some(fields) = fields else { return };
+    let mut strip = |table: &mut toml::Table, prefix: String| {
+        let keys: Vec<String> = table.keys().filter(|k| !fields.contains(&k.as_str())).cloned().collect();
+        for key in keys {
+            table.remove(&key);
+            pending.push(Pending {
+                origin: PendingOrigin::File,
+                path: format!("{prefix}.{key}"),
+                message: "unknown key".into(),
+            });
+        }
+    };
+    match value {
+        toml::Value::Table(table) => strip(table, name.to_string()),
+        toml::Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                if let toml::Value::Table(table) = item {
+                    strip(table, format!("{name}[{i}]"));
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 /// toml's value errors read "MESSAGE\nin `a.b`": the message and the keys.
@@ -191,30 +237,6 @@ fn split_toml_error(text: &str) -> (String, Option<String>) {
         .filter(|k| !k.is_empty())
         .map(str::to_string);
     (message, keys)
-}
-
-fn ignored_path(section: &str, path: &serde_ignored::Path<'_>) -> String {
-    fn walk(p: &serde_ignored::Path<'_>, out: &mut String) {
-        use serde_ignored::Path;
-        match p {
-            Path::Root => {}
-            Path::Seq { parent, index } => {
-                walk(parent, out);
-                out.push_str(&format!("[{index}]"));
-            }
-            Path::Map { parent, key } => {
-                walk(parent, out);
-                out.push('.');
-                out.push_str(key);
-            }
-            Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => {
-                walk(parent, out)
-            }
-        }
-    }
-    let mut out = section.to_string();
-    walk(path, &mut out);
-    out
 }
 
 /// Everything needed to produce a [`Config`].

@@ -155,12 +155,34 @@ fn merge(base: &mut toml::Table, over: toml::Table) {
 /// derive passes them to `deserialize_struct`), so the schema has one
 /// source. `None` for sections that are not one struct (arrays).
 pub fn struct_fields<'de, T: Deserialize<'de>>() -> Option<&'static [&'static str]> {
-    let mut probe = FieldProbe(None);
+    let mut probe = FieldProbe { fields: None, through_seq: false };
     let _ = T::deserialize(&mut probe);
-    probe.0
+    probe.fields
 }
 
-struct FieldProbe(Option<&'static [&'static str]>);
+/// As [`struct_fields`], but for an array section (`[[secrets]]`,
+/// `[[volumes]]`) the fields of its entries.
+pub fn entry_fields<'de, T: Deserialize<'de>>() -> Option<&'static [&'static str]> {
+    let mut probe = FieldProbe { fields: None, through_seq: true };
+    let _ = T::deserialize(&mut probe);
+    probe.fields
+}
+
+struct FieldProbe {
+    fields: Option<&'static [&'static str]>,
+    /// Whether a sequence is looked through to its element type.
+    through_seq: bool,
+}
+
+struct ProbeSeq<'a>(&'a mut FieldProbe);
+
+impl<'de> de::SeqAccess<'de> for ProbeSeq<'_> {
+    type Error = Probed;
+
+    fn next_element_seed<S: de::DeserializeSeed<'de>>(&mut self, seed: S) -> Result<Option<S::Value>, Probed> {
+        seed.deserialize(&mut *self.0).map(Some)
+    }
+}
 
 #[derive(Debug)]
 struct Probed;
@@ -190,19 +212,30 @@ impl<'de> Deserializer<'de> for &mut FieldProbe {
         visitor.visit_some(self)
     }
 
+    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, Probed> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Probed> {
+        if !self.through_seq {
+            return Err(Probed);
+        }
+        visitor.visit_seq(ProbeSeq(self))
+    }
+
     fn deserialize_struct<V: Visitor<'de>>(
         self,
         _name: &'static str,
         fields: &'static [&'static str],
         _visitor: V,
     ) -> Result<V::Value, Probed> {
-        self.0 = Some(fields);
+        self.fields = Some(fields);
         Err(Probed)
     }
 
     serde::forward_to_deserialize_any! {
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
-        bytes byte_buf unit unit_struct newtype_struct seq tuple
+        bytes byte_buf unit unit_struct tuple
         tuple_struct map enum identifier ignored_any
     }
 }

@@ -33,7 +33,7 @@ impl LogLevel {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(deny_unknown_fields, default)]
 pub struct BootConfig {
     /// Console and kmsg log level (`ztinit.log=` may override it).
     pub log_level: LogLevel,

@@ -531,3 +531,18 @@ fn initdata_may_choose_the_image_only_under_a_baked_signature_policy() {
         assert_eq!(err[0], format!("initdata: {key} is baked-only"), "{overlay}");
     }
 }
+
+#[test]
+fn unknown_keys_below_a_section_are_refused_with_their_path() {
+    let text = format!("{MINIMAL}[sandbox.rlimits]\nnofile = 10\nno_file = 20\n");
+    let i = issues(&text, None);
+    assert_eq!(i.len(), 1, "{i:?}");
+    assert_eq!(i[0].to_string(), "ztinit.toml:5: sandbox.rlimits.no_file: unknown key");
+}
+
+#[test]
+fn unknown_keys_of_array_entries_are_all_reported_and_the_rest_still_checked() {
+    let text = format!("{MINIMAL}[[secrets]]\nresource = \"a/b/c\"\nfile = \"f\"\ncolour = 1\nshade = 2\n");
+    let keys: Vec<String> = issues(&text, None).iter().map(|i| i.key.clone()).collect();
+    assert_eq!(keys, ["secrets[0].colour", "secrets[0].shade"]);
+}

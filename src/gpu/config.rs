@@ -47,7 +47,7 @@ impl MultiGpuMode {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(deny_unknown_fields, default)]
 pub struct GpuConfig {
     pub mode: GpuMode,
     /// Where NVIDIA PCI functions are looked for (test images point this at

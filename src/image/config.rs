@@ -22,7 +22,7 @@ pub const MAX_UNPACKED_MIB: u64 = 1 << 20;
 const MAX_KEY_FILE_BYTES: u64 = 64 << 10;
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(deny_unknown_fields, default)]
 pub struct ImageConfig {
     /// `REGISTRY/REPO[:TAG][@sha256:DIGEST]`. Absent: no image.
     pub reference: Option<String>,

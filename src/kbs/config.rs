@@ -18,7 +18,7 @@ pub const MAX_CERT_FILE_BYTES: u64 = 1 << 20;
 /// The `[kbs]` section as written: the four certificate keys and
 /// `insecure_http` become one [`KbsTrust`] when the section is read.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(deny_unknown_fields, default)]
 struct RawKbsConfig {
     /// Base URL, e.g. `https://kbs.example:8080`. Absent: no KBS.
     url: Option<Endpoint>,
@@ -281,6 +281,7 @@ impl Section for KbsConfig {
 /// One `[[secrets]]` entry: a KBS resource delivered to the workload as a
 /// file under `$CREDENTIALS_DIRECTORY`.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SecretConfig {
     /// `repo/type/tag`.
     pub resource: ResourcePath,

@@ -139,7 +139,7 @@ impl<'de> Deserialize<'de> for Limit {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(deny_unknown_fields, default)]
 pub struct RlimitConfig {
     /// RLIMIT_NOFILE (soft = hard).
     pub nofile: Limit,
@@ -219,7 +219,7 @@ impl Default for SandboxConfig {
 /// `[sandbox]` as written: the keys whose default depends on `profile`
 /// are optional here and resolved in the conversion.
 #[derive(Deserialize)]
-#[serde(default)]
+#[serde(deny_unknown_fields, default)]
 struct RawSandboxConfig {
     profile: SandboxProfile,
     seccomp: Option<SeccompChoice>,

@@ -17,7 +17,7 @@ pub enum LaunchMode {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(deny_unknown_fields, default)]
 pub struct WorkloadConfig {
     /// Absolute path of the program.
     pub path: String,

@@ -24,7 +24,7 @@ pub enum InitdataMode {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(deny_unknown_fields, default)]
 pub struct TeeConfig {
     /// Accepted TEE kinds. Hardware kinds always win over `sample`.
     pub accept: Vec<TeeKind>,

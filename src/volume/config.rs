@@ -49,7 +49,7 @@ pub enum VerifyMode {
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(default)]
+#[serde(deny_unknown_fields, default)]
 pub struct VerityConfig {
     /// Hex SHA-256 root digest printed by `cargo xtask model-volume`.
     pub root_hash: String,
@@ -122,6 +122,7 @@ impl VerityConfig {
 /// One volume. Only `key` has no default; the other required keys
 /// (`name`, `serial`, `mountpoint`) are checked with their rules below.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
 pub struct VolumeConfig {
     /// Names the volume in messages and its device-mapper devices.
     #[serde(default)]

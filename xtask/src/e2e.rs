@@ -321,6 +321,16 @@ pub fn run_selected(names: &[String]) -> Result<()> {
         };
         let verdict = if failures.is_empty() { "PASS" } else { "FAIL" };
         println!("e2e: {verdict} {} ({})", s.name, kernel::fmt_duration(started.elapsed()));
+        if failures.is_empty() {
+            // A passed scenario's scratch (disks, registries, keys) is not
+            // looked at again; 60 of them filled a CI disk. Its log stays.
+            let scratch = e2e_dir().join(&s.name);
+            if let Err(e) = std::fs::remove_dir_all(&scratch)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                println!("e2e:   cannot remove {}: {e}", scratch.display());
+            }
+        }
         for f in &failures {
             println!("e2e:     {f}");
         }

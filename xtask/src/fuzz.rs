@@ -114,6 +114,17 @@ fn fuzz_dir() -> PathBuf {
     util::workspace_root().join("fuzz")
 }
 
+/// Removes the targets' instrumented builds (the next run builds them
+/// again); the corpus, crash inputs and logs stay.
+pub fn remove_builds() -> Result<()> {
+    let dir = util::target_dir().join("fuzz").join("build");
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("cannot remove {}", dir.display())),
+    }
+}
+
 /// Target names: the files of `fuzz/fuzz_targets/`.
 pub fn targets() -> Result<Vec<String>> {
     let dir = fuzz_dir().join("fuzz_targets");

@@ -2,7 +2,8 @@
 //! configured from `kernel-config/` fragments, cached by input hash.
 //!
 //! Layout under the cache directory (`~/.cache/ztinit`, `ZTINIT_CACHE_DIR`):
-//! - `src/VERSION/linux-source-6.12/`: the extracted source, shared;
+//! - `src/VERSION/linux-source-6.12/`: the extracted source, shared, and
+//!   removed again once a kernel is built (disk space);
 //! - `build/VERSION/`: the `O=` build tree, shared by the profiles and kept
 //!   for incremental rebuilds (a changed fragment or another profile);
 //! - `kernel/HASH/`: the result: `bzImage`, `config`, `modules/lib/modules/
@@ -335,6 +336,7 @@ fn build(inputs: &Inputs) -> Result<Kernel> {
     }
     std::fs::rename(&staging, &dir).with_context(|| format!("cannot move the kernel into {}", dir.display()))?;
     kernel.dir = dir;
+    remove_source(&cache, &inputs.source_version)?;
     let size = std::fs::metadata(kernel.bzimage()).map(|m| m.len()).unwrap_or(0);
     println!(
         "kernel: built {} kernel {} in {} ({} units, bzImage {})",
@@ -411,6 +413,21 @@ fn extract_source(cache: &Path, version: &str) -> Result<PathBuf> {
     }
     std::fs::write(&marker, version)?;
     Ok(src)
+}
+
+/// Removes the extracted source once a kernel is built: it is 1.7 GiB,
+/// and a rebuild extracts it again in well under a minute. The tarball's
+/// timestamps come back with it, so the `O=` tree still rebuilds only what
+/// a changed configuration touches. The marker goes first: a half-removed
+/// tree is never taken for a whole one.
+fn remove_source(cache: &Path, version: &str) -> Result<()> {
+    let base = cache.join("src").join(version);
+    match std::fs::remove_file(base.join(".extracted")) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot remove {}/.extracted", base.display())),
+    }
+    std::fs::remove_dir_all(&base).with_context(|| format!("cannot remove {}", base.display()))
 }
 
 /// Runs make, writing everything to `log`, and printing a progress line

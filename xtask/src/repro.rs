@@ -23,7 +23,8 @@ use crate::{cli, kernel, util};
 
 const USAGE: &str = "usage: cargo xtask repro
 Builds the release musl ztinit here and again from a copy of the source tree in another directory (own target
-directory, under target/repro/), and fails unless the two binaries are byte-identical.";
+directory, under target/repro/), and fails unless the two binaries are byte-identical, or when ztinit (2.5 MiB)
+or the image helper (2 MiB) is over its size budget.";
 
 pub fn cmd(args: &[String]) -> Result<()> {
     let mut p = cli::Args::new(args, USAGE);
@@ -43,13 +44,19 @@ pub fn cmd(args: &[String]) -> Result<()> {
 /// up in the binary (panic locations of dependencies, the workspace if
 /// anything names it absolutely) mapped to names that do not depend on
 /// where the tree or the cargo home is.
-pub fn release_rustflags(workspace: &Path) -> String {
+pub fn release_rustflags(workspace: &Path, target: &str) -> String {
     let cargo_home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
     let mut flags = vec![format!("--remap-path-prefix={}=/ztinit", workspace.display())];
     if let Some(home) = cargo_home {
         flags.push(format!("--remap-path-prefix={}=/cargo", home.display()));
+    }
+    if target == MUSL_TARGET {
+        // Relative relocations packed (DT_RELR, which musl's static-PIE
+        // start code applies): a static PIE keeps its ASLR while the 150 KiB
+        // of RELA entries shrink to 2 KiB, which keeps PID 1 in its budget.
+        flags.push("-Clink-arg=-Wl,-z,pack-relative-relocs".to_string());
     }
     // CARGO_ENCODED_RUSTFLAGS: separated by 0x1f, so paths may hold spaces.
     flags.join("\u{1f}")
@@ -59,7 +66,7 @@ pub fn release_rustflags(workspace: &Path) -> String {
 /// `target_dir`, with [`release_rustflags`].
 pub fn release_build(cmd: &mut Command, workspace: &Path, target: &str) {
     cmd.current_dir(workspace)
-        .env("CARGO_ENCODED_RUSTFLAGS", release_rustflags(workspace))
+        .env("CARGO_ENCODED_RUSTFLAGS", release_rustflags(workspace, target))
         .env_remove("RUSTFLAGS")
         .args(["build", "--release", "--target", target]);
 }
@@ -71,8 +78,12 @@ pub fn check() -> Result<()> {
 
     let mut first = Command::new(&cargo);
     release_build(&mut first, &root, MUSL_TARGET);
-    util::run(first.args(["-p", "ztinit"])).context("building the release musl ztinit")?;
-    let a = util::target_dir().join(MUSL_TARGET).join("release/ztinit");
+    util::run(first.args(["-p", "ztinit", "-p", "ztinit-image"])).context("building the release musl ztinit")?;
+    let release = util::target_dir().join(MUSL_TARGET).join("release");
+    let a = release.join("ztinit");
+    for (binary, budget) in SIZE_BUDGETS {
+        check_budget(&release.join(binary), *budget)?;
+    }
 
     let work = util::target_dir().join("repro");
     let tree = work.join("tree");
@@ -97,6 +108,25 @@ pub fn check() -> Result<()> {
         util::human_size(std::fs::metadata(&a)?.len()),
         kernel::fmt_duration(started.elapsed())
     );
+    Ok(())
+}
+
+/// The binaries with a size budget (issue 13: PID 1 within 2.5 MiB, the
+/// image helper at most 2 MiB more), in bytes.
+const SIZE_BUDGETS: &[(&str, u64)] = &[("ztinit", 5 << 19), ("ztinit-image", 2 << 20)];
+
+/// Fails when `binary` is larger than `budget` bytes.
+fn check_budget(binary: &Path, budget: u64) -> Result<()> {
+    let size = std::fs::metadata(binary).with_context(|| format!("cannot stat {}", binary.display()))?.len();
+    if size > budget {
+        bail!(
+            "{} is {} ({size} bytes), over its budget of {} ({budget} bytes)",
+            binary.display(),
+            util::human_size(size),
+            util::human_size(budget)
+        );
+    }
+    println!("repro: {} is {} of its {} budget", binary.display(), util::human_size(size), util::human_size(budget));
     Ok(())
 }
 
@@ -184,9 +214,25 @@ mod tests {
 
     #[test]
     fn rustflags_remap_the_workspace_and_cargo_home() {
-        let f = release_rustflags(Path::new("/some where/ztinit"));
+        let f = release_rustflags(Path::new("/some where/ztinit"), "x86_64-unknown-linux-gnu");
         assert!(f.starts_with("--remap-path-prefix=/some where/ztinit=/ztinit"), "{f}");
         // One flag per 0x1f-separated field, spaces and all.
         assert!(f.split('\u{1f}').all(|flag| flag.starts_with("--remap-path-prefix=")), "{f}");
+    }
+
+    #[test]
+    fn musl_builds_pack_their_relative_relocations() {
+        let f = release_rustflags(Path::new("/w"), MUSL_TARGET);
+        assert!(f.split('\u{1f}').any(|flag| flag == "-Clink-arg=-Wl,-z,pack-relative-relocs"), "{f}");
+    }
+
+    #[test]
+    fn a_binary_over_its_budget_fails_naming_both_sizes() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("bin");
+        std::fs::write(&f, [0u8; 100]).unwrap();
+        check_budget(&f, 100).unwrap();
+        let e = check_budget(&f, 99).unwrap_err().to_string();
+        assert!(e.contains("(100 bytes), over its budget") && e.contains("(99 bytes)"), "{e}");
     }
 }

@@ -81,6 +81,9 @@ pub fn cmd(args: &[String]) -> Result<()> {
                 fuzz::SHORT_PASS_SECONDS
             ));
             fuzz::short_pass()?;
+            // The instrumented builds (~1 GiB) are not used again in this
+            // run; CI's disk is not large. The corpus stays.
+            fuzz::remove_builds()?;
         }
     }
     step("test kernel");
@@ -116,8 +119,15 @@ fn parse_list(text: &str) -> Vec<String> {
     text.lines().filter_map(|l| l.strip_suffix(": test")).map(str::to_string).collect()
 }
 
+/// The step's heading, with the space left where the build goes: a full
+/// disk shows up as a cause, not as a later step's odd failure.
 fn step(what: &str) {
-    println!("\n== {what}");
+    let target = util::target_dir();
+    let probe = if target.exists() { target } else { util::workspace_root() };
+    match util::free_space(&probe) {
+        Some(free) => println!("\n== {what} ({} free)", util::human_size(free)),
+        None => println!("\n== {what}"),
+    }
 }
 
 #[cfg(test)]
