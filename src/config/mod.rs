@@ -4,7 +4,9 @@
 //! part of the initramfs), then `ztinit.*` kernel parameters, which may only
 //! set the harmless knobs listed in [`cmdline::KNOBS`]. Every section is
 //! deserialised on its own so that one bad section does not hide the errors
-//! of another; unknown keys are collected rather than stopping at the first.
+//! of another; unknown keys of a section (or of an array section's entries)
+//! are all collected rather than stopping at the first; tables nested
+//! deeper refuse theirs one at a time.
 //! Each problem becomes an [`Issue`] naming origin, line and key.
 
 pub mod cmdline;

@@ -5,7 +5,9 @@
 use std::fmt;
 use std::io::{self, Write};
 
-use sha2::{Digest as _, Sha256};
+// ring's SHA-256 (linked already for TLS) is its assembly: 2.5x RustCrypto's
+// portable code in a guest without SHA-NI, and a layer is hashed per byte.
+use ring::digest::{Context, SHA256};
 
 const PREFIX: &str = "sha256:";
 const HEX_LEN: usize = 64;
@@ -50,7 +52,7 @@ impl Digest {
 
     /// The digest of `bytes`.
     pub fn of(bytes: &[u8]) -> Self {
-        Self::from_hash(Sha256::digest(bytes).into())
+        Self::from_hash(sha256(ring::digest::digest(&SHA256, bytes)))
     }
 
     pub fn from_hash(hash: [u8; 32]) -> Self {
@@ -103,17 +105,24 @@ impl<'de> serde::Deserialize<'de> for Digest {
     }
 }
 
+/// A finished SHA-256 as its 32 bytes.
+pub fn sha256(d: ring::digest::Digest) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
 /// Hashes and counts everything written through it. Nothing it passed on
 /// may be trusted until `finish` has checked both the size and the digest.
 pub struct DigestWriter<W: Write> {
     inner: W,
-    hasher: Sha256,
+    hasher: Context,
     written: u64,
 }
 
 impl<W: Write> DigestWriter<W> {
     pub fn new(inner: W) -> Self {
-        Self { inner, hasher: Sha256::new(), written: 0 }
+        Self { inner, hasher: Context::new(&SHA256), written: 0 }
     }
 
     /// Bytes accepted so far.
@@ -129,7 +138,7 @@ impl<W: Write> DigestWriter<W> {
         if self.written != expected_size {
             return Err(DigestError::Size { expected: expected_size, actual: self.written });
         }
-        let actual = Digest::from_hash(self.hasher.finalize().into());
+        let actual = Digest::from_hash(sha256(self.hasher.finish()));
         if &actual != expected {
             return Err(DigestError::Mismatch { expected: expected.clone(), actual });
         }

@@ -427,7 +427,12 @@ fn remove_source(cache: &Path, version: &str) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("cannot remove {}/.extracted", base.display())),
     }
-    std::fs::remove_dir_all(&base).with_context(|| format!("cannot remove {}", base.display()))
+    match std::fs::remove_dir_all(&base) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot remove {}", base.display()))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Runs make, writing everything to `log`, and printing a progress line
@@ -514,4 +519,22 @@ fn make_with_progress(cmd: &mut Command, log: &Path, expected: Option<usize>) ->
 pub fn fmt_duration(d: Duration) -> String {
     let s = d.as_secs();
     if s >= 60 { format!("{}m{:02}s", s / 60, s % 60) } else { format!("{:.1}s", d.as_secs_f64()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_source_goes_after_a_build() {
+        let cache = tempfile::tempdir().unwrap();
+        let base = cache.path().join("src/6.12.1");
+        std::fs::create_dir_all(base.join(SOURCE_DIR).join("kernel")).unwrap();
+        std::fs::write(base.join(SOURCE_DIR).join("Makefile"), "all:\n").unwrap();
+        std::fs::write(base.join(".extracted"), "6.12.1").unwrap();
+        remove_source(cache.path(), "6.12.1").unwrap();
+        assert!(!base.exists());
+        // Nothing there (a second build, another version): not an error.
+        remove_source(cache.path(), "6.12.1").unwrap();
+    }
 }

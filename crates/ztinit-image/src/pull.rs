@@ -9,9 +9,11 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::time::{Duration, Instant};
 
 use rustix::fs::{Mode, OFlags};
+use zeroize::Zeroizing;
 use ztinit::image::protocol::{self, Answer, RegistryTrust, Request, SignaturePolicy};
 
 use crate::digest::Digest;
@@ -306,13 +308,22 @@ fn pull_layer(
             digest: digest.clone(),
             source,
         })?;
-        let mut plain = key.decryptor(input);
-        let id = unpacked(&mut plain, budget)?;
-        // The HMAC over the ciphertext is checked at its end: read it all.
-        let rest = std::io::copy(&mut plain, &mut std::io::sink()).map_err(|e| PullError::Layer {
-            index,
-            digest: digest.clone(),
-            why: format!("decrypt: {e}"),
+        // Decryption (AES-CTR and the HMAC) runs on a thread of its own
+        // while this one decompresses, hashes and writes: both sides are
+        // bound by the CPU, and a guest has more than one.
+        let (id, rest) = std::thread::scope(|s| {
+            let (tx, rx) = std::sync::mpsc::sync_channel(DECRYPT_AHEAD);
+            let mut plain = key.decryptor(input);
+            s.spawn(move || decrypt_into(&mut plain, &tx));
+            let mut plain = Decrypted { rx, chunk: Zeroizing::new(Vec::new()), at: 0, verified: false };
+            let id = unpacked(&mut plain, budget)?;
+            // The HMAC over the ciphertext is checked at its end: read it all.
+            let rest = std::io::copy(&mut plain, &mut std::io::sink()).map_err(|e| PullError::Layer {
+                index,
+                digest: digest.clone(),
+                why: format!("decrypt: {e}"),
+            })?;
+            Ok::<_, PullError>((id, rest))
         })?;
         if rest != 0 {
             return Err(PullError::Layer { index, digest, why: format!("{rest} bytes after the layer's end") });
@@ -340,7 +351,137 @@ fn pull_layer(
     Ok(())
 }
 
+/// Plaintext chunks in flight between the decrypting thread and the
+/// unpacking one.
+const DECRYPT_AHEAD: usize = 4;
+const DECRYPT_CHUNK: usize = 256 << 10;
+
+type Chunk = std::io::Result<Zeroizing<Vec<u8>>>;
+
+/// The decrypting thread: chunks until the decryptor's end (an empty chunk:
+/// the HMAC verified) or its error, or until the unpacking side hangs up.
+fn decrypt_into(plain: &mut impl Read, tx: &SyncSender<Chunk>) {
+    loop {
+        let mut chunk = Zeroizing::new(vec![0u8; DECRYPT_CHUNK]);
+        let sent = match plain.read(&mut chunk) {
+            Ok(n) => {
+                chunk.truncate(n);
+                (n > 0, tx.send(Ok(chunk)))
+            }
+            Err(e) => (false, tx.send(Err(e))),
+        };
+        if let (false, _) | (_, Err(_)) = sent {
+            return;
+        }
+    }
+}
+
+/// The unpacking side of [`decrypt_into`]: reads as the decryptor would.
+/// `Ok(0)` only after the decryptor's own end, so only once the HMAC
+/// verified; a decryption error is passed on, and a thread that stopped
+/// without either is an error too.
+struct Decrypted {
+    rx: Receiver<Chunk>,
+    chunk: Zeroizing<Vec<u8>>,
+    at: usize,
+    verified: bool,
+}
+
+impl Read for Decrypted {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            if let Some(left) = self.chunk.get(self.at..)
+                && !left.is_empty()
+            {
+                let n = left.len().min(buf.len());
+                buf[..n].copy_from_slice(&left[..n]);
+                self.at += n;
+                return Ok(n);
+            }
+            if self.verified || buf.is_empty() {
+                return Ok(0);
+            }
+            match self.rx.recv() {
+                Ok(Ok(chunk)) if chunk.is_empty() => self.verified = true,
+                Ok(Ok(chunk)) => (self.chunk, self.at) = (chunk, 0),
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(std::io::Error::other("the decrypting thread stopped before the layer's end")),
+            }
+        }
+    }
+}
+
 fn open_dir(path: &Path) -> Result<OwnedFd, PullError> {
     rustix::fs::open(path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| io_err("open", path)(e.into()))
+}
+
+#[cfg(test)]
+mod decrypt_thread_tests {
+    use super::*;
+
+    /// Yields `data` in odd-sized pieces, then `end`.
+    struct Source {
+        data: Vec<u8>,
+        at: usize,
+        end: Option<std::io::ErrorKind>,
+    }
+
+    impl Read for Source {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = (self.data.len() - self.at).min(buf.len()).min(70_001);
+            if n == 0 {
+                return match self.end {
+                    Some(kind) => Err(std::io::Error::new(kind, "hmac mismatch")),
+                    None => Ok(0),
+                };
+            }
+            buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    fn through_thread(source: Source, read_all: bool) -> (Vec<u8>, std::io::Result<u64>) {
+        std::thread::scope(|s| {
+            let (tx, rx) = std::sync::mpsc::sync_channel(DECRYPT_AHEAD);
+            let mut source = source;
+            s.spawn(move || decrypt_into(&mut source, &tx));
+            let mut plain = Decrypted { rx, chunk: Zeroizing::new(Vec::new()), at: 0, verified: false };
+            let mut first = vec![0u8; 1000];
+            plain.read_exact(&mut first).unwrap();
+            if !read_all {
+                // The unpacking side gives up: the thread must end anyway.
+                return (first, Ok(0));
+            }
+            let mut rest = Vec::new();
+            let r = plain.read_to_end(&mut rest).map(|n| n as u64);
+            first.extend(rest);
+            (first, r)
+        })
+    }
+
+    fn data() -> Vec<u8> {
+        (0..3_000_000u32).map(|i| (i.wrapping_mul(7) ^ (i / 251)).to_le_bytes()[0]).collect()
+    }
+
+    #[test]
+    fn everything_arrives_in_order_and_the_end_only_after_the_decryptor_ended() {
+        let (got, r) = through_thread(Source { data: data(), at: 0, end: None }, true);
+        assert!(r.is_ok());
+        assert_eq!(got, data());
+    }
+
+    #[test]
+    fn a_decryption_error_at_the_end_reaches_the_unpacking_side() {
+        let (got, r) = through_thread(Source { data: data(), at: 0, end: Some(std::io::ErrorKind::InvalidData) }, true);
+        assert_eq!(r.unwrap_err().kind(), std::io::ErrorKind::InvalidData);
+        assert_eq!(got.len(), data().len());
+    }
+
+    #[test]
+    fn the_thread_ends_when_the_unpacking_side_stops_early() {
+        let (got, _) = through_thread(Source { data: data(), at: 0, end: None }, false);
+        assert_eq!(got, data()[..1000]);
+    }
 }

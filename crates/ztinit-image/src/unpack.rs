@@ -21,7 +21,7 @@ mod zstd;
 use std::io::{self, Read};
 use std::os::fd::AsFd;
 
-use sha2::{Digest as _, Sha256};
+use ring::digest::{Context, SHA256};
 
 pub use self::extract::{PathError, normalise};
 pub use self::tar::{
@@ -127,7 +127,7 @@ impl<R: Read> Read for Decoder<R> {
 /// Hashes the decompressed stream: the diff_id.
 struct Hashing<R> {
     inner: R,
-    sha: Sha256,
+    sha: Context,
 }
 
 impl<R: Read> Read for Hashing<R> {
@@ -167,7 +167,7 @@ pub fn unpack_layer(
     if !chown {
         log::debug!("not running as root: layer owners are not applied");
     }
-    let mut tar = TarReader::new(Hashing { inner: decoder, sha: Sha256::new() });
+    let mut tar = TarReader::new(Hashing { inner: decoder, sha: Context::new(&SHA256) });
     let mut extractor = extract::Extractor::new(root.as_fd(), chown);
     let mut entries: u64 = 0;
     while let Some(entry) = tar.next_entry()? {
@@ -177,7 +177,7 @@ pub fn unpack_layer(
     extractor.finish()?;
     let hashing = tar.finish()?;
     log::debug!("unpacked a layer of {entries} entries");
-    Ok(hashing.sha.finalize().into())
+    Ok(crate::digest::sha256(hashing.sha.finish()))
 }
 
 /// `sha256:<hex>`, the form image configs list diff_ids in.

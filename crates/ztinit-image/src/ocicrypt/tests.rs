@@ -1,7 +1,8 @@
 //! Against layers encrypted by skopeo 1.9.3 (tests/fixtures/README.md).
 
 use super::*;
-use sha2::Digest as _;
+use hmac::{Hmac, Mac};
+use sha2::{Digest as _, Sha256};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ocicrypt/");
 /// sha256 of the decrypted blob (the gzip skopeo made of the tar).
