@@ -159,7 +159,9 @@ pub fn free_space(path: &Path) -> Option<u64> {
 }
 
 pub fn human_size(bytes: u64) -> String {
-    if bytes >= 1 << 20 {
+    if bytes >= 10 << 30 {
+        format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
+    } else if bytes >= 1 << 20 {
         format!("{:.2} MiB", bytes as f64 / (1u64 << 20) as f64)
     } else if bytes >= 1 << 10 {
         format!("{:.1} KiB", bytes as f64 / 1024.0)
