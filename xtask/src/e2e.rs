@@ -324,11 +324,8 @@ pub fn run_selected(names: &[String]) -> Result<()> {
         if failures.is_empty() {
             // A passed scenario's scratch (disks, registries, keys) is not
             // looked at again; 60 of them filled a CI disk. Its log stays.
-            let scratch = e2e_dir().join(&s.name);
-            if let Err(e) = std::fs::remove_dir_all(&scratch)
-                && e.kind() != std::io::ErrorKind::NotFound
-            {
-                println!("e2e:   cannot remove {}: {e}", scratch.display());
+            if let Err(e) = util::remove_tree(&e2e_dir().join(&s.name)) {
+                println!("e2e:   {e:#}");
             }
         }
         for f in &failures {

@@ -117,12 +117,7 @@ fn fuzz_dir() -> PathBuf {
 /// Removes the targets' instrumented builds (the next run builds them
 /// again); the corpus, crash inputs and logs stay.
 pub fn remove_builds() -> Result<()> {
-    let dir = util::target_dir().join("fuzz").join("build");
-    match std::fs::remove_dir_all(&dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("cannot remove {}", dir.display())),
-    }
+    util::remove_tree(&util::target_dir().join("fuzz").join("build"))
 }
 
 /// Target names: the files of `fuzz/fuzz_targets/`.

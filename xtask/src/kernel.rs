@@ -427,12 +427,7 @@ fn remove_source(cache: &Path, version: &str) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("cannot remove {}/.extracted", base.display())),
     }
-    match std::fs::remove_dir_all(&base) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(e).with_context(|| format!("cannot remove {}", base.display()))
-        }
-        _ => Ok(()),
-    }
+    util::remove_tree(&base)
 }
 
 /// Runs make, writing everything to `log`, and printing a progress line

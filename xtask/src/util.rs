@@ -143,6 +143,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Human-readable byte size.
+/// Removes a directory tree; one that is not there is not an error.
+pub fn remove_tree(path: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot remove {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Bytes free to an unprivileged writer on the file system holding
 /// `path` (None when it cannot be asked).
 pub fn free_space(path: &Path) -> Option<u64> {

@@ -363,14 +363,14 @@ type Chunk = std::io::Result<Zeroizing<Vec<u8>>>;
 fn decrypt_into(plain: &mut impl Read, tx: &SyncSender<Chunk>) {
     loop {
         let mut chunk = Zeroizing::new(vec![0u8; DECRYPT_CHUNK]);
-        let sent = match plain.read(&mut chunk) {
+        let (more, item) = match plain.read(&mut chunk) {
             Ok(n) => {
                 chunk.truncate(n);
-                (n > 0, tx.send(Ok(chunk)))
+                (n > 0, Ok(chunk))
             }
-            Err(e) => (false, tx.send(Err(e))),
+            Err(e) => (false, Err(e)),
         };
-        if let (false, _) | (_, Err(_)) = sent {
+        if tx.send(item).is_err() || !more {
             return;
         }
     }
