@@ -21,14 +21,15 @@ fn boot() -> ! {
     power::set_pid1(true);
     power::install_panic_hook();
 
-    // early: signals, mounts, console, logging.
-    let early = stages::early();
+    // early: signals, mounts, console, logging; the baked config is read
+    // and validated in a thread meanwhile.
+    let (early, parsing) = stages::early();
     kmsg::notice(&version::line());
     or_fatal(Stage::Early, early);
     timeline.done(Stage::Early);
 
     // config: the baked file, the kernel command line, initdata.
-    let mut loaded = stages::load_config();
+    let mut loaded = stages::load_config(parsing);
     let config = loaded.config.clone();
     ztinit::config::log_weakenings(&config);
     timeline.done(Stage::Config);
@@ -37,7 +38,13 @@ fn boot() -> ! {
     // the guest brings up the network and attests.
     let seccomp = stages::compile_seccomp(&config);
 
+    // attest, ahead of time: the KBS client (TLS configuration, the key
+    // the evidence binds) made while the network comes up; it connects as
+    // soon as the network is up.
+    let kbs_client = stages::prepare_kbs(&config);
+
     or_fatal(Stage::Network, stages::network(&config));
+    kbs_client.network_up();
     timeline.done(Stage::Network);
 
     let loaded_modules = stages::load_modules(&config);
@@ -52,7 +59,7 @@ fn boot() -> ! {
     timeline.stage(Stage::Gpu, gpus.is_some());
 
     // attest + secrets: the TEE, the KBS handshake, then every resource.
-    let mut released = stages::attest_and_fetch(&mut loaded, gpus.as_mut(), &mut timeline);
+    let mut released = stages::attest_and_fetch(&mut loaded, kbs_client, gpus.as_mut(), &mut timeline);
 
     let opened = stages::open_volumes(&config, std::mem::take(&mut released.volume_keys), preparing);
     timeline.stage(Stage::Volume, opened);

@@ -191,8 +191,19 @@ pub fn apply_one(root: &Path, spec: &MountSpec, mounter: &mut dyn Mounter) -> Re
 
 /// The whole early-mount step: /proc first, then the plan, then /dev links.
 pub fn setup(root: &Path, mounter: &mut dyn Mounter) -> Result<Vec<&'static str>, MountError> {
+    setup_proc(root, mounter)?;
+    setup_rest(root, mounter)
+}
+
+/// The first part of [`setup`]: /proc alone (what the configuration's
+/// reader needs, for the kernel command line).
+pub fn setup_proc(root: &Path, mounter: &mut dyn Mounter) -> Result<(), MountError> {
+    apply_one(root, &ALL[0], mounter)
+}
+
+/// The rest of [`setup`], once /proc is mounted.
+pub fn setup_rest(root: &Path, mounter: &mut dyn Mounter) -> Result<Vec<&'static str>, MountError> {
     let proc_spec = &ALL[0];
-    apply_one(root, proc_spec, mounter)?;
     let filesystems = std::fs::read_to_string(under(root, "/proc/filesystems")).unwrap_or_default();
     let supported = supported_filesystems(&filesystems);
     let mut done = vec![proc_spec.target];

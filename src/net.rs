@@ -202,9 +202,11 @@ pub const INTERFACE_WAIT: Duration = Duration::from_secs(5);
 /// `/sys/class/net` on a real system.
 pub fn setup(cfg: &NetworkConfig, sys_class_net: &Path, wait: Duration, ops: &mut dyn NetOps) -> Result<(), NetError> {
     if !cfg.interface.is_empty() {
+        let _part = crate::timeline::part("interface-wait");
         wait_for_interface(sys_class_net, &cfg.interface, wait)?;
     }
     for req in plan(cfg) {
+        let _part = crate::timeline::part_with("net", || format!("{req:?}"));
         ops.apply(&req)?;
     }
     if cfg.mode == NetworkMode::Kernel && !cfg.interface.is_empty() {

@@ -37,21 +37,96 @@ pub enum EarlyError {
     Signals(#[from] supervise::SuperviseError),
 }
 
-/// Signals, mounts, console, logging.
-pub fn early() -> Result<(), EarlyError> {
+/// Signals, mounts, console, logging. The baked configuration is read,
+/// parsed and validated in a thread meanwhile ([`ParsingConfig`]), started
+/// once /proc is mounted.
+pub fn early() -> (Result<(), EarlyError>, ParsingConfig) {
     // Signals first: nothing may be delivered the classic way to PID 1.
-    supervise::block_signals()?;
+    if let Err(e) = supervise::block_signals() {
+        return (Err(e.into()), ParsingConfig(None));
+    }
+    let started = std::time::Instant::now();
     crate::prefault::own_code();
-    let mounted = mount::setup(Path::new("/"), &mut mount::SystemMounter);
+    let prefaulted = started.elapsed();
+    let mut mounter = mount::SystemMounter;
+    let proc_mounted = mount::setup_proc(Path::new("/"), &mut mounter);
+    let parsing = ParsingConfig::start();
+    let mounted = proc_mounted.and_then(|()| mount::setup_rest(Path::new("/"), &mut mounter));
+    let mounts = started.elapsed() - prefaulted;
     // The console and the logger come up even when a mount failed, so the
     // failure can be reported.
     let console = console::attach(Path::new("/dev"));
     kmsg::init(Path::new("/dev"), Path::new("/proc"), early_log_level());
+    timeline::log_part("prefault", prefaulted);
+    timeline::log_part("mounts", mounts);
     // The OOM killer must pick the workload, never PID 1.
     let _ = std::fs::write("/proc/self/oom_score_adj", "-1000");
-    mounted?;
-    console?;
-    Ok(())
+    let result = match (mounted, console) {
+        (Err(e), _) => Err(e.into()),
+        (Ok(_), Err(e)) => Err(e.into()),
+        (Ok(_), Ok(())) => Ok(()),
+    };
+    (result, parsing)
+}
+
+/// The baked file and the kernel command line, read, parsed and validated
+/// in a thread of their own while `early` mounts the volatile trees and
+/// brings up the console: the files a configuration references must lie
+/// outside those trees ([`config::open_image_file`]), so the mounts cannot
+/// change what it reads, and nothing is logged until the boot thread takes
+/// the result (the logger is not up yet).
+pub struct ParsingConfig(Option<std::thread::JoinHandle<Parsed>>);
+
+/// What the config thread hands back, with its parts' times.
+struct Parsed {
+    result: Result<ParsedConfig, config::ConfigError>,
+    read: Duration,
+    parse_validate: Duration,
+}
+
+struct ParsedConfig {
+    text: String,
+    cmdline: String,
+    table: toml::Table,
+    config: Config,
+}
+
+impl ParsingConfig {
+    fn start() -> ParsingConfig {
+        // No thread: `load_config` parses in the boot thread.
+        ParsingConfig(std::thread::Builder::new().name("config".into()).spawn(parse_baked).ok())
+    }
+
+    fn take(self) -> Parsed {
+        match self.0 {
+            Some(handle) => {
+                // A panic in the thread has already ended the boot (the panic hook).
+                handle.join().unwrap_or_else(|_| power::fatal(Stage::Config, &"the config thread panicked"))
+            }
+            None => parse_baked(),
+        }
+    }
+}
+
+fn parse_baked() -> Parsed {
+    let path = Path::new(config::DEFAULT_PATH);
+    let origin = path.display().to_string();
+    let started = std::time::Instant::now();
+    let (text, cmdline) = match config::read_system_sources(path, Path::new("/proc/cmdline")) {
+        Ok(t) => t,
+        Err(e) => return Parsed { result: Err(e), read: started.elapsed(), parse_validate: Duration::ZERO },
+    };
+    let read = started.elapsed();
+    let started = std::time::Instant::now();
+    let files = RootFiles::new("/");
+    let result = config::parse_table(&origin, &text).and_then(|table| {
+        let sources = config::Sources { origin: &origin, text: &text, cmdline: Some(&cmdline), files: &files };
+        let config = Config::from_table(sources, table.clone())?;
+        Ok((table, config))
+    });
+    let parse_validate = started.elapsed();
+    let result = result.map(|(table, config)| ParsedConfig { text, cmdline, table, config });
+    Parsed { result, read, parse_validate }
 }
 
 /// Info, or debug when the kernel command line asks for it (`ztinit.log=debug`,
@@ -73,21 +148,14 @@ pub struct Loaded {
 
 /// The baked file, the kernel command line and, when the baked `[tee]`
 /// opens keys to it, initdata bound to the launch.
-pub fn load_config() -> Loaded {
-    let path = Path::new(config::DEFAULT_PATH);
-    let origin = path.display().to_string();
+pub fn load_config(parsing: ParsingConfig) -> Loaded {
+    let origin = config::DEFAULT_PATH.to_string();
     let files = RootFiles::new("/");
-    let part = timeline::part("read-config");
-    let (text, cmdline) = match config::read_system_sources(path, Path::new("/proc/cmdline")) {
-        Ok(t) => t,
-        Err(e) => config_fatal(&e),
-    };
-    drop(part);
+    let parsed = parsing.take();
+    timeline::log_part("read-config", parsed.read);
+    timeline::log_part("parse-validate", parsed.parse_validate);
+    let ParsedConfig { text, cmdline, table, mut config } = parsed.result.unwrap_or_else(|e| config_fatal(&e));
     let sources = || config::Sources { origin: &origin, text: &text, cmdline: Some(&cmdline), files: &files };
-    let part = timeline::part("parse-validate");
-    let table = config::parse_table(&origin, &text).unwrap_or_else(|e| config_fatal(&e));
-    let mut config = Config::from_table(sources(), table.clone()).unwrap_or_else(|e| config_fatal(&e));
-    drop(part);
     apply_boot_settings(&config);
     let part = timeline::part("kernel-params");
     check_kernel_params(&cmdline, &config);
@@ -105,7 +173,8 @@ pub fn load_config() -> Loaded {
     let mut provider = or_fatal(Stage::Config, tee::detect(&tee, &paths));
     drop(part);
     let part = timeline::part("initdata");
-    let initdata = or_fatal(Stage::Config, tee::initdata::load(&tee, &paths, provider.as_mut()));
+    let volume_disks = volume_disks(&config);
+    let initdata = or_fatal(Stage::Config, tee::initdata::load(&tee, &paths, provider.as_mut(), &volume_disks));
     drop(part);
     let overlay = match &initdata {
         Some(doc) => or_fatal(Stage::Config, doc.overlay()),
@@ -122,6 +191,19 @@ pub fn load_config() -> Loaded {
         apply_boot_settings(&config);
     }
     Loaded { config, tee: Some(provider), initdata }
+}
+
+/// The kernel names of the disks that `[[volumes]]` entries name by serial,
+/// as far as they are there now; a lookup that fails is the volume stage's
+/// to report.
+fn volume_disks(config: &Config) -> Vec<String> {
+    let sys_block = VolumePaths::default().sys_block;
+    config
+        .volumes
+        .iter()
+        .filter_map(|v| volume::disk::find_by_serial(&sys_block, &v.serial).ok().flatten())
+        .map(|d| d.name)
+        .collect()
 }
 
 /// Every kernel parameter besides `ztinit.*` must be on the allowlist
@@ -233,20 +315,73 @@ pub struct Released {
     pub undelivered: Vec<secrets::Secret>,
 }
 
+/// The KBS client made in a thread while the network comes up (its TLS
+/// configuration and the key its evidence binds), which then opens the
+/// connection of the first request as soon as [`PreparingKbs::network_up`]
+/// says it can. Empty without a KBS to attest to.
+pub struct PreparingKbs(Option<PreparingClient>);
+
+struct PreparingClient {
+    handle: std::thread::JoinHandle<Result<kbs::Client, kbs::KbsError>>,
+    network_up: std::sync::mpsc::SyncSender<()>,
+}
+
+/// Starts [`PreparingKbs`] for the configured KBS, if any.
+pub fn prepare_kbs(config: &Config) -> PreparingKbs {
+    let (Some(_), Some(server)) = (config.effective_tee(), config.kbs.server.clone()) else {
+        return PreparingKbs(None);
+    };
+    let cfg = config.kbs.clone();
+    let (network_up, up) = std::sync::mpsc::sync_channel(1);
+    let prepare = move || {
+        let client = kbs::Client::prepare(&server, &cfg)?;
+        // The boot thread gone (a failed network stage ends the boot):
+        // nothing to connect for.
+        if up.recv().is_ok() {
+            client.connect_ahead();
+        }
+        Ok(client)
+    };
+    // No thread: the attest stage makes the client itself.
+    let spawned = std::thread::Builder::new().name("kbs-client".into()).spawn(prepare).ok();
+    PreparingKbs(spawned.map(|handle| PreparingClient { handle, network_up }))
+}
+
+impl PreparingKbs {
+    /// The network is configured: the client may connect.
+    pub fn network_up(&self) {
+        if let Some(p) = &self.0 {
+            let _ = p.network_up.try_send(());
+        }
+    }
+
+    fn take(self) -> Option<Result<kbs::Client, kbs::KbsError>> {
+        let p = self.0?;
+        // A panic in the thread has already ended the boot (the panic hook).
+        Some(p.handle.join().unwrap_or_else(|_| power::fatal(Stage::Attest, &"the KBS client thread panicked")))
+    }
+}
+
 /// The attest and secrets stages: detect the TEE (unless initdata already
 /// did), attest with the CPU and GPU evidence, fetch every resource.
-pub fn attest_and_fetch(loaded: &mut Loaded, gpus: Option<&mut GpuAttester>, timeline: &mut Timeline) -> Released {
+pub fn attest_and_fetch(
+    loaded: &mut Loaded,
+    preparing: PreparingKbs,
+    gpus: Option<&mut GpuAttester>,
+    timeline: &mut Timeline,
+) -> Released {
     let Some(tee) = loaded.config.effective_tee() else {
         timeline.skipped(Stage::Attest);
         timeline.skipped(Stage::Secrets);
         return Released::default();
     };
-    attest_with(loaded, &tee, gpus, timeline)
+    attest_with(loaded, &tee, preparing, gpus, timeline)
 }
 
 fn attest_with(
     loaded: &mut Loaded,
     tee: &TeeConfig,
+    preparing: PreparingKbs,
     gpus: Option<&mut GpuAttester>,
     timeline: &mut Timeline,
 ) -> Released {
@@ -267,7 +402,10 @@ fn attest_with(
         timeline.skipped(Stage::Secrets);
         return Released::default();
     };
-    let client = or_fatal(Stage::Attest, kbs::Client::new(server, &config.kbs));
+    let client = match preparing.take() {
+        Some(prepared) => or_fatal(Stage::Attest, prepared),
+        None => or_fatal(Stage::Attest, kbs::Client::new(server, &config.kbs)),
+    };
     let init_data = loaded.initdata.as_ref().map(|d| kbs::InitData::toml(d.body()));
     let mut devices: Vec<&mut dyn kbs::DeviceEvidence> = Vec::new();
     if let Some(g) = gpus {
@@ -424,10 +562,22 @@ pub fn open_volumes(config: &Config, keys: Vec<Zeroizing<Vec<u8>>>, preparing: P
             Some(r) => or_fatal(Stage::Volume, r),
             None => or_fatal(Stage::Volume, volume::prepare(vol, &paths)),
         };
+        let _part = timeline::part("volume-finish");
         or_fatal(Stage::Volume, volume::finish(ready, vol, &key, &paths));
     }
-    log::info!("volume crypto: {}", volume::crypto::describe(Path::new("/proc/crypto")));
+    log_crypto_drivers();
     true
+}
+
+/// The kernel's chosen cipher and hash drivers, from /proc/crypto (which
+/// lists the dm-crypt instance only once its table is loaded): read in a
+/// thread, since generating that file costs several ms under emulation
+/// and nothing waits for the line.
+fn log_crypto_drivers() {
+    let describe = || log::info!("volume crypto: {}", volume::crypto::describe(Path::new("/proc/crypto")));
+    if std::thread::Builder::new().name("crypto-drivers".into()).spawn(describe).is_err() {
+        describe();
+    }
 }
 
 /// GPUs ready (the KBS has accepted them), then the kernel knobs,

@@ -146,6 +146,13 @@ impl Drop for Part {
     }
 }
 
+/// Logs a part timed elsewhere (in a thread that could not log yet), as
+/// [`Part`] does.
+pub fn log_part(name: &'static str, took: Duration) {
+    let us = took.as_micros();
+    log::debug!("part {name} took {}.{:03} ms", us / 1000, us % 1000);
+}
+
 /// A `part ...` line: (name with its detail, milliseconds).
 pub fn parse_part(line: &str) -> Option<(&str, f64)> {
     let rest = &line[line.find("part ")? + 5..];

@@ -53,6 +53,21 @@ impl Client {
     /// generates the ephemeral key. Certificate files are read from the
     /// paths as given.
     pub fn new(server: &KbsServer, cfg: &KbsConfig) -> Result<Self, KbsError> {
+        Self::build(server, cfg, EphemeralKey::start)
+    }
+
+    /// [`Client::new`] with the key generated in the calling thread: for a
+    /// thread that prepares the client while the boot goes on.
+    pub fn prepare(server: &KbsServer, cfg: &KbsConfig) -> Result<Self, KbsError> {
+        Self::build(server, cfg, EphemeralKey::now)
+    }
+
+    /// Opens the connection for the first request now ([`Transport::connect_ahead`]).
+    pub fn connect_ahead(&self) {
+        self.transport.connect_ahead();
+    }
+
+    fn build(server: &KbsServer, cfg: &KbsConfig, make_key: fn() -> EphemeralKey) -> Result<Self, KbsError> {
         let part = crate::timeline::part("tls-config");
         let trust = load_trust(server.trust())?;
         let policy = Policy {
@@ -64,7 +79,7 @@ impl Client {
         let transport = Transport::new(server.url().clone(), trust, policy)
             .map_err(|e| KbsError::Transport { op: Op::Setup, source: e })?;
         drop(part);
-        let key = EphemeralKey::start();
+        let key = make_key();
         Ok(Self {
             transport,
             key,
@@ -156,6 +171,16 @@ impl EphemeralKey {
             }
         };
         EphemeralKey { pending: std::sync::Mutex::new(pending), key }
+    }
+
+    /// Generated here and now; a failure is tried again by `get`.
+    fn now() -> EphemeralKey {
+        let _part = crate::timeline::part("keygen");
+        let key = std::sync::OnceLock::new();
+        if let Ok(k) = TeeKey::generate() {
+            let _ = key.set(Box::new(k));
+        }
+        EphemeralKey { pending: std::sync::Mutex::new(None), key }
     }
 
     fn get(&self) -> Result<&TeeKey, KbsError> {

@@ -56,6 +56,7 @@ struct ActiveNist {
 
 impl SupportedKxGroup for NistKx {
     fn start(&self) -> Result<Box<dyn ActiveKeyExchange>, Error> {
+        let _part = crate::timeline::part("tls-kx-keygen");
         let mut rng = rand_core::OsRng;
         let (secret, public) = match self.0 {
             NamedGroup::secp256r1 => {
@@ -79,6 +80,7 @@ impl SupportedKxGroup for NistKx {
 
 impl ActiveKeyExchange for ActiveNist {
     fn complete(self: Box<Self>, peer: &[u8]) -> Result<SharedSecret, Error> {
+        let _part = crate::timeline::part("tls-kx-agree");
         // TLS 1.3 key shares are uncompressed points (RFC 8446 §4.2.8.2);
         // from_sec1_bytes rejects the identity and points off the curve.
         if peer.first() != Some(&0x04) {
@@ -128,6 +130,7 @@ enum Hash {
 
 impl SignatureVerificationAlgorithm for Ecdsa {
     fn verify_signature(&self, public_key: &[u8], message: &[u8], signature: &[u8]) -> Result<(), InvalidSignature> {
+        let _part = crate::timeline::part("tls-ecdsa-verify");
         use ecdsa::signature::hazmat::PrehashVerifier;
         let digest: Vec<u8> = match self.hash {
             Hash::Sha256 => Sha256::digest(message).to_vec(),

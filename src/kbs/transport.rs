@@ -278,7 +278,15 @@ pub struct Transport {
     kept: std::cell::RefCell<Option<Conn>>,
     /// Connections opened, requests answered (for the log and the bench).
     counts: std::cell::Cell<(u32, u32)>,
+    /// A TCP connection made ahead of the first request ([`Transport::connect_ahead`]),
+    /// with the time it was made.
+    ahead: std::cell::RefCell<Option<(TcpStream, Instant)>>,
 }
+
+/// A connection made ahead is used only this fresh: a server may close one
+/// that sends nothing for a while (a request head timeout), and a fresh
+/// connection is cheaper than a failed first attempt.
+const AHEAD_MAX_AGE: Duration = Duration::from_secs(1);
 
 impl Transport {
     pub fn new(endpoint: Endpoint, trust: Trust, policy: Policy) -> Result<Self, TransportError> {
@@ -301,7 +309,21 @@ impl Transport {
             user_agent,
             kept: std::cell::RefCell::new(None),
             counts: std::cell::Cell::new((0, 0)),
+            ahead: std::cell::RefCell::new(None),
         })
+    }
+
+    /// Opens the TCP connection for the first request now (within the
+    /// connect timeout), so that its round trips overlap other work. A
+    /// failure is only logged: the first request connects again and
+    /// reports it with its retries.
+    pub fn connect_ahead(&self) {
+        let deadline = Instant::now() + self.policy.connect_timeout;
+        match self.connect(deadline) {
+            Ok(tcp) => *self.ahead.borrow_mut() = Some((tcp, Instant::now())),
+            Err(Failure::Retry(why) | Failure::Stale(why)) => log::debug!("KBS: connecting ahead failed: {why}"),
+            Err(Failure::Fatal(e)) => log::debug!("KBS: connecting ahead failed: {e}"),
+        }
     }
 
     /// (connections opened, responses received) so far.
@@ -362,7 +384,11 @@ impl Transport {
             }
         }
         let part = crate::timeline::part("tcp-connect");
-        let tcp = self.connect(deadline)?;
+        let ahead = self.ahead.borrow_mut().take().filter(|(_, at)| at.elapsed() < AHEAD_MAX_AGE);
+        let tcp = match ahead {
+            Some((tcp, _)) => tcp,
+            None => self.connect(deadline)?,
+        };
         drop(part);
         let peer = tcp.peer_addr().map_or_else(|_| self.endpoint.host_header(), |a| a.to_string());
         let stream = DeadlineStream { inner: tcp, deadline, read_timeout: self.policy.read_timeout };
@@ -794,6 +820,63 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.starts_with("gave up after 3 attempt(s) in "), "{msg}");
         assert!(msg.contains(&format!(" ms: {addr}: ")), "{msg}");
+    }
+
+    /// A server that answers one request per connection and tells, for
+    /// each connection it accepts, when it did.
+    fn one_answer_per_connection() -> (std::net::SocketAddr, std::sync::mpsc::Receiver<Instant>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (accepted, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let _ = accepted.send(Instant::now());
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).is_ok_and(|n| n == 1) {
+                    head.push(byte[0]);
+                }
+                let mut body = [0u8; 2];
+                let _ = conn.read_exact(&mut body);
+                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+            }
+        });
+        (addr, rx)
+    }
+
+    #[test]
+    fn the_first_request_uses_the_connection_made_ahead() {
+        let (addr, accepted) = one_answer_per_connection();
+        let t = plain(&format!("http://{addr}"), 2_000, 0);
+        t.connect_ahead();
+        let connected_at = accepted.recv_timeout(Duration::from_secs(5)).expect("connected ahead");
+        let sent_at = Instant::now();
+        let resp = t.send(&get(), Instant::now() + Duration::from_secs(10)).unwrap();
+        assert_eq!(resp.body, b"ok");
+        assert!(connected_at <= sent_at);
+        assert!(accepted.try_recv().is_err(), "no second connection");
+        assert_eq!(t.counts(), (1, 1));
+    }
+
+    #[test]
+    fn a_stale_or_failed_connection_ahead_is_replaced() {
+        let (addr, accepted) = one_answer_per_connection();
+        let t = plain(&format!("http://{addr}"), 2_000, 0);
+        t.connect_ahead();
+        accepted.recv_timeout(Duration::from_secs(5)).unwrap();
+        std::thread::sleep(AHEAD_MAX_AGE + Duration::from_millis(100));
+        t.send(&get(), Instant::now() + Duration::from_secs(10)).unwrap();
+        accepted.recv_timeout(Duration::from_secs(5)).expect("a fresh connection for the request");
+        assert_eq!(t.counts(), (1, 1));
+
+        // Nothing listens: connecting ahead only logs; the request then
+        // fails with its own attempts, as without it.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let t = plain(&format!("http://{closed}"), 200, 1);
+        t.connect_ahead();
+        let err = t.send(&get(), Instant::now() + Duration::from_secs(10)).err().unwrap();
+        assert!(matches!(err, TransportError::Exhausted { attempts: 2, .. }), "{err}");
     }
 
     /// Linux reports a socket timeout as EAGAIN ("Resource temporarily

@@ -1,5 +1,5 @@
 //! The launch path: everything is prepared in PID 1 ([`LaunchPlan::new`]),
-//! then [`LaunchPlan::spawn`] forks and the child applies the sandbox with
+//! then [`LaunchPlan::spawn`] starts a child (vfork-style) that applies the sandbox with
 //! raw system calls only (no allocation, no locks, nothing that can panic),
 //! in the order of [`Step`], and execs the pre-opened program with
 //! `execveat(fd, "", argv, envp, AT_EMPTY_PATH)`. A failing step writes
@@ -218,7 +218,7 @@ const SIGSTOP: u32 = libc::SIGSTOP.unsigned_abs();
 #[derive(Debug)]
 pub struct CompiledSeccomp(Option<Program>);
 
-/// Everything the child needs, allocated before fork.
+/// Everything the child needs, allocated before it starts.
 pub struct LaunchPlan {
     mode: LaunchMode,
     program_path: String,
@@ -467,17 +467,7 @@ impl LaunchPlan {
         let child_in = stdin.as_ref().map_or(self.dev_null.as_raw_fd(), |(r, _)| r.as_raw_fd());
         let io = ChildIo { stdin: child_in, stdout: Some(out_w.as_raw_fd()), stderr: Some(err_w.as_raw_fd()) };
 
-        // SAFETY: fork in a process whose other threads (in tests) may hold
-        // locks; the child only runs `child_main`, which issues raw system
-        // calls on memory prepared before the fork and never returns.
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            return Err(SandboxError::Setup { what: "fork".into(), source: std::io::Error::last_os_error() });
-        }
-        if pid == 0 {
-            // SAFETY: we are the freshly forked child.
-            unsafe { self.child_main(&io, rep_w.as_raw_fd(), Until::Exec) }
-        }
+        let pid = self.start_child(&io, rep_w.as_raw_fd(), Until::Exec)?;
         drop((out_w, err_w, rep_w));
         let stdin = stdin.map(|(r, w)| {
             drop(r);
@@ -490,7 +480,7 @@ impl LaunchPlan {
     /// Handoff mode: the same steps in this process (PID 1), then exec,
     /// except `setsid`: PID 1 keeps init's session and process group (0),
     /// which an init such as kata-agent needs for its own `setsid()`. First
-    /// a forked rehearsal runs every step up to seccomp, so a configuration
+    /// a child rehearsal runs every step up to seccomp, so a configuration
     /// that cannot work is reported while PID 1 still has its privileges.
     /// Returns only on failure; a failure after the rehearsal leaves this
     /// process without privileges (main logs FATAL and exits, which panics
@@ -498,15 +488,7 @@ impl LaunchPlan {
     pub fn exec_in_place(&self) -> Result<Infallible, SandboxError> {
         let (rep_r, rep_w) = pipe().map_err(setup("report pipe"))?;
         let io = ChildIo { stdin: self.dev_null.as_raw_fd(), stdout: None, stderr: None };
-        // SAFETY: as in `spawn`.
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            return Err(SandboxError::Setup { what: "fork".into(), source: std::io::Error::last_os_error() });
-        }
-        if pid == 0 {
-            // SAFETY: we are the freshly forked child.
-            unsafe { self.child_main(&io, rep_w.as_raw_fd(), Until::BeforeSeccomp) }
-        }
+        let pid = self.start_child(&io, rep_w.as_raw_fd(), Until::BeforeSeccomp)?;
         drop(rep_w);
         self.await_report(pid, rep_r)?;
         let mut status = 0;
@@ -556,12 +538,56 @@ impl LaunchPlan {
         }
     }
 
+    /// Starts the child in PID 1's memory (`clone` with `CLONE_VM |
+    /// CLONE_VFORK`, as posix_spawn does) on a stack of its own: no copy
+    /// of PID 1's page tables and no copy-on-write faults in either
+    /// process, which under TCG cost more than every sandbox step together.
+    /// This thread is suspended until the child has exec'd or exited.
+    /// Signals stay blocked across the clone, so no handler of this
+    /// process runs on the child's stack; the child resets every
+    /// disposition before it unblocks them (steps 1-2).
+    fn start_child(&self, io: &ChildIo, report: RawFd, until: Until) -> Result<libc::pid_t, SandboxError> {
+        let failed = |what: &str| SandboxError::Setup { what: what.into(), source: std::io::Error::last_os_error() };
+        let stack = ChildStack::new().ok_or_else(|| failed("child stack"))?;
+        let args = ChildArgs { plan: self, io, report, until };
+        // SAFETY: sigset_t is plain data, initialised by sigfillset.
+        let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: valid pointers to local sigsets.
+        unsafe {
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        }
+        // SAFETY: `child_entry` runs on `stack`, which outlives the child's
+        // use of it (CLONE_VFORK returns only once the child has exec'd or
+        // exited), and reads `args`, which lives in this frame as long.
+        // The child shares this memory: it writes only to its own stack
+        // (and, through the C library, this thread's errno).
+        let pid = unsafe {
+            libc::clone(
+                child_entry,
+                stack.top(),
+                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+                (&raw const args).cast_mut().cast(),
+            )
+        };
+        let clone_error = std::io::Error::last_os_error();
+        // SAFETY: restores this thread's mask saved above.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+        drop(stack);
+        if pid < 0 {
+            return Err(SandboxError::Setup { what: "clone".into(), source: clone_error });
+        }
+        Ok(pid)
+    }
+
     /// The child: apply every step, report a failure, never return.
     ///
     /// # Safety
-    /// Must be called only in a freshly forked child.
+    /// Must be called only in a freshly started child.
     unsafe fn child_main(&self, io: &ChildIo, report: RawFd, until: Until) -> ! {
-        // SAFETY: raw system calls on memory prepared before fork.
+        // SAFETY: raw system calls on memory prepared before the child started.
         let result = unsafe { self.apply(&mut Kernel, io, until) };
         let code = match result {
             Ok(()) => 0,
@@ -614,7 +640,7 @@ impl LaunchPlan {
         let empty_ptr = (&raw const empty).expose_provenance();
         call(libc::SYS_rt_sigprocmask, [int(libc::SIG_SETMASK), empty_ptr, 0, 8, 0, 0])
             .map_err(at(Step::UnblockSignals, 0))?;
-        // 3. setsid, in forked children only (supervise, and the
+        // 3. setsid, in children only (supervise, and the
         //    handoff rehearsal, which must not share PID 1's group).
         //    PID 1 itself keeps the session and group the kernel gave
         //    init (0): an init such as kata-agent calls setsid() first
@@ -757,7 +783,7 @@ impl LaunchPlan {
             call(libc::SYS_seccomp, [SECCOMP_SET_MODE_FILTER, flags, fprog_ptr, 0, 0, 0])
                 .map_err(at(Step::Seccomp, 0))?;
         }
-        // 22. exec the program opened before fork; in an image by its path
+        // 22. exec the program opened beforehand; in an image by its path
         //     there (a `#!` script cannot run from a close-on-exec fd).
         if let Some(p) = &self.pivot {
             let (argv, envp) =
@@ -774,9 +800,77 @@ impl LaunchPlan {
     }
 }
 
+/// What `child_entry` needs; lives in the parent's frame, which stays
+/// put while the child runs (CLONE_VFORK).
+struct ChildArgs<'a> {
+    plan: &'a LaunchPlan,
+    io: &'a ChildIo,
+    report: RawFd,
+    until: Until,
+}
+
+extern "C" fn child_entry(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `start_child` passes a pointer to its `ChildArgs`, valid
+    // until this child has exec'd or exited.
+    let args = unsafe { &*arg.cast_const().cast::<ChildArgs<'_>>() };
+    // SAFETY: we are the freshly started child.
+    unsafe { args.plan.child_main(args.io, args.report, args.until) }
+}
+
+/// The child's stack: its own mapping with a guard page below, so an
+/// overflow faults instead of writing into PID 1's memory.
+struct ChildStack {
+    base: *mut libc::c_void,
+    len: usize,
+}
+
+/// The steps use a few KiB; debug builds more.
+const CHILD_STACK_BYTES: usize = 256 * 1024;
+const GUARD_BYTES: usize = 4096;
+
+impl ChildStack {
+    fn new() -> Option<ChildStack> {
+        let len = CHILD_STACK_BYTES + GUARD_BYTES;
+        // SAFETY: a fresh private anonymous mapping; nothing else refers to it.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return None;
+        }
+        let stack = ChildStack { base, len };
+        // SAFETY: the lowest page of the mapping made above.
+        if unsafe { libc::mprotect(base, GUARD_BYTES, libc::PROT_NONE) } != 0 {
+            return None;
+        }
+        Some(stack)
+    }
+
+    /// The initial stack pointer: the end of the mapping (page-aligned,
+    /// so 16-byte aligned as the ABI wants).
+    fn top(&self) -> *mut libc::c_void {
+        // SAFETY: one past the end of the mapping, not dereferenced.
+        unsafe { self.base.cast::<u8>().add(self.len).cast() }
+    }
+}
+
+impl Drop for ChildStack {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`; the child no longer runs on it.
+        unsafe { libc::munmap(self.base, self.len) };
+    }
+}
+
 #[derive(Clone, Copy)]
 enum Until {
-    /// A forked child: every step, then exec.
+    /// A child: every step, then exec.
     Exec,
     /// The handoff rehearsal: stop before seccomp and exit 0.
     BeforeSeccomp,

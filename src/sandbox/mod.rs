@@ -1,10 +1,11 @@
 //! The workload sandbox: seccomp, Landlock, capabilities, rlimits, and the
-//! launch path that applies them in a forked child (or, in handoff mode, in
+//! launch path that applies them in a child (or, in handoff mode, in
 //! PID 1 itself right before it execs the workload).
 //!
 //! Use: `LaunchPlan::new` does every allocation, validation and file access
 //! (the program is opened, the seccomp profile compiled, the Landlock
-//! ruleset created) in PID 1; then `spawn()` forks and the child only issues
+//! ruleset created) in PID 1; then `spawn()` starts the child (`clone` with
+//! `CLONE_VM | CLONE_VFORK`, on its own stack), which only issues
 //! system calls, in the order documented on [`Step`].
 
 pub mod caps;

@@ -147,14 +147,23 @@ impl Initdata {
     }
 }
 
-/// Finds Kata's initdata disk among `dev/vd*` and `dev/sd*`.
-pub fn find_device(dev: &Path) -> Result<Option<PathBuf>, InitdataError> {
+/// Finds Kata's initdata disk among `dev/vd*` and `dev/sd*`, leaving out
+/// the disks that a `[[volumes]]` entry names by serial (`volume_disks`,
+/// kernel names): a model disk is not read for the initdata magic (on the
+/// critical path of the boot, the first read of a disk is a cold block
+/// layer under emulation), and a disk that carries a measured volume cannot
+/// be the initdata disk too. That can only narrow what is found: a host
+/// that gives the initdata disk a volume's serial hides it, and then the
+/// launch's HOSTDATA / MRCONFIGID no longer matches (the boot fails), or,
+/// with nothing bound, the boot runs on the baked configuration alone.
+pub fn find_device(dev: &Path, volume_disks: &[String]) -> Result<Option<PathBuf>, InitdataError> {
     let io_err = |source| InitdataError::Io { path: dev.display().to_string(), source };
     let mut names: Vec<String> = std::fs::read_dir(dev)
         .map_err(io_err)?
         .filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().into_string().ok())
         .filter(|n| n.starts_with("vd") || n.starts_with("sd"))
+        .filter(|n| !volume_disks.contains(n))
         .collect();
     names.sort();
     let mut found = Vec::new();
@@ -257,11 +266,12 @@ pub fn load(
     cfg: &TeeConfig,
     paths: &TeePaths,
     provider: &mut dyn EvidenceProvider,
+    volume_disks: &[String],
 ) -> Result<Option<Initdata>, TeeError> {
     if cfg.initdata == InitdataMode::Off {
         return Ok(None);
     }
-    let device = find_device(&paths.dev)?;
+    let device = find_device(&paths.dev, volume_disks)?;
     let initdata = match &device {
         Some(path) => Some(Initdata::parse(read_device(path)?)?),
         None => None,

@@ -511,7 +511,7 @@ fn a_missing_tdx_guest_device_fails_closed() {
     let msg = err.to_string();
     assert!(msg.contains("/dev/tdx_guest is missing") && msg.contains("CONFIG_TDX_GUEST_DRIVER"), "{msg}");
     assert_eq!(g.fake.created.lock().unwrap().len(), probes, "no quote without a TDREPORT");
-    let err = initdata::load(&TeeConfig::default(), &g.paths, p.as_mut()).err().unwrap();
+    let err = initdata::load(&TeeConfig::default(), &g.paths, p.as_mut(), &[]).err().unwrap();
     assert!(matches!(err, TeeError::Tdx(TdxError::GuestDeviceMissing { .. })), "{err}");
 }
 
@@ -642,15 +642,30 @@ fn sha384(data: &[u8]) -> Vec<u8> {
 }
 
 #[test]
+fn a_volume_disk_is_never_probed_for_initdata() {
+    let g = snp_with_host_data(&sha384(&data("initdata.toml"))[..32]);
+    g.device("vda", b"a model disk");
+    g.device("vdb", &data("initdata.img"));
+    assert_eq!(initdata::find_device(&g.paths.dev, &["vda".into()]).unwrap(), Some(g.paths.dev.join("vdb")));
+    // Named by a volume's serial, the initdata disk is not read at all.
+    assert_eq!(initdata::find_device(&g.paths.dev, &["vdb".into()]).unwrap(), None);
+    // HOSTDATA commits to the initdata the host hid this way: refused.
+    let mut p = detect(&cfg(&[TeeKind::Snp]), &g.paths).unwrap();
+    assert!(initdata::load(&TeeConfig::default(), &g.paths, p.as_mut(), &["vdb".into()]).is_err());
+    let required = TeeConfig { initdata: InitdataMode::Required, ..TeeConfig::default() };
+    assert!(initdata::load(&required, &g.paths, p.as_mut(), &["vdb".into()]).is_err());
+}
+
+#[test]
 fn kata_initdata_disk_from_an_independent_gzip_is_read() {
     // tests/data/tee/initdata.img was written by Python's zlib, laid out
     // like Kata's runtime-rs `create_compressed_block`.
     let g = snp_with_host_data(&sha384(&data("initdata.toml"))[..32]);
     g.device("vda", b"some other disk, not initdata");
     g.device("vdb", &data("initdata.img"));
-    assert_eq!(initdata::find_device(&g.paths.dev).unwrap(), Some(g.paths.dev.join("vdb")));
+    assert_eq!(initdata::find_device(&g.paths.dev, &[]).unwrap(), Some(g.paths.dev.join("vdb")));
     let mut p = detect(&cfg(&[TeeKind::Snp]), &g.paths).unwrap();
-    let doc = initdata::load(&TeeConfig::default(), &g.paths, p.as_mut()).unwrap().unwrap();
+    let doc = initdata::load(&TeeConfig::default(), &g.paths, p.as_mut(), &[]).unwrap().unwrap();
     assert_eq!(doc.body().as_bytes(), data("initdata.toml"));
     assert_eq!(
         hex::encode(doc.digest()),
@@ -665,7 +680,7 @@ fn initdata_must_match_hostdata() {
     let g = snp_with_host_data(&[0xee; 32]);
     g.device("vdb", &kata_disk(DOC.as_bytes()));
     let mut p = detect(&cfg(&[TeeKind::Snp]), &g.paths).unwrap();
-    let err = initdata::load(&TeeConfig::default(), &g.paths, p.as_mut()).err().unwrap();
+    let err = initdata::load(&TeeConfig::default(), &g.paths, p.as_mut(), &[]).err().unwrap();
     assert!(matches!(err, TeeError::Initdata(InitdataError::Mismatch { field: "HOSTDATA", .. })), "{err}");
     assert!(err.to_string().contains("does not match HOSTDATA eeeeeeee"), "{err}");
 }
@@ -684,7 +699,7 @@ fn initdata_binds_to_tdx_mrconfigid_with_zero_padding() {
     g.device("vdc", &kata_disk(doc.as_bytes()));
     let mut p = detect(&cfg(&[TeeKind::Tdx]), &g.paths).unwrap();
     let probes = g.fake.created.lock().unwrap().len();
-    let loaded = initdata::load(&TeeConfig::default(), &g.paths, p.as_mut()).unwrap().unwrap();
+    let loaded = initdata::load(&TeeConfig::default(), &g.paths, p.as_mut(), &[]).unwrap().unwrap();
     assert_eq!(loaded.algorithm, initdata::Algorithm::Sha256);
     assert_eq!(g.fake.created.lock().unwrap().len(), probes, "MRCONFIGID comes from the TDREPORT, not a quote");
     assert!(p.evidence(&digest()).is_ok());
@@ -692,7 +707,7 @@ fn initdata_binds_to_tdx_mrconfigid_with_zero_padding() {
     let g = tdx_guest(data("tdx_quote_5.dat"), TDX_V5_REPORT_DATA_OFFSET, Fault::None);
     g.device("vdc", &kata_disk(doc.as_bytes()));
     let mut p = detect(&cfg(&[TeeKind::Tdx]), &g.paths).unwrap();
-    let err = initdata::load(&TeeConfig::default(), &g.paths, p.as_mut()).err().unwrap();
+    let err = initdata::load(&TeeConfig::default(), &g.paths, p.as_mut(), &[]).err().unwrap();
     assert!(matches!(err, TeeError::Initdata(InitdataError::Mismatch { field: "MRCONFIGID", .. })), "{err}");
 }
 
@@ -711,7 +726,7 @@ fn a_host_quote_that_claims_another_mrconfigid_is_refused() {
     let g = tdx_guest_with(forged, TDX_V5_REPORT_DATA_OFFSET, Fault::None, TdxAnswer::Report(tdreport_of(&genuine)));
     g.device("vdc", &kata_disk(doc.as_bytes()));
     let mut p = detect(&cfg(&[TeeKind::Tdx]), &g.paths).unwrap();
-    let err = initdata::load(&TeeConfig::default(), &g.paths, p.as_mut()).err().unwrap();
+    let err = initdata::load(&TeeConfig::default(), &g.paths, p.as_mut(), &[]).err().unwrap();
     assert!(matches!(err, TeeError::Initdata(InitdataError::Mismatch { field: "MRCONFIGID", .. })), "{err}");
     assert!(err.to_string().contains("does not match MRCONFIGID 000000"), "{err}");
     let err = p.evidence(&digest()).err().unwrap();
@@ -725,17 +740,17 @@ fn a_host_quote_that_claims_another_mrconfigid_is_refused() {
 fn absent_initdata_is_fine_only_when_nothing_was_bound() {
     let g = snp_with_host_data(&[0; 32]);
     let mut p = detect(&cfg(&[TeeKind::Snp]), &g.paths).unwrap();
-    assert!(initdata::load(&TeeConfig::default(), &g.paths, p.as_mut()).unwrap().is_none());
+    assert!(initdata::load(&TeeConfig::default(), &g.paths, p.as_mut(), &[]).unwrap().is_none());
     let required = TeeConfig { initdata: InitdataMode::Required, ..TeeConfig::default() };
-    let err = initdata::load(&required, &g.paths, p.as_mut()).err().unwrap();
+    let err = initdata::load(&required, &g.paths, p.as_mut(), &[]).err().unwrap();
     assert!(matches!(err, TeeError::Initdata(InitdataError::Missing(_))), "{err}");
 
     let g = snp_with_host_data(&[0x11; 32]);
     let mut p = detect(&cfg(&[TeeKind::Snp]), &g.paths).unwrap();
-    let err = initdata::load(&TeeConfig::default(), &g.paths, p.as_mut()).err().unwrap();
+    let err = initdata::load(&TeeConfig::default(), &g.paths, p.as_mut(), &[]).err().unwrap();
     assert!(matches!(err, TeeError::Initdata(InitdataError::Withheld { field: "HOSTDATA", .. })), "{err}");
     let off = TeeConfig { initdata: InitdataMode::Off, ..TeeConfig::default() };
-    assert!(initdata::load(&off, &g.paths, p.as_mut()).unwrap().is_none());
+    assert!(initdata::load(&off, &g.paths, p.as_mut(), &[]).unwrap().is_none());
 }
 
 #[test]
@@ -751,13 +766,13 @@ fn malformed_initdata_is_refused_with_its_reason() {
         let g = snp_with_host_data(&[0; 32]);
         g.device("vdb", &kata_disk(doc));
         let mut p = detect(&cfg(&[TeeKind::Snp]), &g.paths).unwrap();
-        let err = initdata::load(&TeeConfig::default(), &g.paths, p.as_mut()).err().unwrap().to_string();
+        let err = initdata::load(&TeeConfig::default(), &g.paths, p.as_mut(), &[]).err().unwrap().to_string();
         assert!(err.contains(want), "{want}: {err}");
     }
     let g = snp_with_host_data(&[0; 32]);
     g.device("vdb", &kata_disk(DOC.as_bytes()));
     g.device("vdc", &kata_disk(DOC.as_bytes()));
-    let err = initdata::find_device(&g.paths.dev).err().unwrap();
+    let err = initdata::find_device(&g.paths.dev, &[]).err().unwrap();
     assert!(matches!(err, InitdataError::Ambiguous(_)), "{err}");
     let mut bad_len = kata_disk(DOC.as_bytes());
     bad_len[8..16].copy_from_slice(&(u64::MAX).to_le_bytes());

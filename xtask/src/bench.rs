@@ -338,14 +338,25 @@ pub fn parse_baseline(console: &str) -> Option<u64> {
     console[i + BASELINE_MARKER.len()..].split_whitespace().next()?.parse().ok()
 }
 
-const USAGE: &str = "usage: cargo xtask bench [--runs N]   (default 3; writes target/bench.json)";
+const USAGE: &str = "usage: cargo xtask bench [--runs N] [--only boot|volume|image]
+  --runs N   boots of each kind (default 3); writes target/bench.json
+  --only     just one part: the overhead boots (demo, debug demo, baseline),
+             the model volume, or the image pull (no bench.json)";
 
 pub fn cmd(args: &[String]) -> Result<()> {
     let mut runs = DEFAULT_RUNS;
+    let mut only: Option<String> = None;
     let mut p = cli::Args::new(args, USAGE);
     while let Some(arg) = p.next()? {
         match arg {
             cli::Long("runs") => runs = p.parse("--runs")?,
+            cli::Long("only") => {
+                let v: String = p.parse("--only")?;
+                if !["boot", "volume", "image"].contains(&v.as_str()) {
+                    return Err(p.error(format!("--only {v:?}: use boot, volume or image")));
+                }
+                only = Some(v);
+            }
             cli::Short('h') | cli::Long("help") => return p.help(),
             other => {
                 let e = other.unexpected();
@@ -381,31 +392,38 @@ pub fn cmd(args: &[String]) -> Result<()> {
     let mut lazy_runs = Vec::new();
     let mut image_runs = Vec::new();
     let mut parts: Vec<Vec<(String, String, f64)>> = Vec::new();
+    let want = |part: &str| only.as_deref().is_none_or(|o| o == part);
     for i in 1..=runs {
-        let d = boot(&demo, &mut images, &format!("bench-demo-{i}"))?;
-        demo_image = Some(d.image.clone());
-        let parsed = parse_demo(&d.console);
-        println!(
-            "bench: run {i}/{runs}: demo workload exec at {} ms, wall {}",
-            parsed.workload_exec_ms.map(|v| v.to_string()).unwrap_or("?".into()),
-            kernel::fmt_duration(d.wall)
-        );
-        demo_wall.push(ms(d.wall));
-        demo_runs.push(parsed);
-        let dd = boot(&demo_debug, &mut images, &format!("bench-demo-debug-{i}"))?;
-        let p = parse_parts(&dd.console);
-        if p.is_empty() {
-            bail!("the debug demo boot logged no `part` lines; log: {}", dd.log.display());
+        if want("boot") {
+            let d = boot(&demo, &mut images, &format!("bench-demo-{i}"))?;
+            demo_image = Some(d.image.clone());
+            let parsed = parse_demo(&d.console);
+            println!(
+                "bench: run {i}/{runs}: demo workload exec at {} ms, wall {}",
+                parsed.workload_exec_ms.map(|v| v.to_string()).unwrap_or("?".into()),
+                kernel::fmt_duration(d.wall)
+            );
+            demo_wall.push(ms(d.wall));
+            demo_runs.push(parsed);
+            let dd = boot(&demo_debug, &mut images, &format!("bench-demo-debug-{i}"))?;
+            let p = parse_parts(&dd.console);
+            if p.is_empty() {
+                bail!("the debug demo boot logged no `part` lines; log: {}", dd.log.display());
+            }
+            parts.push(p);
+            let b = boot(&baseline, &mut images, &format!("bench-baseline-{i}"))?;
+            let at =
+                parse_baseline(&b.console).with_context(|| format!("no baseline marker in {}", b.log.display()))?;
+            println!("bench: run {i}/{runs}: baseline init at {at} ms, wall {}", kernel::fmt_duration(b.wall));
+            base_ms.push(at);
+            base_wall.push(ms(b.wall));
         }
-        parts.push(p);
-        let b = boot(&baseline, &mut images, &format!("bench-baseline-{i}"))?;
-        let at = parse_baseline(&b.console).with_context(|| format!("no baseline marker in {}", b.log.display()))?;
-        println!("bench: run {i}/{runs}: baseline init at {at} ms, wall {}", kernel::fmt_duration(b.wall));
-        base_ms.push(at);
-        base_wall.push(ms(b.wall));
-        for (scenario, mode, runs_of_mode) in
-            [(&volume_full, "full", &mut volume_runs), (&volume_lazy, "lazy", &mut lazy_runs)]
-        {
+        let volumes = if want("volume") {
+            vec![(&volume_full, "full", &mut volume_runs), (&volume_lazy, "lazy", &mut lazy_runs)]
+        } else {
+            Vec::new()
+        };
+        for (scenario, mode, runs_of_mode) in volumes {
             let v = boot(scenario, &mut images, &format!("bench-volume-{mode}-{i}"))?;
             let parsed = parse_volume(&v.console);
             let (vol, plain, ratio) =
@@ -417,7 +435,7 @@ pub fn cmd(args: &[String]) -> Result<()> {
             );
             runs_of_mode.push(parsed);
         }
-        if image_missing.is_empty() {
+        if want("image") && image_missing.is_empty() {
             let b = boot(&image_scenario, &mut images, &format!("bench-image-{i}"))?;
             let parsed = parse_image(&b.console);
             let r = parsed.rates().with_context(|| format!("no pull or net-fetch figures in {}", b.log.display()))?;
@@ -428,6 +446,10 @@ pub fn cmd(args: &[String]) -> Result<()> {
             );
             image_runs.push(parsed);
         }
+    }
+    if let Some(o) = only.as_deref().filter(|o| *o != "boot") {
+        println!("bench: --only {o}: the figures of each run are above");
+        return Ok(());
     }
     let demo_image = demo_image.context("no demo boot")?;
 
@@ -518,9 +540,11 @@ pub fn cmd(args: &[String]) -> Result<()> {
         println!("{label:<34} {:>9} {:>9} {:>9}", format!("{median:.3}"), format!("{min:.3}"), format!("{max:.3}"))
     };
     let bytes = volume_runs.iter().chain(&lazy_runs).find_map(|r| r.volume).map(|(b, _)| b).unwrap_or(0);
+    let modes: &[(&str, &Vec<VolumeRun>)] =
+        if volume_runs.is_empty() { &[] } else { &[("full", &volume_runs), ("lazy", &lazy_runs)] };
     println!("-- model volume: {} read in the guest, plain disk in the same boot (MiB/s)", util::human_size(bytes));
     let mut volume_json = serde_json::Map::new();
-    for (mode, mode_runs) in [("full", &volume_runs), ("lazy", &lazy_runs)] {
+    for &(mode, mode_runs) in modes {
         let rates: Vec<(f64, f64, f64)> = mode_runs.iter().filter_map(VolumeRun::throughput).collect();
         let pick = |f: fn(&(f64, f64, f64)) -> f64| stats_f64(&rates.iter().map(f).collect::<Vec<_>>());
         let (vol_s, plain_s, ratio_s) =
@@ -647,6 +671,9 @@ pub fn cmd(args: &[String]) -> Result<()> {
             "kernel_bytes": kernel_size,
         },
     });
+    if only.is_some() {
+        return Ok(());
+    }
     let out = util::target_dir().join("bench.json");
     util::write_atomic(&out, serde_json::to_string_pretty(&report)?.as_bytes())?;
     println!("\nbench: wrote {}", out.display());
