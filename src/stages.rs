@@ -563,7 +563,11 @@ pub fn open_volumes(config: &Config, keys: Vec<Zeroizing<Vec<u8>>>, preparing: P
             None => or_fatal(Stage::Volume, volume::prepare(vol, &paths)),
         };
         let _part = timeline::part("volume-finish");
-        or_fatal(Stage::Volume, volume::finish(ready, vol, &key, &paths));
+        let opened = or_fatal(Stage::Volume, volume::finish(ready, vol, &key, &paths));
+        let sys_dev_block = Path::new("/sys/dev/block");
+        if let Err(e) = volume::set_read_ahead(&opened.device, sys_dev_block, volume::READ_AHEAD_KIB) {
+            log::warn!("volume {}: cannot set the read-ahead to {} KiB: {e}", vol.name, volume::READ_AHEAD_KIB);
+        }
     }
     log_crypto_drivers();
     true

@@ -402,3 +402,37 @@ fn a_failed_prepare_leaves_nothing_behind() {
     assert!(matches!(e, VolumeError::Corrupted { offset: 69632, .. }), "{e}");
     assert_eq!(dm.calls.last().unwrap(), "remove model-verity");
 }
+
+#[test]
+fn read_ahead_is_set_only_on_a_block_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-device");
+    std::fs::write(&file, b"").unwrap();
+    let e = set_read_ahead(&file, dir.path(), READ_AHEAD_KIB).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    let e = set_read_ahead(&dir.path().join("missing"), dir.path(), READ_AHEAD_KIB).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::NotFound);
+}
+
+#[test]
+#[ignore = "needs root: mknod of a block device node"]
+fn read_ahead_goes_to_the_devices_queue_in_sysfs() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = dir.path().join("dm-node");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &node,
+        rustix::fs::FileType::BlockDevice,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        rustix::fs::makedev(253, 7),
+    )
+    .unwrap();
+    let sys = dir.path().join("sys-dev-block");
+    std::fs::create_dir_all(sys.join("253:7/queue")).unwrap();
+    set_read_ahead(&node, &sys, READ_AHEAD_KIB).unwrap();
+    assert_eq!(std::fs::read_to_string(sys.join("253:7/queue/read_ahead_kb")).unwrap(), "1024");
+    // Another device's queue is not there: the error names the attribute.
+    std::fs::remove_dir_all(sys.join("253:7")).unwrap();
+    let e = set_read_ahead(&node, &sys, READ_AHEAD_KIB).unwrap_err();
+    assert!(e.to_string().contains("253:7/queue/read_ahead_kb"), "{e}");
+}
