@@ -51,6 +51,18 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// Its name in `cargo xtask bench`'s breakdown.
+    fn part_name(&self) -> &'static str {
+        match self {
+            Request::Up { .. } => "link-up",
+            Request::SetAddress { .. } => "set-address",
+            Request::SetNetmask { .. } => "set-netmask",
+            Request::DefaultRoute { .. } => "default-route",
+        }
+    }
+}
+
 /// The netmask of a prefix length.
 pub fn netmask(prefix: u8) -> Ipv4Addr {
     let bits = if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix.min(32))) };
@@ -206,7 +218,7 @@ pub fn setup(cfg: &NetworkConfig, sys_class_net: &Path, wait: Duration, ops: &mu
         wait_for_interface(sys_class_net, &cfg.interface, wait)?;
     }
     for req in plan(cfg) {
-        let _part = crate::timeline::part_with("net", || format!("{req:?}"));
+        let _part = crate::timeline::part(req.part_name());
         ops.apply(&req)?;
     }
     if cfg.mode == NetworkMode::Kernel && !cfg.interface.is_empty() {

@@ -323,7 +323,7 @@ pub struct PreparingKbs(Option<PreparingClient>);
 
 struct PreparingClient {
     handle: std::thread::JoinHandle<Result<kbs::Client, kbs::KbsError>>,
-    network_up: std::sync::mpsc::SyncSender<()>,
+    network_up: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Starts [`PreparingKbs`] for the configured KBS, if any.
@@ -332,14 +332,16 @@ pub fn prepare_kbs(config: &Config) -> PreparingKbs {
         return PreparingKbs(None);
     };
     let cfg = config.kbs.clone();
-    let (network_up, up) = std::sync::mpsc::sync_channel(1);
+    let network_up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let up = network_up.clone();
     let prepare = move || {
         let client = kbs::Client::prepare(&server, &cfg)?;
-        // The boot thread gone (a failed network stage ends the boot):
-        // nothing to connect for.
-        if up.recv().is_ok() {
-            client.connect_ahead();
+        // Unparked by `network_up` (a failed network stage ends the boot
+        // instead; park may also return early, hence the flag).
+        while !up.load(std::sync::atomic::Ordering::Acquire) {
+            std::thread::park();
         }
+        client.connect_ahead();
         Ok(client)
     };
     // No thread: the attest stage makes the client itself.
@@ -351,7 +353,8 @@ impl PreparingKbs {
     /// The network is configured: the client may connect.
     pub fn network_up(&self) {
         if let Some(p) = &self.0 {
-            let _ = p.network_up.try_send(());
+            p.network_up.store(true, std::sync::atomic::Ordering::Release);
+            p.handle.thread().unpark();
         }
     }
 
