@@ -71,7 +71,19 @@ pub fn netmask(prefix: u8) -> Ipv4Addr {
 
 /// The requests for a configuration, in the order they must be issued.
 pub fn plan(cfg: &NetworkConfig) -> Vec<Request> {
-    let mut reqs = vec![Request::Up { name: "lo".into() }];
+    let mut reqs = vec![loopback()];
+    reqs.extend(interface_plan(cfg));
+    reqs
+}
+
+/// Loopback up: the same in every configuration.
+fn loopback() -> Request {
+    Request::Up { name: "lo".into() }
+}
+
+/// The configured interface's part of [`plan`].
+fn interface_plan(cfg: &NetworkConfig) -> Vec<Request> {
+    let mut reqs = Vec::new();
     if cfg.mode == NetworkMode::Static
         && let Some((addr, prefix)) = cfg.address()
     {
@@ -213,11 +225,29 @@ pub const INTERFACE_WAIT: Duration = Duration::from_secs(5);
 /// Brings the network up as configured. `sys_class_net` is
 /// `/sys/class/net` on a real system.
 pub fn setup(cfg: &NetworkConfig, sys_class_net: &Path, wait: Duration, ops: &mut dyn NetOps) -> Result<(), NetError> {
+    loopback_up(ops)?;
+    setup_interface(cfg, sys_class_net, wait, ops)
+}
+
+/// The first part of [`setup`], which needs no configuration (the boot
+/// does it while the configuration is still being validated).
+pub fn loopback_up(ops: &mut dyn NetOps) -> Result<(), NetError> {
+    let _part = crate::timeline::part("loopback-up");
+    ops.apply(&loopback())
+}
+
+/// The rest of [`setup`]: the configured interface.
+pub fn setup_interface(
+    cfg: &NetworkConfig,
+    sys_class_net: &Path,
+    wait: Duration,
+    ops: &mut dyn NetOps,
+) -> Result<(), NetError> {
     if !cfg.interface.is_empty() {
         let _part = crate::timeline::part("interface-wait");
         wait_for_interface(sys_class_net, &cfg.interface, wait)?;
     }
-    for req in plan(cfg) {
+    for req in interface_plan(cfg) {
         let _part = crate::timeline::part(req.part_name());
         ops.apply(&req)?;
     }
@@ -377,6 +407,22 @@ mod tests {
     #[test]
     fn loopback_only_by_default() {
         assert_eq!(plan(&NetworkConfig::default()), vec![Request::Up { name: "lo".into() }]);
+    }
+
+    #[test]
+    fn loopback_and_interface_halves_make_the_whole_plan() {
+        let dir = sysfs(&[("eth0", "0x1003")]);
+        let mut early = Recorder::default();
+        loopback_up(&mut early).unwrap();
+        assert_eq!(early.0, vec![Request::Up { name: "lo".into() }]);
+        let mut later = Recorder::default();
+        setup_interface(&static_cfg(), dir.path(), Duration::ZERO, &mut later).unwrap();
+        assert!(!later.0.contains(&Request::Up { name: "lo".into() }), "{:?}", later.0);
+        early.0.extend(later.0);
+        assert_eq!(early.0, plan(&static_cfg()));
+        let mut none = Recorder::default();
+        setup_interface(&NetworkConfig::default(), dir.path(), Duration::ZERO, &mut none).unwrap();
+        assert!(none.0.is_empty());
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub enum EarlyError {
     Console(#[from] console::ConsoleError),
     #[error(transparent)]
     Signals(#[from] supervise::SuperviseError),
+    #[error(transparent)]
+    Loopback(#[from] net::NetError),
 }
 
 /// Signals, mounts, console, logging. The baked configuration is read,
@@ -61,10 +63,14 @@ pub fn early() -> (Result<(), EarlyError>, ParsingConfig) {
     timeline::log_part("mounts", mounts);
     // The OOM killer must pick the workload, never PID 1.
     let _ = std::fs::write("/proc/self/oom_score_adj", "-1000");
-    let result = match (mounted, console) {
-        (Err(e), _) => Err(e.into()),
-        (Ok(_), Err(e)) => Err(e.into()),
-        (Ok(_), Ok(())) => Ok(()),
+    // Loopback comes up in every configuration: here, while the config
+    // thread is still at work, rather than in the network stage.
+    let loopback = net::IoctlNet::new().and_then(|mut ops| net::loopback_up(&mut ops));
+    let result = match (mounted, console, loopback) {
+        (Err(e), _, _) => Err(e.into()),
+        (Ok(_), Err(e), _) => Err(e.into()),
+        (Ok(_), Ok(()), Err(e)) => Err(e.into()),
+        (Ok(_), Ok(()), Ok(())) => Ok(()),
     };
     (result, parsing)
 }
@@ -245,7 +251,8 @@ fn apply_boot_settings(config: &Config) {
 
 pub fn network(config: &Config) -> Result<(), net::NetError> {
     let mut ops = net::IoctlNet::new()?;
-    net::setup(&config.network, Path::new("/sys/class/net"), net::INTERFACE_WAIT, &mut ops)?;
+    // Loopback is up already (`early`).
+    net::setup_interface(&config.network, Path::new("/sys/class/net"), net::INTERFACE_WAIT, &mut ops)?;
     match config.network.mode {
         NetworkMode::None => log::info!("network: loopback only"),
         NetworkMode::Static => log::info!("network: {} {}", config.network.interface, config.network.address),
@@ -335,7 +342,9 @@ pub fn prepare_kbs(config: &Config) -> PreparingKbs {
     let network_up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let up = network_up.clone();
     let prepare = move || {
-        let client = kbs::Client::prepare(&server, &cfg)?;
+        // The key is made in a thread of its own (`Client::new`), so the
+        // connection below does not wait for it.
+        let client = kbs::Client::new(&server, &cfg)?;
         // Unparked by `network_up` (a failed network stage ends the boot
         // instead; park may also return early, hence the flag).
         while !up.load(std::sync::atomic::Ordering::Acquire) {
@@ -360,6 +369,7 @@ impl PreparingKbs {
 
     fn take(self) -> Option<Result<kbs::Client, kbs::KbsError>> {
         let p = self.0?;
+        let _part = timeline::part("client-wait");
         // A panic in the thread has already ended the boot (the panic hook).
         Some(p.handle.join().unwrap_or_else(|_| power::fatal(Stage::Attest, &"the KBS client thread panicked")))
     }
@@ -567,8 +577,7 @@ pub fn open_volumes(config: &Config, keys: Vec<Zeroizing<Vec<u8>>>, preparing: P
         };
         let _part = timeline::part("volume-finish");
         let opened = or_fatal(Stage::Volume, volume::finish(ready, vol, &key, &paths));
-        let sys_dev_block = Path::new("/sys/dev/block");
-        if let Err(e) = volume::set_read_ahead(&opened.device, sys_dev_block, volume::READ_AHEAD_KIB) {
+        if let Err(e) = volume::set_read_ahead(&opened.device, volume::READ_AHEAD_KIB) {
             log::warn!("volume {}: cannot set the read-ahead to {} KiB: {e}", vol.name, volume::READ_AHEAD_KIB);
         }
     }

@@ -53,21 +53,6 @@ impl Client {
     /// generates the ephemeral key. Certificate files are read from the
     /// paths as given.
     pub fn new(server: &KbsServer, cfg: &KbsConfig) -> Result<Self, KbsError> {
-        Self::build(server, cfg, EphemeralKey::start)
-    }
-
-    /// [`Client::new`] with the key generated in the calling thread: for a
-    /// thread that prepares the client while the boot goes on.
-    pub fn prepare(server: &KbsServer, cfg: &KbsConfig) -> Result<Self, KbsError> {
-        Self::build(server, cfg, EphemeralKey::now)
-    }
-
-    /// Opens the connection for the first request now ([`Transport::connect_ahead`]).
-    pub fn connect_ahead(&self) {
-        self.transport.connect_ahead();
-    }
-
-    fn build(server: &KbsServer, cfg: &KbsConfig, make_key: fn() -> EphemeralKey) -> Result<Self, KbsError> {
         let part = crate::timeline::part("tls-config");
         let trust = load_trust(server.trust())?;
         let policy = Policy {
@@ -79,13 +64,18 @@ impl Client {
         let transport = Transport::new(server.url().clone(), trust, policy)
             .map_err(|e| KbsError::Transport { op: Op::Setup, source: e })?;
         drop(part);
-        let key = make_key();
+        let key = EphemeralKey::start();
         Ok(Self {
             transport,
             key,
             deadline: Duration::from_millis(cfg.deadline_ms),
             max_resource_bytes: usize::try_from(cfg.max_resource_bytes).unwrap_or(usize::MAX),
         })
+    }
+
+    /// Opens the connection for the first request now ([`Transport::connect_ahead`]).
+    pub fn connect_ahead(&self) {
+        self.transport.connect_ahead();
     }
 
     /// (connections opened, responses received) over the client's life.
@@ -159,7 +149,10 @@ impl std::fmt::Debug for EphemeralKey {
 impl EphemeralKey {
     fn start() -> EphemeralKey {
         let key = std::sync::OnceLock::new();
-        let generate = || TeeKey::generate().map(Box::new);
+        let generate = || {
+            let _part = crate::timeline::part("keygen");
+            TeeKey::generate().map(Box::new)
+        };
         let pending = match std::thread::Builder::new().name("tee-key".into()).spawn(generate) {
             Ok(handle) => Some(handle),
             // No thread: generate it here and now.
@@ -171,16 +164,6 @@ impl EphemeralKey {
             }
         };
         EphemeralKey { pending: std::sync::Mutex::new(pending), key }
-    }
-
-    /// Generated here and now; a failure is tried again by `get`.
-    fn now() -> EphemeralKey {
-        let _part = crate::timeline::part("keygen");
-        let key = std::sync::OnceLock::new();
-        if let Ok(k) = TeeKey::generate() {
-            let _ = key.set(Box::new(k));
-        }
-        EphemeralKey { pending: std::sync::Mutex::new(None), key }
     }
 
     fn get(&self) -> Result<&TeeKey, KbsError> {

@@ -408,31 +408,27 @@ fn read_ahead_is_set_only_on_a_block_device() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("not-a-device");
     std::fs::write(&file, b"").unwrap();
-    let e = set_read_ahead(&file, dir.path(), READ_AHEAD_KIB).unwrap_err();
+    let e = set_read_ahead(&file, READ_AHEAD_KIB).unwrap_err();
     assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
-    let e = set_read_ahead(&dir.path().join("missing"), dir.path(), READ_AHEAD_KIB).unwrap_err();
+    let e = set_read_ahead(&dir.path().join("missing"), READ_AHEAD_KIB).unwrap_err();
     assert_eq!(e.kind(), io::ErrorKind::NotFound);
 }
 
 #[test]
-#[ignore = "needs root: mknod of a block device node"]
-fn read_ahead_goes_to_the_devices_queue_in_sysfs() {
+#[ignore = "needs root: a loop device (losetup)"]
+fn read_ahead_reaches_the_devices_queue() {
     let dir = tempfile::tempdir().unwrap();
-    let node = dir.path().join("dm-node");
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        &node,
-        rustix::fs::FileType::BlockDevice,
-        rustix::fs::Mode::from_raw_mode(0o600),
-        rustix::fs::makedev(253, 7),
-    )
-    .unwrap();
-    let sys = dir.path().join("sys-dev-block");
-    std::fs::create_dir_all(sys.join("253:7/queue")).unwrap();
-    set_read_ahead(&node, &sys, READ_AHEAD_KIB).unwrap();
-    assert_eq!(std::fs::read_to_string(sys.join("253:7/queue/read_ahead_kb")).unwrap(), "1024");
-    // Another device's queue is not there: the error names the attribute.
-    std::fs::remove_dir_all(sys.join("253:7")).unwrap();
-    let e = set_read_ahead(&node, &sys, READ_AHEAD_KIB).unwrap_err();
-    assert!(e.to_string().contains("253:7/queue/read_ahead_kb"), "{e}");
+    let image = dir.path().join("disk.img");
+    std::fs::write(&image, vec![0u8; 1 << 20]).unwrap();
+    let out = std::process::Command::new("losetup").args(["-f", "--show"]).arg(&image).output().unwrap();
+    assert!(out.status.success(), "losetup: {}", String::from_utf8_lossy(&out.stderr));
+    let loop_dev = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    let name = loop_dev.file_name().unwrap().to_string_lossy().into_owned();
+    let attr = PathBuf::from(format!("/sys/block/{name}/queue/read_ahead_kb"));
+    let result = set_read_ahead(&loop_dev, READ_AHEAD_KIB);
+    let read_back = std::fs::read_to_string(&attr);
+    let detached = std::process::Command::new("losetup").arg("-d").arg(&loop_dev).status().unwrap();
+    result.unwrap();
+    assert_eq!(read_back.unwrap().trim(), "1024");
+    assert!(detached.success());
 }
