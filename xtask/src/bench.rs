@@ -760,6 +760,14 @@ mod tests {
     }
 
     #[test]
+    fn only_takes_one_of_the_three_parts() {
+        let e = cmd(&["--only".to_string(), "kernel".to_string()]).unwrap_err().to_string();
+        assert!(e.contains("--only \"kernel\": use boot, volume or image"), "{e}");
+        let e = cmd(&["--runs".to_string(), "0".to_string()]).unwrap_err().to_string();
+        assert!(e.contains("--runs must be at least 1"), "{e}");
+    }
+
+    #[test]
     fn parses_stage_lines_and_baseline_marker() {
         let console = "ztinit: summary: init started at 800 ms, ready at 899 ms (99 ms in ztinit, VmHWM 1800 KiB); early=12\n\
                        ztinit: stage early done at 812 ms (took 12 ms)\n\
