@@ -499,3 +499,27 @@ fn an_image_workload_pivots_into_its_root_before_dropping_privileges() {
     let (_, result) = recorded(&plan, Until::Exec, Some(("pivot_root", libc::EINVAL)));
     assert_eq!(result, Err((Step::PivotRoot, 2, libc::EINVAL)));
 }
+
+/// The child's stack has a guard page below it (an overflow faults
+/// instead of writing into PID 1's memory) and the rest is read-write.
+#[test]
+fn the_child_stack_has_a_guard_page_below() {
+    let stack = ChildStack::new().unwrap();
+    let base = stack.base as usize;
+    let top = stack.top() as usize;
+    assert_eq!(top - base, CHILD_STACK_BYTES + GUARD_BYTES);
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let perms_at = |addr: usize| {
+        maps.lines()
+            .find_map(|l| {
+                let (range, rest) = l.split_once(' ')?;
+                let (lo, hi) = range.split_once('-')?;
+                let (lo, hi) = (usize::from_str_radix(lo, 16).ok()?, usize::from_str_radix(hi, 16).ok()?);
+                (lo <= addr && addr < hi).then(|| rest[..4].to_string())
+            })
+            .unwrap()
+    };
+    assert_eq!(perms_at(base), "---p");
+    assert_eq!(perms_at(base + GUARD_BYTES), "rw-p");
+    assert_eq!(perms_at(top - 1), "rw-p");
+}
