@@ -247,6 +247,15 @@ enum Failure {
     Stale(String),
 }
 
+/// A failure after the connection was made names the peer, as a
+/// connection failure does ("connect to ADDR: ...").
+fn named(peer: &str, f: Failure) -> Failure {
+    match f {
+        Failure::Retry(why) | Failure::Stale(why) => Failure::Retry(format!("{peer}: {why}")),
+        fatal => fatal,
+    }
+}
+
 /// A connection kept between requests.
 enum Conn {
     Plain(BufReader<DeadlineStream>),
@@ -267,6 +276,58 @@ impl Conn {
             Conn::Tls(r) => exchange(r, request, max_body, reused),
         }
     }
+
+    /// Completes the TLS handshake now rather than with the first
+    /// request's write. A refused certificate is a TLS error, and its alert
+    /// goes out, exactly as it would have then.
+    fn handshake(&mut self) -> Result<(), Failure> {
+        let Conn::Tls(r) = self else { return Ok(()) };
+        let s = r.get_mut();
+        while s.conn.is_handshaking() {
+            if let Err(e) = s.conn.complete_io(&mut s.sock) {
+                // The alert rustls queued for a refused certificate is
+                // still to be written: send it, as the first request's
+                // next write would have.
+                while s.conn.wants_write() && s.conn.write_tls(&mut s.sock).is_ok_and(|n| n > 0) {}
+                let _ = s.sock.flush();
+                return Err(io_failure(e));
+            }
+        }
+        Ok(())
+    }
+
+    /// After a failed handshake: reads what the server still sends until
+    /// it closes (at most [`DRAIN_AFTER_ALERT`]). Closing a socket with
+    /// unread bytes sends a reset, which can overtake our alert on its way
+    /// through a relay, and the server would log a bare close instead of
+    /// the refusal.
+    fn drain(&mut self) {
+        let tcp = match self {
+            Conn::Plain(r) => &mut r.get_mut().inner,
+            Conn::Tls(r) => &mut r.get_mut().sock.inner,
+        };
+        let until = Instant::now() + DRAIN_AFTER_ALERT;
+        let mut buf = [0u8; 4096];
+        while let Some(left) = until.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) {
+            if tcp.set_read_timeout(Some(left)).is_err() || !matches!(tcp.read(&mut buf), Ok(n) if n > 0) {
+                return;
+            }
+        }
+    }
+}
+
+/// How long a failed handshake waits for the server to close after our
+/// alert (see [`Conn::drain`]).
+const DRAIN_AFTER_ALERT: Duration = Duration::from_millis(250);
+
+/// What connecting ahead left for the first request.
+enum Ahead {
+    /// Connected (and for https, the handshake done), with the peer's
+    /// address for messages.
+    Ready(Conn, String),
+    /// The TLS handshake failed for good (the certificate was refused): the
+    /// first request reports it as its own, without a second handshake.
+    Refused(TransportError),
 }
 
 pub struct Transport {
@@ -274,13 +335,14 @@ pub struct Transport {
     tls: Option<Arc<ClientConfig>>,
     policy: Policy,
     user_agent: String,
-    /// The connection of the previous request, if the server kept it open.
-    kept: std::cell::RefCell<Option<Conn>>,
+    /// The connection of the previous request, if the server kept it
+    /// open, with its peer's address for messages.
+    kept: std::cell::RefCell<Option<(Conn, String)>>,
     /// Connections opened, requests answered (for the log and the bench).
     counts: std::cell::Cell<(u32, u32)>,
-    /// A TCP connection made ahead of the first request ([`Transport::connect_ahead`]),
+    /// The connection made ahead of the first request ([`Transport::connect_ahead`]),
     /// with the time it was made.
-    ahead: std::cell::RefCell<Option<(TcpStream, Instant)>>,
+    ahead: std::cell::RefCell<Option<(Ahead, Instant)>>,
 }
 
 /// A connection made ahead is used only this fresh: a server may close one
@@ -313,17 +375,38 @@ impl Transport {
         })
     }
 
-    /// Opens the TCP connection for the first request now (within the
-    /// connect timeout), so that its round trips overlap other work. A
-    /// failure is only logged: the first request connects again and
-    /// reports it with its retries.
+    /// Opens the connection for the first request now, TLS handshake
+    /// included (within the connect and read timeouts), so that its round
+    /// trips overlap other work. The handshake checks the server exactly as
+    /// the first request's would. A refused certificate is kept for the
+    /// first request to report; any other failure is only logged, and the
+    /// first request connects again and reports it with its retries.
     pub fn connect_ahead(&self) {
         let deadline = Instant::now() + self.policy.connect_timeout;
-        match self.connect(deadline) {
-            Ok(tcp) => *self.ahead.borrow_mut() = Some((tcp, Instant::now())),
-            Err(Failure::Retry(why) | Failure::Stale(why)) => log::debug!("KBS: connecting ahead failed: {why}"),
-            Err(Failure::Fatal(e)) => log::debug!("KBS: connecting ahead failed: {e}"),
-        }
+        let failed = |why: &dyn std::fmt::Display| log::debug!("KBS: connecting ahead failed: {why}");
+        let tcp = match self.connect(deadline) {
+            Ok(tcp) => tcp,
+            Err(Failure::Retry(why) | Failure::Stale(why)) => return failed(&why),
+            Err(Failure::Fatal(e)) => return failed(&e),
+        };
+        let peer = tcp.peer_addr().map_or_else(|_| self.endpoint.host_header(), |a| a.to_string());
+        let deadline = Instant::now() + self.policy.read_timeout;
+        let stream = DeadlineStream { inner: tcp, deadline, read_timeout: self.policy.read_timeout };
+        let part = crate::timeline::part("tls-handshake");
+        let ready = self.open(stream).and_then(|mut conn| match conn.handshake() {
+            Ok(()) => Ok(conn),
+            Err(f) => {
+                conn.drain();
+                Err(f)
+            }
+        });
+        drop(part);
+        let ahead = match ready {
+            Ok(conn) => Ahead::Ready(conn, peer),
+            Err(Failure::Fatal(e)) => Ahead::Refused(e),
+            Err(Failure::Retry(why) | Failure::Stale(why)) => return failed(&format!("{peer}: {why}")),
+        };
+        *self.ahead.borrow_mut() = Some((ahead, Instant::now()));
     }
 
     /// (connections opened, responses received) so far.
@@ -370,49 +453,59 @@ impl Transport {
 
     fn attempt(&self, req: &Request<'_>, deadline: Instant) -> Result<Response, Failure> {
         let request = self.request_bytes(req);
+        // The connection made ahead, still fresh, is taken as a kept one:
+        // ready for a request, and stale if the server has closed it since.
+        match self.ahead.borrow_mut().take() {
+            Some((Ahead::Refused(e), _)) => {
+                self.count_opened();
+                return Err(Failure::Fatal(e));
+            }
+            Some((Ahead::Ready(conn, peer), at)) if at.elapsed() < AHEAD_MAX_AGE => {
+                self.count_opened();
+                *self.kept.borrow_mut() = Some((conn, peer));
+            }
+            _ => {}
+        }
         // Taken out: a failed exchange leaves nothing behind to reuse.
         let kept = self.kept.borrow_mut().take();
-        if let Some(mut conn) = kept {
+        if let Some((mut conn, peer)) = kept {
             conn.set_deadline(deadline);
             let part = crate::timeline::part_with("request", || format!("{} {}", req.method, req.path));
             let result = conn.exchange(&request, req.max_body, true);
             drop(part);
             match result {
-                Ok(done) => return Ok(self.answered(conn, done)),
+                Ok(done) => return Ok(self.answered(conn, peer, done)),
                 Err(Failure::Stale(why)) => log::debug!("KBS closed the kept connection ({why}); opening another"),
-                Err(f) => return Err(f),
+                Err(f) => return Err(named(&peer, f)),
             }
         }
         let part = crate::timeline::part("tcp-connect");
-        let ahead = self.ahead.borrow_mut().take().filter(|(_, at)| at.elapsed() < AHEAD_MAX_AGE);
-        let tcp = match ahead {
-            Some((tcp, _)) => tcp,
-            None => self.connect(deadline)?,
-        };
+        let tcp = self.connect(deadline)?;
         drop(part);
         let peer = tcp.peer_addr().map_or_else(|_| self.endpoint.host_header(), |a| a.to_string());
         let stream = DeadlineStream { inner: tcp, deadline, read_timeout: self.policy.read_timeout };
-        let (opened, answered) = self.counts.get();
-        self.counts.set((opened.saturating_add(1), answered));
-        // A failure after the connection was made names the peer, as a
-        // connection failure does ("connect to ADDR: ...").
-        let named = |f| match f {
-            Failure::Retry(why) | Failure::Stale(why) => Failure::Retry(format!("{peer}: {why}")),
-            fatal => fatal,
-        };
-        let mut conn = self.open(stream).map_err(named)?;
+        self.count_opened();
+        let mut conn = self.open(stream).map_err(|f| named(&peer, f))?;
         let part = crate::timeline::part_with("request", || format!("{} {}", req.method, req.path));
         let result = conn.exchange(&request, req.max_body, false);
         drop(part);
-        result.map(|done| self.answered(conn, done)).map_err(named)
+        match result {
+            Ok(done) => Ok(self.answered(conn, peer, done)),
+            Err(f) => Err(named(&peer, f)),
+        }
+    }
+
+    fn count_opened(&self) {
+        let (opened, answered) = self.counts.get();
+        self.counts.set((opened.saturating_add(1), answered));
     }
 
     /// Counts the answer and keeps the connection when the server allows.
-    fn answered(&self, conn: Conn, (resp, keep): (Response, bool)) -> Response {
+    fn answered(&self, conn: Conn, peer: String, (resp, keep): (Response, bool)) -> Response {
         let (opened, answered) = self.counts.get();
         self.counts.set((opened, answered.saturating_add(1)));
         if keep {
-            *self.kept.borrow_mut() = Some(conn);
+            *self.kept.borrow_mut() = Some((conn, peer));
         }
         resp
     }

@@ -98,6 +98,43 @@ fn a_different_certificate_than_the_pin_is_refused_at_once() {
     assert_eq!(kbs.auths(), 0);
 }
 
+/// The boot connects ahead while other stages run: the TLS handshake is
+/// done then, and the connection carries the whole session.
+#[test]
+fn the_tls_connection_made_ahead_carries_the_session() {
+    let kbs = kbs_with(ALLOW_SAMPLE, &[], Some(("pinned.pem", "pinned.key")), |_| {});
+    let cfg = config_trusting(kbs.url(), KbsTrust::Pinned(Pem::Inline(pem("pinned.pem"))));
+    let client = client(&cfg).unwrap();
+    client.connect_ahead();
+    assert_eq!((kbs.connections(), kbs.requests()), (1, 0));
+    let mut cpu = SampleProvider;
+    let mut session = client.attest(&mut cpu, Vec::new(), None).unwrap();
+    assert_eq!(session.fetch(&model()).unwrap().as_slice(), SECRET);
+    assert_eq!(kbs.connections(), 1);
+    assert_eq!(client.counts(), (1, 3), "auth, attest and the resource on the connection made ahead");
+}
+
+/// A certificate refused while connecting ahead (its alert sent then) is
+/// the first request's failure, with no second handshake.
+#[test]
+fn a_certificate_refused_ahead_fails_the_first_request() {
+    let kbs = kbs_with(ALLOW_SAMPLE, &[], Some(("pinned.pem", "pinned.key")), |_| {});
+    let mut cfg = config_trusting(kbs.url(), KbsTrust::Pinned(Pem::Inline(pem("other.pem"))));
+    cfg.retries = 5;
+    let client = client(&cfg).unwrap();
+    client.connect_ahead();
+    let waited = Instant::now();
+    while kbs.tls_failures() == 0 && waited.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!((kbs.tls_failures(), kbs.requests()), (1, 0), "refused during connect_ahead, before any request");
+    let mut cpu = SampleProvider;
+    let why = tls_failure(client.attest(&mut cpu, Vec::new(), None).err().unwrap());
+    assert!(why.contains("other than the pinned one"), "{why}");
+    assert_eq!((kbs.connections(), kbs.tls_failures(), kbs.auths()), (1, 1, 0));
+    assert_eq!(client.counts(), (1, 0));
+}
+
 #[test]
 fn ca_mode_checks_the_chain_and_the_name() {
     let kbs = kbs_with(ALLOW_SAMPLE, &[], Some(("wrong-name.pem", "wrong-name.key")), |_| {});

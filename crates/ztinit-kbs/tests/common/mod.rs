@@ -37,6 +37,9 @@ impl Kbs {
     pub fn requests(&self) -> usize {
         ztinit_kbs::Stats::get(&self.handle.stats.requests)
     }
+    pub fn tls_failures(&self) -> usize {
+        ztinit_kbs::Stats::get(&self.handle.stats.tls_failures)
+    }
 }
 
 pub fn kbs_with(policy: &str, faults: &[Fault], tls: Option<(&str, &str)>, tweak: impl FnOnce(&mut Options)) -> Kbs {
