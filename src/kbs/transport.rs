@@ -290,28 +290,24 @@ impl Conn {
                 // next write would have.
                 while s.conn.wants_write() && s.conn.write_tls(&mut s.sock).is_ok_and(|n| n > 0) {}
                 let _ = s.sock.flush();
+                drain(&mut s.sock.inner);
                 return Err(io_failure(e));
             }
         }
         Ok(())
     }
+}
 
-    /// After a failed handshake: reads what the server still sends until
-    /// it closes (at most [`DRAIN_AFTER_ALERT`]). Closing a socket with
-    /// unread bytes sends a reset, which can overtake our alert on its way
-    /// through a relay, and the server would log a bare close instead of
-    /// the refusal.
-    fn drain(&mut self) {
-        let tcp = match self {
-            Conn::Plain(r) => &mut r.get_mut().inner,
-            Conn::Tls(r) => &mut r.get_mut().sock.inner,
-        };
-        let until = Instant::now() + DRAIN_AFTER_ALERT;
-        let mut buf = [0u8; 4096];
-        while let Some(left) = until.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) {
-            if tcp.set_read_timeout(Some(left)).is_err() || !matches!(tcp.read(&mut buf), Ok(n) if n > 0) {
-                return;
-            }
+/// After a failed handshake: reads what the server still sends until it
+/// closes (at most [`DRAIN_AFTER_ALERT`]). Closing a socket with unread
+/// bytes sends a reset, which can overtake our alert on its way through a
+/// relay, and the server would log a bare close instead of the refusal.
+fn drain(tcp: &mut TcpStream) {
+    let until = Instant::now() + DRAIN_AFTER_ALERT;
+    let mut buf = [0u8; 4096];
+    while let Some(left) = until.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) {
+        if tcp.set_read_timeout(Some(left)).is_err() || !matches!(tcp.read(&mut buf), Ok(n) if n > 0) {
+            return;
         }
     }
 }
@@ -389,17 +385,9 @@ impl Transport {
             Err(Failure::Retry(why) | Failure::Stale(why)) => return failed(&why),
             Err(Failure::Fatal(e)) => return failed(&e),
         };
-        let peer = tcp.peer_addr().map_or_else(|_| self.endpoint.host_header(), |a| a.to_string());
-        let deadline = Instant::now() + self.policy.read_timeout;
-        let stream = DeadlineStream { inner: tcp, deadline, read_timeout: self.policy.read_timeout };
+        let (stream, peer) = self.stream(tcp, Instant::now() + self.policy.read_timeout);
         let part = crate::timeline::part("tls-handshake");
-        let ready = self.open(stream).and_then(|mut conn| match conn.handshake() {
-            Ok(()) => Ok(conn),
-            Err(f) => {
-                conn.drain();
-                Err(f)
-            }
-        });
+        let ready = self.open(stream).and_then(|mut conn| conn.handshake().map(|()| conn));
         drop(part);
         let ahead = match ready {
             Ok(conn) => Ahead::Ready(conn, peer),
@@ -482,8 +470,7 @@ impl Transport {
         let part = crate::timeline::part("tcp-connect");
         let tcp = self.connect(deadline)?;
         drop(part);
-        let peer = tcp.peer_addr().map_or_else(|_| self.endpoint.host_header(), |a| a.to_string());
-        let stream = DeadlineStream { inner: tcp, deadline, read_timeout: self.policy.read_timeout };
+        let (stream, peer) = self.stream(tcp, deadline);
         self.count_opened();
         let mut conn = self.open(stream).map_err(|f| named(&peer, f))?;
         let part = crate::timeline::part_with("request", || format!("{} {}", req.method, req.path));
@@ -493,6 +480,13 @@ impl Transport {
             Ok(done) => Ok(self.answered(conn, peer, done)),
             Err(f) => Err(named(&peer, f)),
         }
+    }
+
+    /// A connected socket bounded by `deadline` and the read timeout, and
+    /// its peer's address for messages.
+    fn stream(&self, tcp: TcpStream, deadline: Instant) -> (DeadlineStream, String) {
+        let peer = tcp.peer_addr().map_or_else(|_| self.endpoint.host_header(), |a| a.to_string());
+        (DeadlineStream { inner: tcp, deadline, read_timeout: self.policy.read_timeout }, peer)
     }
 
     fn count_opened(&self) {
