@@ -1,10 +1,11 @@
 //! Early mounts of PID 1.
 //!
-//! The plan is computed from what the kernel supports (`/proc/filesystems`)
-//! and applied through a [`Mounter`], so tests plan and apply against a
-//! temporary tree without privileges. A required mount that fails stops the
-//! boot; optional ones (configfs, securityfs, cgroup2) are mounted when the
-//! kernel has them.
+//! The mounts are applied through a [`Mounter`], so tests apply them against
+//! a temporary tree without privileges. A required mount that fails stops
+//! the boot; optional ones (configfs, securityfs, cgroup2) are mounted when
+//! the kernel has them: their mount points under /sys exist only when the
+//! kernel has the filesystem, and a filesystem it does not know fails with
+//! ENODEV. Neither needs `/proc/filesystems` read and parsed at boot.
 
 use std::fmt;
 use std::path::Path;
@@ -20,7 +21,8 @@ pub struct MountSpec {
     pub fstype: &'static str,
     pub flags: MountFlags,
     pub data: &'static str,
-    /// Mounted only when the kernel knows the filesystem.
+    /// Mounted only when the kernel knows the filesystem: its mount point
+    /// exists (the kernel makes it) and the mount does not fail with ENODEV.
     pub optional: bool,
 }
 
@@ -136,17 +138,6 @@ pub const DEV_LINKS: &[(&str, &str)] = &[
     ("/dev/stderr", "/proc/self/fd/2"),
 ];
 
-/// Filesystem types the kernel supports, from `/proc/filesystems`.
-pub fn supported_filesystems(text: &str) -> Vec<String> {
-    text.lines().filter_map(|l| l.split_whitespace().last().map(str::to_string)).collect()
-}
-
-/// The mounts to perform: `/proc` always comes first (the rest of the plan
-/// depends on reading it), optional ones only when supported.
-pub fn plan(supported: &[String]) -> Vec<&'static MountSpec> {
-    ALL.iter().filter(|m| !m.optional || supported.iter().any(|s| s == m.fstype)).collect()
-}
-
 /// Performs mounts; the real one calls mount(2), tests record.
 pub trait Mounter {
     fn mount(&mut self, spec: &MountSpec, target: &Path) -> std::io::Result<()>;
@@ -182,14 +173,35 @@ pub fn apply_one(root: &Path, spec: &MountSpec, mounter: &mut dyn Mounter) -> Re
     if mounter.is_mounted(&target) {
         return Ok(());
     }
-    mounter.mount(spec, &target).map_err(|source| MountError::Mount {
+    mount_at(spec, &target, mounter)
+}
+
+fn mount_at(spec: &MountSpec, target: &Path, mounter: &mut dyn Mounter) -> Result<(), MountError> {
+    mounter.mount(spec, target).map_err(|source| MountError::Mount {
         fstype: spec.fstype,
         target: spec.target.to_string(),
         source,
     })
 }
 
-/// The whole early-mount step: /proc first, then the plan, then /dev links.
+/// An optional mount, when the kernel has its filesystem: true when it is
+/// mounted. Its mount point is never created (the kernel makes it).
+fn apply_optional(root: &Path, spec: &MountSpec, mounter: &mut dyn Mounter) -> Result<bool, MountError> {
+    let target = under(root, spec.target);
+    if !target.is_dir() {
+        return Ok(false);
+    }
+    if mounter.is_mounted(&target) {
+        return Ok(true);
+    }
+    match mount_at(spec, &target, mounter) {
+        Ok(()) => Ok(true),
+        Err(MountError::Mount { source, .. }) if source.raw_os_error() == Some(libc::ENODEV) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The whole early-mount step: /proc first, then the rest, then /dev links.
 pub fn setup(root: &Path, mounter: &mut dyn Mounter) -> Result<Vec<&'static str>, MountError> {
     setup_proc(root, mounter)?;
     setup_rest(root, mounter)
@@ -201,15 +213,19 @@ pub fn setup_proc(root: &Path, mounter: &mut dyn Mounter) -> Result<(), MountErr
     apply_one(root, &ALL[0], mounter)
 }
 
-/// The rest of [`setup`], once /proc is mounted.
+/// The rest of [`setup`], once /proc is mounted: the targets mounted, /proc
+/// included.
 pub fn setup_rest(root: &Path, mounter: &mut dyn Mounter) -> Result<Vec<&'static str>, MountError> {
-    let proc_spec = &ALL[0];
-    let filesystems = std::fs::read_to_string(under(root, "/proc/filesystems")).unwrap_or_default();
-    let supported = supported_filesystems(&filesystems);
-    let mut done = vec![proc_spec.target];
-    for spec in plan(&supported).into_iter().filter(|s| s.target != "/proc") {
-        apply_one(root, spec, mounter)?;
-        done.push(spec.target);
+    let mut done = vec![ALL[0].target];
+    for spec in &ALL[1..] {
+        if spec.optional {
+            if apply_optional(root, spec, mounter)? {
+                done.push(spec.target);
+            }
+        } else {
+            apply_one(root, spec, mounter)?;
+            done.push(spec.target);
+        }
     }
     for (link, target) in DEV_LINKS {
         // Best effort: these are conveniences, and devtmpfs may provide them.
@@ -232,20 +248,17 @@ mod tests {
     #[derive(Default)]
     struct Recorder {
         mounted: Vec<(String, PathBuf)>,
-        fail: Option<&'static str>,
+        /// A target whose mount fails, with the errno.
+        fail: Option<(&'static str, i32)>,
         already: Vec<PathBuf>,
-        proc_filesystems: Option<String>,
     }
 
     impl Mounter for Recorder {
         fn mount(&mut self, spec: &MountSpec, target: &Path) -> std::io::Result<()> {
-            if self.fail == Some(spec.target) {
-                return Err(std::io::Error::from_raw_os_error(libc::ENODEV));
-            }
-            if spec.fstype == "proc"
-                && let Some(text) = &self.proc_filesystems
+            if let Some((t, errno)) = self.fail
+                && t == spec.target
             {
-                std::fs::write(target.join("filesystems"), text)?;
+                return Err(std::io::Error::from_raw_os_error(errno));
             }
             self.mounted.push((spec.fstype.to_string(), target.to_path_buf()));
             Ok(())
@@ -255,32 +268,62 @@ mod tests {
         }
     }
 
-    const FULL: &str = "nodev\tsysfs\nnodev\ttmpfs\nnodev\tproc\nnodev\tdevtmpfs\nnodev\tconfigfs\nnodev\tsecurityfs\nnodev\tcgroup2\n\text4\n";
+    /// The mount points a kernel with configfs, securityfs and cgroups
+    /// makes under /sys.
+    fn kernel_mount_points(root: &Path) {
+        for spec in ALL.iter().filter(|m| m.optional) {
+            std::fs::create_dir_all(under(root, spec.target)).unwrap();
+        }
+    }
 
-    #[test]
-    fn proc_filesystems_is_parsed() {
-        assert_eq!(supported_filesystems("nodev\tsysfs\n\text4\n"), vec!["sysfs", "ext4"]);
+    fn targets(m: &Recorder, root: &Path) -> Vec<String> {
+        m.mounted.iter().map(|(_, p)| format!("/{}", p.strip_prefix(root).unwrap().display())).collect()
     }
 
     #[test]
-    fn optional_mounts_follow_kernel_support() {
-        let none: Vec<String> = vec![];
-        let targets: Vec<_> = plan(&none).iter().map(|m| m.target).collect();
-        assert_eq!(targets, ["/proc", "/sys", "/dev", "/dev/pts", "/dev/shm", "/run", "/tmp"]);
-        let all = supported_filesystems(FULL);
-        assert_eq!(plan(&all).len(), ALL.len());
+    fn optional_mounts_need_the_mount_point_the_kernel_makes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = Recorder::default();
+        let done = setup(dir.path(), &mut m).unwrap();
+        assert_eq!(done, ["/proc", "/sys", "/dev", "/dev/pts", "/dev/shm", "/run", "/tmp"]);
+        assert_eq!(targets(&m, dir.path()), done);
+        assert!(!dir.path().join("sys/kernel").exists(), "no optional mount point is created");
     }
 
     #[test]
     fn setup_mounts_everything_in_order_under_the_root() {
         let dir = tempfile::tempdir().unwrap();
-        let mut m = Recorder { proc_filesystems: Some(FULL.into()), ..Default::default() };
+        kernel_mount_points(dir.path());
+        let mut m = Recorder::default();
         let done = setup(dir.path(), &mut m).unwrap();
-        assert_eq!(done.len(), ALL.len());
+        let all: Vec<&str> = ALL.iter().map(|s| s.target).collect();
+        assert_eq!(done, all);
+        assert_eq!(targets(&m, dir.path()), all);
         assert_eq!(m.mounted[0], ("proc".to_string(), dir.path().join("proc")));
         assert!(m.mounted.iter().any(|(t, p)| t == "cgroup2" && p.ends_with("sys/fs/cgroup")));
-        assert!(dir.path().join("sys/kernel/config").is_dir());
         assert_eq!(std::fs::read_link(dir.path().join("dev/fd")).unwrap(), Path::new("/proc/self/fd"));
+    }
+
+    #[test]
+    fn an_optional_filesystem_the_kernel_does_not_know_is_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        kernel_mount_points(dir.path());
+        let mut m = Recorder { fail: Some(("/sys/kernel/security", libc::ENODEV)), ..Default::default() };
+        let done = setup(dir.path(), &mut m).unwrap();
+        assert!(!done.contains(&"/sys/kernel/security"));
+        assert!(done.contains(&"/sys/kernel/config") && done.contains(&"/sys/fs/cgroup"));
+    }
+
+    #[test]
+    fn an_optional_mount_failing_for_another_reason_stops_the_boot() {
+        let dir = tempfile::tempdir().unwrap();
+        kernel_mount_points(dir.path());
+        let mut m = Recorder { fail: Some(("/sys/fs/cgroup", libc::EPERM)), ..Default::default() };
+        let err = setup(dir.path(), &mut m).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("mount cgroup2 on /sys/fs/cgroup: {}", std::io::Error::from_raw_os_error(libc::EPERM))
+        );
     }
 
     #[test]
@@ -293,15 +336,21 @@ mod tests {
     #[test]
     fn already_mounted_targets_are_left_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let mut m = Recorder { already: vec![dir.path().join("dev")], ..Default::default() };
-        setup(dir.path(), &mut m).unwrap();
-        assert!(!m.mounted.iter().any(|(t, _)| t == "devtmpfs"));
+        kernel_mount_points(dir.path());
+        let mut m = Recorder {
+            already: vec![dir.path().join("dev"), dir.path().join("sys/kernel/config")],
+            ..Default::default()
+        };
+        let done = setup(dir.path(), &mut m).unwrap();
+        assert!(!m.mounted.iter().any(|(t, _)| t == "devtmpfs" || t == "configfs"));
+        assert!(done.contains(&"/dev") && done.contains(&"/sys/kernel/config"));
     }
 
     #[test]
     fn a_failing_mount_names_the_filesystem_and_target() {
         let dir = tempfile::tempdir().unwrap();
-        let mut m = Recorder { fail: Some("/run"), ..Default::default() };
+        // ENODEV ends the boot for a required filesystem.
+        let mut m = Recorder { fail: Some(("/run", libc::ENODEV)), ..Default::default() };
         let err = setup(dir.path(), &mut m).unwrap_err();
         assert_eq!(
             err.to_string(),

@@ -40,25 +40,29 @@ pub enum EarlyError {
 }
 
 /// Signals, mounts, console, logging. The baked configuration is read,
-/// parsed and validated in a thread meanwhile ([`ParsingConfig`]), started
-/// once /proc is mounted.
+/// parsed and validated in a thread meanwhile ([`ParsingConfig`]).
 pub fn early() -> (Result<(), EarlyError>, ParsingConfig) {
     // Signals first: nothing may be delivered the classic way to PID 1.
     if let Err(e) = supervise::block_signals() {
-        return (Err(e.into()), ParsingConfig(None));
+        return (Err(e.into()), ParsingConfig::without_thread());
     }
     let started = std::time::Instant::now();
     crate::prefault::own_code();
     let prefaulted = started.elapsed();
+    // The baked file needs no mount: its thread reads and parses it while
+    // /proc is mounted here, and is handed the kernel command line then.
+    let parsing = ParsingConfig::start();
     let mut mounter = mount::SystemMounter;
     let proc_mounted = mount::setup_proc(Path::new("/"), &mut mounter);
-    let parsing = ParsingConfig::start();
+    let cmdline = config::read_cmdline(Path::new("/proc/cmdline"));
+    let level = early_log_level(cmdline.as_deref().unwrap_or_default());
+    parsing.hand_cmdline(cmdline);
     let mounted = proc_mounted.and_then(|()| mount::setup_rest(Path::new("/"), &mut mounter));
     let mounts = started.elapsed() - prefaulted;
     // The console and the logger come up even when a mount failed, so the
     // failure can be reported.
     let console = console::attach(Path::new("/dev"));
-    kmsg::init(Path::new("/dev"), Path::new("/proc"), early_log_level());
+    kmsg::init(Path::new("/dev"), Path::new("/proc"), level);
     timeline::log_part("prefault", prefaulted);
     timeline::log_part("mounts", mounts);
     // The OOM killer must pick the workload, never PID 1.
@@ -75,13 +79,21 @@ pub fn early() -> (Result<(), EarlyError>, ParsingConfig) {
     (result, parsing)
 }
 
-/// The baked file and the kernel command line, read, parsed and validated
-/// in a thread of their own while `early` mounts the volatile trees and
-/// brings up the console: the files a configuration references must lie
-/// outside those trees ([`config::open_image_file`]), so the mounts cannot
-/// change what it reads, and nothing is logged until the boot thread takes
-/// the result (the logger is not up yet).
-pub struct ParsingConfig(Option<std::thread::JoinHandle<Parsed>>);
+/// The baked file, read and parsed in a thread of its own from ztinit's
+/// first moments, and validated once the boot thread hands it the kernel
+/// command line (read once /proc is mounted). The files a configuration
+/// references must lie outside the volatile trees `early` mounts
+/// ([`config::open_image_file`]), so the mounts cannot change what it
+/// reads. Nothing is logged until the boot thread takes the result (the
+/// logger is not up yet).
+pub struct ParsingConfig {
+    thread: Option<std::thread::JoinHandle<Parsed>>,
+    cmdline: std::sync::Arc<CmdlineSlot>,
+}
+
+/// The kernel command line, or why it could not be read, on its way from
+/// the boot thread to the config thread.
+type CmdlineSlot = std::sync::Mutex<Option<Result<String, config::ConfigError>>>;
 
 /// What the config thread hands back, with its parts' times.
 struct Parsed {
@@ -99,38 +111,77 @@ struct ParsedConfig {
 
 impl ParsingConfig {
     fn start() -> ParsingConfig {
+        let cmdline = std::sync::Arc::new(CmdlineSlot::new(None));
+        let slot = std::sync::Arc::clone(&cmdline);
         // No thread: `load_config` parses in the boot thread.
-        ParsingConfig(std::thread::Builder::new().name("config".into()).spawn(parse_baked).ok())
+        let thread = std::thread::Builder::new().name("config".into()).spawn(move || parse_baked(&slot)).ok();
+        ParsingConfig { thread, cmdline }
+    }
+
+    fn without_thread() -> ParsingConfig {
+        ParsingConfig { thread: None, cmdline: std::sync::Arc::new(CmdlineSlot::new(None)) }
+    }
+
+    /// Gives the config thread the kernel command line (or the reason it
+    /// could not be read, which the config stage reports).
+    fn hand_cmdline(&self, cmdline: Result<String, config::ConfigError>) {
+        *self.cmdline.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(cmdline);
+        if let Some(t) = &self.thread {
+            t.thread().unpark();
+        }
     }
 
     fn take(self) -> Parsed {
-        match self.0 {
+        match self.thread {
             Some(handle) => {
                 // A panic in the thread has already ended the boot (the panic hook).
                 handle.join().unwrap_or_else(|_| power::fatal(Stage::Config, &"the config thread panicked"))
             }
-            None => parse_baked(),
+            None => {
+                // `early` ended before handing the command line over.
+                if self.cmdline.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_none() {
+                    self.hand_cmdline(config::read_cmdline(Path::new("/proc/cmdline")));
+                }
+                parse_baked(&self.cmdline)
+            }
         }
     }
 }
 
-fn parse_baked() -> Parsed {
+/// Waits (parked) until the boot thread has handed over the command line.
+fn wait_for_cmdline(slot: &CmdlineSlot) -> Result<String, config::ConfigError> {
+    loop {
+        if let Some(cmdline) = slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+            return cmdline;
+        }
+        std::thread::park();
+    }
+}
+
+fn parse_baked(cmdline: &CmdlineSlot) -> Parsed {
     let path = Path::new(config::DEFAULT_PATH);
     let origin = path.display().to_string();
     let started = std::time::Instant::now();
-    let (text, cmdline) = match config::read_system_sources(path, Path::new("/proc/cmdline")) {
+    let text = match config::read_baked(path) {
         Ok(t) => t,
         Err(e) => return Parsed { result: Err(e), read: started.elapsed(), parse_validate: Duration::ZERO },
     };
     let read = started.elapsed();
     let started = std::time::Instant::now();
+    let table = config::parse_table(&origin, &text);
+    let parsed = started.elapsed();
+    let cmdline = match wait_for_cmdline(cmdline) {
+        Ok(c) => c,
+        Err(e) => return Parsed { result: Err(e), read, parse_validate: parsed },
+    };
+    let started = std::time::Instant::now();
     let files = RootFiles::new("/");
-    let result = config::parse_table(&origin, &text).and_then(|table| {
+    let result = table.and_then(|table| {
         let sources = config::Sources { origin: &origin, text: &text, cmdline: Some(&cmdline), files: &files };
         let config = Config::from_table(sources, table.clone())?;
         Ok((table, config))
     });
-    let parse_validate = started.elapsed();
+    let parse_validate = parsed + started.elapsed();
     let result = result.map(|(table, config)| ParsedConfig { text, cmdline, table, config });
     Parsed { result, read, parse_validate }
 }
@@ -138,8 +189,7 @@ fn parse_baked() -> Parsed {
 /// Info, or debug when the kernel command line asks for it (`ztinit.log=debug`,
 /// a knob the host may set anyway): so the config stage's own parts are
 /// logged for `cargo xtask bench` before the configuration sets the level.
-fn early_log_level() -> log::LevelFilter {
-    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+fn early_log_level(cmdline: &str) -> log::LevelFilter {
     let debug = cmdline.split_whitespace().any(|w| w == "ztinit.log=debug" || w == "ztinit.boot.log_level=debug");
     if debug { log::LevelFilter::Debug } else { log::LevelFilter::Info }
 }

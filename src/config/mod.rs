@@ -267,20 +267,24 @@ pub fn parse_table(origin: &str, text: &str) -> Result<toml::Table, ConfigError>
     })
 }
 
-/// Reads the baked file and the kernel command line of the running system.
-pub fn read_system_sources(path: &Path, cmdline_path: &Path) -> Result<(String, String), ConfigError> {
-    let read = |p: &Path, max| {
-        read_capped(p, max).map_err(|source| match source.kind() {
-            std::io::ErrorKind::InvalidData => ConfigError::TooLarge { path: p.display().to_string(), max },
-            _ => ConfigError::Read { path: p.display().to_string(), source },
-        })
-    };
-    let text = String::from_utf8(read(path, MAX_CONFIG_BYTES)?).map_err(|_| ConfigError::Read {
+/// Reads the baked file of the running system.
+pub fn read_baked(path: &Path) -> Result<String, ConfigError> {
+    String::from_utf8(read_source(path, MAX_CONFIG_BYTES)?).map_err(|_| ConfigError::Read {
         path: path.display().to_string(),
         source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not valid UTF-8"),
-    })?;
-    let cmdline = String::from_utf8_lossy(&read(cmdline_path, 64 << 10)?).into_owned();
-    Ok((text, cmdline))
+    })
+}
+
+/// Reads the kernel command line of the running system (`/proc/cmdline`).
+pub fn read_cmdline(path: &Path) -> Result<String, ConfigError> {
+    Ok(String::from_utf8_lossy(&read_source(path, 64 << 10)?).into_owned())
+}
+
+fn read_source(path: &Path, max: u64) -> Result<Vec<u8>, ConfigError> {
+    read_capped(path, max).map_err(|source| match source.kind() {
+        std::io::ErrorKind::InvalidData => ConfigError::TooLarge { path: path.display().to_string(), max },
+        _ => ConfigError::Read { path: path.display().to_string(), source },
+    })
 }
 
 impl Config {
