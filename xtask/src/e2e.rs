@@ -439,6 +439,18 @@ pub fn own_image_path(s: &Scenario) -> PathBuf {
 /// checks. `echo` streams the console to stdout; `log_name` overrides the
 /// log file name (default `target/e2e/NAME.log`).
 pub fn run_scenario(s: &Scenario, images: &mut ImageCache, echo: bool, log_name: Option<&str>) -> Result<Report> {
+    run_scenario_settled(s, images, echo, log_name, Duration::ZERO)
+}
+
+/// [`run_scenario`], waiting `settle` between making everything the boot
+/// needs (prepare steps, its image, its services) and starting QEMU.
+pub fn run_scenario_settled(
+    s: &Scenario,
+    images: &mut ImageCache,
+    echo: bool,
+    log_name: Option<&str>,
+    settle: Duration,
+) -> Result<Report> {
     let kernel = kernel::ensure(s.kernel.as_deref().unwrap_or(kernel::DEFAULT_PROFILE))?;
     let scratch = e2e_dir().join(&s.name);
     if scratch.exists() {
@@ -515,6 +527,9 @@ pub fn run_scenario(s: &Scenario, images: &mut ImageCache, echo: bool, log_name:
     }
     let timeout = Duration::from_secs(s.timeout_s.unwrap_or(DEFAULT_TIMEOUT_S));
     let log = e2e_dir().join(format!("{}.log", log_name.unwrap_or(&s.name)));
+    if !settle.is_zero() {
+        std::thread::sleep(settle);
+    }
     let run = qemu::run_captured(&spec, timeout, &log, echo)?;
     running.stop();
     let expect = vars.expand_all(&s.expect)?;
