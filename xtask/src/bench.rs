@@ -737,7 +737,7 @@ fn part_medians(runs: &[Vec<(String, String, f64)>]) -> Vec<(String, String, f64
 /// the baseline's boot follows another boot directly; without the pause
 /// the demo's kernel reached its init 79-178 ms after the baseline's
 /// kernel reached its own (medians of five bench runs), with it -19 to
-/// 59 ms (four runs). Booted by hand, neither the demo's devices nor its
+/// 59 ms (five runs). Booted by hand, neither the demo's devices nor its
 /// initramfs change when the kernel reaches a trivial init (README,
 /// "Where the rest goes"), so the difference was the host's, not ztinit's.
 const SETTLE: Duration = Duration::from_secs(2);
