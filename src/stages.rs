@@ -395,6 +395,7 @@ pub fn prepare_kbs(config: &Config) -> PreparingKbs {
         // The key is made in a thread of its own (`Client::new`), so the
         // connection below does not wait for it.
         let client = kbs::Client::new(&server, &cfg)?;
+        client.prepare_ahead();
         // Unparked by `network_up` (a failed network stage ends the boot
         // instead; park may also return early, hence the flag).
         while !up.load(std::sync::atomic::Ordering::Acquire) {

@@ -73,6 +73,12 @@ impl Client {
         })
     }
 
+    /// Makes the TLS state of that connection before the network is up
+    /// ([`Transport::prepare_ahead`]).
+    pub fn prepare_ahead(&self) {
+        self.transport.prepare_ahead();
+    }
+
     /// Opens the connection for the first request now ([`Transport::connect_ahead`]).
     pub fn connect_ahead(&self) {
         self.transport.connect_ahead();

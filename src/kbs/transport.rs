@@ -339,6 +339,10 @@ pub struct Transport {
     /// The connection made ahead of the first request ([`Transport::connect_ahead`]),
     /// with the time it was made.
     ahead: std::cell::RefCell<Option<(Ahead, Instant)>>,
+    /// The TLS client state made for the connection ahead before there was
+    /// a network ([`Transport::prepare_ahead`]): its key share is already
+    /// generated. Taken by [`Transport::connect_ahead`], used at most once.
+    prepared: std::cell::Cell<Option<ClientConnection>>,
 }
 
 /// A connection made ahead is used only this fresh: a server may close one
@@ -368,6 +372,7 @@ impl Transport {
             kept: std::cell::RefCell::new(None),
             counts: std::cell::Cell::new((0, 0)),
             ahead: std::cell::RefCell::new(None),
+            prepared: std::cell::Cell::new(None),
         })
     }
 
@@ -377,17 +382,32 @@ impl Transport {
     /// the first request's would. A refused certificate is kept for the
     /// first request to report; any other failure is only logged, and the
     /// first request connects again and reports it with its retries.
+    /// Makes the TLS client state of the connection ahead now, before the
+    /// network is up, so that its ephemeral key share (a P-256 key, tens of
+    /// ms under emulation) is not made between the TCP connect and the
+    /// ClientHello. Nothing for plain HTTP. A failure here is left for
+    /// [`Transport::connect_ahead`] to meet again and report.
+    pub fn prepare_ahead(&self) {
+        if let Some(config) = &self.tls {
+            self.prepared.set(self.client_connection(config).ok());
+        }
+    }
+
     pub fn connect_ahead(&self) {
+        let prepared = self.prepared.take();
         let deadline = Instant::now() + self.policy.connect_timeout;
         let failed = |why: &dyn std::fmt::Display| log::debug!("KBS: connecting ahead failed: {why}");
-        let tcp = match self.connect(deadline) {
+        let part = crate::timeline::part("tcp-connect");
+        let connected = self.connect(deadline);
+        drop(part);
+        let tcp = match connected {
             Ok(tcp) => tcp,
             Err(Failure::Retry(why) | Failure::Stale(why)) => return failed(&why),
             Err(Failure::Fatal(e)) => return failed(&e),
         };
         let (stream, peer) = self.stream(tcp, Instant::now() + self.policy.read_timeout);
         let part = crate::timeline::part("tls-handshake");
-        let ready = self.open(stream).and_then(|mut conn| conn.handshake().map(|()| conn));
+        let ready = self.open(stream, prepared).and_then(|mut conn| conn.handshake().map(|()| conn));
         drop(part);
         let ahead = match ready {
             Ok(conn) => Ahead::Ready(conn, peer),
@@ -472,7 +492,7 @@ impl Transport {
         drop(part);
         let (stream, peer) = self.stream(tcp, deadline);
         self.count_opened();
-        let mut conn = self.open(stream).map_err(|f| named(&peer, f))?;
+        let mut conn = self.open(stream, None).map_err(|f| named(&peer, f))?;
         let part = crate::timeline::part_with("request", || format!("{} {}", req.method, req.path));
         let result = conn.exchange(&request, req.max_body, false);
         drop(part);
@@ -504,20 +524,29 @@ impl Transport {
         resp
     }
 
-    fn open(&self, stream: DeadlineStream) -> Result<Conn, Failure> {
+    /// `prepared`: TLS client state made ahead ([`Transport::prepare_ahead`]).
+    fn open(&self, stream: DeadlineStream, prepared: Option<ClientConnection>) -> Result<Conn, Failure> {
         match &self.tls {
             None => Ok(Conn::Plain(BufReader::new(stream))),
             Some(config) => {
-                let name = ServerName::try_from(self.endpoint.host.clone())
-                    .map_err(|e| Failure::Fatal(TransportError::ServerName(e)))?;
                 // The handshake runs with the first request's write (so a
                 // refused certificate's alert goes out as it always has):
                 // the first request's part includes it.
-                let conn = ClientConnection::new(config.clone(), name)
-                    .map_err(|e| Failure::Fatal(TransportError::Setup(e)))?;
+                let conn = match prepared {
+                    Some(conn) => conn,
+                    None => self.client_connection(config)?,
+                };
                 Ok(Conn::Tls(Box::new(BufReader::new(StreamOwned::new(conn, stream)))))
             }
         }
+    }
+
+    /// A fresh TLS client for the endpoint (its ClientHello, key share
+    /// included, is made here).
+    fn client_connection(&self, config: &Arc<ClientConfig>) -> Result<ClientConnection, Failure> {
+        let name = ServerName::try_from(self.endpoint.host.clone())
+            .map_err(|e| Failure::Fatal(TransportError::ServerName(e)))?;
+        ClientConnection::new(config.clone(), name).map_err(|e| Failure::Fatal(TransportError::Setup(e)))
     }
 
     fn connect(&self, deadline: Instant) -> Result<TcpStream, Failure> {
@@ -964,6 +993,40 @@ mod tests {
         t.connect_ahead();
         let err = t.send(&get(), Instant::now() + Duration::from_secs(10)).err().unwrap();
         assert!(matches!(err, TransportError::Exhausted { attempts: 2, .. }), "{err}");
+    }
+
+    #[test]
+    fn the_tls_state_made_before_the_network_serves_the_connection_ahead_once() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Reads the first record's header, then closes: the handshake fails
+        // and connecting ahead only logs it.
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut header = [0u8; 5];
+            conn.read_exact(&mut header).unwrap();
+            header
+        });
+        let policy = Policy {
+            connect_timeout: Duration::from_secs(2),
+            read_timeout: Duration::from_secs(2),
+            retries: 0,
+            backoff: Duration::ZERO,
+        };
+        let t = Transport::new(Endpoint::parse(&format!("https://{addr}")).unwrap(), Trust::Pinned(vec![]), policy)
+            .unwrap();
+        t.prepare_ahead();
+        let prepared = t.prepared.take();
+        assert!(prepared.is_some(), "made before any connection");
+        t.prepared.set(prepared);
+        t.connect_ahead();
+        assert!(t.prepared.take().is_none(), "taken by the connection ahead, never used again");
+        assert_eq!(server.join().unwrap()[0], 0x16, "the prepared ClientHello went out as a handshake record");
+        assert!(t.ahead.borrow().is_none(), "a failed handshake leaves nothing for the first request");
+
+        let t = plain(&format!("http://{addr}"), 200, 0);
+        t.prepare_ahead();
+        assert!(t.prepared.take().is_none(), "nothing to prepare for plain HTTP");
     }
 
     /// Linux reports a socket timeout as EAGAIN ("Resource temporarily
