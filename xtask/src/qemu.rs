@@ -35,8 +35,9 @@ const QEMU: &str = "qemu-system-x86_64";
 /// dm-crypt and dm-verity drivers by them. Without SHA-NI (QEMU 7.2's TCG,
 /// Debian 12's own QEMU) the kernel hashed verity blocks with sha256-avx2
 /// and the 256 MiB model volume read at 0.28x the plain disk; with
-/// sha256-ni (QEMU 10.0) at 0.45-0.56x. `enforce` makes a QEMU that cannot
-/// emulate them refuse to start rather than boot a different CPU.
+/// sha256-ni (QEMU 10.0) at 0.42x (`cargo xtask bench --runs 5`).
+/// `enforce` makes a QEMU that cannot emulate them refuse to start rather
+/// than boot a different CPU.
 pub const TCG_CPU: &str = "max,+aes,+sha-ni,enforce";
 
 /// Why this host's QEMU cannot boot [`TCG_CPU`] (`None`: it can). Starts
@@ -280,8 +281,10 @@ pub fn decode(status: ExitStatus, console: &str, stderr: &str) -> Outcome {
     }
 }
 
+/// QEMU's own error lines: most start with the program's name, some (a
+/// missing firmware: "qemu: could not load PC BIOS") with `qemu:`.
 fn is_qemu_error(line: &str) -> bool {
-    line.starts_with("qemu-system-x86_64:") && !line.contains("warning:")
+    (line.starts_with("qemu-system-x86_64:") || line.starts_with("qemu:")) && !line.contains("warning:")
 }
 
 fn first_error(stderr: &str) -> String {
@@ -560,6 +563,8 @@ mod tests {
         let o = decode(rc(1), "", "qemu-system-x86_64: -drive x: Could not open\n");
         assert!(matches!(o, Outcome::QemuFailed(ref s) if s.contains("Could not open")), "{o:?}");
         assert!(matches!(decode(rc(2), "", ""), Outcome::QemuFailed(_)));
+        let o = decode(rc(1), "", "qemu: could not load PC BIOS 'bios-256k.bin'\n");
+        assert!(matches!(o, Outcome::QemuFailed(ref s) if s.contains("could not load PC BIOS")), "{o:?}");
     }
 
     #[test]
