@@ -376,12 +376,6 @@ impl Transport {
         })
     }
 
-    /// Opens the connection for the first request now, TLS handshake
-    /// included (within the connect and read timeouts), so that its round
-    /// trips overlap other work. The handshake checks the server exactly as
-    /// the first request's would. A refused certificate is kept for the
-    /// first request to report; any other failure is only logged, and the
-    /// first request connects again and reports it with its retries.
     /// Makes the TLS client state of the connection ahead now, before the
     /// network is up, so that its ephemeral key share (a P-256 key, tens of
     /// ms under emulation) is not made between the TCP connect and the
@@ -393,6 +387,12 @@ impl Transport {
         }
     }
 
+    /// Opens the connection for the first request now, TLS handshake
+    /// included (within the connect and read timeouts), so that its round
+    /// trips overlap other work. The handshake checks the server exactly as
+    /// the first request's would. A refused certificate is kept for the
+    /// first request to report; any other failure is only logged, and the
+    /// first request connects again and reports it with its retries.
     pub fn connect_ahead(&self) {
         let prepared = self.prepared.take();
         let deadline = Instant::now() + self.policy.connect_timeout;
