@@ -106,7 +106,12 @@ pub fn end(outcome: Outcome) -> ! {
                 // QEMU exits while this thread sleeps.
                 std::thread::sleep(Duration::from_secs(2));
             }
-            None => debug_exit(outcome.debug_exit_value()),
+            None => {
+                debug_exit(outcome.debug_exit_value());
+                // QEMU 10 ends the VM from its main loop, not in the port
+                // write: this vCPU runs on meanwhile.
+                std::thread::sleep(Duration::from_secs(2));
+            }
         }
         kmsg::always(3, "ztinit: error: isa-debug-exit did not end the VM; powering off");
     }
