@@ -103,16 +103,13 @@ pub fn end(outcome: Outcome) -> ! {
             Some(t) => {
                 PORT_VALUE.store(u16::from(outcome.debug_exit_value()) + 1, Ordering::SeqCst);
                 t.unpark();
-                // QEMU exits while this thread sleeps.
-                std::thread::sleep(Duration::from_secs(2));
             }
-            None => {
-                debug_exit(outcome.debug_exit_value());
-                // QEMU 10 ends the VM from its main loop, not in the port
-                // write: this vCPU runs on meanwhile.
-                std::thread::sleep(Duration::from_secs(2));
-            }
+            None => debug_exit(outcome.debug_exit_value()),
         }
+        // QEMU exits while this thread sleeps: the port thread may not have
+        // run yet, and QEMU 10 ends the VM from its main loop after the
+        // write, not in it, so the guest runs on meanwhile.
+        std::thread::sleep(Duration::from_secs(2));
         kmsg::always(3, "ztinit: error: isa-debug-exit did not end the VM; powering off");
     }
     let cmd = if ON_EXIT_REBOOT.load(Ordering::SeqCst) && outcome != Outcome::Panic {
