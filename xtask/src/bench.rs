@@ -26,7 +26,7 @@ use serde_json::json;
 
 use crate::e2e::{self, ImageCache, Report};
 use crate::manifest::MUSL_TARGET;
-use crate::{cli, kernel, util};
+use crate::{cli, kernel, translation, util};
 use ztinit::timeline::Stage;
 
 const DEFAULT_RUNS: usize = 5;
@@ -338,10 +338,11 @@ pub fn parse_baseline(console: &str) -> Option<u64> {
     console[i + BASELINE_MARKER.len()..].split_whitespace().next()?.parse().ok()
 }
 
-const USAGE: &str = "usage: cargo xtask bench [--runs N] [--only boot|volume|image]
+const USAGE: &str = "usage: cargo xtask bench [--runs N] [--only boot|volume|image|translation]
   --runs N   boots of each kind (default 3); writes target/bench.json
   --only     just one part: the overhead boots (demo, debug demo, baseline),
-             the model volume, or the image pull (no bench.json)";
+             the model volume, the image pull, or the code QEMU translates
+             from ztinit's start to the workload's (no bench.json)";
 
 pub fn cmd(args: &[String]) -> Result<()> {
     let mut runs = DEFAULT_RUNS;
@@ -352,8 +353,8 @@ pub fn cmd(args: &[String]) -> Result<()> {
             cli::Long("runs") => runs = p.parse("--runs")?,
             cli::Long("only") => {
                 let v: String = p.parse("--only")?;
-                if !["boot", "volume", "image"].contains(&v.as_str()) {
-                    return Err(p.error(format!("--only {v:?}: use boot, volume or image")));
+                if !["boot", "volume", "image", "translation"].contains(&v.as_str()) {
+                    return Err(p.error(format!("--only {v:?}: use boot, volume, image or translation")));
                 }
                 only = Some(v);
             }
@@ -368,6 +369,9 @@ pub fn cmd(args: &[String]) -> Result<()> {
         bail!("--runs must be at least 1");
     }
     let demo = e2e::load(&e2e::scenario_dir().join("bench/boot.toml"))?;
+    if only.as_deref() == Some("translation") {
+        return translation(&demo, runs);
+    }
     let mut demo_debug = demo.clone();
     demo_debug.append.push("ztinit.log=debug".into());
     let baseline = e2e::parse("bench-baseline", BASELINE)?;
@@ -742,6 +746,59 @@ fn part_medians(runs: &[Vec<(String, String, f64)>]) -> Vec<(String, String, f64
 /// "Where the rest goes"), so the difference was the host's, not ztinit's.
 const SETTLE: Duration = Duration::from_secs(2);
 
+/// `--only translation`: boots the demo `runs` times with QEMU logging
+/// what it translates, and reports the guest instructions translated from
+/// ztinit's first instruction to the workload's (src: `translation`).
+fn translation(demo: &e2e::Scenario, runs: usize) -> Result<()> {
+    let mut images = ImageCache::default();
+    let release = util::target_dir().join(MUSL_TARGET).join("release");
+    let mut phases = Vec::new();
+    for i in 1..=runs {
+        let log = e2e::e2e_dir().join(format!("bench-translation-{i}.in_asm"));
+        let mut s = demo.clone();
+        s.translation_log = Some(log.clone());
+        // The log is for counting: the boot runs 2-3 times slower.
+        boot(&s, &mut images, &format!("bench-translation-{i}"))?;
+        // Built for the boot's image just now.
+        let init = translation::Entry::of(&release.join("ztinit"))?;
+        let span = translation::image_span(&release.join("ztinit"))?;
+        let workload = translation::Entry::of(&release.join("demo-workload"))?;
+        let text = std::fs::read_to_string(&log).with_context(|| format!("cannot read {}", log.display()))?;
+        let blocks = translation::parse_blocks(&text);
+        let p = translation::phase(&blocks, &init, span, &workload)
+            .with_context(|| format!("ztinit's entry point is not in {}", log.display()))?;
+        println!(
+            "bench: run {i}/{runs}: translated from ztinit's start to the workload's: {} instructions \
+             (kernel {}, ztinit {}, other user code {}) in {} blocks; before ztinit: {}",
+            p.total(),
+            p.kernel,
+            p.init,
+            p.other_user,
+            p.blocks,
+            p.before
+        );
+        // 40 MB each: only the last is kept, for a closer look.
+        if i < runs {
+            let _ = std::fs::remove_file(&log);
+        }
+        phases.push(p);
+    }
+    println!("\n== guest instructions QEMU translates from ztinit's start to the workload's exec ({runs} boot(s))");
+    println!("{:<34} {:>9} {:>9} {:>9}", "", "median", "min", "max");
+    let rows = [
+        ("total", phases.iter().map(translation::Phase::total).collect::<Vec<_>>()),
+        ("kernel", phases.iter().map(|p| p.kernel).collect()),
+        ("ztinit", phases.iter().map(|p| p.init).collect()),
+        ("other user code (vDSO)", phases.iter().map(|p| p.other_user).collect()),
+    ];
+    for (label, values) in rows {
+        if let Some(s) = stats(&values) {
+            println!("{label:<34} {:>9} {:>9} {:>9}", s.median, s.min, s.max);
+        }
+    }
+    Ok(())
+}
+
 fn boot(s: &e2e::Scenario, images: &mut ImageCache, log: &str) -> Result<Report> {
     let r = e2e::run_scenario_settled(s, images, false, Some(log), SETTLE)?;
     if !r.failures.is_empty() {
@@ -770,9 +827,9 @@ mod tests {
     }
 
     #[test]
-    fn only_takes_one_of_the_three_parts() {
+    fn only_takes_one_of_the_four_parts() {
         let e = cmd(&["--only".to_string(), "kernel".to_string()]).unwrap_err().to_string();
-        assert!(e.contains("--only \"kernel\": use boot, volume or image"), "{e}");
+        assert!(e.contains("--only \"kernel\": use boot, volume, image or translation"), "{e}");
         let e = cmd(&["--runs".to_string(), "0".to_string()]).unwrap_err().to_string();
         assert!(e.contains("--runs must be at least 1"), "{e}");
     }

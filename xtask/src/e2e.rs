@@ -32,6 +32,10 @@ const SERVICE_READY_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Scenario {
     #[serde(skip)]
     pub name: String,
+    /// Set by `bench --only translation`, never by a scenario file:
+    /// [`qemu::Spec::translation_log`].
+    #[serde(skip)]
+    pub translation_log: Option<PathBuf>,
     pub description: String,
     /// Image manifest, relative to the workspace root.
     pub manifest: String,
@@ -506,6 +510,7 @@ pub fn run_scenario_settled(
         spec.append.splice(0..0, d.kernel_params());
     }
     spec.forwards = forwards(s, &vars.ports)?;
+    spec.translation_log = s.translation_log.clone();
     if let Some(m) = s.memory_mib {
         spec.memory_mib = m;
     }

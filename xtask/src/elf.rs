@@ -63,6 +63,53 @@ impl Reader<'_> {
     }
 }
 
+/// The entry point of a little-endian ELF64 file and the first `n` bytes
+/// of code there (fewer if its segment ends sooner), read through the
+/// PT_LOAD segment that holds it.
+pub fn entry_code(bytes: &[u8], n: usize) -> Result<(u64, Vec<u8>)> {
+    if !is_elf(bytes) {
+        bail!("not an ELF file");
+    }
+    let r = Reader(bytes);
+    let entry = r.u64(24)?;
+    let (phoff, phentsize, phnum) = (r.u64(32)?, u64::from(r.u16(54)?), u64::from(r.u16(56)?));
+    for i in 0..phnum {
+        let ph = phoff + i * phentsize;
+        if r.u32(ph)? != PT_LOAD {
+            continue;
+        }
+        let (offset, vaddr, filesz) = (r.u64(ph + 8)?, r.u64(ph + 16)?, r.u64(ph + 32)?);
+        if (vaddr..vaddr.saturating_add(filesz)).contains(&entry) {
+            let len = (vaddr + filesz - entry).min(u64::try_from(n)?);
+            return Ok((entry, r.bytes(offset + (entry - vaddr), len)?.to_vec()));
+        }
+    }
+    bail!("no PT_LOAD segment holds the entry point {entry:#x}")
+}
+
+/// How far the PT_LOAD segments of a little-endian ELF64 file reach, from
+/// the lowest segment's address to the end of the highest's memory image.
+pub fn load_span(bytes: &[u8]) -> Result<u64> {
+    if !is_elf(bytes) {
+        bail!("not an ELF file");
+    }
+    let r = Reader(bytes);
+    let (phoff, phentsize, phnum) = (r.u64(32)?, u64::from(r.u16(54)?), u64::from(r.u16(56)?));
+    let (mut low, mut high) = (u64::MAX, 0u64);
+    for i in 0..phnum {
+        let ph = phoff + i * phentsize;
+        if r.u32(ph)? == PT_LOAD {
+            let (vaddr, memsz) = (r.u64(ph + 16)?, r.u64(ph + 40)?);
+            low = low.min(vaddr);
+            high = high.max(vaddr.saturating_add(memsz));
+        }
+    }
+    if high == 0 {
+        bail!("no PT_LOAD segment");
+    }
+    Ok(high - low)
+}
+
 /// Reads PT_INTERP and the dynamic section of a little-endian ELF64 file.
 pub fn parse(bytes: &[u8]) -> Result<DynInfo> {
     if !is_elf(bytes) {
@@ -230,6 +277,47 @@ mod tests {
         // A sysroot without any library: the interpreter is missing first.
         let err = closure(Path::new("/usr/bin/true"), "/usr/bin/true", dir.path()).unwrap_err();
         assert!(format!("{err:#}").contains("interpreter /lib64/ld-linux-x86-64.so.2 not found"), "{err:#}");
+    }
+
+    /// An ELF64 header and the program headers `(type, offset, vaddr,
+    /// filesz, memsz)`, then `code` at file offset 0x100.
+    fn tiny_elf(entry: u64, segments: &[(u32, u64, u64, u64, u64)], code: &[u8]) -> Vec<u8> {
+        let mut b = vec![0u8; 0x100];
+        b[..4].copy_from_slice(b"\x7fELF");
+        b[24..32].copy_from_slice(&entry.to_le_bytes());
+        b[32..40].copy_from_slice(&64u64.to_le_bytes());
+        b[54..56].copy_from_slice(&56u16.to_le_bytes());
+        b[56..58].copy_from_slice(&u16::try_from(segments.len()).unwrap().to_le_bytes());
+        for (i, &(kind, offset, vaddr, filesz, memsz)) in segments.iter().enumerate() {
+            let ph = 64 + i * 56;
+            b[ph..ph + 4].copy_from_slice(&kind.to_le_bytes());
+            b[ph + 8..ph + 16].copy_from_slice(&offset.to_le_bytes());
+            b[ph + 16..ph + 24].copy_from_slice(&vaddr.to_le_bytes());
+            b[ph + 32..ph + 40].copy_from_slice(&filesz.to_le_bytes());
+            b[ph + 40..ph + 48].copy_from_slice(&memsz.to_le_bytes());
+        }
+        b.extend_from_slice(code);
+        b
+    }
+
+    #[test]
+    fn entry_code_and_load_span_read_the_load_segments() {
+        let code: Vec<u8> = (0u8..16).collect();
+        let segments = [(4, 0, 0, 0, 0), (PT_LOAD, 0x100, 0x1000, 0x10, 0x2000), (PT_LOAD, 0x100, 0x4000, 0x10, 0x100)];
+        let elf = tiny_elf(0x1004, &segments, &code);
+        assert_eq!(entry_code(&elf, 8).unwrap(), (0x1004, code[4..12].to_vec()));
+        // Never past the segment's bytes in the file.
+        assert_eq!(entry_code(&elf, 64).unwrap().1, code[4..].to_vec());
+        assert_eq!(load_span(&elf).unwrap(), 0x4100 - 0x1000);
+        let outside = tiny_elf(0x3000, &segments, &code);
+        assert!(
+            entry_code(&outside, 8)
+                .unwrap_err()
+                .to_string()
+                .contains("no PT_LOAD segment holds the entry point 0x3000")
+        );
+        assert!(load_span(&tiny_elf(0, &[], &[])).unwrap_err().to_string().contains("no PT_LOAD"));
+        assert!(entry_code(b"#!/bin/sh", 8).is_err());
     }
 
     #[test]

@@ -32,6 +32,7 @@ mod registry;
 mod relay;
 mod repro;
 mod test;
+mod translation;
 mod util;
 mod verify_gpu;
 

@@ -153,6 +153,9 @@ pub struct Spec {
     pub forwards: Vec<Forward>,
     pub memory_mib: u32,
     pub cpus: u32,
+    /// QEMU logs every block it translates here (`-d in_asm,nochain`):
+    /// [`crate::translation`]. Slows the boot 2-3 times.
+    pub translation_log: Option<PathBuf>,
 }
 
 impl Spec {
@@ -166,6 +169,7 @@ impl Spec {
             forwards: Vec::new(),
             memory_mib: 512,
             cpus: 2,
+            translation_log: None,
         }
     }
 
@@ -205,6 +209,9 @@ impl Spec {
         }
         c.args(["-netdev", &netdev, "-device", "virtio-net-pci,netdev=net0"]);
         c.args(["-device", "virtio-rng-pci"]);
+        if let Some(log) = &self.translation_log {
+            c.args(["-d", "in_asm,nochain", "-D"]).arg(log);
+        }
         if let Some(root) = &self.root_disk {
             let p = root.display().to_string();
             if p.contains(',') {
@@ -602,6 +609,10 @@ mod tests {
         ] {
             assert!(shown.contains(want), "{want} missing from {shown}");
         }
+        assert!(!shown.contains("in_asm"), "no translation log unless asked: {shown}");
+        s.translation_log = Some("/t/in_asm.log".into());
+        let shown = util::show(&s.command().unwrap());
+        assert!(shown.contains("-d in_asm,nochain -D /t/in_asm.log"), "{shown}");
     }
 
     #[test]

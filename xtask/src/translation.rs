@@ -1,0 +1,236 @@
+//! How much distinct code ztinit's phase of a boot runs, from QEMU's log of
+//! what it translates (`-d in_asm,nochain`): `cargo xtask bench --only
+//! translation`.
+//!
+//! Under TCG most of ztinit's time is QEMU translating code the guest runs
+//! for the first time (README, "Where ztinit's time goes"). The number of
+//! guest instructions QEMU translates between ztinit's first instruction
+//! and the workload's first one is a measure of that cost which, unlike the
+//! wall time, hardly moves from one boot to the next. Each is split into
+//! the kernel's, ztinit's and any other user code's.
+
+use anyhow::{Context, Result};
+
+/// One translated block: its first guest address, the bytes of its first
+/// instructions (up to [`CODE_BYTES`]), and how many instructions it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Block {
+    pub start: u64,
+    pub first_bytes: Vec<u8>,
+    pub instructions: u64,
+}
+
+/// How many code bytes identify an entry point: musl's `_start` is the
+/// same in every program up to its first RIP-relative operand.
+const CODE_BYTES: usize = 16;
+
+/// User space ends here on x86_64 (47-bit addresses); the kernel's own
+/// addresses are above. Addresses under 4 GiB are the firmware's, and the
+/// kernel's before it turns on paging.
+const USER_END: u64 = 0x0000_8000_0000_0000;
+const USER_START: u64 = 1 << 32;
+
+/// The blocks of an `in_asm` log. A block starts at an `IN:` line; each of
+/// its instructions is a line `0xADDR:  BYTES  MNEMONIC ...`.
+pub fn parse_blocks(log: &str) -> Vec<Block> {
+    let mut blocks: Vec<Block> = Vec::new();
+    let mut open = false;
+    for line in log.lines() {
+        if line.starts_with("IN:") {
+            open = true;
+            continue;
+        }
+        let Some((addr, rest)) = line.strip_prefix("0x").and_then(|l| l.split_once(':')) else {
+            if line.starts_with("----") {
+                open = false;
+            }
+            continue;
+        };
+        let Ok(addr) = u64::from_str_radix(addr, 16) else { continue };
+        match blocks.last_mut() {
+            Some(b) if !open => {
+                b.instructions += 1;
+                if b.first_bytes.len() < CODE_BYTES {
+                    b.first_bytes.extend(hex_bytes(rest));
+                    b.first_bytes.truncate(CODE_BYTES);
+                }
+            }
+            _ => {
+                open = false;
+                blocks.push(Block { start: addr, first_bytes: hex_bytes(rest), instructions: 1 });
+            }
+        }
+    }
+    blocks
+}
+
+/// The instruction bytes at the start of `rest` (`48 31 ed   xorq ...`):
+/// two-digit hex words up to the first other word.
+fn hex_bytes(rest: &str) -> Vec<u8> {
+    rest.split_whitespace().map_while(|w| if w.len() == 2 { u8::from_str_radix(w, 16).ok() } else { None }).collect()
+}
+
+/// A program whose first instruction marks a phase's start or end: its
+/// entry point's low 12 bits (its load base is page-aligned) and its first
+/// code bytes.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub entry: u64,
+    pub code: Vec<u8>,
+}
+
+impl Entry {
+    pub fn of(path: &std::path::Path) -> Result<Entry> {
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let (entry, code) = crate::elf::entry_code(&bytes, CODE_BYTES).with_context(|| path.display().to_string())?;
+        Ok(Entry { entry, code })
+    }
+
+    /// The load base when `b` is this program's first block.
+    fn base_of(&self, b: &Block) -> Option<u64> {
+        let user = (USER_START..USER_END).contains(&b.start);
+        let same_page_offset = (b.start & 0xfff) == (self.entry & 0xfff);
+        let n = b.first_bytes.len().min(self.code.len());
+        let same_code = n > 0 && b.first_bytes[..n] == self.code[..n];
+        (user && same_page_offset && same_code).then(|| b.start - self.entry)
+    }
+}
+
+/// Translated instructions from the init's first block to the workload's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Phase {
+    pub kernel: u64,
+    /// The init's own code: its image, from its load base on.
+    pub init: u64,
+    /// Other user code: the vDSO, and any helper the init starts.
+    pub other_user: u64,
+    pub blocks: u64,
+    /// Translated before the init started (firmware, kernel boot).
+    pub before: u64,
+}
+
+impl Phase {
+    pub fn total(&self) -> u64 {
+        self.kernel + self.init + self.other_user
+    }
+}
+
+/// Splits `blocks` at the init's first block and at the workload's first
+/// block after it. `init_span`: how far above its load base the init's
+/// image reaches. None when the init never started; a workload that never
+/// starts ends the phase at the end of the log.
+pub fn phase(blocks: &[Block], init: &Entry, init_span: u64, workload: &Entry) -> Option<Phase> {
+    let (start, base) = blocks.iter().enumerate().find_map(|(i, b)| Some((i, init.base_of(b)?)))?;
+    let mut p = Phase { before: blocks[..start].iter().map(|b| b.instructions).sum(), ..Phase::default() };
+    for b in &blocks[start..] {
+        let in_init = (base..base.saturating_add(init_span)).contains(&b.start);
+        if !in_init && workload.base_of(b).is_some() {
+            break;
+        }
+        p.blocks += 1;
+        if b.start >= USER_END {
+            p.kernel += b.instructions;
+        } else if in_init {
+            p.init += b.instructions;
+        } else {
+            p.other_user += b.instructions;
+        }
+    }
+    Some(p)
+}
+
+/// How far the loadable segments of an ELF64 file reach above its load base.
+pub fn image_span(path: &std::path::Path) -> Result<u64> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    crate::elf::load_span(&bytes).with_context(|| path.display().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOG: &str = "----------------
+IN: 
+0xfffffff0:  ea 5b e0 00 f0           ljmpw    $0xf000:$0xe05b
+
+----------------
+IN: 
+0xffffffff81000000:  48 8d 25 51 3f 60 01     leaq     0x1603f51(%rip), %rsp
+0xffffffff81000007:  e8 00 00 00 00           callq    0xffffffff8100000c
+
+----------------
+IN: 
+0x7fc54ffa2450:  48 31 ed                 xorq     %rbp, %rbp
+0x7fc54ffa2453:  48 89 e7                 movq     %rsp, %rdi
+0x7fc54ffa2456:  48 8d 35 cb 64 27 00     leaq     0x2764cb(%rip), %rsi
+
+----------------
+IN: 
+0xffffffff81234000:  0f 01 f8                 swapgs   
+0xffffffff81234003:  c3                       retq     
+
+----------------
+IN: 
+0x7ffd12345000:  55                       pushq    %rbp
+
+----------------
+IN: 
+0x7f0000005cd0:  48 31 ed                 xorq     %rbp, %rbp
+0x7f0000005cd3:  48 89 e7                 movq     %rsp, %rdi
+
+----------------
+IN: 
+0x7fc54ffa3000:  c3                       retq     
+";
+
+    fn entry(entry: u64, code: &[u8]) -> Entry {
+        Entry { entry, code: code.to_vec() }
+    }
+
+    #[test]
+    fn blocks_are_counted_by_instruction() {
+        let b = parse_blocks(LOG);
+        assert_eq!(b.len(), 7);
+        assert_eq!(b[0], Block { start: 0xfffffff0, first_bytes: vec![0xea, 0x5b, 0xe0, 0x00, 0xf0], instructions: 1 });
+        assert_eq!((b[1].start, b[1].instructions), (0xffffffff81000000, 2));
+        let start = [0x48, 0x31, 0xed, 0x48, 0x89, 0xe7, 0x48, 0x8d, 0x35, 0xcb, 0x64, 0x27, 0x00];
+        assert_eq!((b[2].start, b[2].instructions, &b[2].first_bytes[..]), (0x7fc54ffa2450, 3, &start[..]));
+    }
+
+    #[test]
+    fn the_phase_runs_from_the_init_s_entry_to_the_workload_s() {
+        let blocks = parse_blocks(LOG);
+        let init = entry(0xa450, &[0x48, 0x31, 0xed, 0x48, 0x89, 0xe7, 0x48, 0x8d, 0x35, 0xcb, 0x64, 0x27, 0x00, 0x48]);
+        let workload = entry(0x5cd0, &[0x48, 0x31, 0xed, 0x48, 0x89, 0xe7, 0x48, 0x8d, 0x35, 0x11]);
+        let p = phase(&blocks, &init, 0x30_0000, &workload).unwrap();
+        // The init's 3, the kernel's 2, the vDSO's 1; the firmware's 1 and
+        // the kernel's 2 came before; the workload's entry ends it, so the
+        // init block after it is not counted.
+        assert_eq!(p, Phase { kernel: 2, init: 3, other_user: 1, blocks: 3, before: 3 });
+        assert_eq!(p.total(), 6);
+    }
+
+    #[test]
+    fn an_entry_needs_its_page_offset_its_code_and_a_user_address() {
+        let blocks = parse_blocks(LOG);
+        let workload = entry(0x5cd0, &[0x48, 0x31, 0xed]);
+        // Other code at the right page offset is not the entry.
+        assert_eq!(phase(&blocks, &entry(0xa450, &[0x90, 0x90]), 0x1000, &workload), None);
+        // Nor is another program's `_start`, the same up to its `lea`.
+        let other = entry(0xa450, &[0x48, 0x31, 0xed, 0x48, 0x89, 0xe7, 0x48, 0x8d, 0x35, 0x01, 0x02, 0x03, 0x04]);
+        assert_eq!(phase(&blocks, &other, 0x1000, &workload), None);
+        // Nor is the right code at another offset.
+        assert_eq!(phase(&blocks, &entry(0xa460, &[0x48, 0x31, 0xed]), 0x1000, &workload), None);
+        // The firmware's reset vector sits under 4 GiB, whatever its bytes.
+        assert!(entry(0xff0, &[0xea]).base_of(&parse_blocks(LOG)[0]).is_none());
+    }
+
+    #[test]
+    fn a_workload_that_never_starts_ends_the_phase_at_the_log_s_end() {
+        let log = LOG.replace("0x7f0000005cd0:  48 31 ed", "0x7f0000005cd0:  90 90 90");
+        let blocks = parse_blocks(&log);
+        let init = entry(0xa450, &[0x48, 0x31, 0xed]);
+        let p = phase(&blocks, &init, 0x30_0000, &entry(0x5cd0, &[0x48, 0x31, 0xed])).unwrap();
+        assert_eq!((p.init, p.other_user, p.kernel), (4, 3, 2));
+    }
+}
