@@ -753,6 +753,7 @@ fn translation(demo: &e2e::Scenario, runs: usize) -> Result<()> {
     let mut images = ImageCache::default();
     let release = util::target_dir().join(MUSL_TARGET).join("release");
     let mut phases = Vec::new();
+    let mut last = None;
     for i in 1..=runs {
         let log = e2e::e2e_dir().join(format!("bench-translation-{i}.in_asm"));
         let mut s = demo.clone();
@@ -780,6 +781,8 @@ fn translation(demo: &e2e::Scenario, runs: usize) -> Result<()> {
         // 40 MB each: only the last is kept, for a closer look.
         if i < runs {
             let _ = std::fs::remove_file(&log);
+        } else {
+            last = translation::bounds(&blocks, &init, span, &workload).map(|b| (blocks, b));
         }
         phases.push(p);
     }
@@ -795,6 +798,62 @@ fn translation(demo: &e2e::Scenario, runs: usize) -> Result<()> {
         if let Some(s) = stats(&values) {
             println!("{label:<34} {:>9} {:>9} {:>9}", s.median, s.min, s.max);
         }
+    }
+    if let Some((blocks, b)) = last {
+        by_function(demo, &blocks, &b, &release.join("ztinit"))?;
+    }
+    Ok(())
+}
+
+/// The last translation boot's instructions by crate and function, as far
+/// as symbols are at hand: ztinit's when its build is unstripped
+/// (`CARGO_PROFILE_RELEASE_STRIP=false`), the kernel's when its build tree
+/// is (`kernel::Kernel::system_map`).
+fn by_function(
+    demo: &e2e::Scenario,
+    blocks: &[translation::Block],
+    b: &translation::Bounds,
+    ztinit: &std::path::Path,
+) -> Result<()> {
+    const TOP: usize = 15;
+    let nm = std::process::Command::new("nm").args(["-C", "--defined-only"]).arg(ztinit).output();
+    let init = nm.map(|o| translation::Symbols::parse(&String::from_utf8_lossy(&o.stdout))).unwrap_or_default();
+    let k = kernel::ensure(demo.kernel.as_deref().unwrap_or(kernel::DEFAULT_PROFILE))?;
+    let map = match k.system_map() {
+        Some(path) => translation::Symbols::parse(
+            &std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?,
+        ),
+        None => translation::Symbols::default(),
+    };
+    let in_phase = &blocks[b.start..b.end];
+    let offset = if map.is_empty() { None } else { translation::kernel_offset(in_phase, &map) };
+    let (user, kern) = translation::by_function(in_phase, &b.init_image, &init, offset.map(|o| (&map, o)));
+    if init.is_empty() {
+        println!("ztinit's functions: its build is stripped; run with CARGO_PROFILE_RELEASE_STRIP=false to see them");
+    } else {
+        let mut crates: BTreeMap<&str, u64> = BTreeMap::new();
+        for (name, n) in &user {
+            *crates.entry(translation::crate_of(name)).or_default() += n;
+        }
+        let mut crates: Vec<(&str, u64)> = crates.into_iter().collect();
+        crates.sort_by_key(|c| std::cmp::Reverse(c.1));
+        println!("\nztinit by crate (C: musl and assembly)");
+        for (krate, n) in crates.iter().take(TOP) {
+            println!("{n:>9}  {krate}");
+        }
+        println!("\nztinit's {TOP} largest functions");
+        for (name, n) in user.iter().take(TOP) {
+            println!("{n:>9}  {}", name.chars().take(110).collect::<String>());
+        }
+    }
+    match offset {
+        Some(_) => {
+            println!("\nthe kernel's {TOP} largest functions");
+            for (name, n) in kern.iter().take(TOP) {
+                println!("{n:>9}  {name}");
+            }
+        }
+        None => println!("the kernel's functions: no System.map of this kernel's build tree on this machine"),
     }
     Ok(())
 }

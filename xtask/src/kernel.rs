@@ -67,6 +67,14 @@ impl Kernel {
     pub fn bzimage(&self) -> PathBuf {
         self.dir.join("bzImage")
     }
+    /// The kernel's symbol table, when the build tree it came from is still
+    /// on this machine and still configured as it was (the tree is shared
+    /// by the profiles of one source version).
+    pub fn system_map(&self) -> Option<PathBuf> {
+        let tree = util::cache_dir().ok()?.join("build").join(&self.source_version);
+        let same = std::fs::read(tree.join(".config")).ok()? == std::fs::read(self.dir.join("config")).ok()?;
+        same.then(|| tree.join("System.map")).filter(|m| m.is_file())
+    }
     /// `lib/modules/RELEASE` of this kernel (holds `modules.dep`).
     pub fn modules_dir(&self) -> PathBuf {
         self.dir.join("modules/lib/modules").join(&self.release)

@@ -115,28 +115,140 @@ impl Phase {
     }
 }
 
-/// Splits `blocks` at the init's first block and at the workload's first
-/// block after it. `init_span`: how far above its load base the init's
-/// image reaches. None when the init never started; a workload that never
+/// Where ztinit's phase lies in `blocks`: from the init's first block to
+/// the workload's first block after it (exclusive), and the init's load
+/// base. `init_span`: how far above its load base the init's image
+/// reaches. None when the init never started; a workload that never
 /// starts ends the phase at the end of the log.
-pub fn phase(blocks: &[Block], init: &Entry, init_span: u64, workload: &Entry) -> Option<Phase> {
+pub fn bounds(blocks: &[Block], init: &Entry, init_span: u64, workload: &Entry) -> Option<Bounds> {
     let (start, base) = blocks.iter().enumerate().find_map(|(i, b)| Some((i, init.base_of(b)?)))?;
-    let mut p = Phase { before: blocks[..start].iter().map(|b| b.instructions).sum(), ..Phase::default() };
-    for b in &blocks[start..] {
-        let in_init = (base..base.saturating_add(init_span)).contains(&b.start);
-        if !in_init && workload.base_of(b).is_some() {
-            break;
-        }
+    let init_image = base..base.saturating_add(init_span);
+    let end = blocks[start..]
+        .iter()
+        .position(|b| !init_image.contains(&b.start) && workload.base_of(b).is_some())
+        .map_or(blocks.len(), |n| start + n);
+    Some(Bounds { start, end, init_image })
+}
+
+/// [`bounds`]' result: block indices and the init's addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bounds {
+    pub start: usize,
+    pub end: usize,
+    pub init_image: std::ops::Range<u64>,
+}
+
+/// The instructions translated in ztinit's phase ([`bounds`]), by owner.
+pub fn phase(blocks: &[Block], init: &Entry, init_span: u64, workload: &Entry) -> Option<Phase> {
+    let b = bounds(blocks, init, init_span, workload)?;
+    let mut p = Phase { before: blocks[..b.start].iter().map(|b| b.instructions).sum(), ..Phase::default() };
+    for block in &blocks[b.start..b.end] {
         p.blocks += 1;
-        if b.start >= USER_END {
-            p.kernel += b.instructions;
-        } else if in_init {
-            p.init += b.instructions;
+        if block.start >= USER_END {
+            p.kernel += block.instructions;
+        } else if b.init_image.contains(&block.start) {
+            p.init += block.instructions;
         } else {
-            p.other_user += b.instructions;
+            p.other_user += block.instructions;
         }
     }
     Some(p)
+}
+
+/// Function start addresses and names, sorted: from `nm` output or the
+/// kernel's `System.map` (`ADDRESS TYPE NAME` per line; only code).
+#[derive(Debug, Default)]
+pub struct Symbols(Vec<(u64, String)>);
+
+impl Symbols {
+    pub fn parse(text: &str) -> Symbols {
+        let mut v: Vec<(u64, String)> = text
+            .lines()
+            .filter_map(|l| {
+                let mut w = l.splitn(3, ' ');
+                let (addr, kind, name) = (w.next()?, w.next()?, w.next()?);
+                let code = matches!(kind, "t" | "T" | "w" | "W");
+                code.then(|| Some((u64::from_str_radix(addr, 16).ok()?, name.trim().to_string())))?
+            })
+            .collect();
+        v.sort();
+        Symbols(v)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The function `addr` falls in: the last symbol at or below it.
+    pub fn name(&self, addr: u64) -> Option<&str> {
+        let i = self.0.partition_point(|(a, _)| *a <= addr);
+        i.checked_sub(1).map(|i| self.0[i].1.as_str())
+    }
+}
+
+/// The kernel's KASLR offset: a multiple of 2 MiB (x86_64's
+/// `CONFIG_PHYSICAL_ALIGN`) under which the most kernel blocks start
+/// exactly at a symbol.
+pub fn kernel_offset(blocks: &[Block], map: &Symbols) -> Option<u64> {
+    const ALIGN: u64 = 2 << 20;
+    let mut votes: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
+    let mut by_low: std::collections::HashMap<u64, Vec<u64>> = std::collections::HashMap::new();
+    for (a, _) in &map.0 {
+        by_low.entry(a % ALIGN).or_default().push(*a);
+    }
+    for b in blocks.iter().filter(|b| b.start >= USER_END) {
+        for s in by_low.get(&(b.start % ALIGN)).into_iter().flatten() {
+            *votes.entry(b.start.wrapping_sub(*s)).or_default() += 1;
+        }
+    }
+    votes.into_iter().max_by_key(|&(offset, n)| (n, std::cmp::Reverse(offset))).map(|(offset, _)| offset)
+}
+
+/// (function, translated instructions), largest first.
+pub type Counts = Vec<(String, u64)>;
+
+/// Translated instructions per function in `blocks`: kernel code through
+/// `kernel` shifted by `kernel_offset`, the init's through `init` from
+/// `init_image.start`. Largest first.
+pub fn by_function(
+    blocks: &[Block],
+    init_image: &std::ops::Range<u64>,
+    init: &Symbols,
+    kernel: Option<(&Symbols, u64)>,
+) -> (Counts, Counts) {
+    let mut user: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    let mut kern: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    for b in blocks {
+        if b.start >= USER_END {
+            if let Some((map, offset)) = kernel {
+                *kern.entry(map.name(b.start.wrapping_sub(offset)).unwrap_or("?")).or_default() += b.instructions;
+            }
+        } else if init_image.contains(&b.start) && !init.is_empty() {
+            *user.entry(init.name(b.start - init_image.start).unwrap_or("?")).or_default() += b.instructions;
+        }
+    }
+    let sorted = |m: std::collections::HashMap<&str, u64>| {
+        let mut v: Vec<(String, u64)> = m.into_iter().map(|(k, n)| (k.to_string(), n)).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        v
+    };
+    (sorted(user), sorted(kern))
+}
+
+/// The crate of a demangled Rust function name (`<T as toml::de::X>::f`
+/// → `toml`); C functions (musl, ring's assembly) are `C`.
+pub fn crate_of(name: &str) -> &str {
+    let mut rest = name;
+    // `<T as trait::Path>::f` and `<alloc::vec::Vec<T> as ...>`: the first path inside.
+    while let Some(r) = rest.strip_prefix('<').or_else(|| rest.strip_prefix('&')) {
+        rest = r.trim_start_matches("mut ").trim_start_matches("dyn ");
+    }
+    // `T as alloc::slice::...`: the trait's crate.
+    let first = rest.split_once("::").map(|(first, _)| first.rsplit(' ').next().unwrap_or(first));
+    match first {
+        Some(krate) if !krate.is_empty() && krate.chars().all(|c| c.is_alphanumeric() || c == '_') => krate,
+        _ => "C",
+    }
 }
 
 /// How far the loadable segments of an ELF64 file reach above its load base.
@@ -223,6 +335,41 @@ IN:
         assert_eq!(phase(&blocks, &entry(0xa460, &[0x48, 0x31, 0xed]), 0x1000, &workload), None);
         // The firmware's reset vector sits under 4 GiB, whatever its bytes.
         assert!(entry(0xff0, &[0xea]).base_of(&parse_blocks(LOG)[0]).is_none());
+    }
+
+    #[test]
+    fn functions_are_found_by_address_and_the_kernel_by_its_kaslr_offset() {
+        let map = Symbols::parse(
+            "ffffffff81000000 T startup_64\nffffffff81000010 t secondary\nffffffff81234000 T entry_SYSCALL_64\n\
+             ffffffff81300000 D some_data\n",
+        );
+        assert_eq!(map.name(0xffffffff81000008), Some("startup_64"));
+        assert_eq!(map.name(0xffffffff81234003), Some("entry_SYSCALL_64"));
+        assert_eq!(map.name(0xffffffff80000000), None);
+        // Data symbols are not functions.
+        assert_eq!(map.name(0xffffffff81300004), Some("entry_SYSCALL_64"));
+        let shifted = LOG.replace("0xffffffff81", "0xffffffff9d");
+        let blocks = parse_blocks(&shifted);
+        let offset = kernel_offset(&blocks, &map).unwrap();
+        assert_eq!(offset, 0x1c00_0000);
+        let ztinit = Symbols::parse(
+            "000000000000a450 T _start\n000000000000b000 t ring_core_0_17_sha512_block_data_order_nohw\n",
+        );
+        let b = bounds(&blocks, &entry(0xa450, &[0x48, 0x31, 0xed]), 0x30_0000, &entry(0x5cd0, &[0x48, 0x31, 0xed]))
+            .unwrap();
+        let (user, kernel) = by_function(&blocks[b.start..b.end], &b.init_image, &ztinit, Some((&map, offset)));
+        assert_eq!(user, vec![("_start".to_string(), 3)]);
+        assert_eq!(kernel, vec![("entry_SYSCALL_64".to_string(), 2)]);
+    }
+
+    #[test]
+    fn crates_of_demangled_names() {
+        assert_eq!(crate_of("<toml::value::Value as serde_core::de::Deserializer>::deserialize_any"), "toml");
+        assert_eq!(crate_of("<T as alloc::slice::hack::ConvertVec>::to_vec"), "alloc");
+        assert_eq!(crate_of("<&mut serde_json::ser::Serializer<W,F> as x::Y>::f"), "serde_json");
+        assert_eq!(crate_of("ztinit::stages::early"), "ztinit");
+        assert_eq!(crate_of("memcpy"), "C");
+        assert_eq!(crate_of("ring_core_0_17_14__sha512_block_data_order_nohw"), "C");
     }
 
     #[test]
