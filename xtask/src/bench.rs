@@ -762,11 +762,10 @@ fn translation(demo: &e2e::Scenario, runs: usize) -> Result<()> {
         boot(&s, &mut images, &format!("bench-translation-{i}"))?;
         // Built for the boot's image just now.
         let init = translation::Entry::of(&release.join("ztinit"))?;
-        let span = translation::image_span(&release.join("ztinit"))?;
         let workload = translation::Entry::of(&release.join("demo-workload"))?;
         let text = std::fs::read_to_string(&log).with_context(|| format!("cannot read {}", log.display()))?;
         let blocks = translation::parse_blocks(&text);
-        let p = translation::phase(&blocks, &init, span, &workload)
+        let p = translation::phase(&blocks, &init, &workload)
             .with_context(|| format!("ztinit's entry point is not in {}", log.display()))?;
         println!(
             "bench: run {i}/{runs}: translated from ztinit's start to the workload's: {} instructions \
@@ -782,7 +781,7 @@ fn translation(demo: &e2e::Scenario, runs: usize) -> Result<()> {
         if i < runs {
             let _ = std::fs::remove_file(&log);
         } else {
-            last = translation::bounds(&blocks, &init, span, &workload).map(|b| (blocks, b));
+            last = translation::bounds(&blocks, &init, &workload).map(|b| (blocks, b));
         }
         phases.push(p);
     }

@@ -63,55 +63,24 @@ impl Reader<'_> {
     }
 }
 
-/// The entry point of a little-endian ELF64 file and the first `n` bytes
-/// of code there (fewer if its segment ends sooner), read through the
-/// PT_LOAD segment that holds it.
-pub fn entry_code(bytes: &[u8], n: usize) -> Result<(u64, Vec<u8>)> {
-    if !is_elf(bytes) {
-        bail!("not an ELF file");
-    }
-    let r = Reader(bytes);
-    let entry = r.u64(24)?;
-    let (phoff, phentsize, phnum) = (r.u64(32)?, u64::from(r.u16(54)?), u64::from(r.u16(56)?));
-    for i in 0..phnum {
-        let ph = phoff + i * phentsize;
-        if r.u32(ph)? != PT_LOAD {
-            continue;
-        }
-        let (offset, vaddr, filesz) = (r.u64(ph + 8)?, r.u64(ph + 16)?, r.u64(ph + 32)?);
-        if (vaddr..vaddr.saturating_add(filesz)).contains(&entry) {
-            let len = (vaddr + filesz - entry).min(u64::try_from(n)?);
-            return Ok((entry, r.bytes(offset + (entry - vaddr), len)?.to_vec()));
-        }
-    }
-    bail!("no PT_LOAD segment holds the entry point {entry:#x}")
+/// One program header.
+struct Segment {
+    kind: u32,
+    offset: u64,
+    vaddr: u64,
+    filesz: u64,
+    memsz: u64,
 }
 
-/// How far the PT_LOAD segments of a little-endian ELF64 file reach, from
-/// the lowest segment's address to the end of the highest's memory image.
-pub fn load_span(bytes: &[u8]) -> Result<u64> {
-    if !is_elf(bytes) {
-        bail!("not an ELF file");
+impl Segment {
+    /// Where `vaddr` lies in the file, if this segment's file image holds it.
+    fn file_offset(&self, vaddr: u64) -> Option<u64> {
+        (self.vaddr..self.vaddr.saturating_add(self.filesz)).contains(&vaddr).then(|| vaddr - self.vaddr + self.offset)
     }
-    let r = Reader(bytes);
-    let (phoff, phentsize, phnum) = (r.u64(32)?, u64::from(r.u16(54)?), u64::from(r.u16(56)?));
-    let (mut low, mut high) = (u64::MAX, 0u64);
-    for i in 0..phnum {
-        let ph = phoff + i * phentsize;
-        if r.u32(ph)? == PT_LOAD {
-            let (vaddr, memsz) = (r.u64(ph + 16)?, r.u64(ph + 40)?);
-            low = low.min(vaddr);
-            high = high.max(vaddr.saturating_add(memsz));
-        }
-    }
-    if high == 0 {
-        bail!("no PT_LOAD segment");
-    }
-    Ok(high - low)
 }
 
-/// Reads PT_INTERP and the dynamic section of a little-endian ELF64 file.
-pub fn parse(bytes: &[u8]) -> Result<DynInfo> {
+/// The program headers of a little-endian ELF64 file.
+fn segments(bytes: &[u8]) -> Result<(Reader<'_>, Vec<Segment>)> {
     if !is_elf(bytes) {
         bail!("not an ELF file");
     }
@@ -119,20 +88,55 @@ pub fn parse(bytes: &[u8]) -> Result<DynInfo> {
         bail!("only little-endian ELF64 files are supported");
     }
     let r = Reader(bytes);
-    let phoff = r.u64(0x20)?;
-    let phentsize = u64::from(r.u16(0x36)?);
-    let phnum = u64::from(r.u16(0x38)?);
-    let mut info = DynInfo::default();
-    let mut loads = Vec::new();
-    let mut dynamic = None;
+    let (phoff, phentsize, phnum) = (r.u64(0x20)?, u64::from(r.u16(0x36)?), u64::from(r.u16(0x38)?));
+    let mut segments = Vec::new();
     for i in 0..phnum {
         let ph = phoff + i * phentsize;
-        let p_type = r.u32(ph)?;
-        let (offset, vaddr, filesz) = (r.u64(ph + 8)?, r.u64(ph + 16)?, r.u64(ph + 32)?);
-        match p_type {
-            PT_INTERP => info.interp = Some(r.cstr(offset)?),
-            PT_LOAD => loads.push((offset, vaddr, filesz)),
-            PT_DYNAMIC => dynamic = Some((offset, filesz)),
+        segments.push(Segment {
+            kind: r.u32(ph)?,
+            offset: r.u64(ph + 8)?,
+            vaddr: r.u64(ph + 16)?,
+            filesz: r.u64(ph + 32)?,
+            memsz: r.u64(ph + 40)?,
+        });
+    }
+    Ok((r, segments))
+}
+
+/// The entry point of a little-endian ELF64 file and the first `n` bytes
+/// of code there (fewer if its segment ends sooner), read through the
+/// PT_LOAD segment that holds it.
+pub fn entry_code(bytes: &[u8], n: usize) -> Result<(u64, Vec<u8>)> {
+    let (r, segments) = segments(bytes)?;
+    let entry = r.u64(0x18)?;
+    let Some((seg, offset)) =
+        segments.iter().filter(|s| s.kind == PT_LOAD).find_map(|s| Some((s, s.file_offset(entry)?)))
+    else {
+        bail!("no PT_LOAD segment holds the entry point {entry:#x}")
+    };
+    let len = (seg.vaddr + seg.filesz - entry).min(u64::try_from(n)?);
+    Ok((entry, r.bytes(offset, len)?.to_vec()))
+}
+
+/// How far the PT_LOAD segments of a little-endian ELF64 file reach, from
+/// the lowest segment's address to the end of the highest's memory image.
+pub fn load_span(bytes: &[u8]) -> Result<u64> {
+    let (_, segments) = segments(bytes)?;
+    let loads = segments.iter().filter(|s| s.kind == PT_LOAD);
+    let low = loads.clone().map(|s| s.vaddr).min().context("no PT_LOAD segment")?;
+    let high = loads.map(|s| s.vaddr.saturating_add(s.memsz)).max().context("no PT_LOAD segment")?;
+    Ok(high - low)
+}
+
+/// Reads PT_INTERP and the dynamic section of a little-endian ELF64 file.
+pub fn parse(bytes: &[u8]) -> Result<DynInfo> {
+    let (r, segments) = segments(bytes)?;
+    let mut info = DynInfo::default();
+    let mut dynamic = None;
+    for seg in &segments {
+        match seg.kind {
+            PT_INTERP => info.interp = Some(r.cstr(seg.offset)?),
+            PT_DYNAMIC => dynamic = Some((seg.offset, seg.filesz)),
             _ => {}
         }
     }
@@ -156,10 +160,10 @@ pub fn parse(bytes: &[u8]) -> Result<DynInfo> {
     }
     let strtab_vaddr = strtab_vaddr.context("dynamic section without DT_STRTAB")?;
     // DT_STRTAB is a virtual address: map it to a file offset through PT_LOAD.
-    let strtab = loads
+    let strtab = segments
         .iter()
-        .find(|(_, vaddr, filesz)| strtab_vaddr >= *vaddr && strtab_vaddr < vaddr + filesz)
-        .map(|(offset, vaddr, _)| strtab_vaddr - vaddr + offset)
+        .filter(|s| s.kind == PT_LOAD)
+        .find_map(|s| s.file_offset(strtab_vaddr))
         .context("DT_STRTAB is not inside a loaded segment")?;
     for (tag, val) in entries {
         let s = r.cstr(strtab + val)?;
@@ -283,7 +287,7 @@ mod tests {
     /// filesz, memsz)`, then `code` at file offset 0x100.
     fn tiny_elf(entry: u64, segments: &[(u32, u64, u64, u64, u64)], code: &[u8]) -> Vec<u8> {
         let mut b = vec![0u8; 0x100];
-        b[..4].copy_from_slice(b"\x7fELF");
+        b[..6].copy_from_slice(b"\x7fELF\x02\x01");
         b[24..32].copy_from_slice(&entry.to_le_bytes());
         b[32..40].copy_from_slice(&64u64.to_le_bytes());
         b[54..56].copy_from_slice(&56u16.to_le_bytes());

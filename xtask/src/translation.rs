@@ -71,19 +71,21 @@ fn hex_bytes(rest: &str) -> Vec<u8> {
 }
 
 /// A program whose first instruction marks a phase's start or end: its
-/// entry point's low 12 bits (its load base is page-aligned) and its first
-/// code bytes.
+/// entry point's low 12 bits (its load base is page-aligned), its first
+/// code bytes, and how far its image reaches above its load base.
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub entry: u64,
     pub code: Vec<u8>,
+    pub span: u64,
 }
 
 impl Entry {
     pub fn of(path: &std::path::Path) -> Result<Entry> {
         let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         let (entry, code) = crate::elf::entry_code(&bytes, CODE_BYTES).with_context(|| path.display().to_string())?;
-        Ok(Entry { entry, code })
+        let span = crate::elf::load_span(&bytes).with_context(|| path.display().to_string())?;
+        Ok(Entry { entry, code, span })
     }
 
     /// The load base when `b` is this program's first block.
@@ -117,12 +119,11 @@ impl Phase {
 
 /// Where ztinit's phase lies in `blocks`: from the init's first block to
 /// the workload's first block after it (exclusive), and the init's load
-/// base. `init_span`: how far above its load base the init's image
-/// reaches. None when the init never started; a workload that never
+/// base. None when the init never started; a workload that never
 /// starts ends the phase at the end of the log.
-pub fn bounds(blocks: &[Block], init: &Entry, init_span: u64, workload: &Entry) -> Option<Bounds> {
+pub fn bounds(blocks: &[Block], init: &Entry, workload: &Entry) -> Option<Bounds> {
     let (start, base) = blocks.iter().enumerate().find_map(|(i, b)| Some((i, init.base_of(b)?)))?;
-    let init_image = base..base.saturating_add(init_span);
+    let init_image = base..base.saturating_add(init.span);
     let end = blocks[start..]
         .iter()
         .position(|b| !init_image.contains(&b.start) && workload.base_of(b).is_some())
@@ -139,8 +140,8 @@ pub struct Bounds {
 }
 
 /// The instructions translated in ztinit's phase ([`bounds`]), by owner.
-pub fn phase(blocks: &[Block], init: &Entry, init_span: u64, workload: &Entry) -> Option<Phase> {
-    let b = bounds(blocks, init, init_span, workload)?;
+pub fn phase(blocks: &[Block], init: &Entry, workload: &Entry) -> Option<Phase> {
+    let b = bounds(blocks, init, workload)?;
     let mut p = Phase { before: blocks[..b.start].iter().map(|b| b.instructions).sum(), ..Phase::default() };
     for block in &blocks[b.start..b.end] {
         p.blocks += 1;
@@ -251,12 +252,6 @@ pub fn crate_of(name: &str) -> &str {
     }
 }
 
-/// How far the loadable segments of an ELF64 file reach above its load base.
-pub fn image_span(path: &std::path::Path) -> Result<u64> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    crate::elf::load_span(&bytes).with_context(|| path.display().to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,7 +291,7 @@ IN:
 ";
 
     fn entry(entry: u64, code: &[u8]) -> Entry {
-        Entry { entry, code: code.to_vec() }
+        Entry { entry, code: code.to_vec(), span: 0x30_0000 }
     }
 
     #[test]
@@ -314,7 +309,7 @@ IN:
         let blocks = parse_blocks(LOG);
         let init = entry(0xa450, &[0x48, 0x31, 0xed, 0x48, 0x89, 0xe7, 0x48, 0x8d, 0x35, 0xcb, 0x64, 0x27, 0x00, 0x48]);
         let workload = entry(0x5cd0, &[0x48, 0x31, 0xed, 0x48, 0x89, 0xe7, 0x48, 0x8d, 0x35, 0x11]);
-        let p = phase(&blocks, &init, 0x30_0000, &workload).unwrap();
+        let p = phase(&blocks, &init, &workload).unwrap();
         // The init's 3, the kernel's 2, the vDSO's 1; the firmware's 1 and
         // the kernel's 2 came before; the workload's entry ends it, so the
         // init block after it is not counted.
@@ -327,12 +322,12 @@ IN:
         let blocks = parse_blocks(LOG);
         let workload = entry(0x5cd0, &[0x48, 0x31, 0xed]);
         // Other code at the right page offset is not the entry.
-        assert_eq!(phase(&blocks, &entry(0xa450, &[0x90, 0x90]), 0x1000, &workload), None);
+        assert_eq!(phase(&blocks, &entry(0xa450, &[0x90, 0x90]), &workload), None);
         // Nor is another program's `_start`, the same up to its `lea`.
         let other = entry(0xa450, &[0x48, 0x31, 0xed, 0x48, 0x89, 0xe7, 0x48, 0x8d, 0x35, 0x01, 0x02, 0x03, 0x04]);
-        assert_eq!(phase(&blocks, &other, 0x1000, &workload), None);
+        assert_eq!(phase(&blocks, &other, &workload), None);
         // Nor is the right code at another offset.
-        assert_eq!(phase(&blocks, &entry(0xa460, &[0x48, 0x31, 0xed]), 0x1000, &workload), None);
+        assert_eq!(phase(&blocks, &entry(0xa460, &[0x48, 0x31, 0xed]), &workload), None);
         // The firmware's reset vector sits under 4 GiB, whatever its bytes.
         assert!(entry(0xff0, &[0xea]).base_of(&parse_blocks(LOG)[0]).is_none());
     }
@@ -355,8 +350,7 @@ IN:
         let ztinit = Symbols::parse(
             "000000000000a450 T _start\n000000000000b000 t ring_core_0_17_sha512_block_data_order_nohw\n",
         );
-        let b = bounds(&blocks, &entry(0xa450, &[0x48, 0x31, 0xed]), 0x30_0000, &entry(0x5cd0, &[0x48, 0x31, 0xed]))
-            .unwrap();
+        let b = bounds(&blocks, &entry(0xa450, &[0x48, 0x31, 0xed]), &entry(0x5cd0, &[0x48, 0x31, 0xed])).unwrap();
         let (user, kernel) = by_function(&blocks[b.start..b.end], &b.init_image, &ztinit, Some((&map, offset)));
         assert_eq!(user, vec![("_start".to_string(), 3)]);
         assert_eq!(kernel, vec![("entry_SYSCALL_64".to_string(), 2)]);
@@ -377,7 +371,7 @@ IN:
         let log = LOG.replace("0x7f0000005cd0:  48 31 ed", "0x7f0000005cd0:  90 90 90");
         let blocks = parse_blocks(&log);
         let init = entry(0xa450, &[0x48, 0x31, 0xed]);
-        let p = phase(&blocks, &init, 0x30_0000, &entry(0x5cd0, &[0x48, 0x31, 0xed])).unwrap();
+        let p = phase(&blocks, &init, &entry(0x5cd0, &[0x48, 0x31, 0xed])).unwrap();
         assert_eq!((p.init, p.other_user, p.kernel), (4, 3, 2));
     }
 }
