@@ -5,6 +5,7 @@
 //! touches on the real system is a parameter with the real path as its
 //! default, so unit tests run against a temporary tree.
 
+pub mod background;
 pub mod bytes;
 pub mod cli;
 pub mod config;

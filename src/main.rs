@@ -29,8 +29,7 @@ fn boot() -> ! {
     timeline.done(Stage::Early);
 
     // config: the baked file, the kernel command line, initdata.
-    let mut loaded = stages::load_config(parsing);
-    let config = loaded.config.clone();
+    let stages::Loaded { config, tee, initdata, kbs, network } = stages::load_config(parsing);
     ztinit::config::log_weakenings(&config);
     timeline.done(Stage::Config);
 
@@ -39,11 +38,12 @@ fn boot() -> ! {
     let seccomp = stages::compile_seccomp(&config);
 
     // attest, ahead of time: the KBS client (TLS configuration, the key
-    // the evidence binds) made while the network comes up; it connects as
-    // soon as the network is up.
-    let kbs_client = stages::prepare_kbs(&config);
+    // the evidence binds) made during the config stage, or here when
+    // initdata may set `[kbs]` keys; it connects as soon as the network is
+    // up.
+    let kbs_client = kbs.unwrap_or_else(|| stages::prepare_kbs(&config));
 
-    or_fatal(Stage::Network, stages::network(&config));
+    or_fatal(Stage::Network, stages::network(&config, network));
     kbs_client.network_up();
     timeline.done(Stage::Network);
 
@@ -59,7 +59,8 @@ fn boot() -> ! {
     timeline.stage(Stage::Gpu, gpus.is_some());
 
     // attest + secrets: the TEE, the KBS handshake, then every resource.
-    let mut released = stages::attest_and_fetch(&mut loaded, kbs_client, gpus.as_mut(), &mut timeline);
+    let mut released =
+        stages::attest_and_fetch(&config, tee, initdata.as_ref(), kbs_client, gpus.as_mut(), &mut timeline);
 
     let opened = stages::open_volumes(&config, std::mem::take(&mut released.volume_keys), preparing);
     timeline.stage(Stage::Volume, opened);

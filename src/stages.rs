@@ -17,7 +17,7 @@ use crate::power::{self, Outcome};
 use crate::sandbox::{CompiledSeccomp, LaunchPlan, Launched, SandboxError};
 use crate::supervise::{self, Scope, Supervisor};
 use crate::tee::initdata::Initdata;
-use crate::tee::{self, EvidenceProvider, TeeConfig, TeePaths};
+use crate::tee::{self, EvidenceProvider, TeePaths};
 use crate::timeline::{self, Stage, Timeline};
 use crate::volume::{self, VolumePaths};
 use crate::{console, kbs, kernel_params, kmsg, mount, net, secrets};
@@ -39,63 +39,99 @@ pub enum EarlyError {
     Loopback(#[from] net::NetError),
 }
 
-/// Signals, mounts, console, logging. The baked configuration is read,
-/// parsed and validated in a thread meanwhile ([`ParsingConfig`]).
+/// Signals first; then the mounts, the console, logging and loopback in a
+/// thread of their own while this thread reads, parses and validates the
+/// baked configuration ([`ParsingConfig`]): every later stage waits on the
+/// configuration, so its work starts at once, and a new thread's start
+/// (tens of ms under emulation) delays the mounts instead.
 pub fn early() -> (Result<(), EarlyError>, ParsingConfig) {
     // Signals first: nothing may be delivered the classic way to PID 1.
     if let Err(e) = supervise::block_signals() {
-        return (Err(e.into()), ParsingConfig::without_thread());
+        return (Err(e.into()), ParsingConfig(None));
     }
     let started = std::time::Instant::now();
     crate::prefault::own_code();
     let prefaulted = started.elapsed();
-    // The baked file needs no mount: its thread reads and parses it while
-    // /proc is mounted here, and is handed the kernel command line then.
-    let parsing = ParsingConfig::start();
+    let slot = std::sync::Arc::new(CmdlineSlot::new(None));
+    let handover = CmdlineHandover { slot: std::sync::Arc::clone(&slot), to: std::thread::current() };
+    match std::thread::Builder::new().name("early".into()).spawn(move || set_up_system(&handover, prefaulted)) {
+        Ok(handle) => {
+            let parsed = parse_baked(&slot);
+            // A panic in the thread has already ended the boot (the panic hook).
+            let result = handle.join().unwrap_or_else(|_| power::fatal(Stage::Early, &"the early thread panicked"));
+            (result, ParsingConfig(Some(parsed)))
+        }
+        // No thread: the system first, then the file.
+        Err(_) => {
+            let handover = CmdlineHandover { slot, to: std::thread::current() };
+            let result = set_up_system(&handover, prefaulted);
+            (result, ParsingConfig(Some(parse_baked(&handover.slot))))
+        }
+    }
+}
+
+/// Mounts, the console, the logger, PID 1's OOM score and loopback. The
+/// kernel command line goes to the boot thread as soon as /proc is there.
+/// `prefaulted`: how long mapping ztinit's code took, logged once the
+/// logger is up.
+fn set_up_system(handover: &CmdlineHandover, prefaulted: Duration) -> Result<(), EarlyError> {
+    let started = std::time::Instant::now();
     let mut mounter = mount::SystemMounter;
     let proc_mounted = mount::setup_proc(Path::new("/"), &mut mounter);
     let cmdline = config::read_cmdline(Path::new("/proc/cmdline"));
     let level = early_log_level(cmdline.as_deref().unwrap_or_default());
-    parsing.hand_cmdline(cmdline);
+    handover.give(cmdline);
     let mounted = proc_mounted.and_then(|()| mount::setup_rest(Path::new("/"), &mut mounter));
-    let mounts = started.elapsed() - prefaulted;
+    let mounts = started.elapsed();
     // The console and the logger come up even when a mount failed, so the
     // failure can be reported.
     let console = console::attach(Path::new("/dev"));
     kmsg::init(Path::new("/dev"), Path::new("/proc"), level);
     timeline::log_part("prefault", prefaulted);
     timeline::log_part("mounts", mounts);
-    // The OOM killer must pick the workload, never PID 1.
+    // The OOM killer must pick the workload, never PID 1 (the score is the
+    // process's, whichever thread writes it).
     let _ = std::fs::write("/proc/self/oom_score_adj", "-1000");
-    // Loopback comes up in every configuration: here, while the config
-    // thread is still at work, rather than in the network stage.
+    // Loopback comes up in every configuration: here, while the boot
+    // thread is still at work on the configuration.
     let loopback = net::IoctlNet::new().and_then(|mut ops| net::loopback_up(&mut ops));
-    let result = match (mounted, console, loopback) {
+    match (mounted, console, loopback) {
         (Err(e), _, _) => Err(e.into()),
         (Ok(_), Err(e), _) => Err(e.into()),
         (Ok(_), Ok(()), Err(e)) => Err(e.into()),
         (Ok(_), Ok(()), Ok(())) => Ok(()),
-    };
-    (result, parsing)
+    }
 }
 
-/// The baked file, read and parsed in a thread of its own from ztinit's
-/// first moments, and validated once the boot thread hands it the kernel
-/// command line (read once /proc is mounted). The files a configuration
-/// references must lie outside the volatile trees `early` mounts
-/// ([`config::open_image_file`]), so the mounts cannot change what it
-/// reads. Nothing is logged until the boot thread takes the result (the
-/// logger is not up yet).
-pub struct ParsingConfig {
-    thread: Option<std::thread::JoinHandle<Parsed>>,
-    cmdline: std::sync::Arc<CmdlineSlot>,
-}
+/// The baked file, read and parsed by the boot thread during `early`, and
+/// validated once the early thread hands it the kernel command line (read
+/// once /proc is mounted). The files a configuration references must lie
+/// outside the volatile trees `early` mounts ([`config::open_image_file`]),
+/// so the mounts cannot change what it reads. Nothing is logged until the
+/// config stage takes the result (the logger may not be up yet). Empty
+/// when `early` failed before it: the config stage then reads the file
+/// itself.
+pub struct ParsingConfig(Option<Parsed>);
 
 /// The kernel command line, or why it could not be read, on its way from
-/// the boot thread to the config thread.
+/// the early thread to the boot thread.
 type CmdlineSlot = std::sync::Mutex<Option<Result<String, config::ConfigError>>>;
 
-/// What the config thread hands back, with its parts' times.
+struct CmdlineHandover {
+    slot: std::sync::Arc<CmdlineSlot>,
+    to: std::thread::Thread,
+}
+
+impl CmdlineHandover {
+    /// Gives the boot thread the kernel command line (or the reason it
+    /// could not be read, which the config stage reports).
+    fn give(&self, cmdline: Result<String, config::ConfigError>) {
+        *self.slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(cmdline);
+        self.to.unpark();
+    }
+}
+
+/// What parsing the baked file gave, with its parts' times.
 struct Parsed {
     result: Result<ParsedConfig, config::ConfigError>,
     read: Duration,
@@ -110,45 +146,15 @@ struct ParsedConfig {
 }
 
 impl ParsingConfig {
-    fn start() -> ParsingConfig {
-        let cmdline = std::sync::Arc::new(CmdlineSlot::new(None));
-        let slot = std::sync::Arc::clone(&cmdline);
-        // No thread: `load_config` parses in the boot thread.
-        let thread = std::thread::Builder::new().name("config".into()).spawn(move || parse_baked(&slot)).ok();
-        ParsingConfig { thread, cmdline }
-    }
-
-    fn without_thread() -> ParsingConfig {
-        ParsingConfig { thread: None, cmdline: std::sync::Arc::new(CmdlineSlot::new(None)) }
-    }
-
-    /// Gives the config thread the kernel command line (or the reason it
-    /// could not be read, which the config stage reports).
-    fn hand_cmdline(&self, cmdline: Result<String, config::ConfigError>) {
-        *self.cmdline.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(cmdline);
-        if let Some(t) = &self.thread {
-            t.thread().unpark();
-        }
-    }
-
     fn take(self) -> Parsed {
-        match self.thread {
-            Some(handle) => {
-                // A panic in the thread has already ended the boot (the panic hook).
-                handle.join().unwrap_or_else(|_| power::fatal(Stage::Config, &"the config thread panicked"))
-            }
-            None => {
-                // `early` ended before handing the command line over.
-                if self.cmdline.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_none() {
-                    self.hand_cmdline(config::read_cmdline(Path::new("/proc/cmdline")));
-                }
-                parse_baked(&self.cmdline)
-            }
-        }
+        self.0.unwrap_or_else(|| {
+            let slot = CmdlineSlot::new(Some(config::read_cmdline(Path::new("/proc/cmdline"))));
+            parse_baked(&slot)
+        })
     }
 }
 
-/// Waits (parked) until the boot thread has handed over the command line.
+/// Waits (parked) until the early thread has handed over the command line.
 fn wait_for_cmdline(slot: &CmdlineSlot) -> Result<String, config::ConfigError> {
     loop {
         if let Some(cmdline) = slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
@@ -200,6 +206,13 @@ pub struct Loaded {
     pub config: Config,
     pub tee: Option<Box<dyn EvidenceProvider>>,
     pub initdata: Option<Initdata>,
+    /// The KBS client, prepared during the config stage when nothing
+    /// after it can change `[kbs]` ([`prepare_kbs`] after the stage
+    /// otherwise).
+    pub kbs: Option<PreparingKbs>,
+    /// The network, when it was brought up during the config stage
+    /// (nothing after it can change `[network]`): how that went.
+    pub network: Option<Result<(), net::NetError>>,
 }
 
 /// The baked file, the kernel command line and, when the baked `[tee]`
@@ -213,6 +226,22 @@ pub fn load_config(parsing: ParsingConfig) -> Loaded {
     let ParsedConfig { text, cmdline, table, mut config } = parsed.result.unwrap_or_else(|e| config_fatal(&e));
     let sources = || config::Sources { origin: &origin, text: &text, cmdline: Some(&cmdline), files: &files };
     apply_boot_settings(&config);
+    // The KBS client needs only `[tee]`, which is baked-only, and `[kbs]`:
+    // unless the baked file opens a `kbs.` key to initdata, both are final
+    // now, and the client's TLS state and keys are made while the rest of
+    // this stage runs. It does nothing on the network before the network
+    // stage, and a failure below still ends the boot.
+    let kbs = (!initdata_may_set(&config, "kbs.")).then(|| prepare_kbs(&config));
+    // Likewise `[network]`: brought up now, so that the client connects
+    // while the rest of this stage runs. How that went is the network
+    // stage's to report, after this stage's own failures.
+    let network = (!initdata_may_set(&config, "network.")).then(|| {
+        let up = bring_up_network(&config.network);
+        if let (Ok(()), Some(kbs)) = (&up, &kbs) {
+            kbs.network_up();
+        }
+        up
+    });
     let part = timeline::part("kernel-params");
     check_kernel_params(&cmdline, &config);
     drop(part);
@@ -222,7 +251,7 @@ pub fn load_config(parsing: ParsingConfig) -> Loaded {
     // keys the baked `[tee] initdata_keys` opens to it. Failing to find the
     // TEE here is a config failure: the configuration asked for it.
     let Some(tee) = config.initdata_policy() else {
-        return Loaded { config, tee: None, initdata: None };
+        return Loaded { config, tee: None, initdata: None, kbs, network };
     };
     let paths = TeePaths::default();
     let part = timeline::part("tee-detect");
@@ -246,7 +275,13 @@ pub fn load_config(parsing: ParsingConfig) -> Loaded {
         config = Config::from_table_with_initdata(sources(), merged, &keys).unwrap_or_else(|e| config_fatal(&e));
         apply_boot_settings(&config);
     }
-    Loaded { config, tee: Some(provider), initdata }
+    Loaded { config, tee: Some(provider), initdata, kbs, network }
+}
+
+/// True when the baked `[tee] initdata_keys` opens a key of the section
+/// `prefix` names (`"kbs."`, `"network."`) to initdata.
+fn initdata_may_set(config: &Config, prefix: &str) -> bool {
+    config.tee.as_ref().is_some_and(|t| t.initdata_keys.iter().any(|k| k.starts_with(prefix)))
 }
 
 /// The kernel names of the disks that `[[volumes]]` entries name by serial,
@@ -299,13 +334,19 @@ fn apply_boot_settings(config: &Config) {
     }
 }
 
-pub fn network(config: &Config) -> Result<(), net::NetError> {
+/// The network stage: the outcome of the bring-up done during the config
+/// stage ([`Loaded::network`]), or the network brought up now.
+pub fn network(config: &Config, done: Option<Result<(), net::NetError>>) -> Result<(), net::NetError> {
+    done.unwrap_or_else(|| bring_up_network(&config.network))
+}
+
+fn bring_up_network(network: &net::NetworkConfig) -> Result<(), net::NetError> {
     let mut ops = net::IoctlNet::new()?;
     // Loopback is up already (`early`).
-    net::setup_interface(&config.network, Path::new("/sys/class/net"), net::INTERFACE_WAIT, &mut ops)?;
-    match config.network.mode {
+    net::setup_interface(network, Path::new("/sys/class/net"), net::INTERFACE_WAIT, &mut ops)?;
+    match network.mode {
         NetworkMode::None => log::info!("network: loopback only"),
-        NetworkMode::Static => log::info!("network: {} {}", config.network.interface, config.network.address),
+        NetworkMode::Static => log::info!("network: {} {}", network.interface, network.address),
         NetworkMode::Kernel => log::info!("network: configured by the kernel"),
     }
     Ok(())
@@ -384,6 +425,7 @@ struct PreparingClient {
 }
 
 /// Starts [`PreparingKbs`] for the configured KBS, if any.
+#[inline(never)]
 pub fn prepare_kbs(config: &Config) -> PreparingKbs {
     let (Some(_), Some(server)) = (config.effective_tee(), config.kbs.server.clone()) else {
         return PreparingKbs(None);
@@ -428,33 +470,25 @@ impl PreparingKbs {
 
 /// The attest and secrets stages: detect the TEE (unless initdata already
 /// did), attest with the CPU and GPU evidence, fetch every resource.
+/// `detected` and `initdata` are what the config stage found ([`Loaded`]).
 pub fn attest_and_fetch(
-    loaded: &mut Loaded,
+    config: &Config,
+    detected: Option<Box<dyn EvidenceProvider>>,
+    initdata: Option<&Initdata>,
     preparing: PreparingKbs,
     gpus: Option<&mut GpuAttester>,
     timeline: &mut Timeline,
 ) -> Released {
-    let Some(tee) = loaded.config.effective_tee() else {
+    let Some(tee) = config.effective_tee() else {
         timeline.skipped(Stage::Attest);
         timeline.skipped(Stage::Secrets);
         return Released::default();
     };
-    attest_with(loaded, &tee, preparing, gpus, timeline)
-}
-
-fn attest_with(
-    loaded: &mut Loaded,
-    tee: &TeeConfig,
-    preparing: PreparingKbs,
-    gpus: Option<&mut GpuAttester>,
-    timeline: &mut Timeline,
-) -> Released {
-    let config = &loaded.config;
-    let provider = match loaded.tee.as_mut() {
+    let mut provider = match detected {
         Some(p) => p,
         None => {
             let _part = timeline::part("tee-detect");
-            loaded.tee.insert(or_fatal(Stage::Attest, tee::detect(tee, &TeePaths::default())))
+            or_fatal(Stage::Attest, tee::detect(&tee, &TeePaths::default()))
         }
     };
     // tee::detect has already warned when the sample TEE stands in.
@@ -470,7 +504,7 @@ fn attest_with(
         Some(prepared) => or_fatal(Stage::Attest, prepared),
         None => or_fatal(Stage::Attest, kbs::Client::new(server, &config.kbs)),
     };
-    let init_data = loaded.initdata.as_ref().map(|d| kbs::InitData::toml(d.body()));
+    let init_data = initdata.map(|d| kbs::InitData::toml(d.body()));
     let mut devices: Vec<&mut dyn kbs::DeviceEvidence> = Vec::new();
     if let Some(g) = gpus {
         devices.push(g);
@@ -669,9 +703,11 @@ pub struct CompilingSeccomp(Option<std::thread::JoinHandle<Result<CompiledSeccom
 /// started the launch stage compiles it.
 pub fn compile_seccomp(config: &Config) -> CompilingSeccomp {
     let (workload, sandbox) = (config.workload.clone(), config.sandbox.clone());
-    let spawned = std::thread::Builder::new()
-        .name("seccomp".into())
-        .spawn(move || LaunchPlan::compile_seccomp(&workload, &sandbox));
+    let spawned = std::thread::Builder::new().name("seccomp".into()).spawn(move || {
+        // Needed only at launch.
+        crate::background::lower_this_thread();
+        LaunchPlan::compile_seccomp(&workload, &sandbox)
+    });
     match spawned {
         Ok(handle) => CompilingSeccomp(Some(handle)),
         Err(e) => {
@@ -777,4 +813,29 @@ pub fn supervise(config: &Config, launched: Launched, daemons: Vec<(libc::pid_t,
         supervisor.watch(pid, name);
     }
     supervisor.run()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_initdata_keys(keys: &[&str]) -> Config {
+        let tee = crate::tee::TeeConfig {
+            initdata_keys: keys.iter().map(ToString::to_string).collect(),
+            ..Default::default()
+        };
+        Config { tee: Some(tee), ..Default::default() }
+    }
+
+    #[test]
+    fn kbs_and_network_are_final_after_the_baked_file_unless_initdata_may_set_them() {
+        assert!(!initdata_may_set(&Config::default(), "kbs."));
+        assert!(!initdata_may_set(&Config::default(), "network."));
+        let kbs_url = with_initdata_keys(&["boot.log_level", "kbs.url"]);
+        assert!(initdata_may_set(&kbs_url, "kbs."));
+        assert!(!initdata_may_set(&kbs_url, "network."));
+        let address = with_initdata_keys(&["network.address"]);
+        assert!(initdata_may_set(&address, "network."));
+        assert!(!initdata_may_set(&address, "kbs."));
+    }
 }

@@ -159,7 +159,12 @@ impl EphemeralKey {
             let _part = crate::timeline::part("keygen");
             TeeKey::generate().map(Box::new)
         };
-        let pending = match std::thread::Builder::new().name("tee-key".into()).spawn(generate) {
+        let in_background = move || {
+            // Needed only for the evidence, after the TLS handshake.
+            crate::background::lower_this_thread();
+            generate()
+        };
+        let pending = match std::thread::Builder::new().name("tee-key".into()).spawn(in_background) {
             Ok(handle) => Some(handle),
             // No thread: generate it here and now.
             Err(_) => {
