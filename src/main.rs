@@ -21,20 +21,21 @@ fn boot() -> ! {
     power::set_pid1(true);
     power::install_panic_hook();
 
-    // early: signals, mounts, console, logging; the baked config is read
-    // and validated in a thread meanwhile.
+    // early: signals; the baked config read and validated here while a
+    // thread mounts, attaches the console and starts logging.
     let (early, parsing) = stages::early();
     kmsg::notice(&version::line());
     or_fatal(Stage::Early, early);
     timeline.done(Stage::Early);
 
-    // config: the baked file, the kernel command line, initdata.
+    // config: the baked file, the kernel command line, initdata; the KBS
+    // client and the network start as soon as nothing can change them.
     let stages::Loaded { config, tee, initdata, kbs, network } = stages::load_config(parsing);
     ztinit::config::log_weakenings(&config);
     timeline.done(Stage::Config);
 
     // launch, ahead of time: the workload's seccomp program compiled while
-    // the guest brings up the network and attests.
+    // the guest attests.
     let seccomp = stages::compile_seccomp(&config);
 
     // attest, ahead of time: the KBS client (TLS configuration, the key

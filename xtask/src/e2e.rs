@@ -470,8 +470,8 @@ pub fn run_scenario_settled(
     };
     let mut vars = Vars::new(&scratch, &kernel.bzimage(), &image_path)?;
     // Ports first, so services and prepare steps can name each other's.
-    for sv in &s.service {
-        vars.ports.insert(sv.name.clone(), free_port()?);
+    for (sv, port) in s.service.iter().zip(free_ports(s.service.len())?) {
+        vars.ports.insert(sv.name.clone(), port);
     }
     let mut running = Running::default();
     let service_log = |name: &str| e2e_dir().join(format!("{}.{name}.log", s.name));
@@ -763,9 +763,14 @@ impl Vars {
     }
 }
 
-fn free_port() -> Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0").context("cannot bind a loopback port")?;
-    Ok(l.local_addr()?.port())
+/// `n` distinct free loopback ports. Each probe listener is held until
+/// all are picked: one bound and closed at once may be handed out again
+/// by the next bind (a registry and a KBS once got the same port).
+fn free_ports(n: usize) -> Result<Vec<u16>> {
+    let probes = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").context("cannot bind a loopback port"))
+        .collect::<Result<Vec<_>>>()?;
+    probes.iter().map(|l| Ok(l.local_addr()?.port())).collect()
 }
 
 /// Host services of one scenario; stopped (by pid) when dropped.
@@ -865,6 +870,16 @@ mod tests {
 
     fn strings(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn free_ports_are_distinct() {
+        for _ in 0..20 {
+            let mut ports = free_ports(8).unwrap();
+            ports.sort_unstable();
+            ports.dedup();
+            assert_eq!(ports.len(), 8, "{ports:?}");
+        }
     }
 
     #[test]
