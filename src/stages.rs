@@ -229,8 +229,9 @@ pub fn load_config(parsing: ParsingConfig) -> Loaded {
     // The KBS client needs only `[tee]`, which is baked-only, and `[kbs]`:
     // unless the baked file opens a `kbs.` key to initdata, both are final
     // now, and the client's TLS state and keys are made while the rest of
-    // this stage runs. It does nothing on the network before the network
-    // stage, and a failure below still ends the boot.
+    // this stage runs. It connects once the network is up (below, or in
+    // the network stage) but sends no request before the attest stage, and
+    // a failure below still ends the boot.
     let kbs = (!initdata_may_set(&config, "kbs.")).then(|| prepare_kbs(&config));
     // Likewise `[network]`: brought up now, so that the client connects
     // while the rest of this stage runs. How that went is the network
