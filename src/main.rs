@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use ztinit::stages::{self, GpuHooks, or_fatal};
 use ztinit::timeline::{Stage, Timeline};
-use ztinit::{kmsg, power, version};
+use ztinit::{kmsg, power};
 
 fn main() -> ExitCode {
     if rustix::process::getpid().is_init() {
@@ -22,14 +22,15 @@ fn boot() -> ! {
     power::install_panic_hook();
 
     // early: signals; the baked config read and validated here while a
-    // thread mounts, attaches the console and starts logging.
+    // thread mounts, attaches the console and starts logging; the network
+    // and the KBS client start as soon as their sections validate, unless
+    // initdata may change them.
     let (early, parsing) = stages::early();
-    kmsg::notice(&version::line());
     or_fatal(Stage::Early, early);
     timeline.done(Stage::Early);
 
-    // config: the baked file, the kernel command line, initdata; the KBS
-    // client and the network start as soon as nothing can change them.
+    // config: the baked file's and the kernel command line's verdict,
+    // initdata.
     let stages::Loaded { config, tee, initdata, kbs, network } = stages::load_config(parsing);
     ztinit::config::log_weakenings(&config);
     timeline.done(Stage::Config);
@@ -39,9 +40,8 @@ fn boot() -> ! {
     let seccomp = stages::compile_seccomp(&config);
 
     // attest, ahead of time: the KBS client (TLS configuration, the key
-    // the evidence binds) made during the config stage, or here when
-    // initdata may set `[kbs]` keys; it connects as soon as the network is
-    // up.
+    // the evidence binds) made during early, or here when initdata may set
+    // `[kbs]` keys; it connects as soon as the network is up.
     let kbs_client = kbs.unwrap_or_else(|| stages::prepare_kbs(&config));
 
     or_fatal(Stage::Network, stages::network(&config, network));

@@ -43,31 +43,92 @@ pub enum EarlyError {
 /// thread of their own while this thread reads, parses and validates the
 /// baked configuration ([`ParsingConfig`]): every later stage waits on the
 /// configuration, so its work starts at once, and a new thread's start
-/// (tens of ms under emulation) delays the mounts instead.
+/// (tens of ms under emulation) delays the mounts instead. As soon as the
+/// sections the network and the KBS client need have validated, the
+/// network comes up and the client starts ([`Ahead`]), while the rest of
+/// the configuration is checked.
 pub fn early() -> (Result<(), EarlyError>, ParsingConfig) {
     // Signals first: nothing may be delivered the classic way to PID 1.
     if let Err(e) = supervise::block_signals() {
-        return (Err(e.into()), ParsingConfig(None));
+        kmsg::notice(&crate::version::line());
+        power::fatal(Stage::Early, &EarlyError::from(e));
     }
     let started = std::time::Instant::now();
     crate::prefault::own_code();
     let prefaulted = started.elapsed();
     let slot = std::sync::Arc::new(CmdlineSlot::new(None));
     let handover = CmdlineHandover { slot: std::sync::Arc::clone(&slot), to: std::thread::current() };
-    match std::thread::Builder::new().name("early".into()).spawn(move || set_up_system(&handover, prefaulted)) {
-        Ok(handle) => {
-            let parsed = parse_baked(&slot);
-            // A panic in the thread has already ended the boot (the panic hook).
-            let result = handle.join().unwrap_or_else(|_| power::fatal(Stage::Early, &"the early thread panicked"));
-            (result, ParsingConfig(Some(parsed)))
+    let (mut thread, mut done) =
+        match std::thread::Builder::new().name("early".into()).spawn(move || set_up_system(&handover, prefaulted)) {
+            Ok(handle) => (Some(handle), None),
+            // No thread: the system first, then the file.
+            Err(_) => {
+                let handover = CmdlineHandover { slot: std::sync::Arc::clone(&slot), to: std::thread::current() };
+                (None, Some(joined(set_up_system(&handover, prefaulted))))
+            }
+        };
+    let mut ahead = Ahead::default();
+    let mut parsed = parse_baked(&slot, &mut |first| {
+        let started = std::time::Instant::now();
+        // The network needs the mounts and logs its lines: the early
+        // thread is done first, and nothing starts when it failed.
+        let result = done.get_or_insert_with(|| join_early(thread.take()));
+        if result.is_ok() {
+            ahead = start_ahead(first);
         }
-        // No thread: the system first, then the file.
-        Err(_) => {
-            let handover = CmdlineHandover { slot, to: std::thread::current() };
-            let result = set_up_system(&handover, prefaulted);
-            (result, ParsingConfig(Some(parse_baked(&handover.slot))))
+        ahead.took = started.elapsed();
+    });
+    // The configuration's own time, without what started ahead.
+    parsed.parse_validate = parsed.parse_validate.saturating_sub(ahead.took);
+    parsed.ahead = ahead;
+    let result = done.unwrap_or_else(|| join_early(thread.take()));
+    (result, ParsingConfig(parsed))
+}
+
+type EarlyThread = std::thread::JoinHandle<Result<(), EarlyError>>;
+
+fn join_early(thread: Option<EarlyThread>) -> Result<(), EarlyError> {
+    // A panic in the thread has already ended the boot (the panic hook).
+    let result = thread.map(|t| t.join().unwrap_or_else(|_| power::fatal(Stage::Early, &"the early thread panicked")));
+    joined(result.unwrap_or(Ok(())))
+}
+
+/// The system is set up (or failed to be): the logger is there, and the
+/// version line is the first it logs of this boot.
+#[inline(always)]
+fn joined(result: Result<(), EarlyError>) -> Result<(), EarlyError> {
+    kmsg::notice(&crate::version::line());
+    result
+}
+
+/// What starts before the configuration is fully checked, from its first
+/// sections alone ([`config::FIRST_SECTIONS`]).
+#[derive(Default)]
+struct Ahead {
+    kbs: Option<PreparingKbs>,
+    network: Option<Result<(), net::NetError>>,
+    took: Duration,
+}
+
+/// The KBS client needs only `[tee]`, which is baked-only, and `[kbs]`:
+/// unless the baked file opens a `kbs.` key to initdata, both are final
+/// once they validate, and the client's TLS state and keys are made while
+/// the rest of the configuration is checked. Likewise `[network]`: brought
+/// up now, so that the client connects meanwhile. Nothing is sent to the
+/// KBS before the attest stage, and a configuration problem found later
+/// still ends the boot first; how the network went is the network stage's
+/// to report, after the config stage's own failures.
+fn start_ahead(first: &Config) -> Ahead {
+    kmsg::set_level(first.boot.log_level.filter());
+    let kbs = (!initdata_may_set(first, "kbs.")).then(|| prepare_kbs(first));
+    let network = (!initdata_may_set(first, "network.")).then(|| {
+        let up = bring_up_network(&first.network);
+        if let (Ok(()), Some(kbs)) = (&up, &kbs) {
+            kbs.network_up();
         }
-    }
+        up
+    });
+    Ahead { kbs, network, took: Duration::ZERO }
 }
 
 /// Mounts, the console, the logger, PID 1's OOM score and loopback. The
@@ -107,11 +168,10 @@ fn set_up_system(handover: &CmdlineHandover, prefaulted: Duration) -> Result<(),
 /// validated once the early thread hands it the kernel command line (read
 /// once /proc is mounted). The files a configuration references must lie
 /// outside the volatile trees `early` mounts ([`config::open_image_file`]),
-/// so the mounts cannot change what it reads. Nothing is logged until the
-/// config stage takes the result (the logger may not be up yet). Empty
-/// when `early` failed before it: the config stage then reads the file
-/// itself.
-pub struct ParsingConfig(Option<Parsed>);
+/// so the mounts cannot change what it reads. Nothing is logged before the
+/// early thread is joined (the logger may not be up yet): the parts' times
+/// wait for the config stage.
+pub struct ParsingConfig(Parsed);
 
 /// The kernel command line, or why it could not be read, on its way from
 /// the early thread to the boot thread.
@@ -131,11 +191,13 @@ impl CmdlineHandover {
     }
 }
 
-/// What parsing the baked file gave, with its parts' times.
+/// What parsing the baked file gave, with its parts' times, and what
+/// started ahead of the rest of the boot.
 struct Parsed {
     result: Result<ParsedConfig, config::ConfigError>,
     read: Duration,
     parse_validate: Duration,
+    ahead: Ahead,
 }
 
 struct ParsedConfig {
@@ -143,15 +205,6 @@ struct ParsedConfig {
     cmdline: String,
     table: toml::Table,
     config: Config,
-}
-
-impl ParsingConfig {
-    fn take(self) -> Parsed {
-        self.0.unwrap_or_else(|| {
-            let slot = CmdlineSlot::new(Some(config::read_cmdline(Path::new("/proc/cmdline"))));
-            parse_baked(&slot)
-        })
-    }
 }
 
 /// Waits (parked) until the early thread has handed over the command line.
@@ -164,13 +217,17 @@ fn wait_for_cmdline(slot: &CmdlineSlot) -> Result<String, config::ConfigError> {
     }
 }
 
-fn parse_baked(cmdline: &CmdlineSlot) -> Parsed {
+/// `first_ready`: see [`Config::from_table_then`].
+fn parse_baked(cmdline: &CmdlineSlot, first_ready: &mut dyn FnMut(&Config)) -> Parsed {
     let path = Path::new(config::DEFAULT_PATH);
     let origin = path.display().to_string();
     let started = std::time::Instant::now();
     let text = match config::read_baked(path) {
         Ok(t) => t,
-        Err(e) => return Parsed { result: Err(e), read: started.elapsed(), parse_validate: Duration::ZERO },
+        Err(e) => {
+            let read = started.elapsed();
+            return Parsed { result: Err(e), read, parse_validate: Duration::ZERO, ahead: Ahead::default() };
+        }
     };
     let read = started.elapsed();
     let started = std::time::Instant::now();
@@ -178,18 +235,18 @@ fn parse_baked(cmdline: &CmdlineSlot) -> Parsed {
     let parsed = started.elapsed();
     let cmdline = match wait_for_cmdline(cmdline) {
         Ok(c) => c,
-        Err(e) => return Parsed { result: Err(e), read, parse_validate: parsed },
+        Err(e) => return Parsed { result: Err(e), read, parse_validate: parsed, ahead: Ahead::default() },
     };
     let started = std::time::Instant::now();
     let files = RootFiles::new("/");
     let result = table.and_then(|table| {
         let sources = config::Sources { origin: &origin, text: &text, cmdline: Some(&cmdline), files: &files };
-        let config = Config::from_table(sources, table.clone())?;
+        let config = Config::from_table_then(sources, table.clone(), first_ready)?;
         Ok((table, config))
     });
     let parse_validate = parsed + started.elapsed();
     let result = result.map(|(table, config)| ParsedConfig { text, cmdline, table, config });
-    Parsed { result, read, parse_validate }
+    Parsed { result, read, parse_validate, ahead: Ahead::default() }
 }
 
 /// Info, or debug when the kernel command line asks for it (`ztinit.log=debug`,
@@ -206,12 +263,12 @@ pub struct Loaded {
     pub config: Config,
     pub tee: Option<Box<dyn EvidenceProvider>>,
     pub initdata: Option<Initdata>,
-    /// The KBS client, prepared during the config stage when nothing
-    /// after it can change `[kbs]` ([`prepare_kbs`] after the stage
-    /// otherwise).
+    /// The KBS client, prepared as soon as the baked `[tee]` and `[kbs]`
+    /// validated when nothing after that can change `[kbs]` (during
+    /// `early`; [`prepare_kbs`] after the config stage otherwise).
     pub kbs: Option<PreparingKbs>,
-    /// The network, when it was brought up during the config stage
-    /// (nothing after it can change `[network]`): how that went.
+    /// The network, when it was brought up as soon as `[network]`
+    /// validated (nothing after that can change it): how that went.
     pub network: Option<Result<(), net::NetError>>,
 }
 
@@ -220,29 +277,13 @@ pub struct Loaded {
 pub fn load_config(parsing: ParsingConfig) -> Loaded {
     let origin = config::DEFAULT_PATH.to_string();
     let files = RootFiles::new("/");
-    let parsed = parsing.take();
+    let parsed = parsing.0;
     timeline::log_part("read-config", parsed.read);
     timeline::log_part("parse-validate", parsed.parse_validate);
+    let Ahead { kbs, network, .. } = parsed.ahead;
     let ParsedConfig { text, cmdline, table, mut config } = parsed.result.unwrap_or_else(|e| config_fatal(&e));
     let sources = || config::Sources { origin: &origin, text: &text, cmdline: Some(&cmdline), files: &files };
     apply_boot_settings(&config);
-    // The KBS client needs only `[tee]`, which is baked-only, and `[kbs]`:
-    // unless the baked file opens a `kbs.` key to initdata, both are final
-    // now, and the client's TLS state and keys are made while the rest of
-    // this stage runs. It connects once the network is up (below, or in
-    // the network stage) but sends no request before the attest stage, and
-    // a failure below still ends the boot.
-    let kbs = (!initdata_may_set(&config, "kbs.")).then(|| prepare_kbs(&config));
-    // Likewise `[network]`: brought up now, so that the client connects
-    // while the rest of this stage runs. How that went is the network
-    // stage's to report, after this stage's own failures.
-    let network = (!initdata_may_set(&config, "network.")).then(|| {
-        let up = bring_up_network(&config.network);
-        if let (Ok(()), Some(kbs)) = (&up, &kbs) {
-            kbs.network_up();
-        }
-        up
-    });
     let part = timeline::part("kernel-params");
     check_kernel_params(&cmdline, &config);
     drop(part);
@@ -335,8 +376,9 @@ fn apply_boot_settings(config: &Config) {
     }
 }
 
-/// The network stage: the outcome of the bring-up done during the config
-/// stage ([`Loaded::network`]), or the network brought up now.
+/// The network stage: the outcome of the bring-up done while the
+/// configuration was checked ([`Loaded::network`]), or the network brought
+/// up now.
 pub fn network(config: &Config, done: Option<Result<(), net::NetError>>) -> Result<(), net::NetError> {
     done.unwrap_or_else(|| bring_up_network(&config.network))
 }
@@ -422,8 +464,15 @@ pub struct PreparingKbs(Option<PreparingClient>);
 
 struct PreparingClient {
     handle: std::thread::JoinHandle<Result<kbs::Client, kbs::KbsError>>,
-    network_up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    network_up: std::sync::Arc<NetworkUp>,
+    endpoint: kbs::transport::Endpoint,
 }
+
+/// (the network is up, the TCP connect to the KBS begun then): the boot
+/// thread sends the SYN as soon as the network is up, so that the kernel
+/// completes the TCP handshake while the client thread is still making its
+/// TLS state.
+type NetworkUp = std::sync::Mutex<(bool, Option<kbs::transport::Connecting>)>;
 
 /// Starts [`PreparingKbs`] for the configured KBS, if any.
 #[inline(never)]
@@ -432,7 +481,8 @@ pub fn prepare_kbs(config: &Config) -> PreparingKbs {
         return PreparingKbs(None);
     };
     let cfg = config.kbs.clone();
-    let network_up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let endpoint = server.url().clone();
+    let network_up = std::sync::Arc::new(NetworkUp::new((false, None)));
     let up = network_up.clone();
     let prepare = move || {
         // The key is made in a thread of its own (`Client::new`), so the
@@ -441,23 +491,32 @@ pub fn prepare_kbs(config: &Config) -> PreparingKbs {
         client.prepare_ahead();
         // Unparked by `network_up` (a failed network stage ends the boot
         // instead; park may also return early, hence the flag).
-        while !up.load(std::sync::atomic::Ordering::Acquire) {
+        let started = loop {
+            let mut state = up.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if state.0 {
+                break state.1.take();
+            }
+            drop(state);
             std::thread::park();
-        }
-        client.connect_ahead();
+        };
+        client.connect_ahead(started);
         Ok(client)
     };
     // No thread: the attest stage makes the client itself.
     let spawned = std::thread::Builder::new().name("kbs-client".into()).spawn(prepare).ok();
-    PreparingKbs(spawned.map(|handle| PreparingClient { handle, network_up }))
+    PreparingKbs(spawned.map(|handle| PreparingClient { handle, network_up, endpoint }))
 }
 
 impl PreparingKbs {
-    /// The network is configured: the client may connect.
+    /// The network is configured: the TCP connect to the KBS begins (once,
+    /// however often this is called) and the client may go on.
     pub fn network_up(&self) {
         if let Some(p) = &self.0 {
-            p.network_up.store(true, std::sync::atomic::Ordering::Release);
-            p.handle.thread().unpark();
+            let mut state = p.network_up.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !state.0 {
+                *state = (true, kbs::transport::Connecting::start(&p.endpoint));
+                p.handle.thread().unpark();
+            }
         }
     }
 

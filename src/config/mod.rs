@@ -66,28 +66,55 @@ pub fn is_known_key(path: &str) -> bool {
 }
 
 macro_rules! config_sections {
-    ($($(#[$doc:meta])* $name:ident : $ty:ty),* $(,)?) => {
+    (
+        first: { $($(#[$fdoc:meta])* $fname:ident : $fty:ty),* $(,)? }
+        then: { $($(#[$doc:meta])* $name:ident : $ty:ty),* $(,)? }
+    ) => {
         /// The validated configuration of one boot.
         #[derive(Debug, Clone, Default)]
         pub struct Config {
+            $($(#[$fdoc])* pub $fname: $fty,)*
             $($(#[$doc])* pub $name: $ty,)*
         }
 
         /// Names of the top-level sections, in documentation order.
-        pub const SECTIONS: &[&str] = &[$(stringify!($name)),*];
+        pub const SECTIONS: &[&str] = &[$(stringify!($fname),)* $(stringify!($name)),*];
+
+        /// The sections validated first ([`Config::from_table_then`]): the
+        /// log level, the network, and the KBS client with the TEE policy
+        /// it needs. Issues are sorted by line in the end, so this order
+        /// never shows in a report.
+        pub const FIRST_SECTIONS: &[&str] = &[$(stringify!($fname)),*];
 
         /// Each section's keys, read from its type.
         #[allow(clippy::type_complexity)]
-        const SECTION_KEYS: &[(&str, fn() -> Option<&'static [&'static str]>)] =
-            &[$((stringify!($name), overlay::struct_fields::<$ty>)),*];
+        const SECTION_KEYS: &[(&str, fn() -> Option<&'static [&'static str]>)] = &[
+            $((stringify!($fname), overlay::struct_fields::<$fty>),)*
+            $((stringify!($name), overlay::struct_fields::<$ty>)),*
+        ];
 
-        fn build(mut table: toml::Table, pending: &mut Vec<Pending>, files: &dyn Files) -> Config {
+        fn build(
+            mut table: toml::Table,
+            pending: &mut Vec<Pending>,
+            files: &dyn Files,
+            first_ready: &mut dyn FnMut(&Config),
+        ) -> Config {
             let mut config = Config::default();
             $(
-                if let Some(value) = table.remove(stringify!($name)) {
-                    if let Some(section) = parse_section::<$ty>(stringify!($name), value, pending, files) {
-                        config.$name = section;
-                    }
+                if let Some(value) = table.remove(stringify!($fname))
+                    && let Some(section) = parse_section::<$fty>(stringify!($fname), value, pending, files)
+                {
+                    config.$fname = section;
+                }
+            )*
+            if pending.is_empty() {
+                first_ready(&config);
+            }
+            $(
+                if let Some(value) = table.remove(stringify!($name))
+                    && let Some(section) = parse_section::<$ty>(stringify!($name), value, pending, files)
+                {
+                    config.$name = section;
                 }
             )*
             for key in table.keys() {
@@ -103,31 +130,35 @@ macro_rules! config_sections {
 }
 
 config_sections! {
-    /// Logging, exit behaviour, shutdown timing.
-    boot: BootConfig,
-    /// The program to run once the guest is trusted.
-    workload: WorkloadConfig,
-    /// Guest networking.
-    network: NetworkConfig,
-    /// Accepted TEE kinds and evidence policy. Absent: no TEE is required
-    /// unless `[kbs]` is configured (then the defaults apply).
-    tee: Option<crate::tee::TeeConfig>,
-    /// The Key Broker Service.
-    kbs: crate::kbs::KbsConfig,
-    /// Resources delivered to the workload as files.
-    secrets: Vec<crate::kbs::SecretConfig>,
-    /// Encrypted, integrity-protected volumes.
-    volumes: crate::volume::Volumes,
-    /// Confidential GPUs.
-    gpu: crate::gpu::GpuConfig,
-    /// Kernel modules to load.
-    modules: crate::modules::ModulesConfig,
-    /// Kernel hardening before launch.
-    lockdown: crate::lockdown::LockdownConfig,
-    /// Workload sandbox (seccomp, Landlock, capabilities).
-    sandbox: crate::sandbox::SandboxConfig,
-    /// A container image as the workload (pulled, verified, unpacked).
-    image: crate::image::ImageConfig,
+    first: {
+        /// Logging, exit behaviour, shutdown timing.
+        boot: BootConfig,
+        /// Guest networking.
+        network: NetworkConfig,
+        /// Accepted TEE kinds and evidence policy. Absent: no TEE is required
+        /// unless `[kbs]` is configured (then the defaults apply).
+        tee: Option<crate::tee::TeeConfig>,
+        /// The Key Broker Service.
+        kbs: crate::kbs::KbsConfig,
+    }
+    then: {
+        /// The program to run once the guest is trusted.
+        workload: WorkloadConfig,
+        /// Resources delivered to the workload as files.
+        secrets: Vec<crate::kbs::SecretConfig>,
+        /// Encrypted, integrity-protected volumes.
+        volumes: crate::volume::Volumes,
+        /// Confidential GPUs.
+        gpu: crate::gpu::GpuConfig,
+        /// Kernel modules to load.
+        modules: crate::modules::ModulesConfig,
+        /// Kernel hardening before launch.
+        lockdown: crate::lockdown::LockdownConfig,
+        /// Workload sandbox (seccomp, Landlock, capabilities).
+        sandbox: crate::sandbox::SandboxConfig,
+        /// A container image as the workload (pulled, verified, unpacked).
+        image: crate::image::ImageConfig,
+    }
 }
 
 /// Only what needs the section's type is generic: this runs for a dozen
@@ -297,7 +328,20 @@ impl Config {
     /// Merges the kernel command line into `table` (parsed from
     /// `src.text`, possibly with an overlay applied) and validates.
     pub fn from_table(src: Sources<'_>, table: toml::Table) -> Result<Config, ConfigError> {
-        Config::from_table_with_initdata(src, table, &[])
+        Config::validate(src, table, &[], &mut |_| {})
+    }
+
+    /// [`Config::from_table`] that calls `first_ready` with a configuration
+    /// of only the [`FIRST_SECTIONS`] as soon as they and the command line
+    /// have validated, before the other sections are checked (never when
+    /// any of them has a problem): what the boot may start on early. The
+    /// result still decides: a problem found afterwards fails it.
+    pub fn from_table_then(
+        src: Sources<'_>,
+        table: toml::Table,
+        first_ready: &mut dyn FnMut(&Config),
+    ) -> Result<Config, ConfigError> {
+        Config::validate(src, table, &[], first_ready)
     }
 
     /// [`Config::from_table`] for a table that initdata has set
@@ -305,8 +349,17 @@ impl Config {
     /// initdata's, not the baked file's.
     pub fn from_table_with_initdata(
         src: Sources<'_>,
+        table: toml::Table,
+        initdata_keys: &[String],
+    ) -> Result<Config, ConfigError> {
+        Config::validate(src, table, initdata_keys, &mut |_| {})
+    }
+
+    fn validate(
+        src: Sources<'_>,
         mut table: toml::Table,
         initdata_keys: &[String],
+        first_ready: &mut dyn FnMut(&Config),
     ) -> Result<Config, ConfigError> {
         let from_initdata = |path: &str| {
             initdata_keys.iter().any(|k| path == k || path.strip_prefix(k.as_str()).is_some_and(|r| r.starts_with('.')))
@@ -317,7 +370,7 @@ impl Config {
                 pending.push(Pending { origin: PendingOrigin::Cmdline, path, message: message.to_string() });
             }
         }
-        let config = build(table, &mut pending, src.files);
+        let config = build(table, &mut pending, src.files, first_ready);
         if pending.is_empty() {
             let mut v = Validator::new(String::new(), &mut pending, src.files);
             config.validate_across(&mut v);

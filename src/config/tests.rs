@@ -546,3 +546,52 @@ fn unknown_keys_of_array_entries_are_all_reported_and_the_rest_still_checked() {
     let keys: Vec<String> = issues(&text, None).iter().map(|i| i.key.clone()).collect();
     assert_eq!(keys, ["secrets[0].colour", "secrets[0].shade"]);
 }
+
+/// (network address, KBS host:port, workload path) as `first_ready` saw them.
+type FirstSeen = (String, String, String);
+
+/// What `first_ready` is handed, if it is called, and the final result.
+fn first_sections(text: &str, cmdline: Option<&str>) -> (Option<FirstSeen>, Result<Config, ConfigError>) {
+    let mut seen = None;
+    let table = parse_table("ztinit.toml", text).unwrap();
+    let sources = Sources { origin: "ztinit.toml", text, cmdline, files: &NoFiles };
+    let result = Config::from_table_then(sources, table, &mut |first| {
+        assert!(seen.is_none(), "called once");
+        let address = first.network.address().map(|(a, p)| format!("{a}/{p}")).unwrap_or_default();
+        let url = first.kbs.server.as_ref().map(|s| format!("{}:{}", s.url().host, s.url().port)).unwrap_or_default();
+        seen = Some((address, url, first.workload.path.clone()));
+    });
+    (seen, result)
+}
+
+const FIRST: &str = "[workload]\npath = \"/bin/app\"\n\n[network]\nmode = \"static\"\ninterface = \"eth0\"\naddress = \"10.0.2.15/24\"\n\n[tee]\naccept = [\"sample\"]\nallow_sample = true\n\n[kbs]\nurl = \"http://10.0.2.100:8080\"\ninsecure_http = true\n";
+
+#[test]
+fn the_first_sections_are_handed_on_before_the_rest_is_checked() {
+    let (seen, result) = first_sections(FIRST, Some("ztinit.kbs.retries=2"));
+    let (address, url, workload) = seen.expect("called");
+    assert_eq!((address.as_str(), url.as_str()), ("10.0.2.15/24", "10.0.2.100:8080"));
+    assert_eq!(workload, "", "the other sections come after");
+    assert_eq!(result.unwrap().kbs.retries, 2);
+
+    // A later section's problem still fails the whole.
+    let (seen, result) = first_sections(&FIRST.replace("path = \"/bin/app\"", "path = 5"), None);
+    assert!(seen.is_some());
+    let Err(ConfigError::Invalid(issues)) = result else { panic!("expected issues") };
+    assert_eq!(issues[0].key, "workload.path");
+}
+
+#[test]
+fn nothing_is_handed_on_when_a_first_section_or_the_command_line_is_refused() {
+    for (text, cmdline, key) in [
+        (FIRST.replace("10.0.2.15/24", "10.0.2.15/99"), None, "network.address"),
+        (FIRST.replace("insecure_http = true", "insecure_http = \"yes\""), None, "kbs.insecure_http"),
+        (FIRST.replace("allow_sample = true", "allow_sample = true\nbogus = 1"), None, "tee.bogus"),
+        (FIRST.to_string(), Some("ztinit.kbs.url=http://10.0.2.3"), "ztinit.kbs.url"),
+    ] {
+        let (seen, result) = first_sections(&text, cmdline);
+        assert!(seen.is_none(), "{key}");
+        let Err(ConfigError::Invalid(issues)) = result else { panic!("{key}: expected issues") };
+        assert!(issues.iter().any(|i| i.key == key), "{key}: {issues:?}");
+    }
+}

@@ -80,8 +80,8 @@ impl Client {
     }
 
     /// Opens the connection for the first request now ([`Transport::connect_ahead`]).
-    pub fn connect_ahead(&self) {
-        self.transport.connect_ahead();
+    pub fn connect_ahead(&self, started: Option<super::transport::Connecting>) {
+        self.transport.connect_ahead(started);
     }
 
     /// (connections opened, responses received) over the client's life.

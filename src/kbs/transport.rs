@@ -393,12 +393,19 @@ impl Transport {
     /// the first request's would. A refused certificate is kept for the
     /// first request to report; any other failure is only logged, and the
     /// first request connects again and reports it with its retries.
-    pub fn connect_ahead(&self) {
+    /// `started`: the TCP connect [`Connecting::start`] began, when the
+    /// endpoint is one of its addresses (waited for here, within the
+    /// connect timeout); otherwise the endpoint is connected to here.
+    pub fn connect_ahead(&self, started: Option<Connecting>) {
         let prepared = self.prepared.take();
         let deadline = Instant::now() + self.policy.connect_timeout;
         let failed = |why: &dyn std::fmt::Display| log::debug!("KBS: connecting ahead failed: {why}");
         let part = crate::timeline::part("tcp-connect");
-        let connected = self.connect(deadline);
+        let ours = |c: &Connecting| Connecting::addr_of(&self.endpoint) == Some(c.addr);
+        let connected = match started.filter(ours) {
+            Some(c) => c.finish(self.policy.connect_timeout),
+            None => self.connect(deadline),
+        };
         drop(part);
         let tcp = match connected {
             Ok(tcp) => tcp,
@@ -810,6 +817,58 @@ impl ServerCertVerifier for PinnedCert {
     }
 }
 
+/// A TCP connect to an IP address, begun without waiting for it to
+/// complete: the kernel carries on with the handshake's packets while the
+/// caller does other work, and [`Connecting::finish`] waits for it.
+#[derive(Debug)]
+pub struct Connecting {
+    socket: std::os::fd::OwnedFd,
+    addr: std::net::SocketAddr,
+}
+
+impl Connecting {
+    /// Sends the SYN to the endpoint `url` names, when its host is an IP
+    /// address (a name would need a lookup, which the client does itself).
+    /// `None` when the connect could not even start: the client then
+    /// connects itself and reports what fails.
+    pub fn start(url: &Endpoint) -> Option<Connecting> {
+        use rustix::net::{AddressFamily, SocketFlags, SocketType};
+        let addr = Connecting::addr_of(url)?;
+        let family = if addr.is_ipv4() { AddressFamily::INET } else { AddressFamily::INET6 };
+        let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
+        let socket = rustix::net::socket_with(family, SocketType::STREAM, flags, None).ok()?;
+        match rustix::net::connect(&socket, &addr) {
+            Ok(()) | Err(rustix::io::Errno::INPROGRESS) => Some(Connecting { socket, addr }),
+            Err(_) => None,
+        }
+    }
+
+    fn addr_of(url: &Endpoint) -> Option<std::net::SocketAddr> {
+        Some(std::net::SocketAddr::new(url.host.parse().ok()?, url.port))
+    }
+
+    /// Waits up to `timeout` for the connect to complete.
+    fn finish(self, timeout: Duration) -> Result<TcpStream, Failure> {
+        use rustix::event::{PollFd, PollFlags, Timespec};
+        let failed = |e: &dyn std::fmt::Display| Failure::Retry(format!("connect to {}: {e}", self.addr));
+        let timespec = Timespec::try_from(timeout).map_err(|e| failed(&e))?;
+        let mut fds = [PollFd::new(&self.socket, PollFlags::OUT)];
+        match rustix::event::poll(&mut fds, Some(&timespec)) {
+            Ok(0) => return Err(failed(&"timed out")),
+            Ok(_) => {}
+            Err(e) => return Err(failed(&e)),
+        }
+        match rustix::net::sockopt::socket_error(&self.socket) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) | Err(e) => return Err(failed(&e)),
+        }
+        let tcp = TcpStream::from(self.socket);
+        tcp.set_nonblocking(false).map_err(|e| failed(&e))?;
+        let _ = tcp.set_nodelay(true);
+        Ok(tcp)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -965,7 +1024,7 @@ mod tests {
     fn the_first_request_uses_the_connection_made_ahead() {
         let (addr, accepted) = one_answer_per_connection();
         let t = plain(&format!("http://{addr}"), 2_000, 0);
-        t.connect_ahead();
+        t.connect_ahead(None);
         let connected_at = accepted.recv_timeout(Duration::from_secs(5)).expect("connected ahead");
         let sent_at = Instant::now();
         let resp = t.send(&get(), Instant::now() + Duration::from_secs(10)).unwrap();
@@ -976,10 +1035,48 @@ mod tests {
     }
 
     #[test]
+    fn a_connect_begun_before_the_client_is_ready_is_the_connection_ahead() {
+        let (addr, accepted) = one_answer_per_connection();
+        let url = format!("http://{addr}");
+        let started = Connecting::start(&Endpoint::parse(&url).unwrap()).expect("a SYN to an IP address");
+        let connected_at = accepted.recv_timeout(Duration::from_secs(5)).expect("connected before the client");
+        let t = plain(&url, 2_000, 0);
+        t.connect_ahead(Some(started));
+        let resp = t.send(&get(), Instant::now() + Duration::from_secs(10)).unwrap();
+        assert_eq!(resp.body, b"ok");
+        assert!(connected_at <= Instant::now());
+        assert!(accepted.try_recv().is_err(), "no second connection");
+        assert_eq!(t.counts(), (1, 1));
+
+        // Begun towards another address: not used, the client connects to
+        // its own endpoint.
+        let (other, other_accepted) = one_answer_per_connection();
+        let elsewhere = Connecting::start(&Endpoint::parse(&format!("http://{other}")).unwrap()).unwrap();
+        let t = plain(&url, 2_000, 0);
+        t.connect_ahead(Some(elsewhere));
+        accepted.recv_timeout(Duration::from_secs(5)).expect("its own endpoint");
+        t.send(&get(), Instant::now() + Duration::from_secs(10)).unwrap();
+        assert!(accepted.try_recv().is_err(), "the request used that connection");
+        other_accepted.recv_timeout(Duration::from_secs(5)).expect("the SYN to the other address went out");
+
+        // Refused: only logged; the request fails with its own attempts.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let url = format!("http://{closed}");
+        let refused = Connecting::start(&Endpoint::parse(&url).unwrap()).unwrap();
+        let t = plain(&url, 200, 1);
+        t.connect_ahead(Some(refused));
+        let err = t.send(&get(), Instant::now() + Duration::from_secs(10)).err().unwrap();
+        assert!(matches!(err, TransportError::Exhausted { attempts: 2, .. }), "{err}");
+
+        // A host name needs a lookup: nothing begins.
+        assert!(Connecting::start(&Endpoint::parse("http://kbs.example:8080").unwrap()).is_none());
+    }
+
+    #[test]
     fn a_stale_or_failed_connection_ahead_is_replaced() {
         let (addr, accepted) = one_answer_per_connection();
         let t = plain(&format!("http://{addr}"), 2_000, 0);
-        t.connect_ahead();
+        t.connect_ahead(None);
         accepted.recv_timeout(Duration::from_secs(5)).unwrap();
         std::thread::sleep(AHEAD_MAX_AGE + Duration::from_millis(100));
         t.send(&get(), Instant::now() + Duration::from_secs(10)).unwrap();
@@ -990,7 +1087,7 @@ mod tests {
         // fails with its own attempts, as without it.
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
         let t = plain(&format!("http://{closed}"), 200, 1);
-        t.connect_ahead();
+        t.connect_ahead(None);
         let err = t.send(&get(), Instant::now() + Duration::from_secs(10)).err().unwrap();
         assert!(matches!(err, TransportError::Exhausted { attempts: 2, .. }), "{err}");
     }
@@ -1019,7 +1116,7 @@ mod tests {
         let prepared = t.prepared.take();
         assert!(prepared.is_some(), "made before any connection");
         t.prepared.set(prepared);
-        t.connect_ahead();
+        t.connect_ahead(None);
         assert!(t.prepared.take().is_none(), "taken by the connection ahead, never used again");
         assert_eq!(server.join().unwrap()[0], 0x16, "the prepared ClientHello went out as a handshake record");
         assert!(t.ahead.borrow().is_none(), "a failed handshake leaves nothing for the first request");

@@ -57,6 +57,12 @@ pub fn release_rustflags(workspace: &Path, target: &str) -> String {
         // start code applies): a static PIE keeps its ASLR while the 150 KiB
         // of RELA entries shrink to 2 KiB, which keeps PID 1 in its budget.
         flags.push("-Clink-arg=-Wl,-z,pack-relative-relocs".to_string());
+        // No `.eh_frame_hdr` (37 KiB in PID 1): it is the unwinder's index
+        // for finding a function's frame. Release builds abort on panic and
+        // PID 1's panic hook prints no backtrace, so nothing ever unwinds;
+        // a backtrace asked of a release binary by hand (`RUST_BACKTRACE`)
+        // is what would go without it.
+        flags.push("-Clink-arg=-Wl,--no-eh-frame-hdr".to_string());
     }
     // CARGO_ENCODED_RUSTFLAGS: separated by 0x1f, so paths may hold spaces.
     flags.join("\u{1f}")
@@ -224,6 +230,7 @@ mod tests {
     fn musl_builds_pack_their_relative_relocations() {
         let f = release_rustflags(Path::new("/w"), MUSL_TARGET);
         assert!(f.split('\u{1f}').any(|flag| flag == "-Clink-arg=-Wl,-z,pack-relative-relocs"), "{f}");
+        assert!(f.split('\u{1f}').any(|flag| flag == "-Clink-arg=-Wl,--no-eh-frame-hdr"), "{f}");
     }
 
     #[test]
