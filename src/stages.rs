@@ -466,6 +466,7 @@ struct PreparingClient {
     handle: std::thread::JoinHandle<Result<kbs::Client, kbs::KbsError>>,
     network_up: std::sync::Arc<NetworkUp>,
     endpoint: kbs::transport::Endpoint,
+    key: std::sync::Arc<kbs::EvidenceKey>,
 }
 
 /// (the network is up, the TCP connect to the KBS begun then): the boot
@@ -484,10 +485,12 @@ pub fn prepare_kbs(config: &Config) -> PreparingKbs {
     let endpoint = server.url().clone();
     let network_up = std::sync::Arc::new(NetworkUp::new((false, None)));
     let up = network_up.clone();
+    let key = std::sync::Arc::new(kbs::EvidenceKey::default());
+    let client_key = key.clone();
     let prepare = move || {
-        // The key is made in a thread of its own (`Client::new`), so the
+        // The evidence key is the boot thread's to make (`take`), so the
         // connection below does not wait for it.
-        let client = kbs::Client::new(&server, &cfg)?;
+        let client = kbs::Client::with_key(&server, &cfg, client_key)?;
         client.prepare_ahead();
         // Unparked by `network_up` (a failed network stage ends the boot
         // instead; park may also return early, hence the flag).
@@ -504,7 +507,7 @@ pub fn prepare_kbs(config: &Config) -> PreparingKbs {
     };
     // No thread: the attest stage makes the client itself.
     let spawned = std::thread::Builder::new().name("kbs-client".into()).spawn(prepare).ok();
-    PreparingKbs(spawned.map(|handle| PreparingClient { handle, network_up, endpoint }))
+    PreparingKbs(spawned.map(|handle| PreparingClient { handle, network_up, endpoint, key }))
 }
 
 impl PreparingKbs {
@@ -522,6 +525,9 @@ impl PreparingKbs {
 
     fn take(self) -> Option<Result<kbs::Client, kbs::KbsError>> {
         let p = self.0?;
+        // Needed for the evidence, after the handshake: made while the
+        // client thread is at it.
+        p.key.make();
         let _part = timeline::part("client-wait");
         // A panic in the thread has already ended the boot (the panic hook).
         Some(p.handle.join().unwrap_or_else(|_| power::fatal(Stage::Attest, &"the KBS client thread panicked")))

@@ -1,6 +1,7 @@
 //! The RCAR handshake (auth → challenge → attest) and resource retrieval.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -37,7 +38,7 @@ const MAX_COOKIE_LEN: usize = 4096;
 /// A KBS client with its ephemeral key. One per boot.
 pub struct Client {
     transport: Transport,
-    key: EphemeralKey,
+    key: Arc<EvidenceKey>,
     deadline: Duration,
     max_resource_bytes: usize,
 }
@@ -53,6 +54,12 @@ impl Client {
     /// generates the ephemeral key. Certificate files are read from the
     /// paths as given.
     pub fn new(server: &KbsServer, cfg: &KbsConfig) -> Result<Self, KbsError> {
+        Client::with_key(server, cfg, Arc::default())
+    }
+
+    /// [`Client::new`] with the evidence key another thread may make
+    /// meanwhile.
+    pub fn with_key(server: &KbsServer, cfg: &KbsConfig, key: Arc<EvidenceKey>) -> Result<Self, KbsError> {
         let part = crate::timeline::part("tls-config");
         let trust = load_trust(server.trust())?;
         let policy = Policy {
@@ -64,7 +71,6 @@ impl Client {
         let transport = Transport::new(server.url().clone(), trust, policy)
             .map_err(|e| KbsError::Transport { op: Op::Setup, source: e })?;
         drop(part);
-        let key = EphemeralKey::start();
         Ok(Self {
             transport,
             key,
@@ -130,75 +136,40 @@ impl Client {
     }
 }
 
-/// The ephemeral key, generated in a thread from the client's creation so
-/// that it overlaps the connection, the TLS handshake and `/auth` (the key
-/// is first needed for the evidence); taken on first use. Boxed in the
-/// thread, so only a pointer passes through the join (the secret scalar is
-/// not left behind in the freed result slot) and the one copy is zeroized
-/// on drop.
-struct EphemeralKey {
-    pending: std::sync::Mutex<Option<KeyThread>>,
-    key: std::sync::OnceLock<Box<TeeKey>>,
-}
+/// The ephemeral key the evidence binds (the KBS encrypts every resource
+/// to it), made once by whoever needs it first: the boot thread makes it
+/// while it waits for the client's TLS handshake ([`EvidenceKey::make`]),
+/// otherwise its first use does. Boxed where it is made, so the secret
+/// scalar is not copied about afterwards, and zeroized on drop.
+#[derive(Default)]
+pub struct EvidenceKey(std::sync::OnceLock<Box<TeeKey>>);
 
-type KeyThread = std::thread::JoinHandle<Result<Box<TeeKey>, super::jwe::JweError>>;
-
-impl std::fmt::Debug for EphemeralKey {
+impl std::fmt::Debug for EvidenceKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.key.get() {
+        match self.0.get() {
             Some(k) => k.fmt(f),
-            None => f.write_str("EphemeralKey(pending)"),
+            None => f.write_str("EvidenceKey(not made yet)"),
         }
     }
 }
 
-impl EphemeralKey {
-    fn start() -> EphemeralKey {
-        let key = std::sync::OnceLock::new();
-        let generate = || {
-            let _part = crate::timeline::part("keygen");
-            TeeKey::generate().map(Box::new)
-        };
-        let in_background = move || {
-            // Needed only for the evidence, after the TLS handshake.
-            crate::background::lower_this_thread();
-            generate()
-        };
-        let pending = match std::thread::Builder::new().name("tee-key".into()).spawn(in_background) {
-            Ok(handle) => Some(handle),
-            // No thread: generate it here and now.
-            Err(_) => {
-                if let Ok(k) = generate() {
-                    let _ = key.set(k);
-                }
-                None
-            }
-        };
-        EphemeralKey { pending: std::sync::Mutex::new(pending), key }
+impl EvidenceKey {
+    /// Makes the key unless it is made. A failure is left for its first
+    /// use to meet again and report.
+    pub fn make(&self) {
+        let _ = self.get();
     }
 
     fn get(&self) -> Result<&TeeKey, KbsError> {
-        if let Some(k) = self.key.get() {
+        if let Some(k) = self.0.get() {
             return Ok(k);
         }
-        let fail = |source| KbsError::Crypto { op: Op::Setup, source };
-        let handle = self.pending.lock().map_err(|_| fail(poisoned()))?.take();
-        let generated = match handle {
-            Some(h) => {
-                let _part = crate::timeline::part("keygen-wait");
-                h.join().map_err(|_| fail(poisoned()))?
-            }
-            // Started without a thread and failed there, or taken by a
-            // call that failed: one more try, here.
-            None => TeeKey::generate().map(Box::new),
-        };
-        let generated = generated.map_err(fail)?;
-        Ok(self.key.get_or_init(|| generated))
+        let part = crate::timeline::part("keygen");
+        let generated =
+            TeeKey::generate().map(Box::new).map_err(|source| KbsError::Crypto { op: Op::Setup, source })?;
+        drop(part);
+        Ok(self.0.get_or_init(|| generated))
     }
-}
-
-fn poisoned() -> super::jwe::JweError {
-    super::jwe::JweError::KeyGeneration("the key generation thread panicked".into())
 }
 
 /// The certificates the baked trust names (files are read from the image

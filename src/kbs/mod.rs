@@ -33,7 +33,7 @@ pub mod transport;
 
 use std::fmt;
 
-pub use client::{Client, Session};
+pub use client::{Client, EvidenceKey, Session};
 pub use config::{KbsConfig, KbsServer, KbsTrust, Pem, SecretConfig};
 pub use jwe::JweError;
 pub use protocol::InitData;

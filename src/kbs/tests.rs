@@ -192,3 +192,23 @@ fn long_tokens_travel_in_the_cookie_session_only() {
     assert_eq!(bearer("a b"), None);
     assert_eq!(bearer("a\r\nX-Injected: 1"), None);
 }
+
+#[test]
+fn the_evidence_key_made_by_another_thread_is_the_one_the_client_binds() {
+    let (server, cfg) = plain_http();
+    let key = std::sync::Arc::new(super::EvidenceKey::default());
+    assert_eq!(format!("{key:?}"), "EvidenceKey(not made yet)");
+    let client = Client::with_key(&server, &cfg, key.clone()).unwrap();
+    let maker = key.clone();
+    std::thread::spawn(move || maker.make()).join().unwrap();
+    let made = format!("{key:?}");
+    assert_ne!(made, "EvidenceKey(not made yet)");
+    let jwk = client.public_jwk().unwrap().clone();
+    key.make();
+    assert_eq!(format!("{key:?}"), made, "made once");
+    assert_eq!(client.public_jwk().unwrap(), &jwk);
+
+    // Nobody made it ahead: the first use does.
+    let fresh = Client::new(&server, &cfg).unwrap();
+    assert_ne!(fresh.public_jwk().unwrap(), &jwk);
+}
