@@ -553,21 +553,26 @@ const VERIFY_CHUNK: u64 = 256 << 10;
 /// Readers of a full verification at most, whatever the vCPU count: each
 /// holds one chunk, and PID 1's peak memory counts them all.
 const MAX_VERIFY_READERS: usize = 4;
+/// A reader beyond the first is worth its thread only with this much of
+/// the device to read: a thread's start costs more than spreading the
+/// hashing of a few MiB over the vCPUs gains (tens of ms under emulation).
+const MIN_BYTES_PER_READER: u64 = 8 << 20;
 
 /// Reads `len` bytes from the start of `path`, dropping the page cache
 /// behind (the workload reads through the filesystem later, not this
 /// device). Every read makes dm-verity hash the blocks; a mismatch comes
-/// back as EIO. One reader per vCPU (at most [`MAX_VERIFY_READERS`]): chunk
-/// i goes to reader i mod n, so the readers advance through the disk side
-/// by side and the hashing, done on the CPU that completes each read,
-/// spreads over every vCPU. On failure, the lowest offset any reader
-/// stopped at.
+/// back as EIO. One reader per vCPU (at most [`MAX_VERIFY_READERS`], and
+/// one per [`MIN_BYTES_PER_READER`]): chunk i goes to reader i mod n, so
+/// the readers advance through the disk side by side and the hashing, done
+/// on the CPU that completes each read, spreads over every vCPU. On
+/// failure, the lowest offset any reader stopped at.
 pub fn read_through(path: &Path, len: u64) -> Result<(), (u64, io::Error)> {
-    let readers = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    read_through_with(path, len, readers.min(MAX_VERIFY_READERS))
+    let vcpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let worth = usize::try_from(len / MIN_BYTES_PER_READER).unwrap_or(usize::MAX).max(1);
+    read_through_with(path, len, vcpus.min(MAX_VERIFY_READERS).min(worth))
 }
 
-/// [`read_through`] with `readers` readers.
+/// [`read_through`] with `readers` readers: the calling thread is the first.
 pub fn read_through_with(path: &Path, len: u64, readers: usize) -> Result<(), (u64, io::Error)> {
     let chunks = len.div_ceil(VERIFY_CHUNK);
     let readers = u64::try_from(readers.max(1)).unwrap_or(1).min(chunks.max(1));
@@ -587,11 +592,14 @@ pub fn read_through_with(path: &Path, len: u64, readers: usize) -> Result<(), (u
         return read_share(0);
     }
     let results: Vec<Result<(), (u64, io::Error)>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..readers).map(|first| scope.spawn(move || read_share(first))).collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err((0, io::Error::other("a verification reader panicked")))))
-            .collect()
+        let handles: Vec<_> = (1..readers).map(|first| scope.spawn(move || read_share(first))).collect();
+        let mut results = vec![read_share(0)];
+        results.extend(
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err((0, io::Error::other("a verification reader panicked"))))),
+        );
+        results
     });
     match results.into_iter().filter_map(Result::err).min_by_key(|(offset, _)| *offset) {
         Some(first_failure) => Err(first_failure),
