@@ -45,7 +45,7 @@ pub enum EarlyError {
 /// configuration, so its work starts at once, and a new thread's start
 /// (tens of ms under emulation) delays the mounts instead. As soon as the
 /// sections the network and the KBS client need have validated, the
-/// network comes up and the client starts ([`Ahead`]), while the rest of
+/// network comes up and the client starts (`start_ahead`), while the rest of
 /// the configuration is checked.
 pub fn early() -> (Result<(), EarlyError>, ParsingConfig) {
     // Signals first: nothing may be delivered the classic way to PID 1.
