@@ -572,7 +572,7 @@ pub fn read_through(path: &Path, len: u64) -> Result<(), (u64, io::Error)> {
     read_through_with(path, len, vcpus.min(MAX_VERIFY_READERS).min(worth))
 }
 
-/// [`read_through`] with `readers` readers: the calling thread is the first.
+/// [`read_through`] with `readers` readers (one alone is the calling thread).
 pub fn read_through_with(path: &Path, len: u64, readers: usize) -> Result<(), (u64, io::Error)> {
     let chunks = len.div_ceil(VERIFY_CHUNK);
     let readers = u64::try_from(readers.max(1)).unwrap_or(1).min(chunks.max(1));
@@ -592,14 +592,11 @@ pub fn read_through_with(path: &Path, len: u64, readers: usize) -> Result<(), (u
         return read_share(0);
     }
     let results: Vec<Result<(), (u64, io::Error)>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (1..readers).map(|first| scope.spawn(move || read_share(first))).collect();
-        let mut results = vec![read_share(0)];
-        results.extend(
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err((0, io::Error::other("a verification reader panicked"))))),
-        );
-        results
+        let handles: Vec<_> = (0..readers).map(|first| scope.spawn(move || read_share(first))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err((0, io::Error::other("a verification reader panicked")))))
+            .collect()
     });
     match results.into_iter().filter_map(Result::err).min_by_key(|(offset, _)| *offset) {
         Some(first_failure) => Err(first_failure),
