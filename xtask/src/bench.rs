@@ -26,7 +26,7 @@ use serde_json::json;
 
 use crate::e2e::{self, ImageCache, Report};
 use crate::manifest::MUSL_TARGET;
-use crate::{cli, kernel, translation, util};
+use crate::{cli, kernel, prereq, translation, util};
 use ztinit::timeline::Stage;
 
 const DEFAULT_RUNS: usize = 5;
@@ -380,6 +380,9 @@ pub fn cmd(args: &[String]) -> Result<()> {
     if runs == 0 {
         bail!("--runs must be at least 1");
     }
+    // A bench on a fresh machine needs what the test command installs
+    // (the musl target, QEMU with the harness's CPU model).
+    prereq::ensure()?;
     let demo = e2e::load(&e2e::scenario_dir().join("bench/boot.toml"))?;
     if only.as_deref() == Some("translation") {
         return translation(&demo, runs);

@@ -5,6 +5,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
+use ztinit::kbs::transport::{Connecting, Endpoint};
 use ztinit::kbs::{
     DeviceEvidence, FailureClass, InitData, JweError, KbsError, KbsTrust, Pem, ResourcePath, SampleDevice,
     TransportError,
@@ -98,14 +99,17 @@ fn a_different_certificate_than_the_pin_is_refused_at_once() {
     assert_eq!(kbs.auths(), 0);
 }
 
-/// The boot connects ahead while other stages run: the TLS handshake is
-/// done then, and the connection carries the whole session.
+/// The boot connects ahead while other stages run: the boot thread sends
+/// the SYN (`Connecting`), the client's thread does the TLS handshake on
+/// that socket, and the connection carries the whole session.
 #[test]
 fn the_tls_connection_made_ahead_carries_the_session() {
     let kbs = kbs_with(ALLOW_SAMPLE, &[], Some(("pinned.pem", "pinned.key")), |_| {});
     let cfg = config_trusting(kbs.url(), KbsTrust::Pinned(Pem::Inline(pem("pinned.pem"))));
+    let syn_sent = Connecting::start(&Endpoint::parse(kbs.url()).unwrap());
+    assert!(syn_sent.is_some(), "an IP-literal KBS is connected to ahead");
     let client = client(&cfg).unwrap();
-    client.connect_ahead();
+    client.connect_ahead(syn_sent);
     assert_eq!((kbs.connections(), kbs.requests()), (1, 0));
     let mut cpu = SampleProvider;
     let mut session = client.attest(&mut cpu, Vec::new(), None).unwrap();
@@ -122,7 +126,7 @@ fn a_certificate_refused_ahead_fails_the_first_request() {
     let mut cfg = config_trusting(kbs.url(), KbsTrust::Pinned(Pem::Inline(pem("other.pem"))));
     cfg.retries = 5;
     let client = client(&cfg).unwrap();
-    client.connect_ahead();
+    client.connect_ahead(None);
     let waited = Instant::now();
     while kbs.tls_failures() == 0 && waited.elapsed() < Duration::from_secs(5) {
         std::thread::sleep(Duration::from_millis(5));
