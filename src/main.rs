@@ -31,13 +31,14 @@ fn boot() -> ! {
 
     // config: the baked file's and the kernel command line's verdict,
     // initdata.
-    let stages::Loaded { config, tee, initdata, kbs, network } = stages::load_config(parsing);
+    let stages::Loaded { config, tee, initdata, kbs, network, baked } = stages::load_config(parsing);
     ztinit::config::log_weakenings(&config);
     timeline.done(Stage::Config);
 
-    // launch, ahead of time: the workload's seccomp program compiled while
-    // the guest attests.
-    let seccomp = stages::compile_seccomp(&config);
+    // launch, ahead of time: the workload's seccomp program, the one the
+    // image compiled from this baked file, or compiled while the guest
+    // attests.
+    let seccomp = stages::compile_seccomp(&config, &baked);
 
     // attest, ahead of time: the KBS client (TLS configuration, the key
     // the evidence binds) made during early, or here when initdata may set
@@ -51,19 +52,27 @@ fn boot() -> ! {
     let loaded_modules = stages::load_modules(&config);
     timeline.stage(Stage::Modules, loaded_modules);
 
-    // volume, first half: the disks checked against the measured root
-    // hashes while the guest attests (no key needed).
-    let preparing = stages::prepare_volumes(&config);
+    // volume, under way in a thread: the disks checked against the measured
+    // root hashes while the guest attests (no key needed), then each
+    // volume's dm-crypt and mount as soon as the secrets stage has its key.
+    let mut volumes = stages::prepare_volumes(&config);
 
     let mut hooks = GpuHooks::default();
     let mut gpus = stages::bring_up_gpus(&config, &mut hooks);
     timeline.stage(Stage::Gpu, gpus.is_some());
 
     // attest + secrets: the TEE, the KBS handshake, then every resource.
-    let mut released =
-        stages::attest_and_fetch(&config, tee, initdata.as_ref(), kbs_client, gpus.as_mut(), &mut timeline);
+    let mut released = stages::attest_and_fetch(
+        &config,
+        tee,
+        initdata.as_ref(),
+        kbs_client,
+        gpus.as_mut(),
+        &mut volumes,
+        &mut timeline,
+    );
 
-    let opened = stages::open_volumes(&config, std::mem::take(&mut released.volume_keys), preparing);
+    let opened = stages::open_volumes(&config, volumes);
     timeline.stage(Stage::Volume, opened);
 
     // image: pulled, verified and unpacked by the confined helper.

@@ -203,7 +203,6 @@ struct Parsed {
 struct ParsedConfig {
     text: String,
     cmdline: String,
-    table: toml::Table,
     config: Config,
 }
 
@@ -241,11 +240,10 @@ fn parse_baked(cmdline: &CmdlineSlot, first_ready: &mut dyn FnMut(&Config)) -> P
     let files = RootFiles::new("/");
     let result = table.and_then(|table| {
         let sources = config::Sources { origin: &origin, text: &text, cmdline: Some(&cmdline), files: &files };
-        let config = Config::from_table_then(sources, table.clone(), first_ready)?;
-        Ok((table, config))
+        Config::from_table_then(sources, table, first_ready)
     });
     let parse_validate = parsed + started.elapsed();
-    let result = result.map(|(table, config)| ParsedConfig { text, cmdline, table, config });
+    let result = result.map(|config| ParsedConfig { text, cmdline, config });
     Parsed { result, read, parse_validate, ahead: Ahead::default() }
 }
 
@@ -270,6 +268,9 @@ pub struct Loaded {
     /// The network, when it was brought up as soon as `[network]`
     /// validated (nothing after that can change it): how that went.
     pub network: Option<Result<(), net::NetError>>,
+    /// The SHA-256 of the baked file's text, which the image's precompiled
+    /// seccomp program must name ([`compile_seccomp`]).
+    pub baked: [u8; 32],
 }
 
 /// The baked file, the kernel command line and, when the baked `[tee]`
@@ -281,7 +282,8 @@ pub fn load_config(parsing: ParsingConfig) -> Loaded {
     timeline::log_part("read-config", parsed.read);
     timeline::log_part("parse-validate", parsed.parse_validate);
     let Ahead { kbs, network, .. } = parsed.ahead;
-    let ParsedConfig { text, cmdline, table, mut config } = parsed.result.unwrap_or_else(|e| config_fatal(&e));
+    let ParsedConfig { text, cmdline, mut config } = parsed.result.unwrap_or_else(|e| config_fatal(&e));
+    let baked = crate::sandbox::precompiled::config_digest(&text);
     let sources = || config::Sources { origin: &origin, text: &text, cmdline: Some(&cmdline), files: &files };
     apply_boot_settings(&config);
     let part = timeline::part("kernel-params");
@@ -293,7 +295,7 @@ pub fn load_config(parsing: ParsingConfig) -> Loaded {
     // keys the baked `[tee] initdata_keys` opens to it. Failing to find the
     // TEE here is a config failure: the configuration asked for it.
     let Some(tee) = config.initdata_policy() else {
-        return Loaded { config, tee: None, initdata: None, kbs, network };
+        return Loaded { config, tee: None, initdata: None, kbs, network, baked };
     };
     let paths = TeePaths::default();
     let part = timeline::part("tee-detect");
@@ -308,7 +310,9 @@ pub fn load_config(parsing: ParsingConfig) -> Loaded {
         None => None,
     };
     if let Some(overlay) = overlay {
-        let mut merged = table;
+        // Parsed again (it parsed before): only a boot whose initdata sets
+        // keys pays for it, where keeping a copy cost every boot.
+        let mut merged = config::parse_table(&origin, &text).unwrap_or_else(|e| config_fatal(&e));
         let keys = config::overlay::apply(&mut merged, overlay, &config)
             .unwrap_or_else(|issues| config_fatal(&config::ConfigError::Invalid(issues)));
         if !keys.is_empty() {
@@ -317,7 +321,7 @@ pub fn load_config(parsing: ParsingConfig) -> Loaded {
         config = Config::from_table_with_initdata(sources(), merged, &keys).unwrap_or_else(|e| config_fatal(&e));
         apply_boot_settings(&config);
     }
-    Loaded { config, tee: Some(provider), initdata, kbs, network }
+    Loaded { config, tee: Some(provider), initdata, kbs, network, baked }
 }
 
 /// True when the baked `[tee] initdata_keys` opens a key of the section
@@ -446,12 +450,11 @@ impl gpu::DriverHooks for GpuHooks {
 
 /// What attestation released: the credentials directory for the workload
 /// (or, for an image, the secrets still to deliver once the image names
-/// its user), the volume keys and the image's credentials and keys, which
-/// never leave memory.
+/// its user) and the image's credentials and keys, which never leave
+/// memory. The volume keys went to the volume stage as they came.
 #[derive(Default)]
 pub struct Released {
     pub credentials_dir: Option<&'static str>,
-    pub volume_keys: Vec<Zeroizing<Vec<u8>>>,
     pub image: crate::image::ImageSecrets,
     pub undelivered: Vec<secrets::Secret>,
 }
@@ -543,6 +546,7 @@ pub fn attest_and_fetch(
     initdata: Option<&Initdata>,
     preparing: PreparingKbs,
     gpus: Option<&mut GpuAttester>,
+    volumes: &mut PreparingVolumes,
     timeline: &mut Timeline,
 ) -> Released {
     let Some(tee) = config.effective_tee() else {
@@ -579,13 +583,14 @@ pub fn attest_and_fetch(
     log::info!("KBS {} accepted the {kind} evidence", server.url());
     timeline.done(Stage::Attest);
 
+    // Volume keys first: each volume's dm-crypt and mount then run in the
+    // volume thread while the rest is fetched and delivered.
+    for vol in config.volumes.iter() {
+        volumes.give_key(or_fatal(Stage::Secrets, session.fetch(&vol.key)));
+    }
     let mut files = Vec::new();
     for s in &config.secrets {
         files.push(secrets::Secret::new(&s.file, s.mode, or_fatal(Stage::Secrets, session.fetch(&s.resource))));
-    }
-    let mut volume_keys = Vec::new();
-    for vol in config.volumes.iter() {
-        volume_keys.push(or_fatal(Stage::Secrets, session.fetch(&vol.key)));
     }
     let mut image = crate::image::ImageSecrets::default();
     if let Some(resource) = &config.image.credentials {
@@ -599,7 +604,7 @@ pub fn attest_and_fetch(
     if config.image.is_enabled() {
         // Delivered by the image stage, owned by the user the image names.
         timeline.stage(Stage::Secrets, true);
-        return Released { credentials_dir: None, volume_keys, image, undelivered: files };
+        return Released { credentials_dir: None, image, undelivered: files };
     }
     let credentials_dir = if files.is_empty() {
         None
@@ -608,8 +613,8 @@ pub fn attest_and_fetch(
         let _part = timeline::part("deliver");
         Some(or_fatal(Stage::Secrets, secrets::deliver(Path::new("/"), &mut secrets::SystemSecretsFs, owner, files)))
     };
-    timeline.stage(Stage::Secrets, credentials_dir.is_some() || !volume_keys.is_empty());
-    Released { credentials_dir, volume_keys, image, undelivered: Vec::new() }
+    timeline.stage(Stage::Secrets, credentials_dir.is_some() || !config.volumes.is_empty());
+    Released { credentials_dir, image, undelivered: Vec::new() }
 }
 
 /// The image stage: pull, verify, decrypt and unpack `[image]` in the
@@ -663,19 +668,41 @@ pub struct PulledImage {
     pub root: std::path::PathBuf,
 }
 
-/// The key-independent half of opening the volumes (disk, verity device,
-/// the full check), under way in a thread of its own so that reading and
-/// hashing the whole volume overlaps the GPU, attest and secrets stages.
+/// Opening the volumes, under way in a thread of its own: first the
+/// key-independent half of every volume (disk, verity device, the full
+/// check), so that reading and hashing the whole volume overlaps the GPU
+/// and attest stages; then each volume's dm-crypt and mount as soon as the
+/// KBS has released its key ([`PreparingVolumes::give_key`]), while the
+/// secrets stage fetches and delivers the rest.
 pub struct PreparingVolumes(Preparing);
+
+type Opening = Vec<Result<volume::OpenVolume, volume::VolumeError>>;
 
 enum Preparing {
     None,
-    Thread(std::thread::JoinHandle<Vec<Result<volume::Prepared, volume::VolumeError>>>),
-    /// The thread could not be started: the volume stage does it all.
-    Later,
+    Thread {
+        handle: std::thread::JoinHandle<Opening>,
+        keys: std::sync::Arc<KeyQueue>,
+    },
+    /// The thread could not be started: the volume stage does it all,
+    /// with the keys kept here.
+    Later(Vec<Zeroizing<Vec<u8>>>),
 }
 
-/// Starts preparing every `[[volumes]]` entry, in order, stopping at the
+impl PreparingVolumes {
+    /// The key of the next `[[volumes]]` entry, in order, handed on as
+    /// soon as the KBS released it. A thread that has stopped at a failure
+    /// (the volume stage reports it) drops the key, which zeroizes it.
+    pub fn give_key(&mut self, key: Zeroizing<Vec<u8>>) {
+        match &mut self.0 {
+            Preparing::None => {}
+            Preparing::Thread { keys, .. } => keys.push(key),
+            Preparing::Later(keys) => keys.push(key),
+        }
+    }
+}
+
+/// Starts opening every `[[volumes]]` entry, in order, stopping at the
 /// first failure (reported by the volume stage). After the modules stage:
 /// dm-verity may be a module.
 pub fn prepare_volumes(config: &Config) -> PreparingVolumes {
@@ -683,53 +710,130 @@ pub fn prepare_volumes(config: &Config) -> PreparingVolumes {
         return PreparingVolumes(Preparing::None);
     }
     let volumes = config.volumes.clone();
+    let keys = std::sync::Arc::new(KeyQueue::default());
+    let received = std::sync::Arc::clone(&keys);
     let spawned = std::thread::Builder::new().name("volumes".into()).spawn(move || {
         let paths = VolumePaths::default();
         let mut prepared = Vec::new();
         for v in volumes.iter() {
-            let r = volume::prepare(v, &paths);
+            match volume::prepare(v, &paths) {
+                Ok(p) => prepared.push(p),
+                Err(e) => return vec![Err(e)],
+            }
+        }
+        let mut opened = Vec::new();
+        for (v, p) in volumes.iter().zip(prepared) {
+            // No key: the boot ended, or released none (the volume stage says so).
+            let Some(key) = received.pop() else { break };
+            let r = finish_volume(p, v, &key, &paths);
             let failed = r.is_err();
-            prepared.push(r);
+            opened.push(r);
             if failed {
                 break;
             }
         }
-        prepared
+        opened
     });
     match spawned {
-        Ok(handle) => PreparingVolumes(Preparing::Thread(handle)),
+        Ok(handle) => PreparingVolumes(Preparing::Thread { handle, keys }),
         Err(e) => {
             log::warn!("volume: cannot start the verification thread ({e}); verifying in the volume stage");
-            PreparingVolumes(Preparing::Later)
+            PreparingVolumes(Preparing::Later(Vec::new()))
         }
     }
+}
+
+/// The volume keys on their way to the volume thread, in order (a std
+/// channel would cost PID 1 about 20 KiB of code for this one use).
+#[derive(Default)]
+struct KeyQueue {
+    state: std::sync::Mutex<KeyState>,
+    changed: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct KeyState {
+    keys: std::collections::VecDeque<Zeroizing<Vec<u8>>>,
+    closed: bool,
+}
+
+impl KeyQueue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, KeyState> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn push(&self, key: Zeroizing<Vec<u8>>) {
+        self.lock().keys.push_back(key);
+        self.changed.notify_one();
+    }
+
+    /// No more keys will come.
+    fn close(&self) {
+        self.lock().closed = true;
+        self.changed.notify_one();
+    }
+
+    /// The next key, waiting for it; `None` once closed and empty.
+    fn pop(&self) -> Option<Zeroizing<Vec<u8>>> {
+        let mut state = self.lock();
+        loop {
+            if let Some(key) = state.keys.pop_front() {
+                return Some(key);
+            }
+            if state.closed {
+                return None;
+            }
+            state = self.changed.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+}
+
+fn finish_volume(
+    prepared: volume::Prepared,
+    vol: &volume::VolumeConfig,
+    key: &[u8],
+    paths: &VolumePaths,
+) -> Result<volume::OpenVolume, volume::VolumeError> {
+    let _part = timeline::part("volume-finish");
+    let opened = volume::finish(prepared, vol, key, paths)?;
+    if let Err(e) = volume::set_read_ahead(&opened.device, volume::READ_AHEAD_KIB) {
+        log::warn!("volume {}: cannot set the read-ahead to {} KiB: {e}", vol.name, volume::READ_AHEAD_KIB);
+    }
+    Ok(opened)
 }
 
 /// dm-verity + dm-crypt with the released keys, mounted read-only for the
 /// life of the VM (volume::finish logs what it opened and verified). The
 /// keys are dropped, and zeroized, once the kernel holds them. True when
 /// any volume was opened.
-pub fn open_volumes(config: &Config, keys: Vec<Zeroizing<Vec<u8>>>, preparing: PreparingVolumes) -> bool {
+pub fn open_volumes(config: &Config, preparing: PreparingVolumes) -> bool {
     let paths = VolumePaths::default();
-    let mut prepared = match preparing.0 {
+    let opened: Opening = match preparing.0 {
         Preparing::None => return false,
-        Preparing::Later => Vec::new(),
-        // A panic in the thread has already ended the boot (the panic
-        // hook powers off); this is for completeness.
-        Preparing::Thread(handle) => {
-            handle.join().unwrap_or_else(|_| power::fatal(Stage::Volume, &"the volume verification thread panicked"))
+        Preparing::Later(keys) => {
+            let mut opened = Vec::new();
+            for (vol, key) in config.volumes.iter().zip(keys) {
+                let prepared = or_fatal(Stage::Volume, volume::prepare(vol, &paths));
+                opened.push(finish_volume(prepared, vol, &key, &paths));
+            }
+            opened
         }
-    }
-    .into_iter();
-    for (vol, key) in config.volumes.iter().zip(keys) {
-        let ready = match prepared.next() {
-            Some(r) => or_fatal(Stage::Volume, r),
-            None => or_fatal(Stage::Volume, volume::prepare(vol, &paths)),
-        };
-        let _part = timeline::part("volume-finish");
-        let opened = or_fatal(Stage::Volume, volume::finish(ready, vol, &key, &paths));
-        if let Err(e) = volume::set_read_ahead(&opened.device, volume::READ_AHEAD_KIB) {
-            log::warn!("volume {}: cannot set the read-ahead to {} KiB: {e}", vol.name, volume::READ_AHEAD_KIB);
+        Preparing::Thread { handle, keys } => {
+            // Every key released has been given: the thread stops at the
+            // first volume without one.
+            keys.close();
+            // A panic in the thread has already ended the boot (the panic
+            // hook powers off); this is for completeness.
+            handle.join().unwrap_or_else(|_| power::fatal(Stage::Volume, &"the volume thread panicked"))
+        }
+    };
+    let mut opened = opened.into_iter();
+    for vol in config.volumes.iter() {
+        match opened.next() {
+            Some(r) => {
+                or_fatal(Stage::Volume, r);
+            }
+            None => power::fatal(Stage::Volume, &format!("volume {}: the KBS released no key for it", vol.name)),
         }
     }
     log_crypto_drivers();
@@ -761,13 +865,56 @@ pub fn lock_down(config: &Config, gpus: Option<GpuAttester>) {
     or_fatal(Stage::Lockdown, lockdown::apply(&config.lockdown, &lockdown::Paths::default(), &KernelRemount));
 }
 
-/// The workload's seccomp program, being compiled in a thread of its own
-/// while the guest attests (it depends on the configuration only).
-pub struct CompilingSeccomp(Option<std::thread::JoinHandle<Result<CompiledSeccomp, SandboxError>>>);
+/// The workload's seccomp program: the image's, compiled from the baked
+/// configuration by `xtask image` (`sandbox::precompiled`), or being
+/// compiled in a thread of its own while the guest attests (it depends on
+/// the configuration only).
+pub enum CompilingSeccomp {
+    Ready(CompiledSeccomp),
+    Thread(std::thread::JoinHandle<Result<CompiledSeccomp, SandboxError>>),
+    /// No thread could be started: the launch stage compiles it.
+    Later,
+}
 
-/// Starts compiling the workload's seccomp program; when no thread can be
-/// started the launch stage compiles it.
-pub fn compile_seccomp(config: &Config) -> CompilingSeccomp {
+impl CompilingSeccomp {
+    /// The program, `None` when the launch stage is to compile it.
+    fn finish(self) -> Option<Result<CompiledSeccomp, SandboxError>> {
+        match self {
+            CompilingSeccomp::Ready(c) => Some(Ok(c)),
+            CompilingSeccomp::Thread(handle) => {
+                let _part = timeline::part("seccomp-wait");
+                // A panic in the thread has already ended the boot (the panic hook).
+                Some(
+                    handle
+                        .join()
+                        .unwrap_or_else(|_| power::fatal(Stage::Launch, &"the seccomp compiler thread panicked")),
+                )
+            }
+            CompilingSeccomp::Later => None,
+        }
+    }
+}
+
+/// The image's program when it was made from this baked configuration
+/// (`baked`: its SHA-256) by this build; otherwise starts compiling it,
+/// and when no thread can be started the launch stage compiles it.
+pub fn compile_seccomp(config: &Config, baked: &[u8; 32]) -> CompilingSeccomp {
+    use crate::sandbox::precompiled;
+    match precompiled::load(Path::new(precompiled::PATH), baked, &config.sandbox) {
+        Ok(Some(precompiled::Precompiled { program, no_kills })) => {
+            log::info!(
+                "sandbox: seccomp program {} ({} instructions) precompiled by the image",
+                program.name,
+                program.len()
+            );
+            if no_kills {
+                crate::sandbox::warn_no_kills_in_handoff(&program.name);
+            }
+            return CompilingSeccomp::Ready(CompiledSeccomp(Some(program)));
+        }
+        Ok(None) => {}
+        Err(e) => log::warn!("sandbox: {e}; compiling the seccomp program at boot"),
+    }
     let (workload, sandbox) = (config.workload.clone(), config.sandbox.clone());
     let spawned = std::thread::Builder::new().name("seccomp".into()).spawn(move || {
         // Needed only at launch.
@@ -775,10 +922,10 @@ pub fn compile_seccomp(config: &Config) -> CompilingSeccomp {
         LaunchPlan::compile_seccomp(&workload, &sandbox)
     });
     match spawned {
-        Ok(handle) => CompilingSeccomp(Some(handle)),
+        Ok(handle) => CompilingSeccomp::Thread(handle),
         Err(e) => {
             log::warn!("sandbox: cannot start the seccomp compiler thread ({e}); compiling at launch");
-            CompilingSeccomp(None)
+            CompilingSeccomp::Later
         }
     }
 }
@@ -799,13 +946,8 @@ pub fn launch(
     if let Some(image) = image {
         return launch_image(config, image, &env, seccomp, timeline);
     }
-    let planned = match seccomp.0 {
-        Some(handle) => {
-            let part = timeline::part("seccomp-wait");
-            // A panic in the thread has already ended the boot (the panic hook).
-            let compiled =
-                handle.join().unwrap_or_else(|_| power::fatal(Stage::Launch, &"the seccomp compiler thread panicked"));
-            drop(part);
+    let planned = match seccomp.finish() {
+        Some(compiled) => {
             LaunchPlan::with_seccomp(&config.workload, &config.sandbox, &env, or_fatal(Stage::Launch, compiled))
         }
         None => LaunchPlan::new(&config.workload, &config.sandbox, &env),
@@ -848,10 +990,7 @@ fn launch_image(
     let opts = crate::sandbox::LaunchOptions { new_root: Some(image.root.clone()), ..Default::default() };
     // The profile was compiled from the configuration alone while the
     // guest attested; it does not depend on the program.
-    let compiled = seccomp.0.map(|handle| {
-        handle.join().unwrap_or_else(|_| power::fatal(Stage::Launch, &"the seccomp compiler thread panicked"))
-    });
-    let planned = match compiled {
+    let planned = match seccomp.finish() {
         Some(c) => {
             LaunchPlan::for_process_with_seccomp(&process, &config.sandbox, env, &opts, or_fatal(Stage::Launch, c))
         }
@@ -891,6 +1030,24 @@ mod tests {
             ..Default::default()
         };
         Config { tee: Some(tee), ..Default::default() }
+    }
+
+    #[test]
+    fn volume_keys_reach_the_volume_thread_in_order_and_end_when_closed() {
+        let queue = std::sync::Arc::new(KeyQueue::default());
+        let received = std::sync::Arc::clone(&queue);
+        // The thread waits for keys that come later, as the volume thread
+        // does while the KBS answers.
+        let thread = std::thread::spawn(move || std::iter::from_fn(|| received.pop()).collect::<Vec<_>>());
+        std::thread::sleep(Duration::from_millis(20));
+        queue.push(Zeroizing::new(b"first".to_vec()));
+        queue.push(Zeroizing::new(b"second".to_vec()));
+        queue.close();
+        let keys = thread.join().unwrap();
+        let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
+        assert_eq!(keys, [b"first".as_slice(), b"second"]);
+        // Closed and empty: no waiting.
+        assert!(queue.pop().is_none());
     }
 
     #[test]

@@ -170,7 +170,13 @@ fn parse_section<T: Section>(
     files: &dyn Files,
 ) -> Option<T> {
     take_unknown_keys(name, overlay::entry_fields::<T>(), &mut value, pending);
-    match T::deserialize(value.clone()) {
+    // Deserializing consumes the value: only an array section keeps a copy,
+    // for the error path to find the failing entry.
+    let entries = match &value {
+        toml::Value::Array(items) => Some(items.clone()),
+        _ => None,
+    };
+    match T::deserialize(value) {
         Ok(section) => {
             let mut v = Validator::new(name.to_string(), pending, files);
             section.validate(&mut v);
@@ -178,7 +184,7 @@ fn parse_section<T: Section>(
         }
         Err(e) => {
             let fails = |item: &toml::Value| T::deserialize(toml::Value::Array(vec![item.clone()])).is_err();
-            report_section_error(name, &value, &e, overlay::struct_fields::<T>(), &fails, pending);
+            report_section_error(name, entries.as_deref(), &e, overlay::struct_fields::<T>(), &fails, pending);
             None
         }
     }
@@ -189,7 +195,7 @@ fn parse_section<T: Section>(
 #[inline(never)]
 fn report_section_error(
     name: &str,
-    value: &toml::Value,
+    entries: Option<&[toml::Value]>,
     error: &toml::de::Error,
     fields: Option<&'static [&'static str]>,
     fails: &dyn Fn(&toml::Value) -> bool,
@@ -212,9 +218,7 @@ fn report_section_error(
     }
     let mut path = name.to_string();
     // toml names the keys but not the array index: find the entry.
-    if let toml::Value::Array(items) = value
-        && let Some(i) = items.iter().position(fails)
-    {
+    if let Some(i) = entries.and_then(|items| items.iter().position(fails)) {
         path.push_str(&format!("[{i}]"));
     }
     if let Some(keys) = keys {

@@ -216,7 +216,7 @@ const SIGSTOP: u32 = libc::SIGSTOP.unsigned_abs();
 /// A workload's seccomp program compiled ahead of its plan; holds `None`
 /// when the configuration runs the workload without seccomp.
 #[derive(Debug)]
-pub struct CompiledSeccomp(Option<Program>);
+pub struct CompiledSeccomp(pub(crate) Option<Program>);
 
 /// Everything the child needs, allocated before it starts.
 pub struct LaunchPlan {
@@ -993,14 +993,19 @@ fn compile_profile(
     seccomp::check_launchable(&profile)?;
     let program = seccomp::compile(&profile)?;
     if workload.mode == LaunchMode::Handoff && program.has_fatal_actions() {
-        log::warn!(
-            "sandbox: handoff mode: the workload becomes PID 1, whose death panics the kernel; \
-             the kill and trap actions of {} answer EPERM instead",
-            program.name
-        );
+        warn_no_kills_in_handoff(&program.name);
         return Ok(Some(program.without_fatal_actions()));
     }
     Ok(Some(program))
+}
+
+/// Said whenever a handoff workload's program has had its kill and trap
+/// actions replaced, at boot also when the image's precompiled program did.
+pub(crate) fn warn_no_kills_in_handoff(profile: &str) {
+    log::warn!(
+        "sandbox: handoff mode: the workload becomes PID 1, whose death panics the kernel; \
+         the kill and trap actions of {profile} answer EPERM instead"
+    );
 }
 
 mod sys;

@@ -12,10 +12,12 @@ pub mod caps;
 pub mod config;
 pub mod fs_access;
 mod launch;
+pub mod precompiled;
 pub mod seccomp;
 mod workload;
 
 pub use config::{LandlockMode, Limit, RlimitConfig, SandboxConfig, SandboxProfile, SeccompChoice};
+pub(crate) use launch::warn_no_kills_in_handoff;
 pub use launch::{CompiledSeccomp, LaunchOptions, LaunchPlan, Launched, Step};
 pub use workload::{LaunchMode, Process, WorkloadConfig};
 

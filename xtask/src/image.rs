@@ -250,8 +250,14 @@ pub fn resolve(m: &Loaded) -> Result<Tree> {
     if let Some((c, source)) = &m.config {
         let guest = c.path.clone().unwrap_or_else(|| ztinit::config::DEFAULT_PATH.into());
         if c.check {
-            check_config(&tree, &guest)
+            let precompiled = check_config(&tree, &guest)
                 .with_context(|| format!("{shown}: baked config {} is invalid", source.display()))?;
+            // ztinit reads only the default path, so only that file's
+            // program is of use.
+            if let Some(bytes) = precompiled.filter(|_| guest == ztinit::config::DEFAULT_PATH) {
+                let origin = format!("seccomp program of {}", source.display());
+                tree.add(ztinit::sandbox::precompiled::PATH, Node::File(Data::Bytes(bytes)), 0o400, 0, 0, &origin)?;
+            }
         } else {
             println!("image: not checking {} (config check = false)", source.display());
         }
@@ -455,7 +461,10 @@ fn unposition(t: &mut toml_edit::Table) {
     }
 }
 
-fn check_config(tree: &Tree, guest: &str) -> Result<()> {
+/// Validates the baked configuration as ztinit will at boot, and compiles
+/// its workload's seccomp program when that depends on the configuration
+/// alone (`ztinit::sandbox::precompiled`): the file's bytes.
+fn check_config(tree: &Tree, guest: &str) -> Result<Option<Vec<u8>>> {
     let key = guest.trim_start_matches('/');
     let Some(Entry { node: Node::File(data), .. }) = tree.entries.get(key) else {
         bail!("{guest} is not a file in the image");
@@ -465,7 +474,8 @@ fn check_config(tree: &Tree, guest: &str) -> Result<()> {
     let files = ImageFiles { tree };
     let src = ztinit::config::Sources { origin: guest, text: &text, cmdline: None, files: &files };
     match ztinit::config::Config::load(src) {
-        Ok(_) => Ok(()),
+        Ok(config) => ztinit::sandbox::precompiled::build(&text, &config.workload, &config.sandbox)
+            .map_err(|e| anyhow::anyhow!("its seccomp program does not compile: {e}")),
         Err(e) => bail!("{}", e.issues().join("\n    ")),
     }
 }
@@ -912,6 +922,51 @@ mod tests {
         let text = String::from_utf8(read_data(data).unwrap()).unwrap();
         assert!(text.starts_with("[boot]\nisa_debug_exit = true\n[workload]\npath = \"/init\"\n[network]\n"), "{text}");
         assert!(text.ends_with("gateway = \"10.0.2.2\"\n"), "{text}");
+    }
+
+    #[test]
+    fn a_built_in_seccomp_profile_is_compiled_into_the_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = |sandbox: &str| {
+            let base = dir.path().join("base.toml");
+            let text = format!("[boot]\nisa_debug_exit = true\n[workload]\npath = \"/init\"\n{sandbox}");
+            std::fs::write(&base, &text).unwrap();
+            let entry = manifest::ConfigEntry { source: "base.toml".into(), path: None, check: true };
+            let mut m = Loaded { path: dir.path().join("m.toml"), ..Default::default() };
+            // The workload only has to start like an ELF file.
+            for (path, text) in [("/init", "\x7fELF"), ("/etc/seccomp.json", "{\"defaultAction\": \"SCMP_ACT_ALLOW\"}")]
+            {
+                m.files.push(manifest::FileEntry {
+                    path: path.into(),
+                    source: None,
+                    build: None,
+                    peer: None,
+                    text: Some(text.into()),
+                    mode: None,
+                    uid: 0,
+                    gid: 0,
+                    sysroot: None,
+                });
+            }
+            m.config = Some((entry, base));
+            let t = resolve(&m).unwrap();
+            let program = t.entries.get("etc/ztinit.seccomp").map(|e| match &e.node {
+                Node::File(data) => (read_data(data).unwrap(), e.perm),
+                other => panic!("not a file: {other:?}"),
+            });
+            (text, program)
+        };
+        let (text, program) = image("[sandbox]\nseccomp = \"strict\"\n");
+        let (bytes, perm) = program.expect("a program for a built-in profile");
+        assert_eq!(perm, 0o400);
+        let digest = ztinit::sandbox::precompiled::config_digest(&text);
+        let read = ztinit::sandbox::precompiled::decode(&bytes, &digest).unwrap();
+        assert_eq!(read.program.name, "strict");
+        assert!(
+            image("[sandbox]\nseccomp = \"/etc/seccomp.json\"\n").1.is_none(),
+            "a file profile is compiled at boot"
+        );
+        assert!(image("[sandbox]\nseccomp = \"none\"\n").1.is_none());
     }
 
     #[test]

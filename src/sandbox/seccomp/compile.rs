@@ -56,6 +56,12 @@ impl std::fmt::Debug for Program {
 }
 
 impl Program {
+    /// A program read back from its instructions (the image's precompiled
+    /// one, `sandbox::precompiled`).
+    pub(crate) fn from_parts(name: String, insns: Vec<sock_filter>, log: bool) -> Self {
+        Self { name, insns, log }
+    }
+
     pub fn len(&self) -> usize {
         self.insns.len()
     }
