@@ -676,7 +676,9 @@ pub struct PulledImage {
 /// secrets stage fetches and delivers the rest.
 pub struct PreparingVolumes(Preparing);
 
-type Opening = Vec<Result<volume::OpenVolume, volume::VolumeError>>;
+/// The volumes opened, in order, up to the first without a key; or the
+/// first failure.
+type Opening = Result<Vec<volume::OpenVolume>, volume::VolumeError>;
 
 enum Preparing {
     None,
@@ -716,23 +718,15 @@ pub fn prepare_volumes(config: &Config) -> PreparingVolumes {
         let paths = VolumePaths::default();
         let mut prepared = Vec::new();
         for v in volumes.iter() {
-            match volume::prepare(v, &paths) {
-                Ok(p) => prepared.push(p),
-                Err(e) => return vec![Err(e)],
-            }
+            prepared.push(volume::prepare(v, &paths)?);
         }
         let mut opened = Vec::new();
         for (v, p) in volumes.iter().zip(prepared) {
             // No key: the boot ended, or released none (the volume stage says so).
             let Some(key) = received.pop() else { break };
-            let r = finish_volume(p, v, &key, &paths);
-            let failed = r.is_err();
-            opened.push(r);
-            if failed {
-                break;
-            }
+            opened.push(finish_volume(p, v, &key, &paths)?);
         }
-        opened
+        Ok(opened)
     });
     match spawned {
         Ok(handle) => PreparingVolumes(Preparing::Thread { handle, keys }),
@@ -814,9 +808,9 @@ pub fn open_volumes(config: &Config, preparing: PreparingVolumes) -> bool {
             let mut opened = Vec::new();
             for (vol, key) in config.volumes.iter().zip(keys) {
                 let prepared = or_fatal(Stage::Volume, volume::prepare(vol, &paths));
-                opened.push(finish_volume(prepared, vol, &key, &paths));
+                opened.push(or_fatal(Stage::Volume, finish_volume(prepared, vol, &key, &paths)));
             }
-            opened
+            Ok(opened)
         }
         Preparing::Thread { handle, keys } => {
             // Every key released has been given: the thread stops at the
@@ -827,14 +821,9 @@ pub fn open_volumes(config: &Config, preparing: PreparingVolumes) -> bool {
             handle.join().unwrap_or_else(|_| power::fatal(Stage::Volume, &"the volume thread panicked"))
         }
     };
-    let mut opened = opened.into_iter();
-    for vol in config.volumes.iter() {
-        match opened.next() {
-            Some(r) => {
-                or_fatal(Stage::Volume, r);
-            }
-            None => power::fatal(Stage::Volume, &format!("volume {}: the KBS released no key for it", vol.name)),
-        }
+    let opened = or_fatal(Stage::Volume, opened);
+    if let Some(vol) = config.volumes.get(opened.len()) {
+        power::fatal(Stage::Volume, &format!("volume {}: the KBS released no key for it", vol.name));
     }
     log_crypto_drivers();
     true
